@@ -1,0 +1,23 @@
+"""The language-model layer: one call = messages + a pydantic schema + sampling params → a
+validated pydantic object, on a local GGUF model, memoized on disk.
+
+    from localsym.lm import open_lm
+    lm = open_lm()                      # the embedded default model, with the disk cache
+    answer = lm.generate("Is 7 prime?", Answer, max_tokens=32)
+"""
+
+from __future__ import annotations
+
+from localsym.lm.base import LM, Completion, Message, SamplingParams
+from localsym.lm.cache import CachedLM, default_cache_dir
+from localsym.lm.llamacpp import LlamaCpp
+from localsym.lm.models import ModelRef, resolve
+
+__all__ = ["LM", "CachedLM", "Completion", "LlamaCpp", "Message", "ModelRef", "SamplingParams",
+           "default_cache_dir", "open_lm", "resolve"]
+
+
+def open_lm(model=None, *, cache_dir=None, cache_mode=None, **llama_kwargs) -> CachedLM:
+    """The usual LM: a local GGUF model (default: the embedded one) behind the disk cache."""
+    return CachedLM(LlamaCpp(model, cache_dir=cache_dir, **llama_kwargs), cache_dir=cache_dir,
+                    mode=cache_mode)

@@ -1,0 +1,146 @@
+"""The one primitive everything stands on: chat messages + a pydantic schema + sampling params →
+a validated pydantic object.
+
+``LM.complete`` is what a backend implements (and what the disk cache wraps): it returns the raw
+JSON text of the answer with its accounting, already validated against the schema.
+``LM.generate`` is what callers use: it returns the pydantic object.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from typing import Literal, Sequence, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from localsym.errors import ConfigError, InvalidOutputError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class Message(BaseModel):
+    """One chat message."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class SamplingParams(BaseModel):
+    """How to pick tokens. Greedy by default; ``seed`` is explicit per call, so a sampled answer
+    depends on the call alone, never on the calls made before it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    temperature: float = Field(0.0, ge=0.0, le=5.0, description="0 = greedy")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0, description="0 = no top-k cut")
+    seed: int = Field(0, ge=0, lt=2**63)
+    max_tokens: int = Field(256, ge=1, description="token budget of the first try")
+    max_tokens_limit: int = Field(
+        1024, ge=1, description="a truncated answer is retried with a doubled budget up to this")
+
+    @model_validator(mode="after")
+    def _limit_covers_budget(self):
+        if self.max_tokens_limit < self.max_tokens:
+            raise ValueError(f"max_tokens_limit ({self.max_tokens_limit}) is below max_tokens "
+                             f"({self.max_tokens})")
+        return self
+
+
+class Completion(BaseModel):
+    """The raw answer of one call and its accounting. ``text`` is JSON valid under the schema."""
+
+    text: str
+    prompt: str = Field("", description="the rendered prompt, for people reading a trace")
+    prompt_tokens: int = 0
+    prompt_tokens_evaluated: int = Field(0, description="prompt tokens not reused from KV cache")
+    completion_tokens: int = 0
+    retries: int = Field(0, description="times the token budget was doubled")
+    seconds: float = 0.0
+    cached: bool = False
+
+
+Messages = str | Sequence[Message | dict]
+
+
+def as_messages(messages: Messages) -> list[Message]:
+    """Accept a bare string (one user message), Message objects or plain dicts."""
+    if isinstance(messages, str):
+        return [Message(role="user", content=messages)]
+    try:
+        out = [m if isinstance(m, Message) else Message.model_validate(m) for m in messages]
+    except ValidationError as err:
+        raise ConfigError(f"bad chat message: {err.errors()[0]['msg']}",
+                          "give messages as {'role': 'system'|'user'|'assistant', 'content': str}")
+    if not out:
+        raise ConfigError("no messages to send", "give at least one message")
+    return out
+
+
+def schema_of(schema: type[BaseModel]) -> dict:
+    """The JSON schema of a pydantic model, as used for decoding and for cache keys."""
+    if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+        raise ConfigError(f"output schema must be a pydantic model class, got {schema!r}",
+                          "define a class that inherits pydantic.BaseModel")
+    return schema.model_json_schema()
+
+
+def validate_output(schema: type[T], text: str) -> T:
+    """Parse ``text`` under ``schema``; anything else is an InvalidOutputError, never passed on."""
+    try:
+        return schema.model_validate_json(text)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise InvalidOutputError(
+            f"model output does not match schema {schema.__name__}: {where}: {first['msg']} "
+            f"(output starts {text[:80]!r})",
+            "this is a bug if it came from constrained decoding; report it with the output",
+            text=text) from None
+
+
+def canonical_json(obj) -> str:
+    """JSON with sorted keys and no spaces: the same object always gives the same bytes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class LM(ABC):
+    """A language model that answers chat messages with an object of a given pydantic schema."""
+
+    @abstractmethod
+    def identity(self) -> dict:
+        """Everything about this LM that can change an answer (model file hash, chat format...):
+        part of every cache key. JSON-serializable, and known without loading the model."""
+
+    def describe(self) -> str:
+        """A short human name for messages (a model name, an endpoint)."""
+        return type(self).__name__
+
+    @abstractmethod
+    def complete(self, messages: list[Message], schema: type[BaseModel],
+                 params: SamplingParams) -> Completion:
+        """Answer ``messages`` with JSON text valid under ``schema``."""
+
+    def generate(self, messages: Messages, schema: type[T], params: SamplingParams | None = None,
+                 **overrides) -> T:
+        """Answer with a validated ``schema`` object. ``overrides`` set sampling params by name,
+        e.g. ``lm.generate(msgs, Answer, max_tokens=64, seed=3)``."""
+        return self.call(messages, schema, params, **overrides)[0]
+
+    def call(self, messages: Messages, schema: type[T], params: SamplingParams | None = None,
+             **overrides) -> tuple[T, Completion]:
+        """Like ``generate``, and also return the Completion (prompt, token counts, cache hit)."""
+        params = params or SamplingParams()
+        if overrides:
+            try:
+                params = SamplingParams.model_validate({**params.model_dump(), **overrides})
+            except ValidationError as err:
+                raise ConfigError(f"bad sampling params: {err.errors()[0]['msg']}",
+                                  f"valid names: {', '.join(SamplingParams.model_fields)}") from None
+        schema_of(schema)
+        completion = self.complete(as_messages(messages), schema, params)
+        return validate_output(schema, completion.text), completion
+
+    def close(self) -> None:
+        """Release what the LM holds (model memory, cache handles)."""

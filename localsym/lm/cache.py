@@ -1,0 +1,234 @@
+"""The disk cache: every LLM call memoized, so a run is deterministic and a re-run is nearly free.
+
+Key: sha256 of the canonical JSON of everything that can change an answer (the LM's identity with
+its model file's sha256, the messages, the output schema, every sampling param with the seed, the
+versions of the libraries that decode, and a key-format version). Value: a JSON string, never a
+pickle (diskcache stores ``str`` values as text). Storage is diskcache's ``Cache`` (SQLite), which
+several processes may share; a write that fails raises instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import time
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ValidationError
+
+from localsym.errors import CacheError, CacheMissError, ConfigError, InvalidOutputError
+from localsym.lm.base import LM, Completion, Message, SamplingParams, canonical_json, \
+    schema_of, validate_output
+
+log = logging.getLogger(__name__)
+
+# Bump when anything that shapes an answer changes in localsym itself (decoding loop, whitespace
+# rule, vocabulary filter, key layout): old entries then simply stop matching.
+KEY_FORMAT = 1
+CacheMode = Literal["readwrite", "replay", "off"]
+MODES = ("readwrite", "replay", "off")
+_DECODING_LIBRARIES = ("llama-cpp-python", "outlines-core", "pydantic")
+
+
+def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``cache_dir`` if given, else ``$LOCALSYM_CACHE_DIR``, else the user cache directory."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    if os.environ.get("LOCALSYM_CACHE_DIR"):
+        return Path(os.environ["LOCALSYM_CACHE_DIR"]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("localsym"))
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> dict:
+    out = {}
+    for name in _DECODING_LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class JsonStore:
+    """A directory of JSON documents under string keys, safe to share between processes.
+
+    A thin, strict layer over ``diskcache.Cache``: values go in as JSON text (never pickled), no
+    eviction, and a failed write (timeout, full disk) raises ``CacheError`` instead of vanishing.
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        import diskcache
+
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._cache = diskcache.Cache(str(self.directory), timeout=60,
+                                          eviction_policy="none", size_limit=2**62)
+        except (OSError, sqlite3.Error) as err:
+            raise CacheError(f"cannot open the cache at {self.directory}: {err}",
+                             "point LOCALSYM_CACHE_DIR (or cache_dir=) at a writable directory")
+
+    def get(self, key: str) -> dict | None:
+        """The document under ``key``; None if absent. A value that is not a JSON object (planted
+        or corrupted) is reported and treated as absent."""
+        raw = self._cache.get(key, default=None, retry=True)
+        if raw is None:
+            return None
+        try:
+            if not isinstance(raw, str):
+                raise TypeError(f"stored value is {type(raw).__name__}, not JSON text")
+            doc = json.loads(raw)
+            if not isinstance(doc, dict):
+                raise TypeError("stored JSON is not an object")
+            return doc
+        except (TypeError, ValueError) as err:
+            log.warning("cache entry %s in %s is corrupt (%s); ignoring it", key[:12],
+                        self.directory, err)
+            return None
+
+    def set(self, key: str, doc: dict) -> None:
+        try:
+            ok = self._cache.set(key, canonical_json(doc), retry=True)
+        except (OSError, sqlite3.Error) as err:
+            raise CacheError(f"cannot write to the cache at {self.directory}: {err}",
+                             "free disk space or point LOCALSYM_CACHE_DIR at another disk; "
+                             "everything computed so far is kept") from err
+        if not ok:
+            raise CacheError(f"the cache at {self.directory} refused a write",
+                             "check that the directory is writable")
+
+    def add_counts(self, counts: dict[str, int]) -> None:
+        """Add to persistent counters (one transaction per counter with a non-zero delta)."""
+        for name, delta in counts.items():
+            if delta:
+                self._cache.incr(f"__count__:{name}", delta, default=0, retry=True)
+
+    def counts(self) -> dict[str, int]:
+        return {k.split(":", 1)[1]: int(self._cache.get(k, 0)) for k in self._cache.iterkeys()
+                if isinstance(k, str) and k.startswith("__count__:")}
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def volume(self) -> int:
+        """Bytes on disk."""
+        return self._cache.volume()
+
+    def clear(self) -> int:
+        return self._cache.clear(retry=True)
+
+    def close(self) -> None:
+        self._cache.close()
+
+
+class CachedLM(LM):
+    """Wrap any LM with the disk cache.
+
+    mode ``readwrite`` (default): hits are returned, misses computed and stored.
+    ``replay``: hits are returned, a miss raises ``CacheMissError`` naming the call (tests run on
+    recorded entries, with no model file at all). ``off``: every call goes to the backend.
+    ``mode`` defaults to ``$LOCALSYM_CACHE_MODE`` or ``readwrite``.
+    """
+
+    def __init__(self, backend: LM, cache_dir: str | os.PathLike | None = None,
+                 mode: CacheMode | None = None):
+        self.backend = backend
+        mode = mode or os.environ.get("LOCALSYM_CACHE_MODE") or "readwrite"
+        if mode not in MODES:
+            raise ConfigError(f"unknown cache mode {mode!r}", f"use one of {', '.join(MODES)}")
+        self.mode: CacheMode = mode  # type: ignore[assignment]
+        self.directory = default_cache_dir(cache_dir) / "calls"
+        self._store: JsonStore | None = None
+        self.hits = self.misses = self.stores = 0
+        self._flushed = {"hits": 0, "misses": 0, "stores": 0}
+
+    @property
+    def store(self) -> JsonStore:
+        if self._store is None:
+            self._store = JsonStore(self.directory)
+        return self._store
+
+    def identity(self) -> dict:
+        return self.backend.identity()
+
+    def describe(self) -> str:
+        return self.backend.describe()
+
+    def key_document(self, messages: list[Message], schema: type[BaseModel],
+                     params: SamplingParams) -> dict:
+        return {
+            "key_format": KEY_FORMAT,
+            "lm": self.backend.identity(),
+            "messages": [m.model_dump() for m in messages],
+            "schema": schema_of(schema),
+            "params": params.model_dump(),
+            "versions": library_versions(),
+        }
+
+    def key(self, messages: list[Message], schema: type[BaseModel], params: SamplingParams) -> str:
+        return sha256_hex(canonical_json(self.key_document(messages, schema, params)))
+
+    def complete(self, messages: list[Message], schema: type[BaseModel],
+                 params: SamplingParams) -> Completion:
+        if self.mode == "off":
+            return self.backend.complete(messages, schema, params)
+        doc = self.key_document(messages, schema, params)
+        key = sha256_hex(canonical_json(doc))
+        entry = self.store.get(key)
+        if entry is not None:
+            try:
+                completion = Completion.model_validate(entry["completion"])
+                validate_output(schema, completion.text)
+                self.hits += 1
+                return completion.model_copy(update={"cached": True})
+            except (KeyError, TypeError, ValidationError, InvalidOutputError) as err:
+                log.warning("cache entry %s does not hold a valid %s answer (%s); recomputing",
+                            key[:12], schema.__name__, str(err)[:120])
+        self.misses += 1
+        if self.mode == "replay":
+            first = messages[-1].content.replace("\n", " ")
+            raise CacheMissError(
+                f"replay mode: no recorded answer for the call (schema {schema.__name__}, "
+                f"model {self.backend.describe()}, last message {first[:60]!r}, "
+                f"key {key[:16]}) in {self.directory}",
+                "record it once with cache mode 'readwrite' (LOCALSYM_CACHE_MODE=readwrite), or "
+                "check that the messages, schema, sampling params and model match the recording")
+        start = time.perf_counter()
+        completion = self.backend.complete(messages, schema, params)
+        validate_output(schema, completion.text)  # never store what does not validate
+        completion = completion.model_copy(update={"seconds": time.perf_counter() - start})
+        self.store.set(key, {"completion": completion.model_dump(), "key": doc})
+        self.stores += 1
+        return completion
+
+    def stats(self) -> dict:
+        return {"hits": self.hits, "misses": self.misses, "stores": self.stores,
+                "mode": self.mode, "directory": str(self.directory)}
+
+    def flush_counts(self) -> None:
+        """Add this process's hit/miss counts to the persistent totals of the cache directory."""
+        if self._store is None:
+            return
+        now = {"hits": self.hits, "misses": self.misses, "stores": self.stores}
+        self._store.add_counts({k: now[k] - self._flushed[k] for k in now})
+        self._flushed = now
+
+    def close(self) -> None:
+        self.flush_counts()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        self.backend.close()

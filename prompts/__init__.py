@@ -1,0 +1,1 @@
+"""The meta-prompts of the algorithm, as Jinja2 templates; data only."""

@@ -1,0 +1,62 @@
+"""Shared fixtures. Tests run the real stack on the embedded model; a scripted LM serves only the
+tests of pure logic (cache keys, concurrency, validation)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Callable, Literal
+
+import pytest
+from pydantic import BaseModel, Field
+
+from localsym.lm.base import LM, Completion, Message, SamplingParams
+
+
+class Verdict(BaseModel):
+    """A small schema the embedded model fills quickly."""
+
+    label: Literal["yes", "no"]
+    reason: str = Field(description="a few words")
+
+
+class ScriptedLM(LM):
+    """An LM whose answers come from a Python function: for pure-logic tests only."""
+
+    def __init__(self, answer: Callable[[list[Message], SamplingParams], str], name="scripted"):
+        self.answer, self.name, self.calls = answer, name, 0
+
+    def identity(self) -> dict:
+        return {"backend": "scripted", "name": self.name}
+
+    def complete(self, messages, schema, params) -> Completion:
+        self.calls += 1
+        return Completion(text=self.answer(messages, params))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own cache directory (calls, indexes, file hashes): nothing touches the
+    user's cache and no test sees another's entries. The compiled-index and file-hash stores are
+    seeded from one shared directory so each test does not recompile the same schema."""
+    d = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("LOCALSYM_CACHE_DIR", str(d))
+    monkeypatch.delenv("LOCALSYM_CACHE_MODE", raising=False)
+    monkeypatch.delenv("LOCALSYM_MODEL", raising=False)
+    return d
+
+
+@pytest.fixture
+def cache_dir(_isolated_cache):
+    return _isolated_cache
+
+
+def run_python(code: str, env: dict | None = None, timeout: float = 300) -> dict:
+    """Run ``code`` in a fresh interpreter; it must print one JSON object as its last line."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,0 +1,184 @@
+"""The disk cache: keys, modes, JSON-only values, hits across processes, concurrency."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import diskcache
+import pytest
+
+from conftest import ScriptedLM, Verdict, run_python
+from localsym.errors import CacheMissError, ConfigError, InvalidOutputError
+from localsym.lm import CachedLM, LlamaCpp, SamplingParams, open_lm, resolve
+from localsym.lm.models import ModelRef
+
+TESTS = str(Path(__file__).parent)
+ANSWER = '{"label":"yes","reason":"scripted"}'
+
+
+def scripted(text=ANSWER):
+    return ScriptedLM(lambda messages, params: text)
+
+
+def raw_entries(cache_dir: Path) -> dict:
+    with diskcache.Cache(str(cache_dir / "calls")) as c:
+        return {k: c.get(k) for k in c.iterkeys() if not k.startswith("__count__:")}
+
+
+def test_second_identical_call_is_a_hit_with_identical_bytes(cache_dir):
+    lm = open_lm(cache_dir=cache_dir)
+    try:
+        first = lm.complete(*_call("Is snow white?"))
+        second = lm.complete(*_call("Is snow white?"))
+        assert (lm.hits, lm.misses, lm.stores) == (1, 1, 1)
+        assert not first.cached and second.cached
+        assert first.text == second.text
+        assert lm.backend.loads == 1
+    finally:
+        lm.close()
+    (value,) = raw_entries(cache_dir).values()
+    assert isinstance(value, str)  # stored as JSON text, never a pickle
+    doc = json.loads(value)
+    assert doc["completion"]["text"] == first.text
+    assert doc["key"]["lm"]["model_sha256"] == resolve().sha256
+
+
+def _call(question: str, **params):
+    from localsym.lm import Message
+
+    return ([Message(role="user", content=question)], Verdict,
+            SamplingParams(max_tokens=48, **params))
+
+
+def test_new_process_hits_the_cache_without_loading_the_model(cache_dir):
+    code = f"""
+        import json, sys
+        from conftest import Verdict
+        from localsym.lm import open_lm, llamacpp
+        lm = open_lm(cache_dir={str(cache_dir)!r})
+        _, c = lm.call("Is snow white?", Verdict, max_tokens=48)
+        print(json.dumps({{"text": c.text, "cached": c.cached, "loads": llamacpp.LOADS,
+                          "llama_cpp_imported": "llama_cpp" in sys.modules}}))
+    """
+    first = run_python(code, {"PYTHONPATH": TESTS})
+    second = run_python(code, {"PYTHONPATH": TESTS})
+    assert first["cached"] is False and first["loads"] == 1
+    assert second == {"text": first["text"], "cached": True, "loads": 0,
+                      "llama_cpp_imported": False}
+
+
+def test_replay_of_an_unrecorded_call_names_the_call(cache_dir):
+    lm = CachedLM(scripted(), cache_dir=cache_dir, mode="replay")
+    with pytest.raises(CacheMissError) as err:
+        lm.complete(*_call("Was this recorded?"))
+    assert "Was this recorded?" in str(err.value) and "Verdict" in str(err.value)
+    assert "readwrite" in err.value.fix
+    assert lm.backend.calls == 0
+
+
+def test_replay_of_recorded_entries_needs_no_model_file(cache_dir, tmp_path):
+    recorder = open_lm(cache_dir=cache_dir)
+    recorded = recorder.complete(*_call("Is grass green?"))
+    recorder.close()
+    ref = resolve()
+    gone = ModelRef(name=ref.name, path=tmp_path / "no-such-file.gguf", sha256=ref.sha256,
+                    source=ref.source)
+    replay = CachedLM(LlamaCpp(gone, cache_dir=cache_dir), cache_dir=cache_dir, mode="replay")
+    replayed = replay.complete(*_call("Is grass green?"))
+    assert replayed.text == recorded.text and replayed.cached
+    assert replay.backend.loads == 0
+
+
+def test_mode_from_environment_and_off_mode(cache_dir, monkeypatch):
+    monkeypatch.setenv("LOCALSYM_CACHE_MODE", "off")
+    lm = CachedLM(scripted(), cache_dir=cache_dir)
+    assert lm.mode == "off"
+    lm.complete(*_call("a"))
+    lm.complete(*_call("a"))
+    assert lm.backend.calls == 2 and not (cache_dir / "calls").exists()
+    monkeypatch.setenv("LOCALSYM_CACHE_MODE", "sometimes")
+    with pytest.raises(ConfigError):
+        CachedLM(scripted(), cache_dir=cache_dir)
+
+
+def test_location_comes_from_the_environment(cache_dir):
+    lm = CachedLM(scripted())
+    lm.complete(*_call("where?"))
+    assert lm.directory == cache_dir / "calls" and len(raw_entries(cache_dir)) == 1
+
+
+def test_everything_that_can_change_an_answer_changes_the_key(cache_dir):
+    lm = CachedLM(scripted(), cache_dir=cache_dir)
+    base = lm.key(*_call("q"))
+    variants = [_call("q2"), _call("q", seed=1), _call("q", max_tokens_limit=2048),
+                _call("q", temperature=0.5), _call("q", top_p=0.9)]
+    keys = {lm.key(*v) for v in variants}
+    assert base not in keys and len(keys) == len(variants)
+    other_model = CachedLM(ScriptedLM(lambda m, p: ANSWER, name="other"), cache_dir=cache_dir)
+    assert other_model.key(*_call("q")) != base
+    messages, _, params = _call("q")
+    from conftest import BaseModel
+
+    class Other(BaseModel):
+        label: str
+
+    assert lm.key(messages, Other, params) != base
+    assert lm.key(*_call("q")) == base  # and nothing else does
+
+
+def test_invalid_output_is_an_error_and_never_stored(cache_dir):
+    lm = CachedLM(scripted('{"label": "maybe", "reason": "x"}'), cache_dir=cache_dir)
+    with pytest.raises(InvalidOutputError) as err:
+        lm.complete(*_call("q"))
+    assert "label" in str(err.value)
+    assert raw_entries(cache_dir) == {}
+
+
+@pytest.mark.parametrize("planted", ["not json", '{"completion": {"text": "{}"}}', b"\x80\x04K."])
+def test_corrupt_entry_is_ignored_and_recomputed(cache_dir, planted, caplog):
+    lm = CachedLM(scripted(), cache_dir=cache_dir)
+    key = lm.key(*_call("q"))
+    with diskcache.Cache(str(cache_dir / "calls")) as c:
+        c.set(key, planted)  # a bytes value is what a planted pickle payload looks like
+    assert lm.complete(*_call("q")).text == ANSWER
+    assert lm.backend.calls == 1 and lm.misses == 1
+    assert any("recomputing" in r.message or "corrupt" in r.message for r in caplog.records)
+    assert json.loads(raw_entries(cache_dir)[key])["completion"]["text"] == ANSWER
+
+
+def _hammer(args):
+    cache_dir, worker = args
+    lm = CachedLM(ScriptedLM(lambda m, p: '{"label":"yes","reason":"%s"}' % m[-1].content),
+                  cache_dir=cache_dir)
+    texts = {}
+    for i in range(60):
+        q = f"q{(i * (worker + 1)) % 40}"  # overlapping keys across workers
+        texts[q] = lm.complete(*_call(q)).text
+    lm.close()
+    return texts
+
+
+def test_four_processes_share_one_cache_directory(cache_dir):
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        results = pool.map(_hammer, [(str(cache_dir), w) for w in range(4)])
+    for texts in results:
+        for q, text in texts.items():
+            assert json.loads(text)["reason"] == q
+    entries = raw_entries(cache_dir)
+    asked = set().union(*results)
+    assert len(entries) == len(asked)
+    for value in entries.values():
+        Verdict.model_validate_json(json.loads(value)["completion"]["text"])
+
+
+def test_counts_persist_across_processes(cache_dir):
+    for _ in range(2):
+        lm = CachedLM(scripted(), cache_dir=cache_dir)
+        lm.complete(*_call("q"))
+        lm.close()
+    from localsym.lm.cache import JsonStore
+
+    store = JsonStore(cache_dir / "calls")
+    assert store.counts() == {"hits": 1, "misses": 1, "stores": 1}
