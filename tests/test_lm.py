@@ -184,3 +184,11 @@ def test_model_without_chat_template_needs_a_chat_format(tmp_path):
         assert "SmolLM" not in completion.prompt  # not the GGUF template's default system line
     finally:
         chatml.close()
+
+
+def test_on_limit_close_completes_the_json_instead_of_failing(backend):
+    params = SamplingParams(max_tokens=8, max_tokens_limit=8, on_limit="close")
+    completion = backend.complete(QUESTION, Steps, params)
+    assert completion.closed_early
+    Steps.model_validate_json(completion.text)
+    assert completion.completion_tokens <= 8 + 64

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from functools import lru_cache
 from typing import Literal, Sequence, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -39,6 +40,9 @@ class SamplingParams(BaseModel):
     max_tokens: int = Field(256, ge=1, description="token budget of the first try")
     max_tokens_limit: int = Field(
         1024, ge=1, description="a truncated answer is retried with a doubled budget up to this")
+    on_limit: Literal["error", "close"] = Field(
+        "error", description="at max_tokens_limit: raise TruncatedOutputError, or close the JSON "
+        "as fast as the schema allows (strings and lists cut short) and mark the answer closed")
 
     @model_validator(mode="after")
     def _limit_covers_budget(self):
@@ -57,7 +61,9 @@ class Completion(BaseModel):
     prompt_tokens_evaluated: int = Field(0, description="prompt tokens not reused from KV cache")
     completion_tokens: int = 0
     retries: int = Field(0, description="times the token budget was doubled")
+    closed_early: bool = Field(False, description="cut short at max_tokens_limit (on_limit=close)")
     seconds: float = 0.0
+    prefill_seconds: float = Field(0.0, description="of seconds, rendering and evaluating the prompt")
     cached: bool = False
 
 
@@ -79,10 +85,16 @@ def as_messages(messages: Messages) -> list[Message]:
 
 
 def schema_of(schema: type[BaseModel]) -> dict:
-    """The JSON schema of a pydantic model, as used for decoding and for cache keys."""
+    """The JSON schema of a pydantic model, as used for decoding and for cache keys (computed
+    once per class; treat it as read-only)."""
     if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
         raise ConfigError(f"output schema must be a pydantic model class, got {schema!r}",
                           "define a class that inherits pydantic.BaseModel")
+    return _json_schema(schema)
+
+
+@lru_cache(maxsize=512)
+def _json_schema(schema: type[BaseModel]) -> dict:
     return schema.model_json_schema()
 
 
@@ -141,6 +153,11 @@ class LM(ABC):
         schema_of(schema)
         completion = self.complete(as_messages(messages), schema, params)
         return validate_output(schema, completion.text), completion
+
+    def logprob(self, messages: Messages, text: str) -> tuple[float, int]:
+        """Log-probability (nats) of ``text`` as the answer to ``messages``, and its token count.
+        Only backends that expose logits have it (a local model does; most APIs do not)."""
+        raise NotImplementedError(f"{self.describe()} does not expose log-probabilities")
 
     def close(self) -> None:
         """Release what the LM holds (model memory, cache handles)."""

@@ -214,6 +214,30 @@ class CachedLM(LM):
         self.stores += 1
         return completion
 
+    def logprob(self, messages, text: str) -> tuple[float, int]:
+        from localsym.lm.base import as_messages
+
+        msgs = as_messages(messages)
+        if self.mode == "off":
+            return self.backend.logprob(msgs, text)
+        doc = {"key_format": KEY_FORMAT, "kind": "logprob", "lm": self.backend.identity(),
+               "messages": [m.model_dump() for m in msgs], "text": text,
+               "versions": library_versions()}
+        key = sha256_hex(canonical_json(doc))
+        entry = self.store.get(key)
+        if entry is not None and isinstance(entry.get("logprob"), (int, float)):
+            self.hits += 1
+            return float(entry["logprob"]), int(entry["tokens"])
+        self.misses += 1
+        if self.mode == "replay":
+            raise CacheMissError(f"replay mode: no recorded log-probability for {text[:60]!r} "
+                                 f"(key {key[:16]}) in {self.directory}",
+                                 "record it once with cache mode 'readwrite'")
+        total, n = self.backend.logprob(msgs, text)
+        self.store.set(key, {"logprob": total, "tokens": n, "key": doc})
+        self.stores += 1
+        return total, n
+
     def stats(self) -> dict:
         return {"hits": self.hits, "misses": self.misses, "stores": self.stores,
                 "mode": self.mode, "directory": str(self.directory)}

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 COMPACT_WHITESPACE = r"[ ]?"
 # llama_token_attr bits of tokens that never belong in an answer: unknown, unused, control.
 _SKIP_ATTRS = 1 | 2 | 8
+CLOSING_ALLOWANCE = 64  # tokens allowed to close the JSON after max_tokens_limit (on_limit=close)
 LOADS = 0  # model loads in this process, all instances (tests assert a cached run makes none)
 
 
@@ -77,18 +78,23 @@ class LlamaCpp(LM):
         self.whitespace = whitespace
         self.indexes = IndexStore(self.cache_dir / "indexes")
         self._llama = None
+        self._identity: dict | None = None
         self._render = None
         self._eos: int | None = None
         self._vocabulary = None
         self._guides: dict[str, object] = {}  # regex -> compiled Index, one per schema
+        self._closers: tuple[np.ndarray, np.ndarray] | None = None  # see _closing_pick
         self._aligned_end = 0  # KV positions [0, this) were evaluated as whole aligned chunks
         self.loads = 0
 
     # -- identity (cache keys): known without loading the model ------------------------------
     def identity(self) -> dict:
-        return {"backend": "llama.cpp", "model_sha256": models.model_sha256(self.ref, self.cache_dir),
+        if self._identity is None:  # computed once: hashing a user's file is not a per-call cost
+            self._identity = {
+                "backend": "llama.cpp", "model_sha256": models.model_sha256(self.ref, self.cache_dir),
                 "chat_format": self.chat_format, "whitespace": self.whitespace,
                 "n_batch": self.n_batch}
+        return self._identity
 
     def describe(self) -> str:
         return self.ref.name
@@ -265,9 +271,10 @@ class LlamaCpp(LM):
                 "shorten the prompt, lower max_tokens, or raise n_ctx (up to the model's "
                 "trained context)")
         evaluated = self._prefill(tokens)
+        prefill_seconds = time.perf_counter() - start
         rng = np.random.default_rng(params.seed)
         out: list[int] = []
-        budget, retries = params.max_tokens, 0
+        budget, retries, closing = params.max_tokens, 0, False
         mask = np.zeros((llm.n_vocab() + 31) // 32, dtype=np.int32)
         while True:
             if guide is not None and guide.is_finished():
@@ -277,16 +284,22 @@ class LlamaCpp(LM):
                 if budget < min(params.max_tokens_limit, room):
                     budget, retries = min(budget * 2, params.max_tokens_limit, room), retries + 1
                     continue  # greedy or seeded: going on equals re-running with the larger budget
+                if params.on_limit == "close" and guide is not None and not closing \
+                        and room - len(out) > CLOSING_ALLOWANCE:
+                    closing, budget = True, len(out) + CLOSING_ALLOWANCE
+                    continue
                 raise TruncatedOutputError(
                     f"the answer was cut off after {len(out)} tokens (budget {params.max_tokens}, "
                     f"doubled {retries} times up to max_tokens_limit={params.max_tokens_limit}, "
                     f"context {n_ctx}, prompt {len(tokens)} tokens); it starts "
-                    f"{llm.detokenize(out[:30]).decode('utf-8', 'replace')!r}",
+                    f"{llm.detokenize(out[:30]).decode('utf-8', 'replace')!r} and ends "
+                    f"{llm.detokenize(out[-30:]).decode('utf-8', 'replace')!r}",
                     "raise max_tokens_limit, ask for a shorter answer (fewer or shorter fields), "
                     "or use a larger n_ctx")
             logits = np.ctypeslib.as_array(
                 llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),))
-            token = self._pick(logits, guide, params, rng, mask)
+            token = self._closing_pick(logits, guide, mask) if closing else \
+                self._pick(logits, guide, params, rng, mask)
             if token == self._eos:
                 break
             if guide is not None:
@@ -296,7 +309,52 @@ class LlamaCpp(LM):
         text = llm.detokenize(out).decode("utf-8", errors="replace")
         return Completion(text=text, prompt=prompt, prompt_tokens=len(tokens),
                           prompt_tokens_evaluated=evaluated, completion_tokens=len(out),
-                          retries=retries, seconds=time.perf_counter() - start)
+                          retries=retries, closed_early=closing,
+                          seconds=time.perf_counter() - start,
+                          prefill_seconds=prefill_seconds)
+
+    def logprob(self, messages, text: str) -> tuple[float, int]:
+        """Log-probability of ``text`` as the answer to ``messages``, from the logits."""
+        from localsym.lm.base import as_messages
+
+        llm = self.llama
+        _, tokens = self.render(as_messages(messages))
+        target = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        if len(tokens) + len(target) > llm.n_ctx():
+            raise ContextOverflowError(
+                f"prompt of {len(tokens)} tokens plus a {len(target)}-token answer exceeds the "
+                f"context of {llm.n_ctx()} tokens", "shorten the prompt or raise n_ctx")
+        self._prefill(tokens)
+        total = 0.0
+        for token in target:
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1),
+                                           shape=(llm.n_vocab(),)).astype(np.float64)
+            top = logits.max()
+            total += float(logits[token] - top - np.log(np.exp(logits - top).sum()))
+            llm.eval([token])
+        return total, len(target)
+
+    def _allowed(self, guide, mask: np.ndarray, size: int) -> np.ndarray:
+        guide.write_mask_into(mask.ctypes.data, mask.size, mask.itemsize)
+        return np.unpackbits(mask.view(np.uint8), bitorder="little")[:size].astype(bool)
+
+    def _closing_pick(self, logits: np.ndarray, guide, mask: np.ndarray) -> int:
+        """Past the limit (on_limit="close"): finish the JSON in few tokens. Prefer, in turn, the
+        likeliest allowed token that has a quote (ends an open string), one that has a closing
+        bracket or brace (ends a list or object), then any allowed token; never one that would
+        start more content (an opening bracket or brace, a comma, a colon, an escape)."""
+        if self._closers is None:
+            pieces = [self.llama.detokenize([t]) for t in range(self.llama.n_vocab())]
+            starts_more = [any(c in p for c in b"[{,:\\") for p in pieces]
+            self._closers = (
+                np.array([b'"' in p and not m for p, m in zip(pieces, starts_more)]),
+                np.array([(b"]" in p or b"}" in p) and not m for p, m in zip(pieces, starts_more)]))
+        allowed = self._allowed(guide, mask, logits.size)
+        for tier in self._closers:
+            if (allowed & tier).any():
+                allowed = allowed & tier
+                break
+        return int(np.argmax(np.where(allowed, logits, -np.inf)))
 
     def _pick(self, logits: np.ndarray, guide, params: SamplingParams,
               rng: np.random.Generator, mask: np.ndarray) -> int:
@@ -306,9 +364,7 @@ class LlamaCpp(LM):
                 return token  # the raw argmax is allowed, so it is also the masked argmax
         x = logits.astype(np.float64)
         if guide is not None:
-            guide.write_mask_into(mask.ctypes.data, mask.size, mask.itemsize)
-            allowed = np.unpackbits(mask.view(np.uint8), bitorder="little")[: x.size].astype(bool)
-            x[~allowed] = -np.inf
+            x[~self._allowed(guide, mask, x.size)] = -np.inf
         if params.temperature == 0.0:
             return int(np.argmax(x))
         x /= params.temperature
