@@ -60,3 +60,21 @@ def run_python(code: str, env: dict | None = None, timeout: float = 300) -> dict
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+class RoutedLM(LM):
+    """A scripted LM that answers by schema name: {schema_name: messages -> dict}. Records every
+    call as (schema name, messages). For pure-logic tests only."""
+
+    def __init__(self, routes: dict[str, Callable[[list[Message]], dict]]):
+        self.routes, self.calls = routes, []
+
+    def identity(self) -> dict:
+        return {"backend": "routed"}
+
+    def complete(self, messages, schema, params) -> Completion:
+        name = next((k for k in self.routes if schema.__name__.endswith(k)), None)
+        if name is None:
+            raise AssertionError(f"no scripted answer for schema {schema.__name__}")
+        self.calls.append((schema.__name__, [m.model_dump() for m in messages]))
+        return Completion(text=json.dumps(self.routes[name]([m.model_dump() for m in messages])))

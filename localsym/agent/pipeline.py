@@ -1,0 +1,215 @@
+"""The symbolic network at run time: a PipelineSpec bound to an LM and a tool registry.
+
+``forward`` runs the graph on one example and returns the Trajectory (the tape that ``backward``
+walks). ``parameters`` lists the trainable symbolic weights, PyTorch-style.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, Field, create_model
+
+from localsym.agent.spec import PROMPT_FIELDS, FieldSpec, NodeSpec, PipelineSpec
+from localsym.agent.tools import ToolRegistry, default_tools
+from localsym.agent.trajectory import NodeRecord, Trajectory
+from localsym.errors import (ConfigError, ContextOverflowError, InvalidOutputError,
+                             TruncatedOutputError)
+from localsym.lm.base import LM, SamplingParams
+from localsym.templates import render, render_text
+
+_PY_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list[str]}
+ROUTE_FIELD = "next_step"
+# LM failures that belong to one node run (recorded in the trajectory, the loss sees them);
+# anything else (a missing model, a replay miss) stops the run.
+NODE_FAILURES = (TruncatedOutputError, InvalidOutputError, ContextOverflowError)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A trainable symbolic weight: where it is, what kind, its current value."""
+
+    name: str
+    kind: Literal["prompt", "demonstrations", "tool", "tool_selection", "workflow"]
+    value: Any
+
+
+@lru_cache(maxsize=256)
+def outputs_model(name: str, outputs: tuple[FieldSpec, ...], routes: tuple[str, ...]):
+    """The schema of a node's answer: its typed outputs, and its routing choice if it has one."""
+    fields: dict[str, Any] = {
+        f.name: (_PY_TYPES[f.type], Field(description=f.description or None)) for f in outputs}
+    if len(routes) > 1:
+        fields[ROUTE_FIELD] = (Literal[routes], ...)
+    return create_model(f"{name}_output", **fields)
+
+
+@lru_cache(maxsize=256)
+def step_model(name: str, outputs: tuple[FieldSpec, ...], routes: tuple[str, ...],
+               tools: tuple[str, ...], registry: ToolRegistry, may_finish: bool = True):
+    """The schema of one tool-loop step: call one of the tools (typed args) or finish."""
+    variants = [create_model(f"call_{t}", tool=(Literal[t], ...),
+                             args=(registry.get(t).args_model, ...)) for t in tools]
+    if may_finish:
+        variants.append(create_model(f"{name}_finish", tool=(Literal["finish"], ...),
+                                     outputs=(outputs_model(name, outputs, routes), ...)))
+    action = Annotated[Union[tuple(variants)], Field(discriminator="tool")] \
+        if len(variants) > 1 else variants[0]
+    return create_model(f"{name}_step", action=(action, ...))
+
+
+class Pipeline:
+    """An agent: a spec (its weights and graph), the LM it runs on, and its tools."""
+
+    def __init__(self, spec: PipelineSpec, lm: LM, tools: ToolRegistry | None = None,
+                 params: SamplingParams | None = None):
+        self.lm = lm
+        self.tools = tools or default_tools()
+        self.params = params or SamplingParams(max_tokens=256, max_tokens_limit=1024)
+        self.spec = spec
+
+    @property
+    def spec(self) -> PipelineSpec:
+        return self._spec
+
+    @spec.setter
+    def spec(self, spec: PipelineSpec) -> None:
+        for t in spec.tools:
+            self.tools.get(t.name)  # every declared tool must have code behind it
+        self._spec = spec
+
+    # -- PyTorch-style access to the weights ----------------------------------------------------
+    def parameters(self) -> list[Parameter]:
+        out = []
+        for n in self.spec.nodes:
+            for f in PROMPT_FIELDS:
+                out.append(Parameter(f"nodes.{n.name}.prompt.{f}", "prompt",
+                                     getattr(n.prompt, f)))
+            out.append(Parameter(f"nodes.{n.name}.demonstrations", "demonstrations",
+                                 n.demonstrations))
+            if n.tools or self.spec.tools:
+                out.append(Parameter(f"nodes.{n.name}.tools", "tool_selection", n.tools))
+        for t in self.spec.tools:
+            out.append(Parameter(f"tools.{t.name}.description", "tool", t.description))
+            out.append(Parameter(f"tools.{t.name}.usage_notes", "tool", t.usage_notes))
+        out.append(Parameter("workflow", "workflow",
+                             {"nodes": [n.name for n in self.spec.nodes],
+                              "edges": [(e.source, e.target) for e in self.spec.effective_edges()]}))
+        return out
+
+    # -- forward --------------------------------------------------------------------------------
+    def forward(self, example: dict[str, Any]) -> Trajectory:
+        """Run the graph on one example's inputs."""
+        spec = self.spec
+        missing = [f.name for f in spec.inputs if f.name not in example]
+        if missing:
+            raise ConfigError(f"example lacks the agent's inputs {missing} (it has "
+                              f"{sorted(example)})", "give every example the spec's input fields")
+        start = time.perf_counter()
+        state = {f.name: example[f.name] for f in spec.inputs}
+        traj = Trajectory(example=dict(example))
+        bound = spec.max_steps or len(spec.nodes)
+        current: str | None = spec.start_node
+        while current is not None:
+            if len(traj.records) >= bound:
+                traj.error = f"stopped after max_steps={bound} node runs"
+                break
+            record = self._run_node(spec.node(current), state, len(traj.records))
+            traj.records.append(record)
+            if record.error:
+                traj.error = f"node {current}: {record.error}"
+                break
+            state.update(record.outputs)
+            successors = spec.successors(current)
+            current = record.route if len(successors) > 1 else (
+                successors[0].target if successors else None)
+        traj.state = state
+        if traj.records:
+            traj.outputs = dict(traj.records[-1].outputs)
+        traj.seconds = time.perf_counter() - start
+        return traj
+
+    __call__ = forward
+
+    def messages_for(self, node: NodeSpec, inputs: dict[str, Any]) -> list[dict[str, str]]:
+        """The chat messages of a node: weights in the system message, demonstrations as earlier
+        turns, inputs last."""
+        spec = self.spec
+        routes = spec.successors(node.name)
+        weights = {f: render_text(getattr(node.prompt, f), **inputs) for f in PROMPT_FIELDS}
+        system = render("node.j2", node=node, task=spec.description, weights=weights,
+                        outputs=node.outputs, routes=routes if len(routes) > 1 else [],
+                        tools=[spec.tool(t) for t in node.tools])
+        messages = [{"role": "system", "content": system}]
+        for demo in node.demonstrations:
+            messages.append({"role": "user", "content": render("node_input.j2", inputs=demo.inputs)})
+            messages.append({"role": "assistant", "content": json.dumps(demo.outputs)})
+        messages.append({"role": "user", "content": render("node_input.j2", inputs=inputs)})
+        return messages
+
+    def _params(self, node: str, step: int) -> SamplingParams:
+        """Per-call seed from the base seed, the node and the step: independent of call order."""
+        seed = (self.params.seed + zlib.crc32(f"{node}:{step}".encode())) % 2**31
+        return self.params.model_copy(update={"seed": seed})
+
+    def _run_node(self, node: NodeSpec, state: dict[str, Any], step: int) -> NodeRecord:
+        start = time.perf_counter()
+        routes = tuple(e.target for e in self.spec.successors(node.name))
+        missing = [i for i in node.inputs if i not in state]
+        inputs = {i: state[i] for i in node.inputs if i in state}
+        record = NodeRecord(node=node.name, inputs=inputs, weights=node.model_dump(mode="json"),
+                            messages=[])
+        if missing:
+            record.error = f"inputs {missing} were never produced on this path"
+            return record
+        messages = self.messages_for(node, inputs)
+        record.messages = list(messages)
+        out_model = outputs_model(node.name, node.outputs, routes)
+        try:
+            answer = None
+            if node.tools:
+                for i in range(node.max_tool_steps):
+                    may_finish = i > 0 or node.tool_choice == "auto"
+                    step_schema = step_model(node.name, node.outputs, routes, node.tools,
+                                             self.tools, may_finish)
+                    value, completion = self.lm.call(messages, step_schema,
+                                                     self._params(node.name, step * 64 + i))
+                    record.cached = record.cached or completion.cached
+                    if value.action.tool == "finish":
+                        answer = value.action.outputs
+                        break
+                    call = self.tools.call(value.action.tool, value.action.args.model_dump())
+                    record.tool_calls.append(call)
+                    seen = call.result if call.ok else f"ERROR: {call.error}"
+                    messages = messages + [
+                        {"role": "assistant", "content": completion.text},
+                        {"role": "user", "content": f"Result of {call.tool}: {seen}"}]
+                if answer is None:  # the loop is bounded: the last word is an answer
+                    messages = messages + [{"role": "user",
+                                            "content": "Give your final answer now."}]
+            if answer is None:
+                answer, completion = self.lm.call(messages, out_model,
+                                                  self._params(node.name, step * 64 + 63))
+                record.cached = record.cached or completion.cached
+            record.messages = messages
+            outputs = answer.model_dump()
+            record.route = outputs.pop(ROUTE_FIELD, None)
+            record.outputs = outputs
+        except NODE_FAILURES as err:
+            record.error = f"{type(err).__name__}: {err.cause}"
+        record.seconds = time.perf_counter() - start
+        return record
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, path) -> None:
+        self.spec.save(path)
+
+    @classmethod
+    def load(cls, path, lm: LM, tools: ToolRegistry | None = None,
+             params: SamplingParams | None = None) -> "Pipeline":
+        return cls(PipelineSpec.load(path), lm, tools, params)

@@ -1,0 +1,263 @@
+"""The agent spec: a symbolic network as data.
+
+A ``PipelineSpec`` is the computation graph: nodes (layers) and edges. A node's weights are its
+prompt components (named text fields), its demonstrations, and the tools it may use; its inputs are
+fields of the example or outputs of earlier nodes; its outputs are a typed signature. Specs are
+immutable pydantic values: they save to and load from JSON/YAML without loss, every optimizer
+emits a new spec validated against this same schema, and a rolled-back step restores the old value.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from localsym.errors import ConfigError
+
+Identifier = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+FieldType = Literal["str", "int", "float", "bool", "list[str]"]
+# The trainable text fields of a node's prompt, in the order they are shown to the model.
+PROMPT_FIELDS = ("role", "task", "rules", "style", "output_instructions")
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FieldSpec(Frozen):
+    """One typed field of a signature (an example input or a node output)."""
+
+    name: str = Identifier
+    type: FieldType = "str"
+    description: str = ""
+
+
+class PromptWeights(Frozen):
+    """A node's prompt components: each a named text field the optimizer may rewrite. A field may
+    use the node's inputs as Jinja2 variables (``{{ question }}``)."""
+
+    role: str = ""
+    task: str = ""
+    rules: str = ""
+    style: str = ""
+    output_instructions: str = ""
+
+
+class Demonstration(Frozen):
+    """A worked example shown to a node: its inputs and the outputs it should give."""
+
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+
+
+class ToolSpec(Frozen):
+    """A tool's trainable text: what it does and how to use it. The callable itself, with its
+    typed arguments, lives in the tool registry under the same name."""
+
+    name: str = Identifier
+    description: str
+    usage_notes: str = ""
+
+
+class NodeSpec(Frozen):
+    """A layer of the network."""
+
+    name: str = Identifier
+    prompt: PromptWeights = PromptWeights()
+    demonstrations: tuple[Demonstration, ...] = ()
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[FieldSpec, ...] = Field(min_length=1)
+    tools: tuple[str, ...] = ()
+    tool_choice: Literal["auto", "required"] = Field(
+        "auto", description="required: the first step must call a tool")
+    max_tool_steps: int = Field(4, ge=1, le=32)
+
+    @model_validator(mode="after")
+    def _unique_outputs(self):
+        names = [f.name for f in self.outputs]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"node {self.name!r} has duplicate outputs {sorted(dup)}")
+        return self
+
+
+class EdgeSpec(Frozen):
+    """source -> target. When a node has several outgoing edges it chooses one (conditional
+    routing) from an enum of their targets; ``when`` tells it when to take this edge."""
+
+    source: str
+    target: str
+    when: str = ""
+
+
+class PipelineSpec(Frozen):
+    """The computation graph. With no edges, the nodes run in the order listed."""
+
+    name: str = "agent"
+    description: str = Field("", description="the task, as told to the nodes and the judge")
+    inputs: tuple[FieldSpec, ...] = Field(min_length=1)
+    nodes: tuple[NodeSpec, ...] = Field(min_length=1)
+    edges: tuple[EdgeSpec, ...] = ()
+    tools: tuple[ToolSpec, ...] = ()
+    start: str | None = None
+    max_steps: int | None = Field(None, ge=1, le=256,
+                                  description="bound on node runs; required when edges form a cycle")
+
+    # -- the graph ------------------------------------------------------------------------------
+    def node(self, name: str) -> NodeSpec:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def tool(self, name: str) -> ToolSpec:
+        for t in self.tools:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    @property
+    def start_node(self) -> str:
+        return self.start or self.nodes[0].name
+
+    def effective_edges(self) -> tuple[EdgeSpec, ...]:
+        if self.edges:
+            return self.edges
+        return tuple(EdgeSpec(source=a.name, target=b.name)
+                     for a, b in zip(self.nodes, self.nodes[1:]))
+
+    def successors(self, name: str) -> list[EdgeSpec]:
+        return [e for e in self.effective_edges() if e.source == name]
+
+    def producers(self) -> dict[str, str]:
+        """output field -> the node producing it (inputs of the example map to '')."""
+        out = {f.name: "" for f in self.inputs}
+        for n in self.nodes:
+            for f in n.outputs:
+                out.setdefault(f.name, n.name)
+        return out
+
+    def final_outputs(self) -> list[str]:
+        """The answer: the outputs of the nodes with no outgoing edge."""
+        ends = [n for n in self.nodes if not self.successors(n.name)]
+        return [f.name for n in ends for f in n.outputs]
+
+    # -- validation: each problem a clear error -------------------------------------------------
+    @model_validator(mode="after")
+    def _valid_graph(self):
+        names = [n.name for n in self.nodes]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate node names {dup}")
+        known = set(names)
+        if self.start is not None and self.start not in known:
+            raise ValueError(f"start node {self.start!r} is not a node (nodes: {names})")
+        for e in self.edges:
+            for end in (e.source, e.target):
+                if end not in known:
+                    raise ValueError(f"edge {e.source} -> {e.target} names unknown node {end!r} "
+                                     f"(nodes: {names})")
+        tool_names = {t.name for t in self.tools}
+        for n in self.nodes:
+            for t in n.tools:
+                if t not in tool_names:
+                    raise ValueError(f"node {n.name!r} uses tool {t!r}, which is not declared "
+                                     f"in tools (declared: {sorted(tool_names)})")
+        input_names = {f.name for f in self.inputs}
+        for n in self.nodes:
+            clash = input_names & {f.name for f in n.outputs}
+            if clash:
+                raise ValueError(f"node {n.name!r} outputs {sorted(clash)}, which are example "
+                                 "inputs; give the outputs other names")
+        reach = self._reachable()
+        unreachable = [n for n in names if n not in reach[self.start_node] | {self.start_node}]
+        if unreachable:
+            raise ValueError(f"nodes {unreachable} cannot be reached from the start node "
+                             f"{self.start_node!r}; add edges to them or remove them")
+        # every input must be produced by the example or by a node that can run before this one
+        for n in self.nodes:
+            before = {m for m in names if n.name in reach[m]}
+            for inp in n.inputs:
+                if inp in input_names:
+                    continue
+                makers = [m.name for m in self.nodes if inp in {f.name for f in m.outputs}]
+                if not makers:
+                    raise ValueError(f"node {n.name!r} reads {inp!r}, which neither the example "
+                                     f"inputs {sorted(input_names)} nor any node produces")
+                if not any(m in before for m in makers):
+                    raise ValueError(f"node {n.name!r} reads {inp!r}, but the node producing it "
+                                     f"({', '.join(makers)}) never runs before it")
+        cyclic = [m for m in names if m in reach[m]]
+        if cyclic and self.max_steps is None:
+            raise ValueError(f"the edges form a cycle through {cyclic} without a bound; set "
+                             "max_steps to bound the number of node runs")
+        return self
+
+    def _reachable(self) -> dict[str, set[str]]:
+        edges = self.effective_edges()
+        reach = {n.name: set() for n in self.nodes}
+        for name in reach:
+            stack = [e.target for e in edges if e.source == name]
+            while stack:
+                m = stack.pop()
+                if m not in reach[name]:
+                    reach[name].add(m)
+                    stack.extend(e.target for e in edges if e.source == m)
+        return reach
+
+    # -- persistence ----------------------------------------------------------------------------
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the spec as JSON or YAML (by the file's suffix), atomically."""
+        from localsym.io import atomic_write_text
+
+        path = Path(path)
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            text = yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False,
+                                  allow_unicode=True, width=100)
+        else:
+            text = self.to_json() + "\n"
+        atomic_write_text(path, text)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PipelineSpec":
+        path = Path(path)
+        try:
+            text = path.read_text("utf-8")
+        except OSError as err:
+            raise ConfigError(f"cannot read agent spec {path}: {err.strerror}",
+                              "check the path") from None
+        return cls.parse(text, source=str(path), yaml_format=path.suffix in (".yaml", ".yml"))
+
+    @classmethod
+    def parse(cls, text: str, source: str = "spec", yaml_format: bool = False) -> "PipelineSpec":
+        try:
+            if yaml_format:
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except Exception as err:
+            raise ConfigError(f"agent spec {source} is not valid {'YAML' if yaml_format else 'JSON'}: "
+                              f"{str(err).splitlines()[0]}", "fix the syntax") from None
+        return cls.from_data(data, source)
+
+    @classmethod
+    def from_data(cls, data: Any, source: str = "spec") -> "PipelineSpec":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            msg = first["msg"].removeprefix("Value error, ")
+            raise ConfigError(f"invalid agent spec {source}: {where + ': ' if where else ''}{msg}",
+                              "correct the spec (see localsym.agent.spec.PipelineSpec)") from None

@@ -1,0 +1,174 @@
+"""Tools: Python callables registered by name, called by nodes with typed, schema-forced arguments.
+
+A tool's *text* (description, usage notes) is a trainable weight and lives in the agent spec
+(``ToolSpec``); its *code* and argument types live here. A call that raises, hangs past its
+timeout, or returns something that is not JSON is recorded as a failure with its reason; it never
+stops the forward pass.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import math
+import operator
+import threading
+import time
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pydantic import BaseModel, Field, create_model
+
+from localsym.agent.spec import ToolSpec
+from localsym.errors import ConfigError
+
+_ARG_TYPES = {str: str, int: int, float: float, bool: bool}
+RESULT_LIMIT = 2000  # characters of a tool result kept in the trajectory and shown to the model
+
+
+class ToolCallRecord(BaseModel):
+    """One tool call in a trajectory."""
+
+    tool: str
+    args: dict[str, Any]
+    result: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    fn: Callable[..., Any]
+    args_model: type[BaseModel]
+    description: str
+    timeout: float
+
+    def spec(self) -> ToolSpec:
+        """The default trainable text of this tool (from its docstring)."""
+        return ToolSpec(name=self.name, description=self.description)
+
+
+class ToolRegistry:
+    """Tools by name. ``registry.register`` works as a decorator::
+
+        tools = ToolRegistry()
+
+        @tools.register
+        def lookup(word: str) -> str:
+            '''Look a word up in the glossary.'''
+    """
+
+    def __init__(self, tools: "ToolRegistry | None" = None):
+        self._tools: dict[str, Tool] = dict(tools._tools) if tools else {}
+
+    def register(self, fn: Callable | None = None, *, name: str | None = None,
+                 timeout: float = 5.0):
+        def add(f: Callable) -> Callable:
+            tool_name = name or f.__name__
+            fields = {}
+            hints = typing.get_type_hints(f)
+            for p in inspect.signature(f).parameters.values():
+                if hints.get(p.name) not in _ARG_TYPES:
+                    raise ConfigError(f"tool {tool_name!r}: argument {p.name!r} has type "
+                                      f"{hints.get(p.name)!r}", "use str, int, float or bool arguments")
+                default = ... if p.default is inspect.Parameter.empty else p.default
+                fields[p.name] = (_ARG_TYPES[hints[p.name]], Field(default))
+            args_model = create_model(f"{tool_name}_args", **fields)
+            doc = (inspect.getdoc(f) or tool_name).strip().splitlines()[0]
+            self._tools[tool_name] = Tool(tool_name, f, args_model, doc, timeout)
+            return f
+
+        return add(fn) if fn is not None else add
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def get(self, name: str) -> Tool:
+        if name not in self._tools:
+            raise ConfigError(f"unknown tool {name!r}",
+                              f"register it in the ToolRegistry (registered: {self.names()})")
+        return self._tools[name]
+
+    def call(self, name: str, args: dict[str, Any]) -> ToolCallRecord:
+        """Run a tool with a wall-clock timeout; every failure is recorded, none raised."""
+        start = time.perf_counter()
+        record = ToolCallRecord(tool=name, args=args)
+        try:
+            tool = self.get(name)
+            parsed = tool.args_model.model_validate(args)
+        except Exception as err:
+            record.error = f"bad call: {err}"
+            return record
+        box: dict[str, Any] = {}
+
+        def target():
+            try:
+                box["value"] = tool.fn(**parsed.model_dump())
+            except BaseException as err:  # noqa: BLE001 - a tool's failure is data
+                box["error"] = f"{type(err).__name__}: {err}"
+
+        worker = threading.Thread(target=target, daemon=True, name=f"tool-{name}")
+        worker.start()
+        worker.join(tool.timeout)
+        record.seconds = time.perf_counter() - start
+        if worker.is_alive():
+            record.error = f"timed out after {tool.timeout:g}s"
+        elif "error" in box:
+            record.error = box["error"]
+        else:
+            try:
+                value = box["value"]
+                text = value if isinstance(value, str) else json.dumps(value)
+                record.result = text[:RESULT_LIMIT]
+            except (TypeError, ValueError) as err:
+                record.error = f"returned a value that is not JSON ({type(box['value']).__name__}): {err}"
+        return record
+
+
+# -- built-in tools ------------------------------------------------------------------------------
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+           ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+           ast.Pow: operator.pow}
+_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_FUNCS = {"sqrt": math.sqrt, "abs": abs, "round": round, "min": min, "max": max}
+
+
+def _evaluate(node):
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body)
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
+            and not isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        left, right = _evaluate(node.left), _evaluate(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > 64:
+            raise ValueError("exponent too large")
+        return _BINOPS[type(node.op)](left, right)
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_evaluate(node.operand))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS \
+            and not node.keywords:
+        return _FUNCS[node.func.id](*[_evaluate(a) for a in node.args])
+    raise ValueError(f"unsupported expression element {type(node).__name__}")
+
+
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression, e.g. 12*(3+4) or sqrt(2); returns the number."""
+    value = _evaluate(ast.parse(expression.strip(), mode="eval"))
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def default_tools() -> ToolRegistry:
+    """A registry with the built-in tools (``calculator``)."""
+    registry = ToolRegistry()
+    registry.register(calculator)
+    return registry

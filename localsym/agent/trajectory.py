@@ -1,0 +1,39 @@
+"""The tape of a forward pass: what every executed node saw, had, and did."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from localsym.agent.tools import ToolCallRecord
+
+
+class NodeRecord(BaseModel):
+    """One execution of one node."""
+
+    node: str
+    inputs: dict[str, Any]
+    weights: dict[str, Any] = Field(description="the NodeSpec as it was when the node ran")
+    messages: list[dict[str, str]] = Field(description="the prompt as sent (chat messages)")
+    outputs: dict[str, Any] = {}
+    tool_calls: list[ToolCallRecord] = []
+    route: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    cached: bool = False
+
+
+class Trajectory(BaseModel):
+    """A forward pass on one example: the records in execution order and the final state."""
+
+    example: dict[str, Any]
+    records: list[NodeRecord] = []
+    state: dict[str, Any] = Field({}, description="every field known at the end")
+    outputs: dict[str, Any] = Field({}, description="the agent's answer (final output fields)")
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None

@@ -1,0 +1,117 @@
+"""Language losses: how well a trajectory did, in a score and in words.
+
+``LanguageLoss`` has an LLM judge the whole trajectory (every step, not only the final answer),
+with the ground truth and a metric's score when there are. ``MetricLoss`` needs no LLM.
+``LogProbLoss`` is the dense one a local model allows: the probability of the ground-truth answer
+under the agent's last node, read from the model's logits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from abc import ABC, abstractmethod
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from localsym.agent.trajectory import Trajectory
+from localsym.data import Example, Metric
+from localsym.lm.base import LM, SamplingParams
+from localsym.templates import render
+
+
+# Sampling of every meta call (judge, gradients, optimizers): greedy, and an answer that runs past
+# the limit is closed (strings cut short) rather than lost, since a small model can loop in a string.
+META_PARAMS = SamplingParams(max_tokens=256, max_tokens_limit=512, on_limit="close")
+
+
+class LossRecord(BaseModel):
+    """The loss of one trajectory. ``score`` is in [0, 1], higher is better."""
+
+    kind: str
+    score: float = Field(ge=0.0, le=1.0)
+    analysis: str
+    feedback: str = Field(description="what the last node should have done differently")
+    metric: float | None = None
+
+
+class Judgement(BaseModel):
+    """What the judge LLM answers."""
+
+    analysis: str = Field(description="what went right and wrong, briefly")
+    score: Literal[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    feedback: str = Field(description="what the last step should have done differently")
+
+
+class Loss(ABC):
+    @abstractmethod
+    def __call__(self, trajectory: Trajectory, example: Example) -> LossRecord:
+        ...
+
+
+def _metric_score(metric: Metric | None, trajectory: Trajectory, example: Example) -> float | None:
+    if metric is None or example.expected is None:
+        return None
+    return 0.0 if not trajectory.ok else float(metric(trajectory.outputs, example.expected))
+
+
+class MetricLoss(Loss):
+    """The metric alone (no LLM): the feedback names the fields that differ."""
+
+    def __init__(self, metric: Metric):
+        self.metric = metric
+
+    def __call__(self, trajectory: Trajectory, example: Example) -> LossRecord:
+        score = _metric_score(self.metric, trajectory, example)
+        if score is None:
+            raise ValueError(f"example {example.id} has no expected outputs for the metric loss")
+        if not trajectory.ok:
+            text = f"the run failed: {trajectory.error}"
+        else:
+            wrong = {k: (trajectory.outputs.get(k), v) for k, v in (example.expected or {}).items()
+                     if self.metric({k: trajectory.outputs.get(k)}, {k: v}) < 1.0}
+            text = "; ".join(f"{k} was {got!r}, expected {want!r}" for k, (got, want) in wrong.items())
+        return LossRecord(kind="metric", score=score, analysis=text or "correct",
+                          feedback=text or "keep doing the same", metric=score)
+
+
+class LanguageLoss(Loss):
+    """An LLM judges the trajectory. With a metric, the judge sees its score and the record's
+    ``score`` is the metric's; without one (no ground truth) it is the judge's score / 10."""
+
+    def __init__(self, lm: LM, task: str = "", metric: Metric | None = None,
+                 params: SamplingParams | None = None):
+        self.lm, self.task, self.metric = lm, task, metric
+        self.params = params or META_PARAMS
+
+    def __call__(self, trajectory: Trajectory, example: Example) -> LossRecord:
+        metric = _metric_score(self.metric, trajectory, example)
+        prompt = render("loss.j2", task=self.task, trajectory=trajectory,
+                        expected=example.expected, metric_score=metric)
+        judged = self.lm.generate([{"role": "user", "content": prompt}], Judgement, self.params)
+        return LossRecord(kind="language", score=metric if metric is not None else judged.score / 10,
+                          analysis=judged.analysis, feedback=judged.feedback, metric=metric)
+
+
+class LogProbLoss(Loss):
+    """Dense loss: the per-token probability (geometric mean) of the expected answer of the last
+    node, given that node's prompt, read from the model's logits. Needs an LM with ``logprob``
+    (the in-process llama.cpp backend, cached or not) and examples with expected outputs."""
+
+    def __init__(self, lm: LM):
+        self.lm = lm
+
+    def __call__(self, trajectory: Trajectory, example: Example) -> LossRecord:
+        if not trajectory.records or example.expected is None:
+            return LossRecord(kind="logprob", score=0.0, analysis="no run or no expected answer",
+                              feedback="produce an answer")
+        last = trajectory.records[-1]
+        target = json.dumps({k: v for k, v in example.expected.items()}, ensure_ascii=False)
+        total, n = self.lm.logprob(last.messages, target)
+        p = math.exp(total / max(n, 1))
+        return LossRecord(
+            kind="logprob", score=p, metric=p,
+            analysis=f"the expected answer {target[:200]} has a per-token probability of {p:.3f} "
+                     f"under node {last.node}'s prompt ({total:.1f} nats over {n} tokens)",
+            feedback=f"make the expected answer {target[:200]} more likely")

@@ -1,0 +1,421 @@
+"""Optimizers: LLMs (and one bootstrap learner) that turn gradients into a new agent spec.
+
+Each optimizer's ``step(spec, batch)`` takes the gradients of a whole batch, aggregated per node,
+and returns a ``Proposal``: the new spec (validated by the same pydantic schema as any spec), the
+changes made, and the edits rejected with their reason. Specs are immutable, so the old spec is an
+exact copy to roll back to. The "learning rate" is enforced here, in code: how many fields or
+actions one step may touch, and how much of a text one edit may change. The optimizer sees its
+earlier updates and whether they were accepted (``memory``), so it does not repeat a rejected edit.
+"""
+
+from __future__ import annotations
+
+import difflib
+from abc import ABC, abstractmethod
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, Field, create_model
+
+from localsym.agent.spec import (PROMPT_FIELDS, Demonstration, EdgeSpec, FieldSpec, FieldType,
+                                 NodeSpec, PipelineSpec, PromptWeights)
+from localsym.agent.trajectory import Trajectory
+from localsym.errors import ConfigError
+from localsym.learn.backward import ExampleGradients, NodeGradient
+from localsym.lm.base import LM, SamplingParams
+from localsym.learn.loss import META_PARAMS
+from localsym.templates import render, variables_of
+
+MAX_TEXT = 2000  # characters in one prompt field or tool text
+
+
+class Change(BaseModel):
+    target: str  # a parameter name, e.g. nodes.solve.prompt.task, or workflow
+    before: Any = None
+    after: Any = None
+
+
+class Proposal(BaseModel):
+    spec: PipelineSpec
+    changes: list[Change] = []
+    rejected: list[str] = []
+    reasoning: str = ""
+
+
+class Batch(BaseModel):
+    """What one training step learned from: the trajectories, their losses and gradients."""
+
+    trajectories: list[Trajectory]
+    gradients: list[ExampleGradients]
+
+    def node_gradients(self, node: str) -> list[NodeGradient]:
+        return [g for eg in self.gradients for g in eg.nodes if g.node == node]
+
+
+class UpdateRecord(BaseModel):
+    """Optimizer memory: one earlier update and its fate."""
+
+    step: int
+    optimizer: str
+    changes: list[str]
+    accepted: bool
+    val_before: float
+    val_after: float
+
+    def line(self) -> str:
+        verdict = "accepted" if self.accepted else "REJECTED"
+        return (f"step {self.step}: {'; '.join(self.changes)[:300]} -> validation "
+                f"{self.val_before:.2f} to {self.val_after:.2f}, {verdict}")
+
+
+class Optimizer(ABC):
+    name: str
+
+    @abstractmethod
+    def step(self, spec: PipelineSpec, batch: Batch, memory: list[UpdateRecord]) -> Proposal:
+        ...
+
+
+def replace_node(spec: PipelineSpec, node: NodeSpec) -> PipelineSpec:
+    nodes = tuple(node if n.name == node.name else n for n in spec.nodes)
+    return PipelineSpec.model_validate({**spec.model_dump(), "nodes": [n.model_dump() for n in nodes]})
+
+
+def check_text_edit(old: str, new: str, max_change: float, allowed_vars: set[str]) -> str | None:
+    """Why an edit of a prompt text is not allowed, or None. Enforces the learning rate."""
+    if len(new) > MAX_TEXT:
+        return f"new text is {len(new)} characters (limit {MAX_TEXT})"
+    dropped = variables_of(old) - variables_of(new)
+    if dropped:
+        return f"drops the input variable(s) {sorted(dropped)}"
+    unknown = variables_of(new) - allowed_vars
+    if unknown:
+        return f"uses unknown variable(s) {sorted(unknown)}"
+    change = 1.0 - difflib.SequenceMatcher(None, old, new).ratio()
+    if old.strip() and change > max_change:
+        return f"changes {change:.0%} of the text (learning rate allows {max_change:.0%})"
+    return None
+
+
+def _history(memory: list[UpdateRecord], optimizer: str, about: str = "") -> list[str]:
+    return [m.line() for m in memory if m.optimizer == optimizer and about in " ".join(m.changes)][-6:]
+
+
+# -- prompts ---------------------------------------------------------------------------------------
+class PromptEdit(BaseModel):
+    field: Literal[PROMPT_FIELDS]
+    new_text: str
+
+
+class PromptUpdate(BaseModel):
+    reasoning: str
+    edits: list[PromptEdit] = Field(max_length=len(PROMPT_FIELDS))
+
+
+class PromptOptimizer(Optimizer):
+    """Rewrites named prompt fields of every node that has gradients."""
+
+    name = "prompt"
+
+    def __init__(self, lm: LM, max_fields: int = 2, max_change: float = 0.8,
+                 params: SamplingParams | None = None):
+        self.lm, self.max_fields, self.max_change = lm, max_fields, max_change
+        self.params = params or META_PARAMS
+
+    def step(self, spec: PipelineSpec, batch: Batch, memory: list[UpdateRecord]) -> Proposal:
+        proposal = Proposal(spec=spec)
+        for node in spec.nodes:
+            grads = batch.node_gradients(node.name)
+            if not grads:
+                continue
+            prompt = render("optimize_prompt.j2", task=spec.description, node=node,
+                            prompt_fields=PROMPT_FIELDS, gradients=grads[:8], max_fields=self.max_fields,
+                            history=_history(memory, self.name, f"nodes.{node.name}."),
+                            variables=list(node.inputs))
+            update = self.lm.generate([{"role": "user", "content": prompt}], PromptUpdate, self.params)
+            proposal.reasoning += f"[{node.name}] {update.reasoning}\n"
+            fields = dict(node.prompt.model_dump())
+            touched = 0
+            for edit in update.edits:
+                target = f"nodes.{node.name}.prompt.{edit.field}"
+                old, new = fields[edit.field], edit.new_text.strip()
+                if new == old:
+                    continue
+                if touched >= self.max_fields:
+                    proposal.rejected.append(f"{target}: over the {self.max_fields}-field limit")
+                    continue
+                why = check_text_edit(old, new, self.max_change, set(node.inputs))
+                if why:
+                    proposal.rejected.append(f"{target}: {why}")
+                    continue
+                fields[edit.field] = new
+                touched += 1
+                proposal.changes.append(Change(target=target, before=old, after=new))
+            if touched:
+                node = node.model_copy(update={"prompt": PromptWeights(**fields)})
+                proposal.spec = replace_node(proposal.spec, node)
+        return proposal
+
+
+# -- tools -----------------------------------------------------------------------------------------
+class ToolOptimizer(Optimizer):
+    """Rewrites tool descriptions and usage notes, and which tools each node may use."""
+
+    name = "tool"
+
+    def __init__(self, lm: LM, max_edits: int = 2, max_change: float = 0.8,
+                 params: SamplingParams | None = None):
+        self.lm, self.max_edits, self.max_change = lm, max_edits, max_change
+        self.params = params or META_PARAMS
+
+    def schema(self, spec: PipelineSpec) -> type[BaseModel]:
+        tools = tuple(t.name for t in spec.tools)
+        nodes = tuple(n.name for n in spec.nodes)
+        text_edit = create_model("ToolTextEdit", tool=(Literal[tools], ...),
+                                 field=(Literal["description", "usage_notes"], ...),
+                                 new_text=(str, ...))
+        selection = create_model("ToolSelection", node=(Literal[nodes], ...),
+                                 add=(list[Literal[tools]], []), remove=(list[Literal[tools]], []))
+        return create_model("ToolUpdate", reasoning=(str, ...),
+                            edits=(list[text_edit], Field(max_length=4)),
+                            selection=(list[selection], Field(max_length=4)))
+
+    def step(self, spec: PipelineSpec, batch: Batch, memory: list[UpdateRecord]) -> Proposal:
+        proposal = Proposal(spec=spec)
+        if not spec.tools:
+            return proposal
+        feedback = [{"node": g.node, "text": g.tool_feedback} for eg in batch.gradients
+                    for g in eg.nodes if spec.node(g.node).tools or g.tool_feedback.strip().lower()
+                    not in ("", "none", "none.")][:10]
+        calls = [f"{r.node} called {c.tool}({c.args}) -> "
+                 f"{c.result if c.ok else 'ERROR ' + str(c.error)}"[:300]
+                 for t in batch.trajectories for r in t.records for c in r.tool_calls][:12]
+        prompt = render("optimize_tools.j2", task=spec.description, spec=spec,
+                        tool_feedback=feedback, calls=calls, max_edits=self.max_edits,
+                        history=_history(memory, self.name))
+        update = self.lm.generate([{"role": "user", "content": prompt}], self.schema(spec),
+                                  self.params)
+        proposal.reasoning = update.reasoning
+        budget = self.max_edits
+        tools = {t.name: t for t in spec.tools}
+        for edit in update.edits:
+            target = f"tools.{edit.tool}.{edit.field}"
+            old, new = getattr(tools[edit.tool], edit.field), edit.new_text.strip()
+            if new == old:
+                continue
+            why = "over the edit limit" if budget <= 0 else \
+                check_text_edit(old, new, self.max_change, set())
+            if why:
+                proposal.rejected.append(f"{target}: {why}")
+                continue
+            tools[edit.tool] = tools[edit.tool].model_copy(update={edit.field: new})
+            proposal.changes.append(Change(target=target, before=old, after=new))
+            budget -= 1
+        nodes = {n.name: n for n in spec.nodes}
+        for sel in update.selection:
+            old = nodes[sel.node].tools
+            new = tuple(t for t in old if t not in sel.remove) + \
+                tuple(dict.fromkeys(t for t in sel.add if t not in old))
+            if new == old:
+                continue
+            if budget <= 0:
+                proposal.rejected.append(f"nodes.{sel.node}.tools: over the edit limit")
+                continue
+            nodes[sel.node] = nodes[sel.node].model_copy(update={"tools": new})
+            proposal.changes.append(Change(target=f"nodes.{sel.node}.tools", before=list(old),
+                                           after=list(new)))
+            budget -= 1
+        if proposal.changes:
+            proposal.spec = PipelineSpec.model_validate({
+                **spec.model_dump(), "tools": [t.model_dump() for t in tools.values()],
+                "nodes": [n.model_dump() for n in nodes.values()]})
+        return proposal
+
+
+# -- the workflow ----------------------------------------------------------------------------------
+class NewField(BaseModel):
+    name: str = Field(pattern=r"^[a-z_][a-z0-9_]{0,30}$")
+    type: FieldType = "str"
+    description: str = ""
+
+
+class AddNode(BaseModel):
+    action: Literal["add_node"]
+    name: str = Field(pattern=r"^[a-z_][a-z0-9_]{0,30}$")
+    after: str
+    task: str
+    inputs: list[str] = Field(max_length=6)
+    outputs: list[NewField] = Field(min_length=1, max_length=4)
+
+
+class RemoveNode(BaseModel):
+    action: Literal["remove_node"]
+    name: str
+
+
+class EditNode(BaseModel):
+    action: Literal["edit_node"]
+    name: str
+    field: Literal[PROMPT_FIELDS]
+    new_text: str
+
+
+class Rewire(BaseModel):
+    action: Literal["rewire"]
+    source: str
+    target: str
+    connect: bool = Field(description="true adds the connection, false removes it")
+
+
+Action = Annotated[Union[AddNode, RemoveNode, EditNode, Rewire], Field(discriminator="action")]
+
+
+class WorkflowUpdate(BaseModel):
+    reasoning: str
+    actions: list[Action] = Field(max_length=3)
+
+
+def apply_action(spec: PipelineSpec, action: BaseModel) -> PipelineSpec:
+    """Apply one typed edit; raises ConfigError (with the reason) if the result is not a valid
+    pipeline. Other nodes keep their weights untouched."""
+    data = spec.model_dump(mode="json")
+    names = [n.name for n in spec.nodes]
+    edges = [e.model_dump() for e in spec.effective_edges()]
+    explicit = bool(spec.edges)
+    if isinstance(action, AddNode):
+        if action.after not in names:
+            raise ConfigError(f"add_node after unknown node {action.after!r}", "")
+        node = NodeSpec(name=action.name, prompt=PromptWeights(task=action.task),
+                        inputs=tuple(action.inputs),
+                        outputs=tuple(FieldSpec(**f.model_dump()) for f in action.outputs))
+        at = names.index(action.after) + 1
+        data["nodes"].insert(at, node.model_dump())
+        if explicit:
+            outgoing = [e for e in edges if e["source"] == action.after]
+            edges = [e for e in edges if e["source"] != action.after]
+            edges.append({"source": action.after, "target": action.name, "when": ""})
+            edges += [{**e, "source": action.name} for e in outgoing]
+            data["edges"] = edges
+    elif isinstance(action, RemoveNode):
+        if action.name not in names:
+            raise ConfigError(f"remove_node of unknown node {action.name!r}", "")
+        if len(names) == 1:
+            raise ConfigError("cannot remove the only node", "")
+        data["nodes"] = [n for n in data["nodes"] if n["name"] != action.name]
+        if explicit:
+            ins = [e["source"] for e in edges if e["target"] == action.name]
+            outs = [e["target"] for e in edges if e["source"] == action.name]
+            edges = [e for e in edges if action.name not in (e["source"], e["target"])]
+            edges += [{"source": a, "target": b, "when": ""} for a in ins for b in outs]
+            data["edges"] = edges
+        if spec.start == action.name:
+            data["start"] = None
+    elif isinstance(action, EditNode):
+        if action.name not in names:
+            raise ConfigError(f"edit_node of unknown node {action.name!r}", "")
+        node = spec.node(action.name)
+        why = check_text_edit(getattr(node.prompt, action.field), action.new_text.strip(), 1.0,
+                              set(node.inputs))
+        if why:
+            raise ConfigError(f"edit_node {action.name}.{action.field}: {why}", "")
+        data["nodes"][names.index(action.name)]["prompt"][action.field] = action.new_text.strip()
+    elif isinstance(action, Rewire):
+        pair = {"source": action.source, "target": action.target, "when": ""}
+        present = any(e["source"] == action.source and e["target"] == action.target for e in edges)
+        if action.connect and present or not action.connect and not present:
+            raise ConfigError(f"rewire {action.source} -> {action.target}: nothing to change", "")
+        edges = edges + [pair] if action.connect else [
+            e for e in edges if not (e["source"] == action.source and e["target"] == action.target)]
+        data["edges"] = edges
+    return PipelineSpec.from_data(data, source=f"{action.action} result")
+
+
+def describe_action(action: BaseModel) -> str:
+    if isinstance(action, AddNode):
+        return f"add node {action.name} after {action.after}"
+    if isinstance(action, RemoveNode):
+        return f"remove node {action.name}"
+    if isinstance(action, EditNode):
+        return f"edit {action.name}.{action.field}"
+    return f"{'connect' if action.connect else 'disconnect'} {action.source} -> {action.target}"
+
+
+class PipelineOptimizer(Optimizer):
+    """Typed edits of the workflow: add, remove, edit nodes, rewire edges. Each action is applied
+    and validated on its own; an invalid one is rejected with its reason, the valid ones stay."""
+
+    name = "pipeline"
+
+    def __init__(self, lm: LM, max_actions: int = 1, params: SamplingParams | None = None):
+        self.lm, self.max_actions = lm, max_actions
+        self.params = params or META_PARAMS
+
+    def step(self, spec: PipelineSpec, batch: Batch, memory: list[UpdateRecord]) -> Proposal:
+        suggestions = [eg.workflow.suggestion for eg in batch.gradients if eg.workflow][:8]
+        if not suggestions:
+            return Proposal(spec=spec)
+        fields = sorted(spec.producers())
+        prompt = render("optimize_workflow.j2", task=spec.description, spec=spec,
+                        suggestions=suggestions, max_actions=self.max_actions, fields=fields,
+                        history=_history(memory, self.name))
+        update = self.lm.generate([{"role": "user", "content": prompt}], WorkflowUpdate,
+                                  self.params)
+        return self.apply(spec, update.actions, update.reasoning)
+
+    def apply(self, spec: PipelineSpec, actions: list[BaseModel], reasoning: str = "") -> Proposal:
+        proposal = Proposal(spec=spec, reasoning=reasoning)
+        for i, action in enumerate(actions):
+            what = describe_action(action)
+            if i >= self.max_actions:
+                proposal.rejected.append(f"{what}: over the {self.max_actions}-action limit")
+                continue
+            try:
+                new = apply_action(proposal.spec, action)
+            except ConfigError as err:
+                proposal.rejected.append(f"{what}: {err.cause}")
+                continue
+            proposal.changes.append(Change(target="workflow", before=_graph(proposal.spec),
+                                           after=_graph(new)))
+            proposal.changes[-1] = proposal.changes[-1].model_copy(update={"target": f"workflow: {what}"})
+            proposal.spec = new
+        return proposal
+
+
+def _graph(spec: PipelineSpec) -> dict:
+    return {"nodes": [n.name for n in spec.nodes],
+            "edges": [[e.source, e.target] for e in spec.effective_edges()]}
+
+
+# -- demonstrations (bootstrap) --------------------------------------------------------------------
+class DemonstrationOptimizer(Optimizer):
+    """Adds the inputs and outputs of successful trajectories to each node's demonstrations (what
+    DSPy's bootstrap does), at most ``per_step`` per node per step and ``max_demos`` in all."""
+
+    name = "demonstrations"
+
+    def __init__(self, min_score: float = 1.0, max_demos: int = 3, per_step: int = 1):
+        self.min_score, self.max_demos, self.per_step = min_score, max_demos, per_step
+
+    def step(self, spec: PipelineSpec, batch: Batch, memory: list[UpdateRecord]) -> Proposal:
+        proposal = Proposal(spec=spec)
+        added: dict[str, int] = {}
+        for traj, grads in zip(batch.trajectories, batch.gradients):
+            if not traj.ok or grads.loss.score < self.min_score:
+                continue
+            for record in traj.records:
+                try:
+                    node = proposal.spec.node(record.node)
+                except KeyError:
+                    continue
+                outputs = dict(record.outputs)
+                if record.route:
+                    outputs["next_step"] = record.route
+                demo = Demonstration(inputs=record.inputs, outputs=outputs)
+                if demo in node.demonstrations or added.get(node.name, 0) >= self.per_step:
+                    continue
+                demos = (node.demonstrations + (demo,))[-self.max_demos:]
+                proposal.spec = replace_node(proposal.spec,
+                                             node.model_copy(update={"demonstrations": demos}))
+                added[node.name] = added.get(node.name, 0) + 1
+                proposal.changes.append(Change(target=f"nodes.{node.name}.demonstrations",
+                                               after=demo.model_dump()))
+        return proposal

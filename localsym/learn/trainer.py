@@ -1,0 +1,229 @@
+"""The training loop: forward, loss, backward, optimizer steps, and the validation gate.
+
+Every candidate update is scored on the validation split and accepted only if the score does not
+drop by more than ``threshold`` (or, with ``paired_test``, only if a paired permutation test on
+the per-example scores finds it better at level ``alpha``); otherwise the previous spec, an
+immutable value, is restored exactly. The best spec so far is kept. After every step the state
+is checkpointed atomically to the run directory, and ``resume`` continues from it: batches come
+from a seeded order and every LLM call is deterministic (and cached), so a resumed run ends with
+the same agent as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from localsym.agent.pipeline import Pipeline
+from localsym.agent.spec import PipelineSpec
+from localsym.data import Example, Metric
+from localsym.errors import ConfigError
+from localsym.io import append_jsonl, atomic_write_text
+from localsym.learn.backward import backward
+from localsym.learn.loss import Loss
+from localsym.learn.optim import Batch, Optimizer, UpdateRecord
+from localsym.lm.base import LM, SamplingParams
+
+OptimizerName = Literal["prompt", "tool", "pipeline", "demonstrations"]
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(4, ge=1)
+    seed: int = Field(0, ge=0)
+    threshold: float = Field(0.0, ge=0.0, description="largest validation drop still accepted")
+    paired_test: bool = False
+    alpha: float = Field(0.1, gt=0.0, lt=1.0)
+    optimizers: tuple[OptimizerName, ...] = ("prompt", "tool", "pipeline", "demonstrations")
+    schedule: Literal["all", "cycle"] = Field(
+        "all", description="all: every optimizer every step; cycle: one per step, in turn")
+    max_steps: int | None = Field(None, ge=1)
+
+
+class TrainState(BaseModel):
+    """Everything needed to continue a run: the checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_index: int = 0
+    spec: PipelineSpec
+    val_scores: list[float]
+    best_spec: PipelineSpec
+    best_score: float
+    memory: list[UpdateRecord] = []
+    done: bool = False
+
+
+def permutation_p_value(new: list[float], old: list[float], seed: int = 0,
+                        rounds: int = 4000) -> float:
+    """One-sided paired sign-flip test: the chance of a mean improvement at least this large if
+    the update changed nothing."""
+    d = np.asarray(new) - np.asarray(old)
+    if not d.any():
+        return 1.0
+    flips = np.random.default_rng(seed).choice([-1.0, 1.0], size=(rounds, d.size))
+    return float(((flips * d).mean(axis=1) >= d.mean()).mean())
+
+
+class Trainer:
+    """Train ``pipeline`` on examples. ``lm`` runs the loss, backward and the optimizers (it may
+    be a larger model than the agent's own); ``metric`` scores validation when examples have
+    expected outputs (else the loss's score is used)."""
+
+    def __init__(self, pipeline: Pipeline, loss: Loss, optimizers: dict[str, Optimizer],
+                 lm: LM, config: TrainConfig | None = None, metric: Metric | None = None,
+                 run_dir: str | Path | None = None, log=print,
+                 meta_params: SamplingParams | None = None):
+        self.pipeline, self.loss, self.lm = pipeline, loss, lm
+        self.meta_params = meta_params  # sampling of the backward calls (default META_PARAMS)
+        self.config = config or TrainConfig()
+        unknown = set(self.config.optimizers) - set(optimizers)
+        if unknown:
+            raise ConfigError(f"config names optimizers {sorted(unknown)} that were not given",
+                              f"given: {sorted(optimizers)}")
+        self.optimizers = optimizers
+        self.metric = metric
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.log = log
+
+    # -- scoring ------------------------------------------------------------------------------
+    def score(self, spec: PipelineSpec, examples: list[Example]) -> list[float]:
+        """Per-example validation scores of ``spec``."""
+        saved = self.pipeline.spec
+        self.pipeline.spec = spec
+        try:
+            out = []
+            for ex in examples:
+                traj = self.pipeline.forward(ex.inputs)
+                if self.metric is not None and ex.expected is not None:
+                    out.append(0.0 if not traj.ok else float(self.metric(traj.outputs, ex.expected)))
+                else:
+                    out.append(self.loss(traj, ex).score)
+            return out
+        finally:
+            self.pipeline.spec = saved
+
+    def accept(self, new: list[float], old: list[float], step: int) -> tuple[bool, str]:
+        gain = float(np.mean(new) - np.mean(old))
+        if gain < -self.config.threshold:
+            return False, f"validation dropped by {-gain:.3f}"
+        if self.config.paired_test:
+            p = permutation_p_value(new, old, seed=self.config.seed + step)
+            if p >= self.config.alpha:
+                return False, f"no significant gain (paired test p={p:.3f} >= {self.config.alpha})"
+            return True, f"gain {gain:+.3f}, p={p:.3f}"
+        return True, f"validation change {gain:+.3f}"
+
+    # -- the loop -----------------------------------------------------------------------------
+    def order(self, n: int, epoch: int) -> list[int]:
+        return np.random.default_rng([self.config.seed, epoch]).permutation(n).tolist()
+
+    def fit(self, train: list[Example], val: list[Example], resume: bool = False) -> TrainState:
+        if not train or not val:
+            raise ConfigError("training needs a non-empty train and validation split",
+                              "give both splits at least one example")
+        state = self.load_state() if resume else None
+        if state is None:
+            spec = self.pipeline.spec
+            scores = self.score(spec, val)
+            state = TrainState(spec=spec, val_scores=scores, best_spec=spec,
+                               best_score=float(np.mean(scores)))
+            self._event({"event": "start", "val_score": state.best_score})
+            self.save_state(state)
+        self.pipeline.spec = state.spec
+        cfg = self.config
+        batches = (len(train) + cfg.batch_size - 1) // cfg.batch_size
+        while not state.done:
+            if state.epoch >= cfg.epochs or (cfg.max_steps and state.step >= cfg.max_steps):
+                state.done = True
+                self.save_state(state)
+                break
+            order = self.order(len(train), state.epoch)
+            batch = [train[i] for i in order[state.batch_index * cfg.batch_size:
+                                             (state.batch_index + 1) * cfg.batch_size]]
+            self._step(state, batch, val)
+            state.batch_index += 1
+            if state.batch_index >= batches:
+                state.epoch, state.batch_index = state.epoch + 1, 0
+            self.save_state(state)
+        self.pipeline.spec = state.best_spec
+        return state
+
+    def _step(self, state: TrainState, batch: list[Example], val: list[Example]) -> None:
+        started = time.perf_counter()
+        state.step += 1
+        spec = state.spec
+        self.pipeline.spec = spec
+        trajectories = [self.pipeline.forward(ex.inputs) for ex in batch]
+        losses = [self.loss(t, ex) for t, ex in zip(trajectories, batch)]
+        want_flow = "pipeline" in self._optimizers_for(state.step)
+        grads = [backward(t, l, spec, self.lm, ex.id, params=self.meta_params, workflow=want_flow)
+                 for t, l, ex in zip(trajectories, losses, batch)]
+        data = Batch(trajectories=trajectories, gradients=grads)
+        candidate, changes, rejected = spec, [], []
+        for name in self._optimizers_for(state.step):
+            proposal = self.optimizers[name].step(candidate, data, state.memory)
+            candidate = proposal.spec
+            changes += [(name, c.target) for c in proposal.changes]
+            rejected += [f"{name}: {r}" for r in proposal.rejected]
+        event = {"event": "step", "step": state.step, "epoch": state.epoch,
+                 "batch": [ex.id for ex in batch], "losses": [l.model_dump() for l in losses],
+                 "gradients": [g.model_dump() for g in grads],
+                 "changes": [f"{n}: {t}" for n, t in changes], "rejected_edits": rejected}
+        before = float(np.mean(state.val_scores))
+        if candidate == spec:
+            event.update(decision="no change", val_before=before, val_after=before)
+        else:
+            new_scores = self.score(candidate, val)
+            after = float(np.mean(new_scores))
+            ok, why = self.accept(new_scores, state.val_scores, state.step)
+            for name in {n for n, _ in changes}:
+                state.memory.append(UpdateRecord(
+                    step=state.step, optimizer=name, accepted=ok, val_before=before,
+                    val_after=after, changes=[t for n, t in changes if n == name]))
+            if ok:
+                state.spec, state.val_scores = candidate, new_scores
+                if after > state.best_score:
+                    state.best_spec, state.best_score = candidate, after
+            event.update(decision="accepted" if ok else "rolled back", reason=why,
+                         val_before=before, val_after=after,
+                         proposed_spec=candidate.model_dump(mode="json"))
+        self.pipeline.spec = state.spec
+        event["seconds"] = round(time.perf_counter() - started, 3)
+        self._event(event)
+        self.log(f"step {state.step}: {event['decision']} (validation {event['val_before']:.3f}"
+                 f" -> {event['val_after']:.3f}; {len(changes)} change(s))")
+
+    def _optimizers_for(self, step: int) -> list[str]:
+        names = list(self.config.optimizers)
+        if self.config.schedule == "cycle":
+            return [names[(step - 1) % len(names)]]
+        return names
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def save_state(self, state: TrainState) -> None:
+        if self.run_dir is None:
+            return
+        atomic_write_text(self.run_dir / "state.json", state.model_dump_json(indent=1))
+        state.spec.save(self.run_dir / "specs" / f"step-{state.step:04d}.json")
+        state.best_spec.save(self.run_dir / "best_spec.json")
+
+    def load_state(self) -> TrainState | None:
+        if self.run_dir is None or not (self.run_dir / "state.json").is_file():
+            return None
+        try:
+            return TrainState.model_validate_json((self.run_dir / "state.json").read_text("utf-8"))
+        except ValueError as err:
+            raise ConfigError(f"checkpoint {self.run_dir / 'state.json'} is unreadable: "
+                              f"{str(err).splitlines()[0]}",
+                              "start a new run directory, or restore the file") from None
+
+    def _event(self, record: dict) -> None:
+        if self.run_dir is not None:
+            append_jsonl(self.run_dir / "events.jsonl", {"time": time.time(), **record})

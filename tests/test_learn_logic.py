@@ -1,0 +1,218 @@
+"""The algorithm's pure logic with a scripted LM: the chain rule, optimizers' rules, the gate,
+rollback and resume. (The real model runs the same code in test_train.py.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import RoutedLM
+from localsym.agent import Pipeline, PipelineSpec
+from localsym.data import Example, numeric_match
+from localsym.learn import (Batch, DemonstrationOptimizer, MetricLoss, PipelineOptimizer,
+                            PromptOptimizer, ToolOptimizer, TrainConfig, Trainer, backward)
+from localsym.learn.optim import AddNode, EditNode, RemoveNode, Rewire
+from test_spec import TWO_NODES
+
+
+def spec(**changes):
+    return PipelineSpec.from_data({**TWO_NODES, **changes})
+
+
+def gradient_answer(messages):
+    text = messages[-1]["content"]
+    node = text.split('The step is node "')[1].split('"')[0]
+    return {"analysis": f"analysis of {node}", "tool_feedback": "none",
+            "suggestions": [{"field": "task", "suggestion": f"be precise in {node}"}],
+            "requirement": f"REQUIREMENT-FROM-{node}"}
+
+
+ROUTES = {
+    "plan_output": lambda m: {"expression": "3*12"},
+    "solve_step": lambda m: ({"action": {"tool": "calculator", "args": {"expression": "3*12"}}}
+                             if not any("Result of" in x["content"] for x in m)
+                             else {"action": {"tool": "finish", "outputs": {"answer": 36}}}),
+    "NodeGradientAnswer": gradient_answer,
+    "WorkflowGradientAnswer": lambda m: {"analysis": "fine", "suggestion": "keep the workflow"},
+}
+
+
+def test_backward_walks_the_tape_in_reverse_and_chains_requirements():
+    lm = RoutedLM(ROUTES)
+    s = spec()
+    traj = Pipeline(s, lm).forward({"question": "3 boxes of 12?"})
+    assert [r.node for r in traj.records] == ["plan", "solve"]
+    assert traj.records[1].tool_calls[0].result == "36" and traj.outputs == {"answer": 36}
+    loss = MetricLoss(numeric_match)(traj, Example(id="e", inputs={}, expected={"answer": 35}))
+    assert loss.score == 0.0 and "expected 35" in loss.feedback
+    lm.calls.clear()
+    grads = backward(traj, loss, s, lm, "e")
+    order = [name for name, _ in lm.calls]
+    assert order == ["NodeGradientAnswer", "NodeGradientAnswer", "WorkflowGradientAnswer"]
+    solve_prompt = lm.calls[0][1][-1]["content"]
+    plan_prompt = lm.calls[1][1][-1]["content"]
+    assert 'node "solve"' in solve_prompt and "expected 35" in solve_prompt  # the loss
+    assert 'node "plan"' in plan_prompt and "REQUIREMENT-FROM-solve" in plan_prompt  # chain rule
+    assert [g.node for g in grads.nodes] == ["plan", "solve"]
+    assert grads.nodes[0].suggestions == {"task": "be precise in plan"}
+
+
+def batch_for(s, lm, expected=36):
+    traj = Pipeline(s, lm).forward({"question": "q"})
+    ex = Example(id="e", inputs={"question": "q"}, expected={"answer": expected})
+    loss = MetricLoss(numeric_match)(traj, ex)
+    return Batch(trajectories=[traj], gradients=[backward(traj, loss, s, lm, "e")])
+
+
+def test_prompt_optimizer_enforces_its_learning_rate_and_keeps_variables():
+    edits = [{"field": "task", "new_text": "Write the arithmetic expression for {{ question }}."},
+             {"field": "rules", "new_text": "Use only digits and + - * /."},
+             {"field": "style", "new_text": "Terse."}]
+    lm = RoutedLM({**ROUTES, "PromptUpdate": lambda m: {"reasoning": "r", "edits": edits}})
+    s = spec()
+    proposal = PromptOptimizer(lm, max_fields=2).step(s, batch_for(s, lm), [])
+    plan = proposal.spec.node("plan")
+    assert plan.prompt.task == edits[0]["new_text"] and plan.prompt.rules == edits[1]["new_text"]
+    assert plan.prompt.style == ""  # third field: over the limit
+    assert any("over the 2-field limit" in r for r in proposal.rejected)
+    assert proposal.spec.node("solve").demonstrations == s.node("solve").demonstrations
+    dropping = [{"field": "task", "new_text": "Write the expression."}]
+    lm.routes["PromptUpdate"] = lambda m: {"reasoning": "r", "edits": dropping}
+    proposal = PromptOptimizer(lm).step(s, batch_for(s, lm), [])
+    assert proposal.spec.node("plan") == s.node("plan")
+    assert any("drops the input variable(s) ['question']" in r for r in proposal.rejected)
+    rewrite = [{"field": "rules", "new_text": "x" * 50}]
+    lm.routes["PromptUpdate"] = lambda m: {"reasoning": "r", "edits": rewrite}
+    proposal = PromptOptimizer(lm, max_change=0.3).step(s, batch_for(s, lm), [])
+    assert any("learning rate allows 30%" in r for r in proposal.rejected)
+
+
+def test_tool_optimizer_rewrites_descriptions_and_selection():
+    answer = {"reasoning": "r",
+              "edits": [{"tool": "calculator", "field": "usage_notes",
+                         "new_text": "digits only, like 3*12"}],
+              "selection": [{"node": "plan", "add": ["calculator"], "remove": []}]}
+    lm = RoutedLM({**ROUTES, "ToolUpdate": lambda m: answer})
+    s = spec()
+    proposal = ToolOptimizer(lm).step(s, batch_for(s, lm), [])
+    assert proposal.spec.tool("calculator").usage_notes == "digits only, like 3*12"
+    assert proposal.spec.node("plan").tools == ("calculator",)
+    assert "solve called calculator" in lm.calls[-1][1][-1]["content"]  # it saw the calls
+
+
+def test_workflow_edits_apply_and_an_invalid_one_is_rejected_alone():
+    s = spec()
+    opt = PipelineOptimizer(RoutedLM({}), max_actions=4)
+    proposal = opt.apply(s, [
+        AddNode(action="add_node", name="check", after="solve", task="Check the answer.",
+                inputs=["answer"], outputs=[{"name": "answer", "type": "int"}]),
+        RemoveNode(action="remove_node", name="nowhere"),
+        EditNode(action="edit_node", name="plan", field="style", new_text="Terse."),
+        AddNode(action="add_node", name="bad", after="plan", task="t", inputs=["verdict"],
+                outputs=[{"name": "x"}]),
+    ])
+    assert [n.name for n in proposal.spec.nodes] == ["plan", "solve", "check"]
+    assert proposal.spec.node("plan").prompt.style == "Terse."
+    assert proposal.spec.node("solve") == s.node("solve")  # untouched weights
+    assert len(proposal.rejected) == 2
+    assert "unknown node 'nowhere'" in proposal.rejected[0]
+    assert "reads 'verdict'" in proposal.rejected[1]
+    rewired = opt.apply(proposal.spec, [
+        Rewire(action="rewire", source="solve", target="check", connect=False),
+        Rewire(action="rewire", source="plan", target="check", connect=True)])
+    # removing solve -> check first makes check unreachable: rejected; adding plan -> check works
+    assert "cannot be reached" in rewired.rejected[0]
+    assert ("plan", "check") in [(e.source, e.target) for e in rewired.spec.effective_edges()]
+    removed = opt.apply(rewired.spec, [RemoveNode(action="remove_node", name="solve")])
+    assert [n.name for n in removed.spec.nodes] == ["plan", "check"] or removed.rejected
+
+
+def test_demonstrations_come_from_successful_trajectories_only():
+    lm = RoutedLM(ROUTES)
+    s = spec()
+    good = DemonstrationOptimizer(max_demos=2).step(s, batch_for(s, lm, expected=36), [])
+    assert good.spec.node("plan").demonstrations[-1].outputs == {"expression": "3*12"}
+    assert len(good.spec.node("solve").demonstrations) == 2
+    bad = DemonstrationOptimizer().step(s, batch_for(s, lm, expected=99), [])
+    assert bad.spec == s and not bad.changes
+
+
+class WorseningOptimizer:
+    """Proposes a plan prompt that makes the scripted agent answer wrongly."""
+
+    name = "prompt"
+
+    def step(self, spec, batch, memory):
+        from localsym.learn.optim import Change, Proposal, replace_node
+
+        node = spec.node("plan")
+        new = node.model_copy(update={"prompt": node.prompt.model_copy(update={"style": "WRONG"})})
+        return Proposal(spec=replace_node(spec, new), changes=[Change(target="x")])
+
+
+def scripted_agent_routes():
+    def plan(messages):
+        wrong = "WRONG" in messages[0]["content"]
+        return {"expression": "1+1" if wrong else "3*12"}
+
+    def solve(messages):
+        if "expression: 1+1" in messages[-1]["content"]:
+            return {"action": {"tool": "finish", "outputs": {"answer": 2}}}
+        return ROUTES["solve_step"](messages)
+
+    return {**ROUTES, "plan_output": plan, "solve_step": solve}
+
+
+def test_rejected_update_restores_the_previous_agent_exactly(tmp_path):
+    lm = RoutedLM(scripted_agent_routes())
+    s = spec()
+    pipe = Pipeline(s, lm)
+    data = [Example(id=f"e{i}", inputs={"question": "q"}, expected={"answer": 36}) for i in range(3)]
+    trainer = Trainer(pipe, MetricLoss(numeric_match), {"prompt": WorseningOptimizer()}, lm,
+                      TrainConfig(optimizers=("prompt",), batch_size=2), metric=numeric_match,
+                      run_dir=tmp_path, log=lambda *_: None)
+    state = trainer.fit(data, data[:2])
+    assert state.spec == s and state.best_spec == s and pipe.spec == s
+    events = [json.loads(l) for l in (tmp_path / "events.jsonl").read_text().splitlines()]
+    steps = [e for e in events if e["event"] == "step"]
+    assert [e["decision"] for e in steps] == ["rolled back", "rolled back"]
+    assert steps[0]["val_before"] == 1.0 and steps[0]["val_after"] == 0.0
+    assert state.memory[0].accepted is False
+    assert PipelineSpec.load(tmp_path / "best_spec.json") == s
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resumed_run_ends_with_the_same_agent(tmp_path):
+    counter = {"n": 0}
+
+    def prompt_update(messages):
+        counter["n"] += 1
+        if counter["n"] == counter.get("fail_at", -1):
+            raise Interrupt()
+        return {"reasoning": "r", "edits": [{"field": "style", "new_text": f"Style {counter['n']}"}]}
+
+    def run(run_dir, resume=False):
+        lm = RoutedLM({**ROUTES, "PromptUpdate": prompt_update})
+        trainer = Trainer(Pipeline(spec(), lm), MetricLoss(numeric_match),
+                          {"prompt": PromptOptimizer(lm, max_change=1.0)}, lm,
+                          TrainConfig(optimizers=("prompt",), batch_size=1, epochs=2, seed=3),
+                          metric=numeric_match, run_dir=run_dir, log=lambda *_: None)
+        return trainer.fit(data, data[:1], resume=resume)
+
+    data = [Example(id=f"e{i}", inputs={"question": f"q{i}"}, expected={"answer": 36})
+            for i in range(3)]
+    full = run(tmp_path / "full")
+    counter.clear()
+    counter.update(n=0, fail_at=7)  # dies inside step 4 (two PromptUpdate calls per step)
+    with pytest.raises(Interrupt):
+        run(tmp_path / "cut")
+    done = json.loads((tmp_path / "cut" / "state.json").read_text())["step"]
+    assert 0 < done < full.step
+    counter["n"], counter["fail_at"] = 2 * done, -1  # the LM is deterministic per call
+    resumed = run(tmp_path / "cut", resume=True)
+    assert resumed.spec == full.spec and resumed.best_spec == full.best_spec
+    assert resumed.step == full.step == 6
