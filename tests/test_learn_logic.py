@@ -216,3 +216,79 @@ def test_resumed_run_ends_with_the_same_agent(tmp_path):
     resumed = run(tmp_path / "cut", resume=True)
     assert resumed.spec == full.spec and resumed.best_spec == full.best_spec
     assert resumed.step == full.step == 6
+
+
+def test_routing_chooses_a_successor_and_a_cycle_stops_at_its_bound():
+    routed = PipelineSpec.from_data({
+        "inputs": [{"name": "q"}], "max_steps": 5,
+        "nodes": [{"name": "triage", "inputs": ["q"], "outputs": [{"name": "kind"}]},
+                  {"name": "easy", "inputs": ["q"], "outputs": [{"name": "answer"}]},
+                  {"name": "hard", "inputs": ["q"], "outputs": [{"name": "answer"}]}],
+        "edges": [{"source": "triage", "target": "easy", "when": "simple questions"},
+                  {"source": "triage", "target": "hard", "when": "anything else"},
+                  {"source": "hard", "target": "triage", "when": "retry"}]})
+    lm = RoutedLM({"triage_output": lambda m: {"kind": "k", "next_step": "hard"},
+                   "easy_output": lambda m: {"answer": "e"},
+                   "hard_output": lambda m: {"answer": "h"}})
+    traj = Pipeline(routed, lm).forward({"q": "?"})
+    assert [r.node for r in traj.records] == ["triage", "hard", "triage", "hard", "triage"]
+    assert traj.records[0].route == "hard" and "next_step" not in traj.records[0].outputs
+    assert traj.error == "stopped after max_steps=5 node runs"
+    assert "- easy: simple questions" in traj.records[0].messages[0]["content"]
+    lm.routes["triage_output"] = lambda m: {"kind": "k", "next_step": "easy"}
+    traj = Pipeline(routed, lm).forward({"q": "?"})
+    assert [r.node for r in traj.records] == ["triage", "easy"] and traj.outputs == {"answer": "e"}
+
+
+def test_agent_and_optimizer_may_be_different_models_and_schedule_cycles(tmp_path):
+    student = RoutedLM(ROUTES)
+    teacher = RoutedLM({**ROUTES, "PromptUpdate": lambda m: {"reasoning": "r", "edits": []},
+                        "ToolUpdate": lambda m: {"reasoning": "r", "edits": [], "selection": []}})
+    data = [Example(id=f"e{i}", inputs={"question": "q"}, expected={"answer": 36}) for i in range(2)]
+    trainer = Trainer(Pipeline(spec(), student), MetricLoss(numeric_match),
+                      {"prompt": PromptOptimizer(teacher), "tool": ToolOptimizer(teacher)},
+                      teacher, TrainConfig(optimizers=("prompt", "tool"), schedule="cycle",
+                                           batch_size=1), metric=numeric_match, log=lambda *_: None)
+    trainer.fit(data, data[:1])
+    assert {name for name, _ in student.calls} <= {"plan_output", "solve_step"}
+    meta = [name for name, _ in teacher.calls if name not in ("plan_output", "solve_step")]
+    assert "plan_output" not in {n for n, _ in teacher.calls}
+    # cycle: step 1 runs the prompt optimizer, step 2 the tool optimizer
+    assert [n for n in meta if n in ("PromptUpdate", "ToolUpdate")] == \
+        ["PromptUpdate", "PromptUpdate", "ToolUpdate"]
+
+
+def test_paired_test_needs_a_consistent_gain():
+    from localsym.learn.trainer import permutation_p_value
+
+    assert permutation_p_value([1.0] * 12, [0.0] * 12) < 0.01
+    assert permutation_p_value([1, 0, 1, 0], [0, 1, 0, 1]) > 0.4
+    assert permutation_p_value([0.5] * 4, [0.5] * 4) == 1.0
+
+
+def test_a_failing_meta_call_costs_its_example_not_the_run(tmp_path):
+    lm = RoutedLM({**ROUTES, "NodeGradientAnswer": lambda m: {"analysis": 1}})  # fails the schema
+    data = [Example(id="e0", inputs={"question": "q"}, expected={"answer": 36})]
+    trainer = Trainer(Pipeline(spec(), lm), MetricLoss(numeric_match),
+                      {"prompt": PromptOptimizer(lm)}, lm, TrainConfig(optimizers=("prompt",)),
+                      metric=numeric_match, run_dir=tmp_path, log=lambda *_: None)
+    state = trainer.fit(data, data)
+    (step,) = [json.loads(l) for l in (tmp_path / "events.jsonl").read_text().splitlines()
+               if json.loads(l)["event"] == "step"]
+    assert step["decision"] == "no change" and state.step == 1
+    assert step["failures"][0].startswith("example e0: InvalidOutputError")
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    lm = RoutedLM(ROUTES)
+    data = [Example(id="e0", inputs={"question": "q"}, expected={"answer": 36})]
+
+    def trainer(cfg):
+        return Trainer(Pipeline(spec(), lm), MetricLoss(numeric_match), {}, lm, cfg,
+                       metric=numeric_match, run_dir=tmp_path, log=lambda *_: None)
+
+    trainer(TrainConfig(optimizers=())).fit(data, data)
+    from localsym.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="another training config"):
+        trainer(TrainConfig(optimizers=(), seed=9)).fit(data, data, resume=True)

@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from localsym.agent.pipeline import Pipeline
+from localsym.agent.pipeline import NODE_FAILURES, Pipeline
 from localsym.agent.spec import PipelineSpec
 from localsym.data import Example, Metric
 from localsym.errors import ConfigError
@@ -49,6 +49,7 @@ class TrainConfig(BaseModel):
 class TrainState(BaseModel):
     """Everything needed to continue a run: the checkpoint."""
 
+    config: TrainConfig
     step: int = 0
     epoch: int = 0
     batch_index: int = 0
@@ -129,10 +130,14 @@ class Trainer:
             raise ConfigError("training needs a non-empty train and validation split",
                               "give both splits at least one example")
         state = self.load_state() if resume else None
+        if state is not None and state.config != self.config:
+            raise ConfigError(f"the checkpoint in {self.run_dir} was written with another training "
+                              f"config ({state.config.model_dump()})",
+                              "resume with the run's own config, or start a new run directory")
         if state is None:
             spec = self.pipeline.spec
             scores = self.score(spec, val)
-            state = TrainState(spec=spec, val_scores=scores, best_spec=spec,
+            state = TrainState(config=self.config, spec=spec, val_scores=scores, best_spec=spec,
                                best_score=float(np.mean(scores)))
             self._event({"event": "start", "val_score": state.best_score})
             self.save_state(state)
@@ -161,20 +166,34 @@ class Trainer:
         spec = state.spec
         self.pipeline.spec = spec
         trajectories = [self.pipeline.forward(ex.inputs) for ex in batch]
-        losses = [self.loss(t, ex) for t, ex in zip(trajectories, batch)]
         want_flow = "pipeline" in self._optimizers_for(state.step)
-        grads = [backward(t, l, spec, self.lm, ex.id, params=self.meta_params, workflow=want_flow)
-                 for t, l, ex in zip(trajectories, losses, batch)]
-        data = Batch(trajectories=trajectories, gradients=grads)
+        losses, grads, failures = [], [], []
+        # A meta call that fails (an answer the schema cannot hold, a cut-off answer) costs its
+        # example or its optimizer in this step, never the run.
+        for traj, ex in zip(trajectories, batch):
+            try:
+                loss = self.loss(traj, ex)
+                losses.append(loss)
+                grads.append(backward(traj, loss, spec, self.lm, ex.id, params=self.meta_params,
+                                      workflow=want_flow))
+            except NODE_FAILURES as err:
+                failures.append(f"example {ex.id}: {type(err).__name__}: {err.cause}")
+        ok_trajectories = [t for t, ex in zip(trajectories, batch)
+                           if ex.id in {g.example_id for g in grads}]
+        data = Batch(trajectories=ok_trajectories, gradients=grads)
         candidate, changes, rejected = spec, [], []
-        for name in self._optimizers_for(state.step):
-            proposal = self.optimizers[name].step(candidate, data, state.memory)
+        for name in self._optimizers_for(state.step) if grads else []:
+            try:
+                proposal = self.optimizers[name].step(candidate, data, state.memory)
+            except NODE_FAILURES as err:
+                failures.append(f"optimizer {name}: {type(err).__name__}: {err.cause}")
+                continue
             candidate = proposal.spec
             changes += [(name, c.target) for c in proposal.changes]
             rejected += [f"{name}: {r}" for r in proposal.rejected]
         event = {"event": "step", "step": state.step, "epoch": state.epoch,
                  "batch": [ex.id for ex in batch], "losses": [l.model_dump() for l in losses],
-                 "gradients": [g.model_dump() for g in grads],
+                 "gradients": [g.model_dump() for g in grads], "failures": failures,
                  "changes": [f"{n}: {t}" for n, t in changes], "rejected_edits": rejected}
         before = float(np.mean(state.val_scores))
         if candidate == spec:
