@@ -86,3 +86,16 @@ def test_pipeline_refuses_a_declared_tool_without_code():
 
     with pytest.raises(ConfigError, match="unknown tool 'calculator'"):
         Pipeline(spec(), ScriptedLM(lambda m, p: "{}"), tools=ToolRegistry())
+
+
+def test_the_readme_spec_example_is_valid():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    (block,) = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    parsed = PipelineSpec.from_data(yaml.safe_load(block))
+    assert [n.name for n in parsed.nodes] == ["plan", "solve"]
+    assert parsed.node("solve").tool_choice == "required"
