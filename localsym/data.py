@@ -86,10 +86,91 @@ def numeric_match(outputs: dict, expected: dict) -> float:
     return hits / len(expected)
 
 
-METRICS: dict[str, Metric] = {"exact_match": exact_match, "numeric_match": numeric_match}
+def _explain_fields(metric: Metric):
+    def explain(outputs: dict, expected: dict) -> str:
+        wrong = [f"{k} was {outputs.get(k)!r}, expected {v!r}" for k, v in expected.items()
+                 if metric({k: outputs.get(k)}, {k: v}) < 1.0]
+        return "; ".join(wrong) or "correct"
+    return explain
+
+
+exact_match.explain = _explain_fields(exact_match)
+numeric_match.explain = _explain_fields(numeric_match)
+
+
+def _program(outputs: dict, expected: dict) -> str:
+    code = str(outputs.get("code", ""))
+    entry = expected["entry_point"]
+    if f"def {entry}" not in code and "prompt" in expected:  # a body only: put it under its header
+        code = expected["prompt"] + code
+    return f"{code}\n\n{expected['test']}\n\ncheck({entry})\n"
+
+
+def humaneval(outputs: dict, expected: dict) -> float:
+    """1.0 if the generated ``code`` passes the problem's tests (run in a sandboxed subprocess
+    with a timeout), else 0.0. ``expected`` holds ``entry_point`` and ``test``."""
+    from localsym.sandbox import run_python
+
+    return 1.0 if run_python(_program(outputs, expected), timeout=10).ok else 0.0
+
+
+def _explain_humaneval(outputs: dict, expected: dict) -> str:
+    from localsym.sandbox import run_python
+
+    result = run_python(_program(outputs, expected), timeout=10)
+    if result.ok:
+        return "the code passes the tests"
+    if result.timed_out:
+        return "the code did not finish within 10 s"
+    return "the tests failed: " + result.output.strip().splitlines()[-1][:300] if result.output.strip() \
+        else f"the tests failed (exit {result.returncode})"
+
+
+humaneval.explain = _explain_humaneval
+METRICS: dict[str, Metric] = {"exact_match": exact_match, "numeric_match": numeric_match,
+                              "humaneval": humaneval}
 
 
 def metric(name: str) -> Metric:
     if name not in METRICS:
         raise ConfigError(f"unknown metric {name!r}", f"use one of {sorted(METRICS)}")
     return METRICS[name]
+
+
+def generate_examples(lm, spec, count: int, seed: int = 0, with_expected: bool = True,
+                      params=None) -> list[Example]:
+    """Examples written by an LLM from the agent's task description alone (for a task with no
+    dataset). Inputs follow the spec's input fields; with ``with_expected`` the answer follows its
+    final outputs. Sampled with a per-example seed, duplicates dropped; deterministic."""
+    from pydantic import create_model
+
+    from localsym.agent.pipeline import outputs_model
+    from localsym.lm.base import SamplingParams
+    from localsym.templates import render
+
+    py = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list[str]}
+    inputs_model = create_model("GeneratedInputs", **{f.name: (py[f.type], ...) for f in spec.inputs})
+    last = [n for n in spec.nodes if not spec.successors(n.name)][-1]
+    fields = {"inputs": (inputs_model, ...)}
+    if with_expected:
+        fields["expected"] = (outputs_model(f"{last.name}_expected", last.outputs, ()), ...)
+    schema = create_model("GeneratedExample", **fields)
+    params = params or SamplingParams(temperature=0.9, max_tokens=192, max_tokens_limit=384,
+                                      on_limit="close")
+    out: list[Example] = []
+    seen: list[str] = []
+    for attempt in range(count * 3):
+        if len(out) >= count:
+            break
+        prompt = render("generate_data.j2", task=spec.description or spec.name,
+                        inputs=spec.inputs, outputs=last.outputs if with_expected else [],
+                        seen=seen[-5:], index=len(out) + 1)
+        value = lm.generate([{"role": "user", "content": prompt}], schema,
+                            params.model_copy(update={"seed": seed * 100003 + attempt}))
+        key = json.dumps(value.inputs.model_dump(), sort_keys=True)
+        if key in seen:
+            continue
+        seen.append(key)
+        out.append(Example(id=f"generated-{len(out)}", inputs=value.inputs.model_dump(),
+                           expected=value.expected.model_dump() if with_expected else None))
+    return out

@@ -82,10 +82,18 @@ def test_prompt_optimizer_enforces_its_learning_rate_and_keeps_variables():
     proposal = PromptOptimizer(lm).step(s, batch_for(s, lm), [])
     assert proposal.spec.node("plan") == s.node("plan")
     assert any("drops the input variable(s) ['question']" in r for r in proposal.rejected)
-    rewrite = [{"field": "rules", "new_text": "x" * 50}]
+    long_rules = " ".join(f"Rule {i}: be careful." for i in range(60))  # 1249 characters
+    s = spec(nodes=[{**TWO_NODES["nodes"][0], "prompt": {"task": "{{ question }}", "rules": long_rules}},
+                    TWO_NODES["nodes"][1]])
+    rewrite = [{"field": "rules", "new_text": "x" * 600}]
     lm.routes["PromptUpdate"] = lambda m: {"reasoning": "r", "edits": rewrite}
     proposal = PromptOptimizer(lm, max_change=0.3).step(s, batch_for(s, lm), [])
-    assert any("learning rate allows 30%" in r for r in proposal.rejected)
+    assert proposal.spec.node("plan").prompt.rules == long_rules
+    assert any("the learning rate allows 374: 30% of the text" in r for r in proposal.rejected)
+    small = [{"field": "rules", "new_text": long_rules + " Rule 60: check twice."}]
+    lm.routes["PromptUpdate"] = lambda m: {"reasoning": "r", "edits": small}
+    proposal = PromptOptimizer(lm, max_change=0.3).step(s, batch_for(s, lm), [])
+    assert proposal.spec.node("plan").prompt.rules.endswith("check twice.")
 
 
 def test_tool_optimizer_rewrites_descriptions_and_selection():

@@ -43,7 +43,8 @@ class Parameter:
 def outputs_model(name: str, outputs: tuple[FieldSpec, ...], routes: tuple[str, ...]):
     """The schema of a node's answer: its typed outputs, and its routing choice if it has one."""
     fields: dict[str, Any] = {
-        f.name: (_PY_TYPES[f.type], Field(description=f.description or None)) for f in outputs}
+        f.name: (Literal[f.choices] if f.choices else _PY_TYPES[f.type],
+                 Field(description=f.description or None)) for f in outputs}
     if len(routes) > 1:
         fields[ROUTE_FIELD] = (Literal[routes], ...)
     return create_model(f"{name}_output", **fields)

@@ -28,11 +28,19 @@ class Frozen(BaseModel):
 
 
 class FieldSpec(Frozen):
-    """One typed field of a signature (an example input or a node output)."""
+    """One typed field of a signature (an example input or a node output). ``choices`` makes a
+    str output an enum: the decoder can produce nothing else."""
 
     name: str = Identifier
     type: FieldType = "str"
     description: str = ""
+    choices: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _choices_are_strings(self):
+        if self.choices and self.type != "str":
+            raise ValueError(f"field {self.name!r}: choices need type str, not {self.type}")
+        return self
 
 
 class PromptWeights(Frozen):

@@ -68,12 +68,13 @@ class MetricLoss(Loss):
             raise ValueError(f"example {example.id} has no expected outputs for the metric loss")
         if not trajectory.ok:
             text = f"the run failed: {trajectory.error}"
+        elif hasattr(self.metric, "explain"):
+            text = self.metric.explain(trajectory.outputs, example.expected)
         else:
-            wrong = {k: (trajectory.outputs.get(k), v) for k, v in (example.expected or {}).items()
-                     if self.metric({k: trajectory.outputs.get(k)}, {k: v}) < 1.0}
-            text = "; ".join(f"{k} was {got!r}, expected {want!r}" for k, (got, want) in wrong.items())
-        return LossRecord(kind="metric", score=score, analysis=text or "correct",
-                          feedback=text or "keep doing the same", metric=score)
+            text = "correct" if score >= 1.0 else \
+                f"scored {score:.2f}: the answer {trajectory.outputs} should be {example.expected}"
+        return LossRecord(kind="metric", score=score, analysis=text,
+                          feedback="keep doing the same" if score >= 1.0 else text, metric=score)
 
 
 class LanguageLoss(Loss):

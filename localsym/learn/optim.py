@@ -26,6 +26,7 @@ from localsym.learn.loss import META_PARAMS
 from localsym.templates import render, variables_of
 
 MAX_TEXT = 2000  # characters in one prompt field or tool text
+MIN_EDIT = 200  # characters one edit may always change, however short the text (a "learning rate")
 
 
 class Change(BaseModel):
@@ -81,7 +82,8 @@ def replace_node(spec: PipelineSpec, node: NodeSpec) -> PipelineSpec:
 
 
 def check_text_edit(old: str, new: str, max_change: float, allowed_vars: set[str]) -> str | None:
-    """Why an edit of a prompt text is not allowed, or None. Enforces the learning rate."""
+    """Why an edit of a prompt text is not allowed, or None. Enforces the learning rate: an edit
+    may change at most ``max_change`` of the old text's characters (and always MIN_EDIT)."""
     if len(new) > MAX_TEXT:
         return f"new text is {len(new)} characters (limit {MAX_TEXT})"
     dropped = variables_of(old) - variables_of(new)
@@ -90,9 +92,13 @@ def check_text_edit(old: str, new: str, max_change: float, allowed_vars: set[str
     unknown = variables_of(new) - allowed_vars
     if unknown:
         return f"uses unknown variable(s) {sorted(unknown)}"
-    change = 1.0 - difflib.SequenceMatcher(None, old, new).ratio()
-    if old.strip() and change > max_change:
-        return f"changes {change:.0%} of the text (learning rate allows {max_change:.0%})"
+    edited = sum(max(i2 - i1, j2 - j1) for op, i1, i2, j1, j2 in
+                 difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
+                 if op != "equal")
+    allowed = max(int(max_change * len(old)), MIN_EDIT)
+    if edited > allowed:
+        return (f"edits {edited} characters (the learning rate allows {allowed}: "
+                f"{max_change:.0%} of the text, at least {MIN_EDIT})")
     return None
 
 

@@ -80,8 +80,9 @@ class Trainer:
     def __init__(self, pipeline: Pipeline, loss: Loss, optimizers: dict[str, Optimizer],
                  lm: LM, config: TrainConfig | None = None, metric: Metric | None = None,
                  run_dir: str | Path | None = None, log=print,
-                 meta_params: SamplingParams | None = None):
+                 meta_params: SamplingParams | None = None, progress: bool = False):
         self.pipeline, self.loss, self.lm = pipeline, loss, lm
+        self.progress = progress  # tqdm bars over forward passes and evaluations
         self.meta_params = meta_params  # sampling of the backward calls (default META_PARAMS)
         self.config = config or TrainConfig()
         unknown = set(self.config.optimizers) - set(optimizers)
@@ -94,18 +95,28 @@ class Trainer:
         self.log = log
 
     # -- scoring ------------------------------------------------------------------------------
-    def score(self, spec: PipelineSpec, examples: list[Example]) -> list[float]:
-        """Per-example validation scores of ``spec``."""
+    def bar(self, items, desc: str):
+        from tqdm import tqdm
+
+        return tqdm(items, desc=desc, leave=False, disable=not self.progress, unit="ex",
+                    dynamic_ncols=True)
+
+    def score(self, spec: PipelineSpec, examples: list[Example], desc: str = "validation"
+              ) -> list[float]:
+        """Per-example scores of ``spec`` (the metric where there is a ground truth, else the
+        loss's score)."""
         saved = self.pipeline.spec
         self.pipeline.spec = spec
         try:
             out = []
-            for ex in examples:
+            bar = self.bar(examples, desc)
+            for ex in bar:
                 traj = self.pipeline.forward(ex.inputs)
                 if self.metric is not None and ex.expected is not None:
                     out.append(0.0 if not traj.ok else float(self.metric(traj.outputs, ex.expected)))
                 else:
                     out.append(self.loss(traj, ex).score)
+                bar.set_postfix(score=f"{np.mean(out):.3f}")
             return out
         finally:
             self.pipeline.spec = saved
@@ -165,12 +176,13 @@ class Trainer:
         state.step += 1
         spec = state.spec
         self.pipeline.spec = spec
-        trajectories = [self.pipeline.forward(ex.inputs) for ex in batch]
+        trajectories = [self.pipeline.forward(ex.inputs)
+                        for ex in self.bar(batch, f"step {state.step}: forward")]
         want_flow = "pipeline" in self._optimizers_for(state.step)
         losses, grads, failures = [], [], []
         # A meta call that fails (an answer the schema cannot hold, a cut-off answer) costs its
         # example or its optimizer in this step, never the run.
-        for traj, ex in zip(trajectories, batch):
+        for traj, ex in self.bar(list(zip(trajectories, batch)), f"step {state.step}: backward"):
             try:
                 loss = self.loss(traj, ex)
                 losses.append(loss)
@@ -199,7 +211,7 @@ class Trainer:
         if candidate == spec:
             event.update(decision="no change", val_before=before, val_after=before)
         else:
-            new_scores = self.score(candidate, val)
+            new_scores = self.score(candidate, val, f"step {state.step}: validation")
             after = float(np.mean(new_scores))
             ok, why = self.accept(new_scores, state.val_scores, state.step)
             for name in {n for n, _ in changes}:

@@ -1,0 +1,125 @@
+"""The run config: one YAML/JSON file that names everything a training run needs.
+
+Paths in it are relative to the config file. Every problem is a ``ConfigError`` naming the file,
+the field and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from localsym.errors import ConfigError
+from localsym.learn.trainer import TrainConfig
+from localsym.lm.base import SamplingParams
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GenerateConfig(Strict):
+    """Generate the dataset with the LLM from the task description."""
+
+    count: int = Field(16, ge=3)
+    seed: int = 0
+    with_expected: bool = Field(True, description="also generate the answers (a ground truth)")
+
+
+class DatasetConfig(Strict):
+    """Either train/val/test files, or one file cut by ``split``, or ``generate``."""
+
+    train: str | None = None
+    val: str | None = None
+    test: str | None = None
+    path: str | None = None
+    split: tuple[float, float, float] = (0.5, 0.25, 0.25)
+    generate: GenerateConfig | None = None
+    limit: int | None = Field(None, ge=1, description="at most this many examples per split")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        sources = [self.train is not None, self.path is not None, self.generate is not None]
+        if sum(sources) != 1:
+            raise ValueError("give exactly one of: train (with val, test), path, generate")
+        if self.train is not None and self.val is None:
+            raise ValueError("train needs val too (the validation gate scores on it)")
+        return self
+
+
+class ModelsConfig(Strict):
+    agent: str | None = Field(None, description="registry name, GGUF path or file name; default "
+                                                "the embedded model")
+    optimizer: str | None = Field(None, description="the model of the loss, gradients and "
+                                                    "optimizers; default the agent's")
+    n_ctx: int | None = None
+    n_gpu_layers: int = 0
+
+
+class LearningRate(Strict):
+    max_fields: int = Field(2, ge=1)
+    max_change: float = Field(0.8, gt=0.0, le=1.0)
+    max_actions: int = Field(1, ge=0)
+    max_demos: int = Field(3, ge=0)
+
+
+class CacheConfig(Strict):
+    dir: str | None = None
+    mode: Literal["readwrite", "replay", "off"] | None = None
+
+
+class RunConfig(Strict):
+    name: str = "run"
+    agent: str = Field(description="the agent spec file")
+    task: str | None = Field(None, description="the task description (default: the spec's)")
+    dataset: DatasetConfig
+    metric: Literal["exact_match", "numeric_match", "humaneval"] | None = None
+    loss: Literal["language", "metric", "logprob"] = "language"
+    models: ModelsConfig = ModelsConfig()
+    sampling: SamplingParams = SamplingParams(max_tokens=128, max_tokens_limit=256)
+    meta_sampling: SamplingParams = SamplingParams(max_tokens=192, max_tokens_limit=384,
+                                                   on_limit="close")
+    train: TrainConfig = TrainConfig()
+    learning_rate: LearningRate = LearningRate()
+    cache: CacheConfig = CacheConfig()
+    run_dir: str | None = Field(None, description="default: runs/<name>")
+
+    @model_validator(mode="after")
+    def _metric_for_metric_losses(self):
+        if self.loss == "metric" and self.metric is None:
+            raise ValueError("loss: metric needs a metric (exact_match, numeric_match, humaneval)")
+        return self
+
+
+def load_config(path: str | Path) -> tuple[RunConfig, Path]:
+    """The config and the directory its relative paths start from."""
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror}",
+                          "check the path (examples/*/config.yaml are ready-made)") from None
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as err:
+        raise ConfigError(f"config {path} is not valid {path.suffix[1:].upper()}: "
+                          f"{str(err).splitlines()[0]}", "fix the syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} is not a mapping", "write it as key: value pairs")
+    data.setdefault("name", path.parent.name if path.stem == "config" else path.stem)
+    try:
+        return RunConfig.model_validate(data), path.parent
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        msg = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"config {path}: {where + ': ' if where else ''}{msg}",
+                          "see localsym.config.RunConfig for the fields") from None

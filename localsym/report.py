@@ -1,0 +1,203 @@
+"""The HTML report of a run: one self-contained file (inline CSS and SVG, no scripts, nothing
+fetched), written next to the run's logs.
+
+It shows the validation score per step (a plot), every step accepted or rolled back and why, and
+for each step that changed the agent: the diff of every changed prompt field, tool text and
+demonstration set, the workflow graph before and after (drawn), the gradients that led to it, and
+the scores before and after.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import json
+from importlib import resources
+from pathlib import Path
+
+from jinja2 import Environment, select_autoescape
+from markupsafe import Markup
+
+from localsym.agent.spec import PROMPT_FIELDS, PipelineSpec
+from localsym.errors import ConfigError
+from localsym.io import atomic_write_text
+
+
+def word_diff(old: str, new: str) -> Markup:
+    """old -> new as HTML with <del> and <ins>, word by word."""
+    a, b = old.split(" "), new.split(" ")
+    out = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out.append(html.escape(" ".join(a[i1:i2])))
+        if op in ("delete", "replace"):
+            out.append(f"<del>{html.escape(' '.join(a[i1:i2]))}</del>")
+        if op in ("insert", "replace"):
+            out.append(f"<ins>{html.escape(' '.join(b[j1:j2]))}</ins>")
+    return Markup(" ".join(out))
+
+
+def spec_diffs(before: PipelineSpec, after: PipelineSpec) -> list[dict]:
+    """Every changed trainable text between two specs: {target, diff}."""
+    rows = []
+    old_nodes = {n.name: n for n in before.nodes}
+    for node in after.nodes:
+        old = old_nodes.get(node.name)
+        if old is None:
+            rows.append({"target": f"node {node.name} (new)",
+                         "diff": word_diff("", node.prompt.task or "(no task text)")})
+            continue
+        for f in PROMPT_FIELDS:
+            a, b = getattr(old.prompt, f), getattr(node.prompt, f)
+            if a != b:
+                rows.append({"target": f"{node.name}.prompt.{f}", "diff": word_diff(a, b)})
+        if old.tools != node.tools:
+            rows.append({"target": f"{node.name}.tools",
+                         "diff": word_diff(", ".join(old.tools), ", ".join(node.tools))})
+        if old.demonstrations != node.demonstrations:
+            fmt = lambda demos: " | ".join(json.dumps(d.model_dump()) for d in demos)  # noqa: E731
+            rows.append({"target": f"{node.name}.demonstrations",
+                         "diff": word_diff(fmt(old.demonstrations), fmt(node.demonstrations))})
+    for name in old_nodes.keys() - {n.name for n in after.nodes}:
+        rows.append({"target": f"node {name} (removed)", "diff": word_diff(name, "")})
+    old_tools = {t.name: t for t in before.tools}
+    for tool in after.tools:
+        old = old_tools.get(tool.name)
+        for f in ("description", "usage_notes"):
+            if old is not None and getattr(old, f) != getattr(tool, f):
+                rows.append({"target": f"tool {tool.name}.{f}",
+                             "diff": word_diff(getattr(old, f), getattr(tool, f))})
+    return rows
+
+
+def graph_svg(spec: PipelineSpec) -> Markup:
+    """The workflow drawn left to right: nodes in breadth-first order from the start, edges as
+    arrows (a back edge arcs above)."""
+    order, seen = [], set()
+    queue = [spec.start_node]
+    while queue:
+        name = queue.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        order.append(name)
+        queue += [e.target for e in spec.successors(name)]
+    order += [n.name for n in spec.nodes if n.name not in seen]
+    w, h, gap = 130, 40, 50
+    x = {name: 10 + i * (w + gap) for i, name in enumerate(order)}
+    width = 20 + len(order) * (w + gap)
+    parts = [f'<svg class="graph" xmlns="http://www.w3.org/2000/svg" width="{width}" height="130" '
+             f'viewBox="0 0 {width} 130"><defs><marker id="arrow" markerWidth="8" markerHeight="8" '
+             'refX="7" refY="4" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#555"/></marker>'
+             '</defs>']
+    y = 70
+    for e in spec.effective_edges():
+        x1, x2 = x[e.source], x[e.target]
+        if x2 > x1:
+            parts.append(f'<line x1="{x1 + w}" y1="{y + h / 2}" x2="{x2 - 2}" y2="{y + h / 2}" '
+                         'stroke="#555" marker-end="url(#arrow)"/>')
+        else:
+            mid = (x1 + x2 + w) / 2
+            parts.append(f'<path d="M{x1 + w / 2},{y} Q{mid},{y - 70} {x2 + w / 2},{y - 2}" '
+                         'fill="none" stroke="#a55" marker-end="url(#arrow)"/>')
+    for name in order:
+        node = spec.node(name)
+        label = html.escape(name if len(name) <= 16 else name[:15] + "…")
+        tools = f" [{len(node.tools)} tool{'s' if len(node.tools) != 1 else ''}]" if node.tools else ""
+        parts.append(f'<g><title>{html.escape(name)}: {html.escape(node.prompt.task)}</title>'
+                     f'<rect x="{x[name]}" y="{y}" width="{w}" height="{h}" rx="6" fill="#eef3ff" '
+                     f'stroke="#447"/><text x="{x[name] + w / 2}" y="{y + 25}" '
+                     f'text-anchor="middle" font-size="13">{label}{html.escape(tools)}</text></g>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def score_plot(points: list[dict]) -> Markup:
+    """Validation score per step: the kept score as a line, each candidate as a dot (green
+    accepted, red rolled back, grey no change)."""
+    w, h, pad = 640, 240, 40
+    n = max(len(points) - 1, 1)
+    sx = lambda i: pad + i * (w - 2 * pad) / n  # noqa: E731
+    sy = lambda v: h - pad - v * (h - 2 * pad)  # noqa: E731
+    kept = " ".join(f"{sx(i):.1f},{sy(p['kept']):.1f}" for i, p in enumerate(points))
+    parts = [f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+             f'viewBox="0 0 {w} {h}">',
+             f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#999"/>',
+             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#999"/>']
+    for v in (0.0, 0.5, 1.0):
+        parts.append(f'<text x="{pad - 6}" y="{sy(v) + 4:.1f}" text-anchor="end" '
+                     f'font-size="11">{v:.1f}</text>')
+    for i, p in enumerate(points):
+        parts.append(f'<text x="{sx(i):.1f}" y="{h - pad + 16}" text-anchor="middle" '
+                     f'font-size="11">{p["step"]}</text>')
+    parts.append(f'<polyline class="kept" points="{kept}" fill="none" stroke="#336" '
+                 'stroke-width="2"/>')
+    colors = {"accepted": "#2a2", "rolled back": "#c33", "no change": "#999", "start": "#336"}
+    for i, p in enumerate(points):
+        parts.append(f'<circle class="candidate {p["decision"].replace(" ", "-")}" '
+                     f'cx="{sx(i):.1f}" cy="{sy(p["candidate"]):.1f}" r="5" '
+                     f'fill="{colors[p["decision"]]}"><title>step {p["step"]}: '
+                     f'{html.escape(p["decision"])}, {p["candidate"]:.3f}</title></circle>')
+    parts.append(f'<text x="{w / 2}" y="{h - 6}" text-anchor="middle" font-size="12">step</text>'
+                 '</svg>')
+    return Markup("".join(parts))
+
+
+def _shape(spec: PipelineSpec) -> tuple:
+    """What the workflow drawing shows: nodes, edges, tools per node."""
+    return ([(n.name, n.tools) for n in spec.nodes],
+            [(e.source, e.target) for e in spec.effective_edges()])
+
+
+def _spec_at(run_dir: Path, step: int) -> PipelineSpec | None:
+    path = run_dir / "specs" / f"step-{step:04d}.json"
+    return PipelineSpec.load(path) if path.is_file() else None
+
+
+def build_context(run_dir: Path) -> dict:
+    log = run_dir / "events.jsonl"
+    if not log.is_file():
+        raise ConfigError(f"{run_dir} has no events.jsonl", "pass the directory of a training run")
+    events = []
+    for line in log.read_text("utf-8").splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue  # a torn last line of an interrupted run
+    start = next((e for e in events if e["event"] == "start"), None)
+    if start is None:
+        raise ConfigError(f"{log} has no start event", "the run never started; train it first")
+    steps = [e for e in events if e["event"] == "step"]
+    kept = start["val_score"]
+    points = [{"step": 0, "kept": kept, "candidate": kept, "decision": "start"}]
+    rows = []
+    for e in steps:
+        if e["decision"] == "accepted":
+            kept = e["val_after"]
+        points.append({"step": e["step"], "kept": kept, "candidate": e["val_after"],
+                       "decision": e["decision"]})
+        before = _spec_at(run_dir, e["step"] - 1)
+        after = PipelineSpec.from_data(e["proposed_spec"]) if e.get("proposed_spec") else None
+        changed = before is not None and after is not None and _shape(before) != _shape(after)
+        rows.append({**e, "diffs": spec_diffs(before, after) if before and after else [],
+                     "graph_before": graph_svg(before) if changed else None,
+                     "graph_after": graph_svg(after) if changed else None})
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    first = _spec_at(run_dir, 0)
+    best = run_dir / "best_spec.json"
+    return {"run_dir": str(run_dir), "summary": summary, "plot": score_plot(points),
+            "steps": rows, "start_score": start["val_score"],
+            "graph_start": graph_svg(first) if first else None,
+            "graph_best": graph_svg(PipelineSpec.load(best)) if best.is_file() else None}
+
+
+def write_report(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    env = Environment(autoescape=select_autoescape(default=True), trim_blocks=True,
+                      lstrip_blocks=True)
+    template = env.from_string(
+        resources.files("localsym").joinpath("report.html.j2").read_text("utf-8"))
+    out = run_dir / "report.html"
+    atomic_write_text(out, template.render(**build_context(run_dir)))
+    return out

@@ -1,0 +1,173 @@
+"""A training run from a config: datasets, models, the trainer, the run directory, the summary.
+
+The run directory holds the exact config (config.yaml), the event log (events.jsonl), the spec
+after every step (specs/), the checkpoint (state.json), the best agent (best_spec.json) and the
+summary (summary.json: scores before and after on validation and test, LLM calls made and
+cached, wall time).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from localsym.agent import Pipeline, PipelineSpec, default_tools
+from localsym.config import RunConfig, load_config
+from localsym.data import Example, generate_examples, load_jsonl, metric, split
+from localsym.errors import ConfigError
+from localsym.io import atomic_write_text
+from localsym.learn import (DemonstrationOptimizer, LanguageLoss, LogProbLoss, MetricLoss,
+                            PipelineOptimizer, PromptOptimizer, ToolOptimizer, Trainer)
+from localsym.lm import open_lm
+
+
+def load_spec(config: RunConfig, base: Path) -> PipelineSpec:
+    spec = PipelineSpec.load(base / config.agent)
+    if config.task:
+        spec = spec.model_copy(update={"description": config.task})
+    return spec
+
+
+def load_splits(config: RunConfig, base: Path, spec: PipelineSpec, lm) -> dict[str, list[Example]]:
+    ds = config.dataset
+    if ds.generate is not None:
+        examples = generate_examples(lm, spec, ds.generate.count, ds.generate.seed,
+                                     ds.generate.with_expected)
+        parts = dict(zip(("train", "val", "test"), split(examples, ds.split, ds.generate.seed)))
+    elif ds.path is not None:
+        parts = dict(zip(("train", "val", "test"),
+                         split(load_jsonl(base / ds.path), ds.split, config.train.seed)))
+    else:
+        parts = {name: load_jsonl(base / getattr(ds, name)) if getattr(ds, name) else []
+                 for name in ("train", "val", "test")}
+    if ds.limit:
+        parts = {k: v[:ds.limit] for k, v in parts.items()}
+    for name, rows in parts.items():
+        for ex in rows:
+            missing = [f.name for f in spec.inputs if f.name not in ex.inputs]
+            if missing:
+                raise ConfigError(f"{name} example {ex.id} lacks the agent's inputs {missing}",
+                                  "make the dataset's inputs match the spec's input fields")
+    if not parts["train"] or not parts["val"]:
+        raise ConfigError("the dataset gives an empty train or validation split",
+                          "add examples or change dataset.split")
+    return parts
+
+
+class Run:
+    """Everything a run needs, built from a config."""
+
+    def __init__(self, config: RunConfig, base: Path, run_dir: Path | None = None,
+                 quiet: bool = False):
+        self.config, self.base, self.quiet = config, base, quiet
+        self.run_dir = Path(run_dir or config.run_dir or Path("runs") / config.name)
+        cache = config.cache
+        models = config.models
+        self.agent_lm = open_lm(models.agent, cache_dir=cache.dir, cache_mode=cache.mode,
+                                n_ctx=models.n_ctx, n_gpu_layers=models.n_gpu_layers)
+        self.optimizer_lm = self.agent_lm if models.optimizer in (None, models.agent) else \
+            open_lm(models.optimizer, cache_dir=cache.dir, cache_mode=cache.mode,
+                    n_ctx=models.n_ctx, n_gpu_layers=models.n_gpu_layers)
+        self.spec = load_spec(config, base)
+        self.pipeline = Pipeline(self.spec, self.agent_lm, default_tools(), config.sampling)
+        self.metric = metric(config.metric) if config.metric else None
+        self.splits = load_splits(config, base, self.spec, self.optimizer_lm)
+        self.loss = self._loss()
+
+    def _loss(self):
+        c = self.config
+        if c.loss == "metric":
+            return MetricLoss(self.metric)
+        if c.loss == "logprob":
+            return LogProbLoss(self.agent_lm)
+        return LanguageLoss(self.optimizer_lm, self.spec.description, self.metric, c.meta_sampling)
+
+    def optimizers(self) -> dict:
+        lm, lr, p = self.optimizer_lm, self.config.learning_rate, self.config.meta_sampling
+        return {"prompt": PromptOptimizer(lm, lr.max_fields, lr.max_change, p),
+                "tool": ToolOptimizer(lm, lr.max_fields, lr.max_change, p),
+                "pipeline": PipelineOptimizer(lm, lr.max_actions, p),
+                "demonstrations": DemonstrationOptimizer(max_demos=lr.max_demos)}
+
+    def trainer(self) -> Trainer:
+        return Trainer(self.pipeline, self.loss, self.optimizers(), self.optimizer_lm,
+                       self.config.train, self.metric, self.run_dir, log=self._say,
+                       meta_params=self.config.meta_sampling, progress=not self.quiet)
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            from tqdm import tqdm
+
+            tqdm.write(text)
+
+    def lm_stats(self) -> dict:
+        lms = {"agent": self.agent_lm}
+        if self.optimizer_lm is not self.agent_lm:
+            lms["optimizer"] = self.optimizer_lm
+        return {name: {k: lm.stats()[k] for k in ("hits", "misses")} for name, lm in lms.items()}
+
+    def train(self, config_path: Path | None, resume: bool = False) -> dict:
+        started = time.perf_counter()
+        if not resume:
+            if (self.run_dir / "state.json").exists():
+                raise ConfigError(f"run directory {self.run_dir} already holds a run",
+                                  f"resume it with --resume {self.run_dir}, or pass --run-dir NEW")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if config_path is not None:
+                shutil.copyfile(config_path, self.run_dir / "config.yaml")
+        trainer = self.trainer()
+        test = self.splits["test"]
+        test_before = trainer.score(self.spec, test, "test (before)") if test else []
+        state = trainer.fit(self.splits["train"], self.splits["val"], resume=resume)
+        test_after = trainer.score(state.best_spec, test, "test (after)") if test else []
+        events = [json.loads(l) for l in (self.run_dir / "events.jsonl").read_text().splitlines()]
+        steps = [e for e in events if e["event"] == "step"]
+        start = next(e for e in events if e["event"] == "start")
+        summary = {
+            "name": self.config.name, "steps": state.step,
+            "accepted": sum(e["decision"] == "accepted" for e in steps),
+            "rolled_back": sum(e["decision"] == "rolled back" for e in steps),
+            "val_before": start["val_score"], "val_after": state.best_score,
+            "test_before": _mean(test_before), "test_after": _mean(test_after),
+            "test_size": len(test), "val_size": len(self.splits["val"]),
+            "train_size": len(self.splits["train"]),
+            "llm_calls": self.lm_stats(), "wall_seconds": round(time.perf_counter() - started, 1),
+        }
+        atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
+        return summary
+
+    def close(self) -> None:
+        self.agent_lm.close()
+        if self.optimizer_lm is not self.agent_lm:
+            self.optimizer_lm.close()
+
+
+def _mean(scores: list[float]) -> float | None:
+    return round(float(np.mean(scores)), 4) if scores else None
+
+
+def open_run(config_path: str | Path | None, resume_dir: str | Path | None = None,
+             run_dir: str | Path | None = None, quiet: bool = False) -> tuple[Run, Path | None]:
+    """Build a Run from a config file, or from the config copy inside ``resume_dir``."""
+    if resume_dir is not None:
+        resume_dir = Path(resume_dir)
+        if not (resume_dir / "state.json").is_file():
+            raise ConfigError(f"{resume_dir} holds no checkpoint (state.json)",
+                              "pass the run directory of an earlier `localsym train`")
+        copy = resume_dir / "config.yaml"
+        source = Path(config_path) if config_path else copy
+        config, base = load_config(source)
+        if config_path is None:  # the copy's relative paths start at the original's place
+            base = Path(json.loads((resume_dir / "run.json").read_text())["base"])
+        return Run(config, base, resume_dir, quiet), None
+    if config_path is None:
+        raise ConfigError("no config given", "localsym train CONFIG (see examples/*/config.yaml)")
+    config, base = load_config(config_path)
+    run = Run(config, base, run_dir, quiet)
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.run_dir / "run.json", json.dumps({"base": str(base.resolve())}))
+    return run, Path(config_path)

