@@ -85,7 +85,7 @@ class RunConfig(Strict):
     train: TrainConfig = TrainConfig()
     learning_rate: LearningRate = LearningRate()
     cache: CacheConfig = CacheConfig()
-    run_dir: str | None = Field(None, description="default: runs/<name>")
+    run_dir: str | None = Field(None, description="default: runs/<name>-<date>-<time>")
 
     @model_validator(mode="after")
     def _metric_for_metric_losses(self):

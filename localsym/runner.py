@@ -64,7 +64,10 @@ class Run:
     def __init__(self, config: RunConfig, base: Path, run_dir: Path | None = None,
                  quiet: bool = False):
         self.config, self.base, self.quiet = config, base, quiet
-        self.run_dir = Path(run_dir or config.run_dir or Path("runs") / config.name)
+        # default: a new directory per run, so running a config again just works (and, with the
+        # cache, costs almost nothing)
+        self.run_dir = Path(run_dir or config.run_dir or
+                            Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
         cache = config.cache
         models = config.models
         self.agent_lm = open_lm(models.agent, cache_dir=cache.dir, cache_mode=cache.mode,
