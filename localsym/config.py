@@ -6,13 +6,13 @@ the field and the fix.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from localsym.errors import ConfigError
+from localsym.io import load_document, validation_error
 from localsym.learn.trainer import TrainConfig
 from localsym.lm.base import SamplingParams
 
@@ -97,29 +97,12 @@ class RunConfig(Strict):
 def load_config(path: str | Path) -> tuple[RunConfig, Path]:
     """The config and the directory its relative paths start from."""
     path = Path(path)
-    try:
-        text = path.read_text("utf-8")
-    except OSError as err:
-        raise ConfigError(f"cannot read config {path}: {err.strerror}",
-                          "check the path (examples/*/config.yaml are ready-made)") from None
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as err:
-        raise ConfigError(f"config {path} is not valid {path.suffix[1:].upper()}: "
-                          f"{str(err).splitlines()[0]}", "fix the syntax") from None
+    data = load_document(path, "config", "check the path (examples/*/config.yaml are ready-made)")
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} is not a mapping", "write it as key: value pairs")
     data.setdefault("name", path.parent.name if path.stem == "config" else path.stem)
     try:
         return RunConfig.model_validate(data), path.parent
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        msg = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"config {path}: {where + ': ' if where else ''}{msg}",
-                          "see localsym.config.RunConfig for the fields") from None
+        raise validation_error(err, f"config {path}",
+                               "see localsym.config.RunConfig for the fields") from None

@@ -32,3 +32,40 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
         f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def parse_document(text: str, yaml_format: bool, what: str):
+    """YAML or JSON text to data; a syntax error is a ConfigError naming ``what``."""
+    from localsym.errors import ConfigError
+
+    try:
+        if yaml_format:
+            import yaml
+
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except Exception as err:
+        raise ConfigError(f"{what} is not valid {'YAML' if yaml_format else 'JSON'}: "
+                          f"{str(err).splitlines()[0]}", "fix the syntax") from None
+
+
+def load_document(path: str | os.PathLike, what: str, fix: str = "check the path"):
+    """Read a YAML (.yaml/.yml) or JSON file; every failure is a ConfigError naming ``what``."""
+    from localsym.errors import ConfigError
+
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror}", fix) from None
+    return parse_document(text, path.suffix in (".yaml", ".yml"), f"{what} {path}")
+
+
+def validation_error(err, what: str, fix: str):
+    """A pydantic ValidationError as one ConfigError line: where, and what is wrong."""
+    from localsym.errors import ConfigError
+
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    return ConfigError(f"{what}: {where + ': ' if where else ''}{msg}", fix)

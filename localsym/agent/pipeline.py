@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import Field, create_model
 
 from localsym.agent.spec import PROMPT_FIELDS, FieldSpec, NodeSpec, PipelineSpec
 from localsym.agent.tools import ToolRegistry, default_tools

@@ -9,13 +9,11 @@ emits a new spec validated against this same schema, and a rolled-back step rest
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from localsym.errors import ConfigError
 
 Identifier = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 FieldType = Literal["str", "int", "float", "bool", "list[str]"]
@@ -237,35 +235,22 @@ class PipelineSpec(Frozen):
 
     @classmethod
     def load(cls, path: str | Path) -> "PipelineSpec":
-        path = Path(path)
-        try:
-            text = path.read_text("utf-8")
-        except OSError as err:
-            raise ConfigError(f"cannot read agent spec {path}: {err.strerror}",
-                              "check the path") from None
-        return cls.parse(text, source=str(path), yaml_format=path.suffix in (".yaml", ".yml"))
+        from localsym.io import load_document
+
+        return cls.from_data(load_document(path, "agent spec"), source=str(path))
 
     @classmethod
     def parse(cls, text: str, source: str = "spec", yaml_format: bool = False) -> "PipelineSpec":
-        try:
-            if yaml_format:
-                import yaml
+        from localsym.io import parse_document
 
-                data = yaml.safe_load(text)
-            else:
-                data = json.loads(text)
-        except Exception as err:
-            raise ConfigError(f"agent spec {source} is not valid {'YAML' if yaml_format else 'JSON'}: "
-                              f"{str(err).splitlines()[0]}", "fix the syntax") from None
-        return cls.from_data(data, source)
+        return cls.from_data(parse_document(text, yaml_format, f"agent spec {source}"), source)
 
     @classmethod
     def from_data(cls, data: Any, source: str = "spec") -> "PipelineSpec":
+        from localsym.io import validation_error
+
         try:
             return cls.model_validate(data)
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            msg = first["msg"].removeprefix("Value error, ")
-            raise ConfigError(f"invalid agent spec {source}: {where + ': ' if where else ''}{msg}",
-                              "correct the spec (see localsym.agent.spec.PipelineSpec)") from None
+            raise validation_error(err, f"invalid agent spec {source}",
+                                   "correct the spec (see localsym.agent.spec.PipelineSpec)") from None

@@ -11,7 +11,6 @@ the same agent as an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Literal

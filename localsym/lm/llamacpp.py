@@ -17,11 +17,9 @@ before it.
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
