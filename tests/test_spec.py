@@ -88,14 +88,19 @@ def test_pipeline_refuses_a_declared_tool_without_code():
         Pipeline(spec(), ScriptedLM(lambda m, p: "{}"), tools=ToolRegistry())
 
 
-def test_the_readme_spec_example_is_valid():
+def test_the_readme_spec_and_config_examples_are_valid():
     import re
     from pathlib import Path
 
     import yaml
 
+    from localsym.config import RunConfig
+
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    (block,) = re.findall(r"```yaml\n(.*?)```", readme, re.S)
-    parsed = PipelineSpec.from_data(yaml.safe_load(block))
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", readme, re.S)]
+    (spec_block,) = [b for b in blocks if "nodes" in b]
+    (config_block,) = [b for b in blocks if "dataset" in b]
+    parsed = PipelineSpec.from_data(spec_block)
     assert [n.name for n in parsed.nodes] == ["plan", "solve"]
     assert parsed.node("solve").tool_choice == "required"
+    assert RunConfig.model_validate(config_block).metric == "numeric_match"
