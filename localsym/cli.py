@@ -180,9 +180,19 @@ def cmd_models(args) -> int:
         else:
             print(f"{name}: installed at {models.install(name)}")
         return 0
+    from localsym.errors import ModelCorruptError
+
     for row in models.listing():
-        state = "present" if row["present"] else "not installed"
-        print(f"{row['name']:28} {state:14} {row['path'] or ''}")
+        state = "not installed"
+        if row["present"]:
+            ref = models.resolve(row["path"] if not row["registry"] else row["name"])
+            try:
+                models.verified_path(ref)  # sha256 once per file, then remembered
+                state = "verified" if ref.sha256 else \
+                    f"sha256 {models.file_sha256(ref.path)[:12]}"
+            except ModelCorruptError:
+                state = "CORRUPT (sha256)"
+        print(f"{row['name']:28} {state:20} {row['path'] or row['description']}")
     return 0
 
 

@@ -45,7 +45,7 @@ def test_models_lists_the_registry():
     proc = run("models")
     assert proc.returncode == 0
     line = next(l for l in proc.stdout.splitlines() if l.startswith("smollm2-135m-instruct"))
-    assert "present" in line
+    assert "verified" in line  # present, and its sha256 matches the registry
     assert "gemma3-270m" in proc.stdout
 
 
