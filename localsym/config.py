@@ -81,7 +81,7 @@ class RunConfig(Strict):
     models: ModelsConfig = ModelsConfig()
     sampling: SamplingParams = SamplingParams(max_tokens=128, max_tokens_limit=256)
     meta_sampling: SamplingParams = SamplingParams(max_tokens=192, max_tokens_limit=384,
-                                                   on_limit="close")
+                                                   on_limit="close", repeat_penalty=1.3)
     train: TrainConfig = TrainConfig()
     learning_rate: LearningRate = LearningRate()
     cache: CacheConfig = CacheConfig()

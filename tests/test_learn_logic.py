@@ -300,3 +300,31 @@ def test_resume_with_another_config_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="another training config"):
         trainer(TrainConfig(optimizers=(), seed=9)).fit(data, data, resume=True)
+
+
+def test_workflow_schema_only_names_what_exists():
+    from pydantic import ValidationError
+
+    schema = PipelineOptimizer.schema(spec())
+    ok = schema.model_validate({"reasoning": "r", "actions": [
+        {"action": "add_node", "name": "check", "after": "solve", "task": "t",
+         "inputs": ["answer", "question"], "outputs": [{"name": "answer"}]},
+        {"action": "rewire", "source": "plan", "target": "solve", "connect": False}]})
+    assert len(ok.actions) == 2
+    for bad in ({"action": "add_node", "name": "x", "after": "nowhere", "task": "t",
+                 "inputs": [], "outputs": [{"name": "y"}]},
+                {"action": "add_node", "name": "x", "after": "plan", "task": "t",
+                 "inputs": ["verdict"], "outputs": [{"name": "y"}]},
+                {"action": "remove_node", "name": "ghost"}):
+        with pytest.raises(ValidationError):
+            schema.model_validate({"reasoning": "r", "actions": [bad]})
+    PipelineOptimizer(RoutedLM({}), max_actions=2).apply(spec(), ok.actions)  # they apply
+
+
+def test_an_add_node_that_breaks_node_rules_is_rejected_with_its_reason():
+    from localsym.learn.optim import AddNode
+
+    proposal = PipelineOptimizer(RoutedLM({})).apply(spec(), [AddNode(
+        action="add_node", name="dup", after="plan", task="t", inputs=["question"],
+        outputs=[{"name": "x"}, {"name": "x"}])])
+    assert proposal.spec == spec() and "duplicate outputs ['x']" in proposal.rejected[0]

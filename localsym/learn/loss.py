@@ -23,7 +23,9 @@ from localsym.templates import render
 
 # Sampling of every meta call (judge, gradients, optimizers): greedy, and an answer that runs past
 # the limit is closed (strings cut short) rather than lost, since a small model can loop in a string.
-META_PARAMS = SamplingParams(max_tokens=256, max_tokens_limit=512, on_limit="close")
+# The repetition penalty (word tokens only) stops most such loops before the limit is reached.
+META_PARAMS = SamplingParams(max_tokens=256, max_tokens_limit=512, on_limit="close",
+                             repeat_penalty=1.3)
 
 
 class LossRecord(BaseModel):

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, create_model
 
-from localsym.agent.spec import (PROMPT_FIELDS, Demonstration, FieldSpec, FieldType,
+from localsym.agent.spec import (PROMPT_FIELDS, Demonstration, FieldType,
                                  NodeSpec, PipelineSpec, PromptWeights)
 from localsym.agent.trajectory import Trajectory
 from localsym.errors import ConfigError
@@ -272,14 +272,6 @@ class Rewire(BaseModel):
     connect: bool = Field(description="true adds the connection, false removes it")
 
 
-Action = Annotated[Union[AddNode, RemoveNode, EditNode, Rewire], Field(discriminator="action")]
-
-
-class WorkflowUpdate(BaseModel):
-    reasoning: str
-    actions: list[Action] = Field(max_length=3)
-
-
 def apply_action(spec: PipelineSpec, action: BaseModel) -> PipelineSpec:
     """Apply one typed edit; raises ConfigError (with the reason) if the result is not a valid
     pipeline. Other nodes keep their weights untouched."""
@@ -290,11 +282,10 @@ def apply_action(spec: PipelineSpec, action: BaseModel) -> PipelineSpec:
     if isinstance(action, AddNode):
         if action.after not in names:
             raise ConfigError(f"add_node after unknown node {action.after!r}", "")
-        node = NodeSpec(name=action.name, prompt=PromptWeights(task=action.task),
-                        inputs=tuple(action.inputs),
-                        outputs=tuple(FieldSpec(**f.model_dump()) for f in action.outputs))
+        node = {"name": action.name, "prompt": {"task": action.task},
+                "inputs": list(action.inputs), "outputs": [f.model_dump() for f in action.outputs]}
         at = names.index(action.after) + 1
-        data["nodes"].insert(at, node.model_dump())
+        data["nodes"].insert(at, node)  # validated with the whole spec below
         if explicit:
             outgoing = [e for e in edges if e["source"] == action.after]
             edges = [e for e in edges if e["source"] != action.after]
@@ -355,6 +346,22 @@ class PipelineOptimizer(Optimizer):
         self.lm, self.max_actions = lm, max_actions
         self.params = params or META_PARAMS
 
+    @staticmethod
+    def schema(spec: PipelineSpec) -> type[BaseModel]:
+        """WorkflowUpdate with every node name an enum of the spec's nodes and every input an
+        enum of the fields that exist: the decoder cannot name what is not there."""
+        nodes = Literal[tuple(n.name for n in spec.nodes)]
+        fields = Literal[tuple(sorted(spec.producers()))]
+        add = create_model("AddNodeAction", __base__=AddNode, after=(nodes, ...),
+                           inputs=(list[fields], Field(max_length=6)))
+        remove = create_model("RemoveNodeAction", __base__=RemoveNode, name=(nodes, ...))
+        edit = create_model("EditNodeAction", __base__=EditNode, name=(nodes, ...))
+        rewire = create_model("RewireAction", __base__=Rewire, source=(nodes, ...),
+                              target=(nodes, ...))
+        action = Annotated[Union[add, remove, edit, rewire], Field(discriminator="action")]
+        return create_model("WorkflowUpdate", reasoning=(str, ...),
+                            actions=(list[action], Field(max_length=3)))
+
     def step(self, spec: PipelineSpec, batch: Batch, memory: list[UpdateRecord]) -> Proposal:
         suggestions = [eg.workflow.suggestion for eg in batch.gradients if eg.workflow][:8]
         if not suggestions:
@@ -363,7 +370,7 @@ class PipelineOptimizer(Optimizer):
         prompt = render("optimize_workflow.j2", task=spec.description, spec=spec,
                         suggestions=suggestions, max_actions=self.max_actions, fields=fields,
                         history=_history(memory, self.name))
-        update = self.lm.generate([{"role": "user", "content": prompt}], WorkflowUpdate,
+        update = self.lm.generate([{"role": "user", "content": prompt}], self.schema(spec),
                                   self.params)
         return self.apply(spec, update.actions, update.reasoning)
 

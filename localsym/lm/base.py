@@ -40,6 +40,11 @@ class SamplingParams(BaseModel):
     max_tokens: int = Field(256, ge=1, description="token budget of the first try")
     max_tokens_limit: int = Field(
         1024, ge=1, description="a truncated answer is retried with a doubled budget up to this")
+    repeat_penalty: float = Field(
+        1.0, ge=1.0, le=3.0, description="divide the logit of a word token seen in the last "
+        "repeat_window answer tokens by this (JSON punctuation is exempt); 1 = off. Keeps a "
+        "small model from looping inside a string")
+    repeat_window: int = Field(64, ge=1)
     on_limit: Literal["error", "close"] = Field(
         "error", description="at max_tokens_limit: raise TruncatedOutputError, or close the JSON "
         "as fast as the schema allows (strings and lists cut short) and mark the answer closed")

@@ -81,7 +81,9 @@ class LlamaCpp(LM):
         self._eos: int | None = None
         self._vocabulary = None
         self._guides: dict[str, object] = {}  # regex -> compiled Index, one per schema
+        self._token_bytes: list[bytes] | None = None  # each token's bytes, built when needed
         self._closers: tuple[np.ndarray, np.ndarray] | None = None  # see _closing_pick
+        self._penalizable: np.ndarray | None = None  # see _penalize
         self._aligned_end = 0  # KV positions [0, this) were evaluated as whole aligned chunks
         self.loads = 0
 
@@ -296,6 +298,8 @@ class LlamaCpp(LM):
                     "or use a larger n_ctx")
             logits = np.ctypeslib.as_array(
                 llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),))
+            if params.repeat_penalty > 1.0 and out:
+                logits = self._penalize(logits, out[-params.repeat_window:], params.repeat_penalty)
             token = self._closing_pick(logits, guide, mask) if closing else \
                 self._pick(logits, guide, params, rng, mask)
             if token == self._eos:
@@ -336,13 +340,33 @@ class LlamaCpp(LM):
         guide.write_mask_into(mask.ctypes.data, mask.size, mask.itemsize)
         return np.unpackbits(mask.view(np.uint8), bitorder="little")[:size].astype(bool)
 
+    def _pieces(self) -> list[bytes]:
+        if self._token_bytes is None:
+            self._token_bytes = [self.llama.detokenize([t]) for t in range(self.llama.n_vocab())]
+        return self._token_bytes
+
+    def _penalize(self, logits: np.ndarray, recent: list[int], penalty: float) -> np.ndarray:
+        """llama.cpp's repetition penalty over the recent answer tokens, JSON punctuation exempt
+        (penalizing a closing quote would only make strings longer)."""
+        if self._penalizable is None:
+            self._penalizable = np.array([p.strip() != b"" and not any(c in p for c in b'"{}[],:')
+                                          for p in self._pieces()])
+        ids = np.unique(np.asarray(recent))
+        ids = ids[self._penalizable[ids]]
+        if not ids.size:
+            return logits
+        out = logits.copy()
+        vals = out[ids]
+        out[ids] = np.where(vals > 0, vals / penalty, vals * penalty)
+        return out
+
     def _closing_pick(self, logits: np.ndarray, guide, mask: np.ndarray) -> int:
         """Past the limit (on_limit="close"): finish the JSON in few tokens. Prefer, in turn, the
         likeliest allowed token that has a quote (ends an open string), one that has a closing
         bracket or brace (ends a list or object), then any allowed token; never one that would
         start more content (an opening bracket or brace, a comma, a colon, an escape)."""
         if self._closers is None:
-            pieces = [self.llama.detokenize([t]) for t in range(self.llama.n_vocab())]
+            pieces = self._pieces()
             starts_more = [any(c in p for c in b"[{,:\\") for p in pieces]
             self._closers = (
                 np.array([b'"' in p and not m for p, m in zip(pieces, starts_more)]),
