@@ -191,3 +191,21 @@ def test_on_limit_close_completes_the_json_instead_of_failing(backend):
     assert completion.closed_early
     Steps.model_validate_json(completion.text)
     assert completion.completion_tokens <= 8 + 64
+
+
+def test_a_gguf_without_chat_template_is_a_clear_error_unless_a_format_is_given(tmp_path):
+    """A real GGUF whose metadata lacks the template: the key renamed in place (same length)."""
+    data = resolve("smollm2-135m-instruct").path.read_bytes()
+    key = b"tokenizer.chat_template"
+    assert data.count(key) == 1
+    bare = tmp_path / "no-template.gguf"
+    bare.write_bytes(data.replace(key, b"tokenizer.chat_templatX"))
+    with pytest.raises(ChatTemplateError) as err:
+        LlamaCpp(bare, cache_dir=tmp_path).generate("hi", Verdict)
+    assert "has no chat template in its GGUF metadata" in str(err.value)
+    assert "chat_format" in err.value.fix
+    lm = LlamaCpp(bare, chat_format="chatml", cache_dir=tmp_path)
+    try:
+        assert lm.generate("Is fire hot?", Verdict, max_tokens=48).label in ("yes", "no")
+    finally:
+        lm.close()
