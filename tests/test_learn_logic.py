@@ -328,3 +328,12 @@ def test_an_add_node_that_breaks_node_rules_is_rejected_with_its_reason():
         action="add_node", name="dup", after="plan", task="t", inputs=["question"],
         outputs=[{"name": "x"}, {"name": "x"}])])
     assert proposal.spec == spec() and "duplicate outputs ['x']" in proposal.rejected[0]
+
+
+def test_one_edit_per_field_per_step():
+    edits = [{"field": "style", "new_text": "Short."}, {"field": "style", "new_text": "Long."}]
+    lm = RoutedLM({**ROUTES, "PromptUpdate": lambda m: {"reasoning": "r", "edits": edits}})
+    s = spec()
+    proposal = PromptOptimizer(lm).step(s, batch_for(s, lm), [])
+    assert proposal.spec.node("plan").prompt.style == "Short."
+    assert "a second edit of the same field" in " ".join(proposal.rejected)

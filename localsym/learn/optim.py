@@ -140,13 +140,16 @@ class PromptOptimizer(Optimizer):
             update = self.lm.generate([{"role": "user", "content": prompt}], PromptUpdate, self.params)
             proposal.reasoning += f"[{node.name}] {update.reasoning}\n"
             fields = dict(node.prompt.model_dump())
-            touched = 0
+            touched: set[str] = set()
             for edit in update.edits:
                 target = f"nodes.{node.name}.prompt.{edit.field}"
                 old, new = fields[edit.field], edit.new_text.strip()
                 if new == old:
                     continue
-                if touched >= self.max_fields:
+                if edit.field in touched:
+                    proposal.rejected.append(f"{target}: a second edit of the same field")
+                    continue
+                if len(touched) >= self.max_fields:
                     proposal.rejected.append(f"{target}: over the {self.max_fields}-field limit")
                     continue
                 why = check_text_edit(old, new, self.max_change, set(node.inputs))
@@ -154,7 +157,7 @@ class PromptOptimizer(Optimizer):
                     proposal.rejected.append(f"{target}: {why}")
                     continue
                 fields[edit.field] = new
-                touched += 1
+                touched.add(edit.field)
                 proposal.changes.append(Change(target=target, before=old, after=new))
             if touched:
                 node = node.model_copy(update={"prompt": PromptWeights(**fields)})
