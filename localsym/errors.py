@@ -37,7 +37,8 @@ class TruncatedOutputError(LocalsymError):
 
 
 class InvalidOutputError(LocalsymError):
-    """An output that does not validate against its schema. Never passed on, never cached."""
+    """An output that does not validate against its schema. Never passed on, never cached as an
+    answer (the failure itself is cached: the same call fails the same way)."""
 
     def __init__(self, cause: str, fix: str | None = None, text: str = ""):
         super().__init__(cause, fix)

@@ -128,12 +128,16 @@ def test_everything_that_can_change_an_answer_changes_the_key(cache_dir):
     assert lm.key(*_call("q")) == base  # and nothing else does
 
 
-def test_invalid_output_is_an_error_and_never_stored(cache_dir):
+def test_invalid_output_is_an_error_never_stored_as_an_answer(cache_dir):
     lm = CachedLM(scripted('{"label": "maybe", "reason": "x"}'), cache_dir=cache_dir)
     with pytest.raises(InvalidOutputError) as err:
         lm.complete(*_call("q"))
     assert "label" in str(err.value)
-    assert raw_entries(cache_dir) == {}
+    (value,) = raw_entries(cache_dir).values()
+    assert "completion" not in json.loads(value)  # the failure is remembered, not the output
+    with pytest.raises(InvalidOutputError) as again:  # the same call fails the same way,
+        lm.complete(*_call("q"))
+    assert str(again.value) == str(err.value) and lm.backend.calls == 1  # from the cache
 
 
 @pytest.mark.parametrize("planted", ["not json", '{"completion": {"text": "{}"}}', b"\x80\x04K."])
@@ -182,3 +186,16 @@ def test_counts_persist_across_processes(cache_dir):
 
     store = JsonStore(cache_dir / "calls")
     assert store.counts() == {"hits": 1, "misses": 1, "stores": 1}
+
+
+def test_a_truncated_answer_fails_again_from_the_cache(cache_dir):
+    from localsym.errors import TruncatedOutputError
+
+    lm = open_lm(cache_dir=cache_dir)
+    try:
+        for _ in range(2):
+            with pytest.raises(TruncatedOutputError, match="cut off after 4 tokens"):
+                lm.complete(*_call("Why is the sky blue?", max_tokens=2, max_tokens_limit=4))
+        assert (lm.hits, lm.misses) == (1, 1)
+    finally:
+        lm.close()

@@ -22,7 +22,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
-from localsym.errors import CacheError, CacheMissError, ConfigError, InvalidOutputError
+from localsym.errors import (CacheError, CacheMissError, ConfigError, InvalidOutputError,
+                             TruncatedOutputError)
 from localsym.lm.base import LM, Completion, Message, SamplingParams, canonical_json, \
     schema_of, validate_output
 
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 # rule, vocabulary filter, key layout): old entries then simply stop matching.
 KEY_FORMAT = 1
 CacheMode = Literal["readwrite", "replay", "off"]
+# Failures that depend only on the call (its messages, schema, params and model), so a re-run
+# would fail the same way: cached like answers. (A context overflow depends on n_ctx, which is not
+# part of the key, so it is not cached.)
+CACHED_FAILURES = {cls.__name__: cls for cls in (TruncatedOutputError, InvalidOutputError)}
 MODES = ("readwrite", "replay", "off")
 _DECODING_LIBRARIES = ("llama-cpp-python", "outlines-core", "pydantic")
 
@@ -188,6 +193,11 @@ class CachedLM(LM):
         doc = self.key_document(messages, schema, params)
         key = sha256_hex(canonical_json(doc))
         entry = self.store.get(key)
+        if entry is not None and isinstance(entry.get("failure"), dict) \
+                and entry["failure"].get("type") in CACHED_FAILURES:
+            self.hits += 1
+            failure = entry["failure"]
+            raise CACHED_FAILURES[failure["type"]](str(failure.get("cause")), failure.get("fix"))
         if entry is not None:
             try:
                 completion = Completion.model_validate(entry["completion"])
@@ -207,8 +217,15 @@ class CachedLM(LM):
                 "record it once with cache mode 'readwrite' (LOCALSYM_CACHE_MODE=readwrite), or "
                 "check that the messages, schema, sampling params and model match the recording")
         start = time.perf_counter()
-        completion = self.backend.complete(messages, schema, params)
-        validate_output(schema, completion.text)  # never store what does not validate
+        try:
+            completion = self.backend.complete(messages, schema, params)
+            validate_output(schema, completion.text)  # never store what does not validate
+        except tuple(CACHED_FAILURES.values()) as err:
+            # the same call fails the same way every time: remember the failure, not an answer
+            self.store.set(key, {"failure": {"type": type(err).__name__, "cause": err.cause,
+                                             "fix": err.fix}, "key": doc})
+            self.stores += 1
+            raise
         completion = completion.model_copy(update={"seconds": time.perf_counter() - start})
         self.store.set(key, {"completion": completion.model_dump(), "key": doc})
         self.stores += 1

@@ -288,6 +288,11 @@ class LlamaCpp(LM):
                         and room - len(out) > CLOSING_ALLOWANCE:
                     closing, budget = True, len(out) + CLOSING_ALLOWANCE
                     continue
+                if llm.n_tokens >= n_ctx or budget >= room:  # the context ran out, not the budget
+                    raise ContextOverflowError(
+                        f"the answer reached the end of the {n_ctx}-token context after "
+                        f"{len(out)} tokens (prompt {len(tokens)} tokens, {self.ref.name})",
+                        "shorten the prompt, ask for a shorter answer, or raise n_ctx")
                 raise TruncatedOutputError(
                     f"the answer was cut off after {len(out)} tokens (budget {params.max_tokens}, "
                     f"doubled {retries} times up to max_tokens_limit={params.max_tokens_limit}, "
