@@ -49,7 +49,7 @@ def _call(question: str, **params):
     from localsym.lm import Message
 
     return ([Message(role="user", content=question)], Verdict,
-            SamplingParams(max_tokens=48, **params))
+            SamplingParams(**{"max_tokens": 48, **params}))
 
 
 def test_new_process_hits_the_cache_without_loading_the_model(cache_dir):
