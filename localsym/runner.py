@@ -111,7 +111,8 @@ class Run:
         lms = {"agent": self.agent_lm}
         if self.optimizer_lm is not self.agent_lm:
             lms["optimizer"] = self.optimizer_lm
-        return {name: {k: lm.stats()[k] for k in ("hits", "misses")} for name, lm in lms.items()}
+        return {name: {"hits": lm.hits, "misses": lm.misses,
+                       "model_loads": getattr(lm.backend, "loads", 0)} for name, lm in lms.items()}
 
     def train(self, config_path: Path | None, resume: bool = False) -> dict:
         started = time.perf_counter()
