@@ -59,8 +59,9 @@ def test_train_command_writes_the_run_directory_and_resumes(tmp_path):
     events = [json.loads(l) for l in (run_dir / "events.jsonl").read_text().splitlines()]
     step = next(e for e in events if e["event"] == "step")
     for key in ("batch", "losses", "gradients", "changes", "rejected_edits", "decision",
-                "val_before", "val_after", "seconds"):
+                "val_before", "val_after", "seconds", "llm_calls"):
         assert key in step, key
+    assert step["llm_calls"]["made"] > 0
     again = run("train", "--resume", str(run_dir), "--quiet")  # nothing left to do: all cached
     assert again.returncode == 0, again.stderr
     assert json.loads((run_dir / "summary.json").read_text())["val_after"] == summary["val_after"]

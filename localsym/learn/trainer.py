@@ -170,8 +170,15 @@ class Trainer:
         self.pipeline.spec = state.best_spec
         return state
 
+    def _calls(self) -> dict[str, int]:
+        """LLM calls so far: made (cache misses) and served from the cache, both LMs."""
+        lms = {id(lm): lm for lm in (self.pipeline.lm, self.lm)}.values()
+        return {"made": sum(getattr(lm, "misses", 0) for lm in lms),
+                "cached": sum(getattr(lm, "hits", 0) for lm in lms)}
+
     def _step(self, state: TrainState, batch: list[Example], val: list[Example]) -> None:
         started = time.perf_counter()
+        calls_before = self._calls()
         state.step += 1
         spec = state.spec
         self.pipeline.spec = spec
@@ -226,6 +233,7 @@ class Trainer:
                          proposed_spec=candidate.model_dump(mode="json"))
         self.pipeline.spec = state.spec
         event["seconds"] = round(time.perf_counter() - started, 3)
+        event["llm_calls"] = {k: v - calls_before[k] for k, v in self._calls().items()}
         self._event(event)
         self.log(f"step {state.step}: {event['decision']} (validation {event['val_before']:.3f}"
                  f" -> {event['val_after']:.3f}; {len(changes)} change(s))")
