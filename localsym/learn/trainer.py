@@ -188,10 +188,12 @@ class Trainer:
         losses, grads, failures = [], [], []
         # A meta call that fails (an answer the schema cannot hold, a cut-off answer) costs its
         # example or its optimizer in this step, never the run.
-        for traj, ex in self.bar(list(zip(trajectories, batch)), f"step {state.step}: backward"):
+        bar = self.bar(list(zip(trajectories, batch)), f"step {state.step}: loss+backward")
+        for traj, ex in bar:
             try:
                 loss = self.loss(traj, ex)
                 losses.append(loss)
+                bar.set_postfix(loss=f"{np.mean([l.score for l in losses]):.3f}")
                 grads.append(backward(traj, loss, spec, self.lm, ex.id, params=self.meta_params,
                                       workflow=want_flow))
             except NODE_FAILURES as err:
