@@ -129,6 +129,7 @@ def cmd_eval(args) -> int:
     from localsym.agent import Pipeline, PipelineSpec, default_tools
     from localsym.data import load_jsonl, metric
     from localsym.learn import LanguageLoss
+    from localsym.learn.trainer import evaluate, progress_bar
     from localsym.lm import SamplingParams, open_lm
 
     spec = PipelineSpec.load(args.agent)
@@ -136,29 +137,16 @@ def cmd_eval(args) -> int:
     score_fn = metric(args.metric) if args.metric else None
     lm = open_lm(args.model, cache_dir=args.cache_dir)
     try:
-        pipe = Pipeline(spec, lm, default_tools(),
-                        SamplingParams(max_tokens=args.max_tokens, max_tokens_limit=4 * args.max_tokens))
-        judge = None if score_fn else LanguageLoss(lm, spec.description)
-        from tqdm import tqdm
-
-        scores = []
-        bar = tqdm(examples, desc="eval", unit="ex", disable=args.quiet, leave=False)
-        for ex in bar:
-            traj = pipe.forward(ex.inputs)
-            if score_fn and ex.expected is not None:
-                s = 0.0 if not traj.ok else float(score_fn(traj.outputs, ex.expected))
-            else:  # no metric, or no ground truth for it: the judge scores
-                s = (judge or LanguageLoss(lm, spec.description))(traj, ex).score
-            scores.append(s)
-            bar.set_postfix(score=f"{np.mean(scores):.3f}")
-            if args.verbose:
-                tqdm.write(f"{ex.id}: {s:.2f} {json.dumps(traj.outputs)[:120]}")
+        pipe = Pipeline(spec, lm, default_tools(), SamplingParams(
+            max_tokens=args.max_tokens, max_tokens_limit=4 * args.max_tokens))
+        scores = evaluate(pipe, examples, score_fn, LanguageLoss(lm, spec.description),
+                          progress_bar(examples, "eval", not args.quiet))
     finally:
         lm.close()
-    how = args.metric or "language loss (judge)"
-    print(json.dumps({"agent": str(args.agent), "dataset": str(args.dataset), "examples": len(scores),
+    print(json.dumps({"agent": str(args.agent), "dataset": str(args.dataset),
+                      "examples": len(scores),
                       "score": round(float(np.mean(scores)), 4) if scores else None,
-                      "scored_by": how}, indent=2))
+                      "scored_by": args.metric or "language loss (judge)"}, indent=2))
     return 0
 
 
@@ -248,7 +236,6 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", default=None)
     ev.add_argument("--max-tokens", type=int, default=128)
     ev.add_argument("--cache-dir", default=None)
-    ev.add_argument("--verbose", action="store_true", help="one line per example")
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=cmd_eval)
 

@@ -60,6 +60,28 @@ class TrainState(BaseModel):
     done: bool = False
 
 
+def progress_bar(items, desc: str, enabled: bool = True):
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, leave=False, disable=not enabled, unit="ex", dynamic_ncols=True)
+
+
+def evaluate(pipeline: Pipeline, examples: list[Example], metric: Metric | None, loss: Loss,
+             bar=None) -> list[float]:
+    """Run ``pipeline`` on each example and score it: the metric where the example has a ground
+    truth, else the loss's score (the judge). A run that failed scores 0 under the metric."""
+    out = []
+    for ex in bar if bar is not None else examples:
+        traj = pipeline.forward(ex.inputs)
+        if metric is not None and ex.expected is not None:
+            out.append(0.0 if not traj.ok else float(metric(traj.outputs, ex.expected)))
+        else:
+            out.append(loss(traj, ex).score)
+        if bar is not None:
+            bar.set_postfix(score=f"{np.mean(out):.3f}")
+    return out
+
+
 def permutation_p_value(new: list[float], old: list[float], seed: int = 0,
                         rounds: int = 4000) -> float:
     """One-sided paired sign-flip test: the chance of a mean improvement at least this large if
@@ -95,28 +117,16 @@ class Trainer:
 
     # -- scoring ------------------------------------------------------------------------------
     def bar(self, items, desc: str):
-        from tqdm import tqdm
-
-        return tqdm(items, desc=desc, leave=False, disable=not self.progress, unit="ex",
-                    dynamic_ncols=True)
+        return progress_bar(items, desc, self.progress)
 
     def score(self, spec: PipelineSpec, examples: list[Example], desc: str = "validation"
               ) -> list[float]:
-        """Per-example scores of ``spec`` (the metric where there is a ground truth, else the
-        loss's score)."""
+        """Per-example scores of ``spec`` (see ``evaluate``)."""
         saved = self.pipeline.spec
         self.pipeline.spec = spec
         try:
-            out = []
-            bar = self.bar(examples, desc)
-            for ex in bar:
-                traj = self.pipeline.forward(ex.inputs)
-                if self.metric is not None and ex.expected is not None:
-                    out.append(0.0 if not traj.ok else float(self.metric(traj.outputs, ex.expected)))
-                else:
-                    out.append(self.loss(traj, ex).score)
-                bar.set_postfix(score=f"{np.mean(out):.3f}")
-            return out
+            return evaluate(self.pipeline, examples, self.metric, self.loss,
+                            self.bar(examples, desc))
         finally:
             self.pipeline.spec = saved
 
