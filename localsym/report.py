@@ -86,11 +86,13 @@ def graph_svg(spec: PipelineSpec) -> Markup:
     w, h, gap = 130, 40, 50
     x = {name: 10 + i * (w + gap) for i, name in enumerate(order)}
     width = 20 + len(order) * (w + gap)
-    parts = [f'<svg class="graph" xmlns="http://www.w3.org/2000/svg" width="{width}" height="130" '
-             f'viewBox="0 0 {width} 130"><defs><marker id="arrow" markerWidth="8" markerHeight="8" '
-             'refX="7" refY="4" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#555"/></marker>'
-             '</defs>']
-    y = 70
+    back = any(x[e.target] <= x[e.source] for e in spec.effective_edges())
+    y = 70 if back else 10  # room above for the arcs of back edges
+    height = y + h + 10
+    parts = [f'<svg class="graph" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+             f'height="{height}" viewBox="0 0 {width} {height}"><defs><marker id="arrow" '
+             'markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
+             '<path d="M0,0 L8,4 L0,8 z" fill="#555"/></marker></defs>']
     for e in spec.effective_edges():
         x1, x2 = x[e.source], x[e.target]
         if x2 > x1:
@@ -185,10 +187,12 @@ def build_context(run_dir: Path) -> dict:
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     first = _spec_at(run_dir, 0)
+    last = _spec_at(run_dir, steps[-1]["step"]) if steps else None
     best = run_dir / "best_spec.json"
     return {"run_dir": str(run_dir), "summary": summary, "plot": score_plot(points),
             "steps": rows, "start_score": start["val_score"],
             "graph_start": graph_svg(first) if first else None,
+            "graph_final": graph_svg(last) if last else None,
             "graph_best": graph_svg(PipelineSpec.load(best)) if best.is_file() else None}
 
 
