@@ -71,6 +71,10 @@ def cmd_train(args) -> int:
     run, config_path = open_run(args.config, args.resume, args.run_dir, args.quiet)
     try:
         summary = run.train(config_path, resume=args.resume is not None)
+    except KeyboardInterrupt:
+        print(f"localsym: interrupted; every finished step is checkpointed and every LLM call "
+              f"cached: continue with  localsym train --resume {run.run_dir}", file=sys.stderr)
+        return 130
     finally:
         run.close()
     calls = summary["llm_calls"]

@@ -193,3 +193,24 @@ def test_generated_data_from_the_task_description_alone(cache_dir):
     assert len(rows) == 3 and rows == again  # deterministic (and the second time cached)
     assert all(isinstance(r.inputs["topic"], str) and r.expected is None for r in rows)
     assert len({r.inputs["topic"] for r in rows}) == 3  # no duplicates
+
+
+def test_ctrl_c_during_training_says_how_to_resume(tmp_path):
+    import signal
+    import sys
+    import time
+
+    config = tiny_config(tmp_path)
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "localsym"), "train", str(config),
+                             "--run-dir", str(tmp_path / "run"), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "run" / "state.json").exists() and time.time() < deadline:
+        time.sleep(0.2)  # the initial validation is checkpointed: training is under way
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err  # a one-step run takes ~10 s after its first checkpoint
+    assert f"localsym train --resume {tmp_path / 'run'}" in err and "Traceback" not in err
+    resumed = run("train", "--resume", str(tmp_path / "run"), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 1
