@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 # Bump when anything that shapes an answer changes in localsym itself (decoding loop, whitespace
 # rule, vocabulary filter, key layout): old entries then simply stop matching.
-KEY_FORMAT = 1
+KEY_FORMAT = 2  # 2: token bytes read whole (see LlamaCpp._pieces)
 CacheMode = Literal["readwrite", "replay", "off"]
 # Failures that depend only on the call (its messages, schema, params and model), so a re-run
 # would fail the same way: cached like answers. (A context overflow depends on n_ctx, which is not

@@ -82,6 +82,7 @@ class LlamaCpp(LM):
         self._vocabulary = None
         self._guides: dict[str, object] = {}  # regex -> compiled Index, one per schema
         self._token_bytes: list[bytes] | None = None  # each token's bytes, built when needed
+        self._piece_buf = (ctypes.c_char * 256)()
         self._closers: tuple[np.ndarray, np.ndarray] | None = None  # see _closing_pick
         self._penalizable: np.ndarray | None = None  # see _penalize
         self._aligned_end = 0  # KV positions [0, this) were evaluated as whole aligned chunks
@@ -230,18 +231,13 @@ class LlamaCpp(LM):
             import llama_cpp
             from outlines_core import Vocabulary
 
-            llm = self.llama
-            vocab = llm._model.vocab
-            size = 256
-            buf = (ctypes.c_char * size)()
+            vocab = self.llama._model.vocab
             pieces: dict[bytes, list[int]] = {}
-            for tok in range(llm.n_vocab()):
-                if tok == self._eos or llama_cpp.llama_vocab_get_attr(vocab, tok) & _SKIP_ATTRS:
+            for tok, piece in enumerate(self._pieces()):
+                if tok == self._eos or not piece or \
+                        llama_cpp.llama_vocab_get_attr(vocab, tok) & _SKIP_ATTRS:
                     continue
-                n = llama_cpp.llama_token_to_piece(vocab, tok, buf, size, 0, True)
-                if n <= 0 or n > size:
-                    continue
-                pieces.setdefault(bytes(buf[:n]), []).append(tok)
+                pieces.setdefault(piece, []).append(tok)
             self._vocabulary = Vocabulary(self._eos, pieces)
         return self._vocabulary
 
@@ -297,8 +293,7 @@ class LlamaCpp(LM):
                     f"the answer was cut off after {len(out)} tokens (budget {params.max_tokens}, "
                     f"doubled {retries} times up to max_tokens_limit={params.max_tokens_limit}, "
                     f"context {n_ctx}, prompt {len(tokens)} tokens); it starts "
-                    f"{llm.detokenize(out[:30]).decode('utf-8', 'replace')!r} and ends "
-                    f"{llm.detokenize(out[-30:]).decode('utf-8', 'replace')!r}",
+                    f"{self._text(out[:30])!r} and ends {self._text(out[-30:])!r}",
                     "raise max_tokens_limit, ask for a shorter answer (fewer or shorter fields), "
                     "or use a larger n_ctx")
             logits = np.ctypeslib.as_array(
@@ -313,7 +308,7 @@ class LlamaCpp(LM):
                 guide.advance(token_id=token, return_tokens=False)
             out.append(token)
             llm.eval([token])
-        text = llm.detokenize(out).decode("utf-8", errors="replace")
+        text = self._text(out)
         return Completion(text=text, prompt=prompt, prompt_tokens=len(tokens),
                           prompt_tokens_evaluated=evaluated, completion_tokens=len(out),
                           retries=retries, closed_early=closing,
@@ -345,10 +340,26 @@ class LlamaCpp(LM):
         guide.write_mask_into(mask.ctypes.data, mask.size, mask.itemsize)
         return np.unpackbits(mask.view(np.uint8), bitorder="little")[:size].astype(bool)
 
+    def _piece(self, token: int) -> bytes:
+        """One token's bytes (a control token's are empty). llama-cpp-python's detokenize reads
+        pieces through a 32-byte buffer and garbles longer tokens; SmolLM2 has some of 81 bytes."""
+        import llama_cpp
+
+        vocab, buf = self.llama._model.vocab, self._piece_buf
+        n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
+        if n < 0:  # the buffer is too small: -n bytes are needed
+            buf = (ctypes.c_char * -n)()
+            n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
+        return bytes(buf[:n])
+
     def _pieces(self) -> list[bytes]:
+        """Every token's bytes, built once when first needed (80 ms for 49k tokens)."""
         if self._token_bytes is None:
-            self._token_bytes = [self.llama.detokenize([t]) for t in range(self.llama.n_vocab())]
+            self._token_bytes = [self._piece(t) for t in range(self.llama.n_vocab())]
         return self._token_bytes
+
+    def _text(self, tokens: list[int]) -> str:
+        return b"".join(map(self._piece, tokens)).decode("utf-8", errors="replace")
 
     def _penalize(self, logits: np.ndarray, recent: list[int], penalty: float) -> np.ndarray:
         """llama.cpp's repetition penalty over the recent answer tokens, JSON punctuation exempt
