@@ -172,16 +172,15 @@ class CachedLM(LM):
     def describe(self) -> str:
         return self.backend.describe()
 
+    def _document(self, messages: list[Message], **call) -> dict:
+        """What a key is the hash of: the call's own parts plus everything every call shares."""
+        return {"key_format": KEY_FORMAT, "lm": self.backend.identity(),
+                "messages": [m.model_dump() for m in messages],
+                "versions": library_versions(), **call}
+
     def key_document(self, messages: list[Message], schema: type[BaseModel],
                      params: SamplingParams) -> dict:
-        return {
-            "key_format": KEY_FORMAT,
-            "lm": self.backend.identity(),
-            "messages": [m.model_dump() for m in messages],
-            "schema": schema_of(schema),
-            "params": params.model_dump(),
-            "versions": library_versions(),
-        }
+        return self._document(messages, schema=schema_of(schema), params=params.model_dump())
 
     def key(self, messages: list[Message], schema: type[BaseModel], params: SamplingParams) -> str:
         return sha256_hex(canonical_json(self.key_document(messages, schema, params)))
@@ -237,9 +236,7 @@ class CachedLM(LM):
         msgs = as_messages(messages)
         if self.mode == "off":
             return self.backend.logprob(msgs, text)
-        doc = {"key_format": KEY_FORMAT, "kind": "logprob", "lm": self.backend.identity(),
-               "messages": [m.model_dump() for m in msgs], "text": text,
-               "versions": library_versions()}
+        doc = self._document(msgs, kind="logprob", text=text)
         key = sha256_hex(canonical_json(doc))
         entry = self.store.get(key)
         if entry is not None and isinstance(entry.get("logprob"), (int, float)):
