@@ -41,6 +41,17 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
         os.fsync(f.fileno())
 
 
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The records of a JSONL log; a torn line (the last one of an interrupted run) is skipped."""
+    out = []
+    for line in Path(path).read_text("utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
 def parse_document(text: str, yaml_format: bool, what: str):
     """YAML or JSON text to data; a syntax error is a ConfigError naming ``what``."""
     from localsym.errors import ConfigError

@@ -20,7 +20,7 @@ from markupsafe import Markup
 
 from localsym.agent.spec import PROMPT_FIELDS, PipelineSpec
 from localsym.errors import ConfigError
-from localsym.io import atomic_write_text
+from localsym.io import atomic_write_text, read_jsonl
 
 
 def word_diff(old: str, new: str) -> Markup:
@@ -160,12 +160,7 @@ def build_context(run_dir: Path) -> dict:
     log = run_dir / "events.jsonl"
     if not log.is_file():
         raise ConfigError(f"{run_dir} has no events.jsonl", "pass the directory of a training run")
-    events = []
-    for line in log.read_text("utf-8").splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            continue  # a torn last line of an interrupted run
+    events = read_jsonl(log)
     start = next((e for e in events if e["event"] == "start"), None)
     if start is None:
         raise ConfigError(f"{log} has no start event", "the run never started; train it first")

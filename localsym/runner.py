@@ -19,7 +19,7 @@ from localsym.agent import Pipeline, PipelineSpec, default_tools
 from localsym.config import RunConfig, load_config
 from localsym.data import Example, generate_examples, load_jsonl, metric, split
 from localsym.errors import ConfigError
-from localsym.io import atomic_write_text
+from localsym.io import atomic_write_text, read_jsonl
 from localsym.learn import (DemonstrationOptimizer, LanguageLoss, LogProbLoss, MetricLoss,
                             PipelineOptimizer, PromptOptimizer, ToolOptimizer, Trainer)
 from localsym.lm import open_lm
@@ -128,7 +128,7 @@ class Run:
         test_before = trainer.score(self.spec, test, "test (before)") if test else []
         state = trainer.fit(self.splits["train"], self.splits["val"], resume=resume)
         test_after = trainer.score(state.best_spec, test, "test (after)") if test else []
-        events = [json.loads(l) for l in (self.run_dir / "events.jsonl").read_text().splitlines()]
+        events = read_jsonl(self.run_dir / "events.jsonl")
         steps = [e for e in events if e["event"] == "step"]
         start = next(e for e in events if e["event"] == "start")
         summary = {
