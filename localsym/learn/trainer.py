@@ -232,7 +232,7 @@ class Trainer:
             new_scores = self.score(candidate, val, f"step {state.step}: validation")
             after = float(np.mean(new_scores))
             ok, why = self.accept(new_scores, state.val_scores, state.step)
-            for name in {n for n, _ in changes}:
+            for name in dict.fromkeys(n for n, _ in changes):  # in order: checkpoints reproduce
                 state.memory.append(UpdateRecord(
                     step=state.step, optimizer=name, accepted=ok, val_before=before,
                     val_after=after, changes=[t for n, t in changes if n == name]))
