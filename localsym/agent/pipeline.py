@@ -169,7 +169,6 @@ class Pipeline:
             record.error = f"inputs {missing} were never produced on this path"
             return record
         messages = self.messages_for(node, inputs)
-        record.messages = list(messages)
         out_model = outputs_model(node.name, node.outputs, routes)
         try:
             answer = None
@@ -197,12 +196,12 @@ class Pipeline:
                 answer, completion = self.lm.call(messages, out_model,
                                                   self._params(node.name, step * 64 + 63))
                 record.cached = record.cached or completion.cached
-            record.messages = messages
             outputs = answer.model_dump()
             record.route = outputs.pop(ROUTE_FIELD, None)
             record.outputs = outputs
         except NODE_FAILURES as err:
             record.error = f"{type(err).__name__}: {err.cause}"
+        record.messages = messages  # the whole conversation, tool turns included, even on failure
         record.seconds = time.perf_counter() - start
         return record
 
