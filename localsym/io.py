@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from localsym.faults import point
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -24,32 +26,66 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
+            point("write.fsync")
             os.fsync(f.fileno())
+        point("write.rename")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)  # the rename itself survives a power cut
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a directory
+    finally:
+        os.close(fd)
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
-    """Append one JSON line and fsync it."""
+    """Append one JSON line and fsync it. A torn last line (a crash mid-append) is ended first,
+    so it stays one bad line that readers skip and never swallows the new record."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+    with open(path, "a+b") as f:
+        if f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        data = line.encode("utf-8")
+        f.write(data[:len(data) // 2])
+        f.flush()
+        point("append.mid")  # a kill here leaves a torn line
+        f.write(data[len(data) // 2:])
         f.flush()
         os.fsync(f.fileno())
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """The records of a JSONL log; a torn line (the last one of an interrupted run) is skipped."""
+    """The records of a JSONL log; a torn line (left by an interrupted append) is skipped."""
     out = []
-    for line in Path(path).read_text("utf-8").splitlines():
+    for line in Path(path).read_text("utf-8", errors="replace").splitlines():
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             continue
+        if isinstance(record, dict):
+            out.append(record)
     return out
+
+
+def rewrite_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
+    """Replace a JSONL log atomically with ``records``."""
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n"
+                                    for r in records))
 
 
 def parse_document(text: str, yaml_format: bool, what: str):

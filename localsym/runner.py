@@ -9,7 +9,6 @@ cached, wall time).
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -116,13 +115,7 @@ class Run:
 
     def train(self, config_path: Path | None, resume: bool = False) -> dict:
         started = time.perf_counter()
-        if not resume:
-            if (self.run_dir / "state.json").exists():
-                raise ConfigError(f"run directory {self.run_dir} already holds a run",
-                                  f"resume it with --resume {self.run_dir}, or pass --run-dir NEW")
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if config_path is not None:
-                shutil.copyfile(config_path, self.run_dir / "config.yaml")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         trainer = self.trainer()
         test = self.splits["test"]
         test_before = trainer.score(self.spec, test, "test (before)") if test else []
@@ -156,14 +149,18 @@ def _mean(scores: list[float]) -> float | None:
 
 def open_run(config_path: str | Path | None, resume_dir: str | Path | None = None,
              run_dir: str | Path | None = None, quiet: bool = False) -> tuple[Run, Path | None]:
-    """Build a Run from a config file, or from the config copy inside ``resume_dir``."""
+    """Build a Run from a config file, or from the config copy inside ``resume_dir``.
+
+    A new run directory gets its config copy and run.json before any work starts, so a run
+    killed at any moment, even before its first checkpoint, can be resumed."""
     if resume_dir is not None:
         resume_dir = Path(resume_dir)
-        if not (resume_dir / "state.json").is_file():
-            raise ConfigError(f"{resume_dir} holds no checkpoint (state.json)",
-                              "pass the run directory of an earlier `localsym train`")
-        copy = resume_dir / "config.yaml"
-        source = Path(config_path) if config_path else copy
+        if not (resume_dir / "run.json").is_file() or \
+                not (config_path or (resume_dir / "config.yaml").is_file()):
+            raise ConfigError(f"{resume_dir} is not a training run directory (no run.json and "
+                              f"config.yaml)", "pass the run directory of an earlier "
+                                               "`localsym train`")
+        source = Path(config_path) if config_path else resume_dir / "config.yaml"
         config, base = load_config(source)
         if config_path is None:  # the copy's relative paths start at the original's place
             base = Path(json.loads((resume_dir / "run.json").read_text())["base"])
@@ -172,6 +169,10 @@ def open_run(config_path: str | Path | None, resume_dir: str | Path | None = Non
         raise ConfigError("no config given", "localsym train CONFIG (see examples/*/config.yaml)")
     config, base = load_config(config_path)
     run = Run(config, base, run_dir, quiet)
+    if (run.run_dir / "state.json").exists() or (run.run_dir / "run.json").exists():
+        raise ConfigError(f"run directory {run.run_dir} already holds a run",
+                          f"resume it with --resume {run.run_dir}, or pass --run-dir NEW")
     run.run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.run_dir / "config.yaml", Path(config_path).read_text("utf-8"))
     atomic_write_text(run.run_dir / "run.json", json.dumps({"base": str(base.resolve())}))
     return run, Path(config_path)

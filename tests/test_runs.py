@@ -76,7 +76,7 @@ def test_train_command_writes_the_run_directory_and_resumes(tmp_path):
     (["train", "missing.yaml"], "cannot read config"),
     (["train", "{bad}.yaml"], "cannot read config"),
     (["report", "/nonexistent-run"], "has no events.jsonl"),
-    (["train", "--resume", "/nonexistent-run"], "holds no checkpoint"),
+    (["train", "--resume", "/nonexistent-run"], "is not a training run directory"),
 ])
 def test_train_and_report_errors_are_one_line(args, message):
     proc = run(*args)

@@ -22,7 +22,8 @@ from localsym.agent.pipeline import NODE_FAILURES, Pipeline
 from localsym.agent.spec import PipelineSpec
 from localsym.data import Example, Metric
 from localsym.errors import ConfigError
-from localsym.io import append_jsonl, atomic_write_text
+from localsym.faults import point
+from localsym.io import append_jsonl, atomic_write_text, read_jsonl, rewrite_jsonl
 from localsym.learn.backward import backward
 from localsym.learn.loss import Loss
 from localsym.learn.optim import Batch, Optimizer, UpdateRecord
@@ -150,11 +151,15 @@ class Trainer:
             raise ConfigError("training needs a non-empty train and validation split",
                               "give both splits at least one example")
         state = self.load_state() if resume else None
+        if resume:
+            self._reconcile_events(state)
         if state is not None and state.config != self.config:
             raise ConfigError(f"the checkpoint in {self.run_dir} was written with another training "
                               f"config ({state.config.model_dump()})",
                               "resume with the run's own config, or start a new run directory")
-        if state is None:
+        if state is not None:
+            self.save_state(state)  # rewrites a damaged state.json from the checkpoint used
+        else:
             spec = self.pipeline.spec
             scores = self.score(spec, val)
             state = TrainState(config=self.config, spec=spec, val_scores=scores, best_spec=spec,
@@ -194,6 +199,7 @@ class Trainer:
         self.pipeline.spec = spec
         trajectories = [self.pipeline.forward(ex.inputs)
                         for ex in self.bar(batch, f"step {state.step}: forward")]
+        point("step.forward")
         want_flow = "pipeline" in self._optimizers_for(state.step)
         losses, grads, failures = [], [], []
         # A meta call that fails (an answer the schema cannot hold, a cut-off answer) costs its
@@ -210,6 +216,7 @@ class Trainer:
                 failures.append(f"example {ex.id}: {type(err).__name__}: {err.cause}")
         ok_trajectories = [t for t, ex in zip(trajectories, batch)
                            if ex.id in {g.example_id for g in grads}]
+        point("step.backward")
         data = Batch(trajectories=ok_trajectories, gradients=grads)
         candidate, changes, rejected = spec, [], []
         for name in self._optimizers_for(state.step) if grads else []:
@@ -229,7 +236,9 @@ class Trainer:
         if candidate == spec:
             event.update(decision="no change", val_before=before, val_after=before)
         else:
+            point("step.update")
             new_scores = self.score(candidate, val, f"step {state.step}: validation")
+            point("step.validation")
             after = float(np.mean(new_scores))
             ok, why = self.accept(new_scores, state.val_scores, state.step)
             for name in dict.fromkeys(n for n, _ in changes):  # in order: checkpoints reproduce
@@ -247,6 +256,7 @@ class Trainer:
         event["seconds"] = round(time.perf_counter() - started, 3)
         event["llm_calls"] = {k: v - calls_before[k] for k, v in self._calls().items()}
         self._event(event)
+        point("step.logged")  # logged, not yet checkpointed: resume must not log it twice
         self.log(f"step {state.step}: {event['decision']} (validation {event['val_before']:.3f}"
                  f" -> {event['val_after']:.3f}; {len(changes)} change(s))")
 
@@ -257,22 +267,61 @@ class Trainer:
         return names
 
     # -- checkpoints --------------------------------------------------------------------------
+    # state.json is the commit point of a step: the spec files are written first, the state last,
+    # each atomically (temporary file, fsync, rename). Every step's state is also kept under
+    # checkpoints/, so a state.json damaged on disk falls back to the newest good one.
     def save_state(self, state: TrainState) -> None:
         if self.run_dir is None:
             return
-        atomic_write_text(self.run_dir / "state.json", state.model_dump_json(indent=1))
         state.spec.save(self.run_dir / "specs" / f"step-{state.step:04d}.json")
         state.best_spec.save(self.run_dir / "best_spec.json")
+        text = state.model_dump_json(indent=1)
+        atomic_write_text(self.run_dir / "checkpoints" / f"step-{state.step:04d}.json", text)
+        atomic_write_text(self.run_dir / "state.json", text)
+        point("checkpoint.saved")
 
     def load_state(self) -> TrainState | None:
-        if self.run_dir is None or not (self.run_dir / "state.json").is_file():
+        """The checkpoint: state.json, or if that is missing or damaged (torn, truncated, not a
+        state) the newest readable file in checkpoints/. None when there is none at all."""
+        if self.run_dir is None:
             return None
-        try:
-            return TrainState.model_validate_json((self.run_dir / "state.json").read_text("utf-8"))
-        except ValueError as err:
-            raise ConfigError(f"checkpoint {self.run_dir / 'state.json'} is unreadable: "
-                              f"{str(err).splitlines()[0]}",
-                              "start a new run directory, or restore the file") from None
+        main = self.run_dir / "state.json"
+        candidates = [main] + sorted((self.run_dir / "checkpoints").glob("step-*.json"),
+                                     reverse=True)
+        problems = []
+        for path in candidates:
+            if not path.is_file():
+                continue
+            try:
+                state = TrainState.model_validate_json(path.read_text("utf-8", errors="replace"))
+            except ValueError as err:
+                problems.append(f"{path.name}: {str(err).splitlines()[0]}")
+                continue
+            if problems:
+                self.log(f"checkpoint damaged ({'; '.join(problems)}); resuming from "
+                         f"{path.relative_to(self.run_dir)} (step {state.step})")
+            return state
+        if problems:
+            raise ConfigError(f"no readable checkpoint in {self.run_dir}: {'; '.join(problems)}",
+                              "start a new run directory, or restore state.json") from None
+        return None
+
+    def _reconcile_events(self, state: TrainState | None) -> None:
+        """Make the event log agree with the checkpoint before resuming: keep its readable
+        records up to the checkpoint's step, each step once; drop torn lines and the events of
+        a step that was logged but not checkpointed (it runs again)."""
+        log = self.run_dir / "events.jsonl" if self.run_dir else None
+        if log is None or not log.is_file():
+            return
+        done = state.step if state is not None else -1
+        kept, seen = [], set()
+        for record in read_jsonl(log):
+            key = (record.get("event"), record.get("step", 0))
+            if key[0] not in ("start", "step") or key in seen or                     (key[0] == "step" and key[1] > done) or (key[0] == "start" and done < 0):
+                continue
+            seen.add(key)
+            kept.append(record)
+        rewrite_jsonl(log, kept)
 
     def _event(self, record: dict) -> None:
         if self.run_dir is not None:

@@ -18,6 +18,12 @@ __all__ = ["LM", "CachedLM", "Completion", "LlamaCpp", "Message", "ModelRef", "S
 
 
 def open_lm(model=None, *, cache_dir=None, cache_mode=None, **llama_kwargs) -> CachedLM:
-    """The usual LM: a local GGUF model (default: the embedded one) behind the disk cache."""
+    """The usual LM behind the disk cache: a local GGUF model (a registry name, a path or a file
+    name in models/; default: the embedded one), or ``stub`` (no model: hashed answers, for
+    exercising everything around the model)."""
+    if model == "stub":
+        from localsym.lm.stub import StubLM
+
+        return CachedLM(StubLM(), cache_dir=cache_dir, mode=cache_mode)
     return CachedLM(LlamaCpp(model, cache_dir=cache_dir, **llama_kwargs), cache_dir=cache_dir,
                     mode=cache_mode)

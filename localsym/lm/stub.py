@@ -1,0 +1,89 @@
+"""A stand-in LM with no model: it fills any output schema with values derived from a hash of
+the call, so the same call always gets the same answer.
+
+For exercising everything around the model fast (checkpoints, the cache, resume, the CLI, fault
+injection) with ``models: {agent: stub}``; its answers mean nothing. It still goes through the
+disk cache and the schema validation like every other backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from pydantic import BaseModel
+
+from localsym.lm.base import LM, Completion, Message, SamplingParams, canonical_json
+
+WORDS = ("yes", "no", "count", "the", "answer", "is", "step", "check", "list", "each", "item",
+         "number", "one", "two", "three", "4", "7", "12", "first", "then", "output")
+
+
+class StubLM(LM):
+    name = "stub"
+
+    def identity(self) -> dict:
+        return {"backend": "stub", "version": 1}
+
+    def describe(self) -> str:
+        return "stub (no model; hashed answers)"
+
+    def complete(self, messages: list[Message], schema: type[BaseModel],
+                 params: SamplingParams) -> Completion:
+        json_schema = schema.model_json_schema()
+        seed = canonical_json({"m": [m.model_dump() for m in messages], "s": json_schema,
+                               "seed": params.seed})
+        value = _Filler(seed, json_schema.get("$defs", {})).fill(json_schema, "")
+        text = json.dumps(value)
+        return Completion(text=text, completion_tokens=len(text) // 4)
+
+    def logprob(self, messages, text: str) -> tuple[float, int]:
+        h = int(hashlib.sha256(canonical_json([messages, text]).encode()).hexdigest()[:8], 16)
+        return -(h % 1000) / 100.0, max(1, len(text) // 4)
+
+
+class _Filler:
+    def __init__(self, seed: str, defs: dict):
+        self.seed, self.defs = seed, defs
+
+    def _n(self, path: str) -> int:
+        return int(hashlib.sha256(f"{self.seed}|{path}".encode()).hexdigest()[:12], 16)
+
+    def fill(self, s: dict, path: str):
+        if "$ref" in s:
+            return self.fill(self.defs[s["$ref"].rsplit("/", 1)[-1]], path)
+        if "const" in s:
+            return s["const"]
+        if "enum" in s:
+            return s["enum"][self._n(path) % len(s["enum"])]
+        for key in ("anyOf", "oneOf"):
+            if key in s:
+                options = [o for o in s[key] if o.get("type") != "null"] or s[key]
+                return self.fill(options[self._n(path + key) % len(options)], path)
+        if "allOf" in s:
+            return self.fill(s["allOf"][0], path)
+        kind = s.get("type", "string")
+        n = self._n(path)
+        if kind == "object":
+            props = s.get("properties", {})
+            return {k: self.fill(v, f"{path}.{k}") for k, v in props.items()
+                    if k in s.get("required", []) or n % 2}
+        if kind == "array":
+            lo = s.get("minItems", 0)
+            hi = min(s.get("maxItems", lo + 2), lo + 2)
+            return [self.fill(s.get("items", {}), f"{path}[{i}]")
+                    for i in range(lo + n % (hi - lo + 1))]
+        if kind == "boolean":
+            return bool(n % 2)
+        if kind in ("integer", "number"):
+            lo = s.get("minimum", s.get("exclusiveMinimum", 0))
+            hi = s.get("maximum", s.get("exclusiveMaximum", lo + 10))
+            value = lo + (n % 1001) / 1000 * (hi - lo)
+            if kind == "integer":
+                return int(min(max(round(value), int(lo) + ("exclusiveMinimum" in s)),
+                               int(hi) - ("exclusiveMaximum" in s)))
+            return round(value, 3)
+        if kind == "null":
+            return None
+        words = [WORDS[(n >> (5 * i)) % len(WORDS)] for i in range(1 + n % 6)]
+        return " ".join(words)
