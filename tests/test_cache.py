@@ -199,3 +199,69 @@ def test_a_truncated_answer_fails_again_from_the_cache(cache_dir):
         assert (lm.hits, lm.misses) == (1, 1)
     finally:
         lm.close()
+
+
+class _Evil:
+    """What an attacker plants: a pickle that runs code when loaded."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.marker,))
+
+
+def test_a_planted_pickle_row_is_never_unpickled(cache_dir, tmp_path, caplog):
+    lm = CachedLM(scripted(), cache_dir=cache_dir)
+    key = lm.key(*_call("q"))
+    marker = tmp_path / "pwned"
+    with diskcache.Cache(str(cache_dir / "calls")) as c:  # plain diskcache pickles the object
+        c.set(key, _Evil(str(marker)))
+    for _ in range(2):
+        fresh = CachedLM(scripted(), cache_dir=cache_dir)
+        assert fresh.complete(*_call("q")).text == ANSWER
+    assert not marker.exists()  # never executed
+    assert sum("never unpickling" in r.message for r in caplog.records) == 1  # reported once
+    assert json.loads(raw_entries(cache_dir)[key])["completion"]["text"] == ANSWER  # recomputed
+
+
+def test_a_full_disk_is_a_clear_error_and_keeps_every_acknowledged_entry(cache_dir):
+    """The disk fills up (a file-size limit stands in for it) in the middle of a run of writes:
+    each failed write is a CacheError naming the cause and the fix; every write that returned
+    is still there afterwards and the database passes SQLite's integrity check."""
+    directory = cache_dir / "full"
+    out = run_python(f"""
+        import json, os, resource, signal
+        from localsym.errors import CacheError
+        from localsym.lm.cache import JsonStore
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+        store = JsonStore({str(directory)!r})
+        acked, errors = [], []
+        for i in range(20):
+            store.set(f"small{{i}}", {{"i": i}}); acked.append(f"small{{i}}")
+        used = sum(f.stat().st_size for f in __import__("pathlib").Path({str(directory)!r}).rglob("*"))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (used + 200_000, used + 200_000))
+        for i in range(200):
+            key = f"big{{i}}" if i % 2 else f"mid{{i}}"
+            try:
+                store.set(key, {{"i": i, "pad": "x" * (40_000 if i % 2 else 3_000)}})
+                acked.append(key)
+            except CacheError as err:
+                errors.append(str(err))
+        print(json.dumps({{"acked": acked, "errors": errors}}))
+    """)
+    assert out["errors"], "the limit was never reached"
+    assert all("cannot write to the cache" in e and "free disk space" in e for e in out["errors"])
+    from localsym.lm.cache import JsonStore
+
+    store = JsonStore(directory)
+    for key in out["acked"]:
+        assert store.get(key) is not None, key
+    import sqlite3
+
+    with sqlite3.connect(directory / "cache.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store.set("after", {"ok": True})  # with space again, the cache works on
+    assert store.get("after") == {"ok": True}

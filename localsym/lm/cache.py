@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from localsym.errors import (CacheError, CacheMissError, ConfigError, InvalidOutputError,
                              TruncatedOutputError)
+from localsym.faults import point
 from localsym.lm.base import LM, Completion, Message, SamplingParams, canonical_json, \
     schema_of, validate_output
 
@@ -67,6 +68,30 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+class PickledEntry(ValueError):
+    """A cache row in diskcache's pickle mode: never written by localsym, so planted."""
+
+
+def _json_disk():
+    """diskcache's Disk, refusing to unpickle: a row someone planted in pickle mode (which
+    diskcache would otherwise load, running whatever the pickle names) is an error instead."""
+    import diskcache
+    from diskcache.core import MODE_PICKLE
+
+    class JsonDisk(diskcache.Disk):
+        def fetch(self, mode, filename, value, read):
+            if mode == MODE_PICKLE:
+                raise PickledEntry("a pickled value (localsym stores JSON text only)")
+            return super().fetch(mode, filename, value, read)
+
+        def store(self, value, read, key=diskcache.core.UNKNOWN):
+            if not isinstance(value, (str, int)):
+                raise TypeError(f"JsonStore stores JSON text, not {type(value).__name__}")
+            return super().store(value, read, key=key)
+
+    return JsonDisk
+
+
 class JsonStore:
     """A directory of JSON documents under string keys, safe to share between processes.
 
@@ -78,9 +103,10 @@ class JsonStore:
         import diskcache
 
         self.directory = Path(directory)
+        self._reported: set[str] = set()  # corrupt keys already reported
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._cache = diskcache.Cache(str(self.directory), timeout=60,
+            self._cache = diskcache.Cache(str(self.directory), timeout=60, disk=_json_disk(),
                                           eviction_policy="none", size_limit=2**62)
         except (OSError, sqlite3.Error) as err:
             raise CacheError(f"cannot open the cache at {self.directory}: {err}",
@@ -89,7 +115,11 @@ class JsonStore:
     def get(self, key: str) -> dict | None:
         """The document under ``key``; None if absent. A value that is not a JSON object (planted
         or corrupted) is reported and treated as absent."""
-        raw = self._cache.get(key, default=None, retry=True)
+        try:
+            raw = self._cache.get(key, default=None, retry=True)
+        except PickledEntry as err:
+            self.report(key, f"is corrupt ({err}); ignoring it, never unpickling it")
+            return None
         if raw is None:
             return None
         try:
@@ -100,11 +130,17 @@ class JsonStore:
                 raise TypeError("stored JSON is not an object")
             return doc
         except (TypeError, ValueError) as err:
-            log.warning("cache entry %s in %s is corrupt (%s); ignoring it", key[:12],
-                        self.directory, err)
+            self.report(key, f"is corrupt ({err}); ignoring it")
             return None
 
+    def report(self, key: str, what: str) -> None:
+        """Warn about a bad entry once per process (it is recomputed and overwritten)."""
+        if key not in self._reported:
+            self._reported.add(key)
+            log.warning("cache entry %s in %s %s", key[:12], self.directory, what)
+
     def set(self, key: str, doc: dict) -> None:
+        point("cache.set")
         try:
             ok = self._cache.set(key, canonical_json(doc), retry=True)
         except (OSError, sqlite3.Error) as err:
@@ -114,6 +150,7 @@ class JsonStore:
         if not ok:
             raise CacheError(f"the cache at {self.directory} refused a write",
                              "check that the directory is writable")
+        point("cache.stored")
 
     def add_counts(self, counts: dict[str, int]) -> None:
         """Add to persistent counters (one transaction per counter with a non-zero delta)."""
