@@ -20,6 +20,7 @@ class Example(BaseModel):
     id: str
     inputs: dict[str, Any]
     expected: dict[str, Any] | None = None
+    feedback: str | None = None  # what a person said about an earlier answer (self-evolving use)
 
 
 def load_jsonl(path: str | Path) -> list[Example]:
@@ -98,30 +99,40 @@ exact_match.explain = _explain_fields(exact_match)
 numeric_match.explain = _explain_fields(numeric_match)
 
 
-def _program(outputs: dict, expected: dict) -> str:
+def _program(outputs: dict, expected: dict, nonce: str) -> str:
     code = str(outputs.get("code", ""))
     entry = expected["entry_point"]
     if f"def {entry}" not in code and "prompt" in expected:  # a body only: put it under its header
         code = expected["prompt"] + code
-    return f"{code}\n\n{expected['test']}\n\ncheck({entry})\n"
+    # the tests passed only if the program reaches its last line: an early exit(0) in the
+    # model's code cannot pass, since it cannot know the nonce
+    return f"{code}\n\n{expected['test']}\n\ncheck({entry})\nprint({nonce!r})\n"
+
+
+def _run_tests(outputs: dict, expected: dict):
+    import secrets
+
+    from localsym.sandbox import run_python
+
+    nonce = f"localsym-passed-{secrets.token_hex(8)}"
+    result = run_python(_program(outputs, expected, nonce), timeout=10)
+    return result, result.ok and result.output.rstrip().endswith(nonce)
 
 
 def humaneval(outputs: dict, expected: dict) -> float:
-    """1.0 if the generated ``code`` passes the problem's tests (run in a sandboxed subprocess
-    with a timeout), else 0.0. ``expected`` holds ``entry_point`` and ``test``."""
-    from localsym.sandbox import run_python
-
-    return 1.0 if run_python(_program(outputs, expected), timeout=10).ok else 0.0
+    """1.0 if the generated ``code`` passes the problem's tests (run in the sandbox of
+    ``localsym.sandbox``), else 0.0. ``expected`` holds ``entry_point`` and ``test``."""
+    return 1.0 if _run_tests(outputs, expected)[1] else 0.0
 
 
 def _explain_humaneval(outputs: dict, expected: dict) -> str:
-    from localsym.sandbox import run_python
-
-    result = run_python(_program(outputs, expected), timeout=10)
-    if result.ok:
+    result, passed = _run_tests(outputs, expected)
+    if passed:
         return "the code passes the tests"
     if result.timed_out:
         return "the code did not finish within 10 s"
+    if result.ok:
+        return "the program exited before the tests ran to the end"
     return "the tests failed: " + result.output.strip().splitlines()[-1][:300] if result.output.strip() \
         else f"the tests failed (exit {result.returncode})"
 

@@ -1,15 +1,83 @@
-"""Run model-written Python in a child process: a wall-clock timeout, CPU and memory limits, a
-fresh temporary working directory, an environment without the parent's variables (no secrets),
-and Python's isolated mode. A failure or a hang is a result, never an exception."""
+"""Run model-written Python contained. A failure, a hang or a blocked action is a result, never
+an exception, and never harms the caller.
+
+Layers, each used where the platform allows (``containment()`` says which are active here):
+
+- a child process in its own session, killed with its whole process group at the wall-clock
+  timeout; CPU-time, address-space, file-size, open-file and process-count limits (rlimits);
+  where a pids cgroup is writable (root, e.g. in a container, where the process-count rlimit
+  does not hold), a cgroup of its own that caps its processes and is emptied afterwards;
+- a fresh temporary working directory (HOME and TMPDIR point into it), deleted afterwards, and an
+  environment without any of the parent's variables (no inherited secrets), ``python -I``;
+- a new user namespace and a new, empty network namespace where the kernel allows them (Linux;
+  for root too): no network at all, and no capabilities, so even a child of root is held by
+  the process limit and cannot signal or trace other processes;
+- inside the interpreter, an audit hook (PEP 578) that refuses writes, deletes and renames
+  outside the working directory, sockets, starting processes, forking, and ctypes. A hook is not
+  a security boundary on its own (it is the in-process layer); the OS layers above are.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import time
+import uuid
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+MAX_PROCESSES = 32  # processes and threads the child may add to its user's count
+
+# Runs first in the child: installs the audit hook, then runs the code as __main__.
+_GUARD = r'''
+import os, sys
+_root = os.path.realpath(os.getcwd())
+_blocked = {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
+            "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
+            "os.fork", "os.forkpty", "os.kill", "os.killpg", "ctypes.dlopen", "ctypes.dlsym",
+            "ctypes.cdata", "ctypes.call_function", "sys.addaudithook", "os.chroot",
+            "os.setuid"}
+_modules = {"_posixsubprocess", "_ctypes", "ctypes", "multiprocessing", "_multiprocessing"}
+_paths = {"os.remove": (0,), "os.rename": (0, 1), "os.rmdir": (0,), "os.mkdir": (0,),
+          "os.symlink": (0, 1), "os.link": (0, 1), "os.chmod": (0,), "os.chown": (0,),
+          "os.truncate": (0,), "shutil.rmtree": (0,), "os.utime": (0,)}
+_WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+def _inside(path):
+    if isinstance(path, int):
+        return True
+    try:
+        p = os.path.realpath(os.fsdecode(path))
+    except Exception:
+        return False
+    return p == _root or p.startswith(_root + os.sep)
+
+def _hook(event, args):
+    if event in _blocked or (event == "import" and args[0] in _modules):
+        raise PermissionError(f"sandbox: {event} {args[0] if event == 'import' else ''} "
+                              f"is not allowed")
+    if event == "open" and len(args) >= 3:
+        path, mode, flags = args[0], args[1], args[2]
+        writing = (mode is not None and any(c in str(mode) for c in "wax+")) or \
+            (mode is None and isinstance(flags, int) and flags & _WRITE)
+        if writing and not _inside(path):
+            raise PermissionError(f"sandbox: writing {path!r} outside the working directory")
+    elif event in _paths:
+        for i in _paths[event]:
+            if i < len(args) and not _inside(args[i]):
+                raise PermissionError(f"sandbox: {event} on {args[i]!r} outside the working "
+                                      f"directory")
+
+sys.addaudithook(_hook)
+_code = sys.stdin.read()
+exec(compile(_code, "<solution>", "exec"), {"__name__": "__main__"})
+'''
 
 
 @dataclass(frozen=True)
@@ -20,32 +88,137 @@ class RunResult:
     timed_out: bool = False
 
 
-def _limits(cpu_seconds: int, memory_bytes: int):
+def _unshare(flags: int) -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.unshare(flags) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _user_processes(uid: int) -> int:
+    n = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("Uid:"):
+                            n += int(line.split()[1]) == uid
+                            break
+            except OSError:
+                continue
+    return n
+
+
+def _pids_cgroup(limit: int) -> Path | None:
+    """A new cgroup capping the number of processes, where this process may create one."""
+    for base in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):  # cgroup v1, v2
+        if not (base / "cgroup.procs").is_file() or not os.access(base, os.W_OK):
+            continue
+        group = base / f"localsym-sandbox-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            group.mkdir()
+            (group / "pids.max").write_text(str(limit))
+            return group
+        except OSError:
+            try:
+                group.rmdir()
+            except OSError:
+                pass
+    return None
+
+
+def _empty_cgroup(group: Path) -> None:
+    """Kill everything left in ``group`` (escaped process groups too) and remove it."""
+    for _ in range(200):
+        try:
+            pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
+        except OSError:
+            break
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+    try:
+        group.rmdir()
+    except OSError:
+        pass
+
+
+def _limits(cpu_seconds: int, memory_bytes: int, nproc: int, group: Path | None):
     def apply():  # runs in the child, before exec
         import resource
 
+        if group is not None:
+            with open(group / "cgroup.procs", "w") as f:
+                f.write("0")  # this process, and everything it starts
         os.setsid()  # its own process group: a timeout kills everything it started
+        _unshare(CLONE_NEWUSER | CLONE_NEWNET)  # best effort: not every kernel allows it
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
     return apply
 
 
-def run_python(code: str, timeout: float = 10.0, memory_mb: int = 1024) -> RunResult:
-    """Run ``code`` with ``python -I`` in a temporary directory; ok when it exits 0 in time."""
+@lru_cache(maxsize=1)
+def containment() -> dict:
+    """Which layers are active on this machine (checked once, by a real sandboxed run)."""
+    probe = ("import socket\ntry:\n    socket.if_nameindex\n    names = [n for _, n in "
+             "socket.if_nameindex()]\nexcept OSError:\n    names = []\nprint(names)")
+    result = run_python(probe, timeout=10, audit=False)
+    names = result.output.strip()
+    group = _pids_cgroup(MAX_PROCESSES)
+    if group is not None:
+        _empty_cgroup(group)
+    return {"network_namespace": result.ok and names in ("['lo']", "[]"),
+            "interfaces_seen": names, "pids_cgroup": group is not None,
+            "process_rlimit": os.geteuid() != 0, "audit_hook": True}
+
+
+def run_python(code: str, timeout: float = 10.0, memory_mb: int = 1024,
+               audit: bool = True) -> RunResult:
+    """Run ``code`` contained (see the module doc); ok when it exits 0 in time."""
+    nproc = _user_processes(os.getuid()) + MAX_PROCESSES
+    group = _pids_cgroup(MAX_PROCESSES)
+    try:
+        return _run(code, timeout, memory_mb, audit, nproc, group)
+    finally:
+        if group is not None:
+            _empty_cgroup(group)
+
+
+def _run(code: str, timeout: float, memory_mb: int, audit: bool, nproc: int,
+         group: Path | None) -> RunResult:
     with tempfile.TemporaryDirectory(prefix="localsym-run-") as cwd:
         env = {"PATH": "/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd, "LANG": "C.UTF-8"}
-        proc = subprocess.Popen([sys.executable, "-I", "-c", code], cwd=cwd, env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace",
-                                preexec_fn=_limits(int(timeout) + 1, memory_mb << 20))
+        argv = [sys.executable, "-I", "-B", "-c", _GUARD] if audit else \
+            [sys.executable, "-I", "-B", "-"]
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace",
+                                preexec_fn=_limits(int(timeout) + 1, memory_mb << 20, nproc,
+                                                   group))
         try:
-            out, _ = proc.communicate(timeout=timeout)
+            out, _ = proc.communicate(code, timeout=timeout)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _kill_group(proc.pid)
             out, _ = proc.communicate()
             return RunResult(False, None, (out or "")[-2000:], timed_out=True)
+        finally:
+            _kill_group(proc.pid)  # whatever it left running (a fork bomb's survivors)
         return RunResult(proc.returncode == 0, proc.returncode, (out or "")[-2000:])
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
