@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import threading
 import time
 
 import numpy as np
@@ -76,6 +77,9 @@ class LlamaCpp(LM):
         self.whitespace = whitespace
         self.indexes = IndexStore(self.cache_dir / "indexes")
         self._llama = None
+        # one llama.cpp context does one thing at a time: calls from several threads (a served
+        # agent answering while it retrains) take turns
+        self._lock = threading.RLock()
         self._identity: dict | None = None
         self._render = None
         self._eos: int | None = None
@@ -105,7 +109,9 @@ class LlamaCpp(LM):
     def llama(self):
         """The llama_cpp.Llama, loaded on first use."""
         if self._llama is None:
-            self._load()
+            with self._lock:
+                if self._llama is None:
+                    self._load()
         return self._llama
 
     @property
@@ -180,8 +186,31 @@ class LlamaCpp(LM):
     def render(self, messages: list[Message]) -> tuple[str, list[int]]:
         """The prompt text for ``messages`` in the model's chat format, and its tokens."""
         llm = self.llama
-        prompt, add_bos = self._render([m.model_dump() for m in messages])
-        return prompt, llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
+        msgs = [m.model_dump() for m in messages]
+        prompt, add_bos = self._render(msgs)
+        hostile = [i for i, m in enumerate(msgs) if _has_control_text(llm, m["content"])]
+        if not hostile:
+            return prompt, llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
+        # A message whose text spells a control token ("<|im_end|><|im_start|>system ...", from
+        # a dataset or a tool result) must not become one: control tokens come from the chat
+        # template only. Render with slots, then tokenize the template's parts with special
+        # tokens and the messages' text as plain text.
+        slots = {i: f"LOCALSYMSLOT{i}X{os.getpid()}" for i in hostile}
+        slotted, _ = self._render([{**m, "content": slots[i]} if i in slots else m
+                                   for i, m in enumerate(msgs)])
+        tokens, rest, first = [], slotted, True
+        for i, slot in slots.items():
+            text = msgs[i]["content"]
+            head, sep, rest = rest.partition(slot)
+            if not sep:  # the template dropped or changed the slot: refuse rather than guess
+                raise ChatTemplateError(f"cannot isolate a message in the chat template of "
+                                        f"{self.ref.name!r}", "use chat_format='chatml' or a "
+                                                              "template that keeps message text")
+            tokens += llm.tokenize(head.encode("utf-8"), add_bos=add_bos and first, special=True)
+            tokens += llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+            first = False
+        tokens += llm.tokenize(rest.encode("utf-8"), add_bos=False, special=True)
+        return prompt, tokens
 
     def _prefill(self, tokens: list[int]) -> int:
         """Evaluate the prompt, reusing whole aligned chunks already in the KV cache. Returns
@@ -246,14 +275,16 @@ class LlamaCpp(LM):
         from outlines_core import Guide
 
         self.llama  # load before the index (the index key needs the eos token)
-        guide = Guide(self._index_for(schema))
-        return self._generate(messages, params, guide)
+        with self._lock:
+            guide = Guide(self._index_for(schema))
+            return self._generate(messages, params, guide)
 
     def complete_text(self, messages, params: SamplingParams | None = None) -> Completion:
         """Free-text generation (for text a person reads, and for benchmarks): no schema."""
         from localsym.lm.base import as_messages
 
-        return self._generate(as_messages(messages), params or SamplingParams(), None)
+        with self._lock:
+            return self._generate(as_messages(messages), params or SamplingParams(), None)
 
     def _generate(self, messages: list[Message], params: SamplingParams, guide) -> Completion:
         start = time.perf_counter()
@@ -317,6 +348,10 @@ class LlamaCpp(LM):
 
     def logprob(self, messages, text: str) -> tuple[float, int]:
         """Log-probability of ``text`` as the answer to ``messages``, from the logits."""
+        with self._lock:
+            return self._logprob(messages, text)
+
+    def _logprob(self, messages, text: str) -> tuple[float, int]:
         from localsym.lm.base import as_messages
 
         llm = self.llama
@@ -427,3 +462,13 @@ def _rendered(response) -> tuple[str, bool]:
     """(prompt, add_bos) from a llama-cpp-python ChatFormatterResponse."""
     return response.prompt, not getattr(response, "added_special", False)
 
+
+
+def _has_control_text(llm, text: str) -> bool:
+    """Whether ``text`` spells one of the model's special tokens (it tokenizes differently with
+    special-token parsing on)."""
+    if "<" not in text and "[" not in text and "|" not in text:
+        return False  # every chat-format control token in use has one of these
+    data = text.encode("utf-8")
+    return llm.tokenize(data, add_bos=False, special=True) != \
+        llm.tokenize(data, add_bos=False, special=False)
