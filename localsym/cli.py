@@ -7,6 +7,7 @@
     localsym generate PROMPT [--schema mod:Cls]  one schema-forced call (default schema: answer)
     localsym models [list] | install [NAME]      the model registry and the GGUF files found
     localsym cache stats|clear                   the disk cache
+    localsym serve AGENT|CONFIG [--dir D]        a self-evolving agent over HTTP on localhost
 
 Errors a user can cause print one line (cause and fix) and exit with status 2.
 """
@@ -206,6 +207,34 @@ def cmd_cache(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from pathlib import Path
+
+    from localsym.config import load_deploy_config
+    from localsym.evolve import EvolvingAgent
+    from localsym.serve import serve
+
+    config, base = load_deploy_config(args.agent)
+    overrides = {}
+    if args.model:
+        overrides["models"] = config.models.model_copy(update={"agent": args.model})
+    if args.every is not None:
+        overrides["evolve"] = config.evolve.model_copy(update={"every": args.every or None})
+    config = config.model_copy(update=overrides)
+    directory = Path(args.dir or Path("deployments") / Path(args.agent).stem)
+    agent = EvolvingAgent(directory, config, base,
+                          log=lambda text: print(f"localsym: {text}", file=sys.stderr,
+                                                 flush=True))
+    print(f"localsym: serving {config.agent} (live version {agent.live_version}) on "
+          f"http://{args.host}:{args.port}  (deployment {directory}; API docs at /docs)",
+          file=sys.stderr, flush=True)
+    try:
+        serve(agent, args.host, args.port)
+    finally:
+        agent.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="localsym", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -265,6 +294,18 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("action", choices=["stats", "clear"])
     cache.add_argument("--cache-dir", default=None)
     cache.set_defaults(func=cmd_cache)
+
+    srv = sub.add_parser("serve", help="serve a self-evolving agent over HTTP (localhost)")
+    srv.add_argument("agent", help="agent spec, or a deploy config (see localsym.config."
+                                   "DeployConfig)")
+    srv.add_argument("--dir", help="deployment directory: agent.db, rounds/ "
+                                   "(default: deployments/NAME); reused on restart")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8765)
+    srv.add_argument("--model", default=None, help="the agent's model (overrides the config)")
+    srv.add_argument("--every", type=int, default=None,
+                     help="start a round after N new feedbacks (0: only on demand)")
+    srv.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -106,3 +106,50 @@ def load_config(path: str | Path) -> tuple[RunConfig, Path]:
     except ValidationError as err:
         raise validation_error(err, f"config {path}",
                                "see localsym.config.RunConfig for the fields") from None
+
+
+class EvolvePolicy(Strict):
+    """When and on what a deployed agent retrains itself."""
+
+    every: int | None = Field(8, ge=1, description="start a round after this many new samples "
+                                                   "with feedback; null: only on demand")
+    min_samples: int = Field(4, ge=2, description="fewest samples a round trains on")
+    holdout: float = Field(0.34, gt=0.0, lt=1.0, description="share of the collected samples "
+                                                             "held back for the validation gate")
+    unlabeled: bool = Field(False, description="also train on samples without feedback, scored "
+                                               "by the language loss alone")
+    max_samples: int = Field(64, ge=2, description="the most recent samples a round uses")
+
+
+class DeployConfig(Strict):
+    """A self-evolving deployment (``localsym serve``): the agent, its models, how it is scored
+    and trained, and when it retrains. Paths are relative to the config file."""
+
+    agent: str = Field(description="the agent spec file")
+    task: str | None = None
+    models: ModelsConfig = ModelsConfig()
+    metric: Literal["exact_match", "numeric_match", "humaneval"] = "exact_match"
+    sampling: SamplingParams = SamplingParams(max_tokens=128, max_tokens_limit=256)
+    meta_sampling: SamplingParams = SamplingParams(max_tokens=192, max_tokens_limit=384,
+                                                   on_limit="close", repeat_penalty=1.3)
+    train: TrainConfig = TrainConfig(max_steps=2, batch_size=4)
+    learning_rate: LearningRate = LearningRate()
+    cache: CacheConfig = CacheConfig()
+    evolve: EvolvePolicy = EvolvePolicy()
+    validation: str | None = Field(None, description="a fixed JSONL validation set, scored in "
+                                                     "every round besides the held-back samples")
+
+
+def load_deploy_config(path: str | Path) -> tuple[DeployConfig, Path]:
+    """A deploy config file, or an agent spec file alone (everything else default)."""
+    path = Path(path)
+    data = load_document(path, "deploy config", "give an agent spec or a deploy config file")
+    if isinstance(data, dict) and "nodes" in data:  # an agent spec itself
+        return DeployConfig(agent=path.name), path.parent
+    if not isinstance(data, dict):
+        raise ConfigError(f"deploy config {path} is not a mapping", "write it as key: value pairs")
+    try:
+        return DeployConfig.model_validate(data), path.parent
+    except ValidationError as err:
+        raise validation_error(err, f"deploy config {path}",
+                               "see localsym.config.DeployConfig for the fields") from None

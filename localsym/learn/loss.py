@@ -91,7 +91,8 @@ class LanguageLoss(Loss):
     def __call__(self, trajectory: Trajectory, example: Example) -> LossRecord:
         metric = _metric_score(self.metric, trajectory, example)
         prompt = render("loss.j2", task=self.task, trajectory=trajectory,
-                        expected=example.expected, metric_score=metric)
+                        expected=example.expected, metric_score=metric,
+                        feedback=example.feedback)
         judged = self.lm.generate([{"role": "user", "content": prompt}], Judgement, self.params)
         return LossRecord(kind="language", score=metric if metric is not None else judged.score / 10,
                           analysis=judged.analysis, feedback=judged.feedback, metric=metric)

@@ -1,0 +1,111 @@
+"""``localsym serve``: a self-evolving agent behind a small HTTP API on localhost (FastAPI).
+
+    GET  /health                 status, live version, whether a round is running
+    POST /run                    {"inputs": {...}}  -> {"id", "version", "ok", "outputs", "error"}
+    POST /feedback               {"id", "score"?, "expected"?, "text"?}  -> {"stored", "round"}
+    GET  /samples/{id}           a stored sample with its feedback
+    GET  /versions               every version (initial, accepted, rejected) and which is live
+    GET  /versions/{n}           one version's spec
+    POST /rollback               {"version": n}  -> the live version is n
+    POST /evolve?wait=false      start a round (202), or run it and return its record (wait=true)
+    GET  /rounds                 every round with its decision
+
+Handlers are plain functions, so FastAPI runs them in its thread pool: requests are answered
+while a round trains (model calls take turns on the one llama.cpp context). A request a user got
+wrong is a 4xx with ``{"error": "<cause> Fix: <fix>"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from localsym.errors import ConfigError, LocalsymError
+from localsym.evolve import Busy, EvolvingAgent, NotFound
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: dict[str, Any]
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    score: float | None = Field(None, ge=0.0, le=1.0)
+    expected: dict[str, Any] | None = None
+    text: str | None = None
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int
+
+
+def create_app(agent: EvolvingAgent) -> FastAPI:
+    app = FastAPI(title="localsym agent", version="1")
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return JSONResponse(status_code=422, content={
+            "error": f"bad request body: {where + ': ' if where else ''}{first.get('msg')} "
+                     f"Fix: see GET /docs for the request shapes"})
+
+    @app.exception_handler(LocalsymError)
+    async def user_error(request: Request, exc: LocalsymError):
+        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Busy) else \
+            400 if isinstance(exc, ConfigError) else 500
+        return JSONResponse(status_code=status, content={"error": str(exc)})
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok", "live_version": agent.live_version, "evolving": agent.evolving,
+                "model": agent.agent_lm.describe()}
+
+    @app.post("/run")
+    def run(body: RunRequest):
+        return agent.run(body.inputs)
+
+    @app.post("/feedback")
+    def feedback(body: FeedbackRequest):
+        return agent.feedback(body.id, body.score, body.expected, body.text)
+
+    @app.get("/samples/{sample_id}")
+    def sample(sample_id: str):
+        return agent.sample(sample_id)
+
+    @app.get("/versions")
+    def versions():
+        return {"live": agent.live_version, "versions": agent.versions()}
+
+    @app.get("/versions/{version}")
+    def version(version: int):
+        return agent.spec(version).model_dump(mode="json")
+
+    @app.post("/rollback")
+    def rollback(body: RollbackRequest):
+        return agent.rollback(body.version)
+
+    @app.post("/evolve")
+    def evolve(wait: bool = False):
+        result = agent.evolve(wait=wait)
+        return result if wait else JSONResponse(status_code=202, content=result)
+
+    @app.get("/rounds")
+    def rounds():
+        return {"rounds": agent.rounds()}
+
+    return app
+
+
+def serve(agent: EvolvingAgent, host: str = "127.0.0.1", port: int = 8765,
+          log_level: str = "warning") -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(agent), host=host, port=port, log_level=log_level)
