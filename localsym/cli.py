@@ -49,7 +49,7 @@ def cmd_generate(args) -> int:
 
     schema = _load_schema(args.schema)
     lm = open_lm(args.model, cache_dir=args.cache_dir, cache_mode=args.cache_mode,
-                 n_ctx=args.n_ctx)
+                 endpoint=args.endpoint, **({"n_ctx": args.n_ctx} if not args.endpoint else {}))
     try:
         messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
             [{"role": "user", "content": args.prompt}]
@@ -114,7 +114,7 @@ def cmd_run(args) -> int:
     inputs = {}
     for item in args.input:
         inputs.update(_parse_input(item))
-    lm = open_lm(args.model, cache_dir=args.cache_dir)
+    lm = open_lm(args.model, cache_dir=args.cache_dir, endpoint=args.endpoint)
     try:
         traj = Pipeline(spec, lm, default_tools(),
                         SamplingParams(max_tokens=args.max_tokens,
@@ -140,12 +140,13 @@ def cmd_eval(args) -> int:
     spec = PipelineSpec.load(args.agent)
     examples = load_jsonl(args.dataset)[: args.limit]
     score_fn = metric(args.metric) if args.metric else None
-    lm = open_lm(args.model, cache_dir=args.cache_dir)
+    lm = open_lm(args.model, cache_dir=args.cache_dir, endpoint=args.endpoint,
+                 endpoint_options={"concurrency": args.concurrency})
     try:
         pipe = Pipeline(spec, lm, default_tools(), SamplingParams(
             max_tokens=args.max_tokens, max_tokens_limit=4 * args.max_tokens))
         scores = evaluate(pipe, examples, score_fn, LanguageLoss(lm, spec.description),
-                          progress_bar(examples, "eval", not args.quiet))
+                          progress_bar(None, "eval", not args.quiet, len(examples)))
     finally:
         lm.close()
     print(json.dumps({"agent": str(args.agent), "dataset": str(args.dataset),
@@ -248,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--temperature", type=float, default=0.0)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--n-ctx", type=int, default=None)
+    gen.add_argument("--endpoint", help="an OpenAI-compatible server's base URL (.../v1); "
+                                        "--model names its model")
     gen.add_argument("--cache-dir", default=None)
     gen.add_argument("--cache-mode", choices=["readwrite", "replay", "off"], default=None)
     gen.add_argument("--quiet", action="store_true")
@@ -266,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--metric", choices=["exact_match", "numeric_match", "humaneval"],
                     help="default: the language loss's judge")
     ev.add_argument("--limit", type=int, default=None)
+    ev.add_argument("--endpoint", help="an OpenAI-compatible server's base URL (.../v1); "
+                                        "--model names its model")
+    ev.add_argument("--concurrency", type=int, default=4,
+                    help="requests in flight at once to an endpoint")
     ev.add_argument("--model", default=None)
     ev.add_argument("--max-tokens", type=int, default=128)
     ev.add_argument("--cache-dir", default=None)
@@ -276,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("agent", help="agent spec (YAML/JSON)")
     run.add_argument("input", nargs="+", help="JSON object, or field=value (repeatable)")
     run.add_argument("--trace", action="store_true", help="print the whole trajectory")
+    run.add_argument("--endpoint", help="an OpenAI-compatible server's base URL (.../v1); "
+                                        "--model names its model")
     run.add_argument("--model", default=None)
     run.add_argument("--max-tokens", type=int, default=128)
     run.add_argument("--cache-dir", default=None)

@@ -57,6 +57,35 @@ class ModelsConfig(Strict):
                                                     "optimizers; default the agent's")
     n_ctx: int | None = None
     n_gpu_layers: int = 0
+    endpoint: str | None = Field(None, description="an OpenAI-compatible base URL (.../v1): "
+                                 "the agent's model is then the model of that name there")
+    optimizer_endpoint: str | None = Field(None, description="the optimizer model's server "
+                                           "(default: endpoint)")
+    concurrency: int = Field(4, ge=1, description="requests in flight at once to an endpoint "
+                                                  "(its parallel slots)")
+    api_key_env: str = Field("OPENAI_API_KEY", description="the environment variable holding "
+                                                           "the endpoint's key, if it needs one")
+    timeout: float = Field(120.0, gt=0, description="seconds per request to an endpoint")
+
+    def open(self, role: str, cache) -> "object":
+        """The CachedLM of ``role`` (agent or optimizer)."""
+        from localsym.lm import open_lm
+
+        name = self.agent if role == "agent" else self.optimizer
+        endpoint = self.endpoint if role == "agent" else (self.optimizer_endpoint or
+                                                         self.endpoint)
+        if endpoint:
+            return open_lm(name, cache_dir=cache.dir, cache_mode=cache.mode, endpoint=endpoint,
+                           endpoint_options={"concurrency": self.concurrency,
+                                             "api_key_env": self.api_key_env,
+                                             "timeout": self.timeout})
+        return open_lm(name, cache_dir=cache.dir, cache_mode=cache.mode, n_ctx=self.n_ctx,
+                       n_gpu_layers=self.n_gpu_layers)
+
+    def shared(self) -> bool:
+        """Whether the optimizer is the agent's own model (one LM serves both)."""
+        return self.optimizer in (None, self.agent) and \
+            (self.optimizer_endpoint or self.endpoint) == self.endpoint
 
 
 class LearningRate(Strict):

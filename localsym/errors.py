@@ -55,3 +55,7 @@ class CacheError(LocalsymError):
 
 class ConfigError(LocalsymError):
     """A bad argument, config value or environment variable."""
+
+
+class EndpointError(LocalsymError):
+    """An inference server that cannot be reached, times out, or lacks structured outputs."""

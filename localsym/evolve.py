@@ -34,7 +34,6 @@ from localsym.errors import ConfigError, LocalsymError
 from localsym.io import read_jsonl
 from localsym.learn import (DemonstrationOptimizer, LanguageLoss, PipelineOptimizer,
                             PromptOptimizer, ToolOptimizer, Trainer)
-from localsym.lm import open_lm
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -123,13 +122,9 @@ class EvolvingAgent:
         self.directory, self.config, self.base, self.log = Path(directory), config, base, log
         self.store = Store(self.directory / "agent.db")
         models, cache = config.models, config.cache
-        self.agent_lm = agent_lm or open_lm(models.agent, cache_dir=cache.dir,
-                                            cache_mode=cache.mode, n_ctx=models.n_ctx,
-                                            n_gpu_layers=models.n_gpu_layers)
+        self.agent_lm = agent_lm or models.open("agent", cache)
         self.optimizer_lm = optimizer_lm or (
-            self.agent_lm if models.optimizer in (None, models.agent) else
-            open_lm(models.optimizer, cache_dir=cache.dir, cache_mode=cache.mode,
-                    n_ctx=models.n_ctx, n_gpu_layers=models.n_gpu_layers))
+            self.agent_lm if models.shared() else models.open("optimizer", cache))
         self.metric = metric(config.metric)
         self.tools = default_tools()
         self.fixed_val = load_jsonl(base / config.validation) if config.validation else []

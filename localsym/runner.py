@@ -21,7 +21,6 @@ from localsym.errors import ConfigError
 from localsym.io import atomic_write_text, read_jsonl
 from localsym.learn import (DemonstrationOptimizer, LanguageLoss, LogProbLoss, MetricLoss,
                             PipelineOptimizer, PromptOptimizer, ToolOptimizer, Trainer)
-from localsym.lm import open_lm
 
 
 def load_spec(config: RunConfig, base: Path) -> PipelineSpec:
@@ -69,11 +68,8 @@ class Run:
                             Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
         cache = config.cache
         models = config.models
-        self.agent_lm = open_lm(models.agent, cache_dir=cache.dir, cache_mode=cache.mode,
-                                n_ctx=models.n_ctx, n_gpu_layers=models.n_gpu_layers)
-        self.optimizer_lm = self.agent_lm if models.optimizer in (None, models.agent) else \
-            open_lm(models.optimizer, cache_dir=cache.dir, cache_mode=cache.mode,
-                    n_ctx=models.n_ctx, n_gpu_layers=models.n_gpu_layers)
+        self.agent_lm = models.open("agent", cache)
+        self.optimizer_lm = self.agent_lm if models.shared() else models.open("optimizer", cache)
         self.spec = load_spec(config, base)
         self.pipeline = Pipeline(self.spec, self.agent_lm, default_tools(), config.sampling)
         self.metric = metric(config.metric) if config.metric else None

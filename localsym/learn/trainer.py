@@ -61,25 +61,53 @@ class TrainState(BaseModel):
     done: bool = False
 
 
-def progress_bar(items, desc: str, enabled: bool = True):
+def progress_bar(items, desc: str, enabled: bool = True, total: int | None = None):
+    """A tqdm bar over ``items``, or (items None) one advanced by hand up to ``total``."""
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, leave=False, disable=not enabled, unit="ex", dynamic_ncols=True)
+    return tqdm(items, desc=desc, leave=False, disable=not enabled, unit="ex", dynamic_ncols=True,
+                total=total)
+
+
+def ordered_map(fn, items: list, workers: int = 1, bar=None) -> list:
+    """``[fn(x) for x in items]``, with up to ``workers`` calls in flight (an HTTP backend's
+    parallel slots); results always in the order of ``items``, so a run stays reproducible."""
+    if workers <= 1 or len(items) <= 1:
+        out = []
+        for x in items:
+            out.append(fn(x))
+            if bar is not None:
+                bar.update(1)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="localsym") as pool:
+        out = []
+        for result in pool.map(fn, items):
+            out.append(result)
+            if bar is not None:
+                bar.update(1)
+        return out
+
+
+def concurrency(pipeline: Pipeline) -> int:
+    return int(getattr(pipeline.lm, "max_concurrency", 1))
 
 
 def evaluate(pipeline: Pipeline, examples: list[Example], metric: Metric | None, loss: Loss,
              bar=None) -> list[float]:
     """Run ``pipeline`` on each example and score it: the metric where the example has a ground
-    truth, else the loss's score (the judge). A run that failed scores 0 under the metric."""
-    out = []
-    for ex in bar if bar is not None else examples:
+    truth, else the loss's score (the judge). A run that failed scores 0 under the metric. With
+    an HTTP backend the examples run concurrently (``concurrency``); scores keep their order."""
+    def one(ex: Example) -> float:
         traj = pipeline.forward(ex.inputs)
         if metric is not None and ex.expected is not None:
-            out.append(0.0 if not traj.ok else float(metric(traj.outputs, ex.expected)))
-        else:
-            out.append(loss(traj, ex).score)
-        if bar is not None:
-            bar.set_postfix(score=f"{np.mean(out):.3f}")
+            return 0.0 if not traj.ok else float(metric(traj.outputs, ex.expected))
+        return loss(traj, ex).score
+
+    out = ordered_map(one, list(examples), concurrency(pipeline), bar)
+    if bar is not None and out:
+        bar.set_postfix(score=f"{np.mean(out):.3f}")
     return out
 
 
@@ -117,8 +145,8 @@ class Trainer:
         self.log = log
 
     # -- scoring ------------------------------------------------------------------------------
-    def bar(self, items, desc: str):
-        return progress_bar(items, desc, self.progress)
+    def bar(self, items, desc: str, total: int | None = None):
+        return progress_bar(items, desc, self.progress, total)
 
     def score(self, spec: PipelineSpec, examples: list[Example], desc: str = "validation"
               ) -> list[float]:
@@ -126,8 +154,8 @@ class Trainer:
         saved = self.pipeline.spec
         self.pipeline.spec = spec
         try:
-            return evaluate(self.pipeline, examples, self.metric, self.loss,
-                            self.bar(examples, desc))
+            with self.bar(None, desc, len(examples)) as bar:
+                return evaluate(self.pipeline, examples, self.metric, self.loss, bar)
         finally:
             self.pipeline.spec = saved
 
@@ -197,8 +225,9 @@ class Trainer:
         state.step += 1
         spec = state.spec
         self.pipeline.spec = spec
-        trajectories = [self.pipeline.forward(ex.inputs)
-                        for ex in self.bar(batch, f"step {state.step}: forward")]
+        with self.bar(None, f"step {state.step}: forward", len(batch)) as bar:
+            trajectories = ordered_map(lambda ex: self.pipeline.forward(ex.inputs), batch,
+                                       concurrency(self.pipeline), bar)
         point("step.forward")
         want_flow = "pipeline" in self._optimizers_for(state.step)
         losses, grads, failures = [], [], []

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from functools import lru_cache
 from importlib import metadata
@@ -195,6 +196,7 @@ class CachedLM(LM):
         self.directory = default_cache_dir(cache_dir) / "calls"
         self._store: JsonStore | None = None
         self.hits = self.misses = self.stores = 0
+        self._counts_lock = threading.Lock()
         self._flushed = {"hits": 0, "misses": 0, "stores": 0}
 
     @property
@@ -208,6 +210,15 @@ class CachedLM(LM):
 
     def describe(self) -> str:
         return self.backend.describe()
+
+    @property
+    def max_concurrency(self) -> int:
+        """Calls the backend can take at once (an HTTP server's slots); 1 for a local model."""
+        return getattr(self.backend, "max_concurrency", 1)
+
+    def _add(self, counter: str) -> None:
+        with self._counts_lock:
+            setattr(self, counter, getattr(self, counter) + 1)
 
     def _document(self, messages: list[Message], **call) -> dict:
         """What a key is the hash of: the call's own parts plus everything every call shares."""
@@ -231,19 +242,19 @@ class CachedLM(LM):
         entry = self.store.get(key)
         if entry is not None and isinstance(entry.get("failure"), dict) \
                 and entry["failure"].get("type") in CACHED_FAILURES:
-            self.hits += 1
+            self._add('hits')
             failure = entry["failure"]
             raise CACHED_FAILURES[failure["type"]](str(failure.get("cause")), failure.get("fix"))
         if entry is not None:
             try:
                 completion = Completion.model_validate(entry["completion"])
                 validate_output(schema, completion.text)
-                self.hits += 1
+                self._add('hits')
                 return completion.model_copy(update={"cached": True})
             except (KeyError, TypeError, ValidationError, InvalidOutputError) as err:
                 log.warning("cache entry %s does not hold a valid %s answer (%s); recomputing",
                             key[:12], schema.__name__, str(err)[:120])
-        self.misses += 1
+        self._add('misses')
         if self.mode == "replay":
             first = messages[-1].content.replace("\n", " ")
             raise CacheMissError(
@@ -260,11 +271,11 @@ class CachedLM(LM):
             # the same call fails the same way every time: remember the failure, not an answer
             self.store.set(key, {"failure": {"type": type(err).__name__, "cause": err.cause,
                                              "fix": err.fix}, "key": doc})
-            self.stores += 1
+            self._add('stores')
             raise
         completion = completion.model_copy(update={"seconds": time.perf_counter() - start})
         self.store.set(key, {"completion": completion.model_dump(), "key": doc})
-        self.stores += 1
+        self._add('stores')
         return completion
 
     def logprob(self, messages, text: str) -> tuple[float, int]:
@@ -277,16 +288,16 @@ class CachedLM(LM):
         key = sha256_hex(canonical_json(doc))
         entry = self.store.get(key)
         if entry is not None and isinstance(entry.get("logprob"), (int, float)):
-            self.hits += 1
+            self._add('hits')
             return float(entry["logprob"]), int(entry["tokens"])
-        self.misses += 1
+        self._add('misses')
         if self.mode == "replay":
             raise CacheMissError(f"replay mode: no recorded log-probability for {text[:60]!r} "
                                  f"(key {key[:16]}) in {self.directory}",
                                  "record it once with cache mode 'readwrite'")
         total, n = self.backend.logprob(msgs, text)
         self.store.set(key, {"logprob": total, "tokens": n, "key": doc})
-        self.stores += 1
+        self._add('stores')
         return total, n
 
     def stats(self) -> dict:
