@@ -69,8 +69,25 @@ def cmd_generate(args) -> int:
 def cmd_train(args) -> int:
     from localsym.runner import open_run
 
+    if args.estimate:
+        from localsym.config import load_config
+        from localsym.runner import Run
+
+        config, base = load_config(args.config) if args.config else (None, None)
+        if config is None:
+            raise ConfigError("--estimate needs a config", "localsym train CONFIG --estimate")
+        run = Run(config, base, run_dir=args.run_dir or "/nonexistent", quiet=True)
+        try:
+            est = run.estimate()
+        finally:
+            run.close()
+        print(est.line())
+        print(json.dumps(est.model_dump(), indent=2))
+        return 0
     run, config_path = open_run(args.config, args.resume, args.run_dir, args.quiet)
     try:
+        if not args.quiet:
+            print(f"localsym: {run.estimate().line()}", file=sys.stderr, flush=True)
         summary = run.train(config_path, resume=args.resume is not None)
     except KeyboardInterrupt:
         print(f"localsym: interrupted; every finished step is checkpointed and every LLM call "
@@ -82,13 +99,19 @@ def cmd_train(args) -> int:
     made = sum(v["misses"] for v in calls.values())
     cached = sum(v["hits"] for v in calls.values())
     test = (f"; test {summary['test_before']:.3f} -> {summary['test_after']:.3f} "
-            f"({summary['test_size']} examples)" if summary["test_size"] else "")
+            f"({summary['test_size']} examples)"
+            if summary["test_size"] and summary["test_after"] is not None else "")
     print(f"{summary['name']}: validation {summary['val_before']:.3f} -> "
           f"{summary['val_after']:.3f}{test}")
     print(f"{summary['steps']} steps: {summary['accepted']} accepted, {summary['rolled_back']} "
           f"rolled back; LLM calls: {made} made, {cached} from the cache; "
           f"{summary['wall_seconds']:.0f}s")
     print(f"run directory: {run.run_dir} (localsym report {run.run_dir})")
+    if summary.get("stopped"):
+        print(f"localsym: stopped early: {summary['stopped']}; to go on, raise the budget in "
+              f"the config and run  localsym train CONFIG --resume {run.run_dir}",
+              file=sys.stderr)
+        return 3
     return 0
 
 
@@ -261,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     train.add_argument("--run-dir", help="where the run goes (default: the config's, or runs/NAME)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--estimate", action="store_true",
+                       help="print the estimated LLM calls, tokens and time, and exit")
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="score an agent spec on a dataset")

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from localsym.budget import Budget
 from localsym.errors import ConfigError
 from localsym.io import load_document, validation_error
 from localsym.learn.trainer import TrainConfig
@@ -114,6 +115,7 @@ class RunConfig(Strict):
     train: TrainConfig = TrainConfig()
     learning_rate: LearningRate = LearningRate()
     cache: CacheConfig = CacheConfig()
+    budget: Budget = Budget()
     run_dir: str | None = Field(None, description="default: runs/<name>-<date>-<time>")
 
     @model_validator(mode="after")

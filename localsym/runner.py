@@ -94,7 +94,8 @@ class Run:
     def trainer(self) -> Trainer:
         return Trainer(self.pipeline, self.loss, self.optimizers(), self.optimizer_lm,
                        self.config.train, self.metric, self.run_dir, log=self._say,
-                       meta_params=self.config.meta_sampling, progress=not self.quiet)
+                       meta_params=self.config.meta_sampling, progress=not self.quiet,
+                       budget=self.config.budget)
 
     def _say(self, text: str) -> None:
         if not self.quiet:
@@ -102,12 +103,24 @@ class Run:
 
             tqdm.write(text)
 
+    def estimate(self):
+        from localsym.budget import estimate
+
+        return estimate(self)
+
     def lm_stats(self) -> dict:
         lms = {"agent": self.agent_lm}
         if self.optimizer_lm is not self.agent_lm:
             lms["optimizer"] = self.optimizer_lm
-        return {name: {"hits": lm.hits, "misses": lm.misses,
-                       "model_loads": getattr(lm.backend, "loads", 0)} for name, lm in lms.items()}
+        out = {}
+        for name, lm in lms.items():
+            b = lm.backend
+            out[name] = {"hits": lm.hits, "misses": lm.misses, "tokens_made": lm.tokens_made,
+                         "model_loads": getattr(b, "loads", 0),
+                         "eval_seconds": round(getattr(b, "eval_seconds", 0.0), 2),
+                         "prompt_tokens_submitted": getattr(b, "prompt_tokens_submitted", 0),
+                         "prompt_tokens_evaluated": getattr(b, "prompt_tokens_evaluated", 0)}
+        return out
 
     def train(self, config_path: Path | None, resume: bool = False) -> dict:
         started = time.perf_counter()
@@ -116,7 +129,9 @@ class Run:
         test = self.splits["test"]
         test_before = trainer.score(self.spec, test, "test (before)") if test else []
         state = trainer.fit(self.splits["train"], self.splits["val"], resume=resume)
-        test_after = trainer.score(state.best_spec, test, "test (after)") if test else []
+        # a run stopped by its budget is not scored on test (that would spend more)
+        test_after = trainer.score(state.best_spec, test, "test (after)") \
+            if test and not state.stopped else []
         events = read_jsonl(self.run_dir / "events.jsonl")
         steps = [e for e in events if e["event"] == "step"]
         start = next(e for e in events if e["event"] == "start")
@@ -129,6 +144,7 @@ class Run:
             "test_size": len(test), "val_size": len(self.splits["val"]),
             "train_size": len(self.splits["train"]),
             "llm_calls": self.lm_stats(), "wall_seconds": round(time.perf_counter() - started, 1),
+            "stopped": state.stopped, "spent": state.spent,
         }
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary

@@ -92,3 +92,25 @@ def test_dense_logprob_loss_reads_the_logits(lm):
     assert LogProbLoss(lm)(traj, ex) == record and lm.hits == hits + 1  # cached
     worse = LogProbLoss(lm)(traj, Example(id="y", inputs={}, expected={"expression": "zebra"}))
     assert worse.score != record.score
+
+
+def test_node_major_batch_equals_one_by_one_and_reuses_the_shared_prefix(cache_dir):
+    """forward_batch runs node 1 over the batch, then node 2: the same trajectories as running
+    each example alone, with fewer prompt tokens evaluated (the node prompt stays in the KV)."""
+    spec = PipelineSpec.from_data(SPEC)
+    questions = [{"question": f"What is {a} times {b}?"} for a, b in ((3, 4), (6, 7), (9, 2))]
+    results = {}
+    for mode in ("alone", "batch"):
+        lm = open_lm(cache_dir=cache_dir / mode)  # nothing cached: every call reaches the model
+        pipe = Pipeline(spec, lm, params=SMALL)
+        if mode == "alone":
+            trajs = [pipe.forward(q) for q in questions]
+        else:
+            trajs = pipe.forward_batch(questions)
+        backend = lm.backend
+        results[mode] = ([[(r.node, r.outputs, [c.model_dump(exclude={"seconds"}) for c in r.tool_calls])
+                           for r in t.records] for t in trajs],
+                         backend.prompt_tokens_evaluated / backend.prompt_tokens_submitted)
+        lm.close()
+    assert results["batch"][0] == results["alone"][0]
+    assert results["batch"][1] < results["alone"][1]

@@ -106,34 +106,61 @@ class Pipeline:
     # -- forward --------------------------------------------------------------------------------
     def forward(self, example: dict[str, Any]) -> Trajectory:
         """Run the graph on one example's inputs."""
+        return self.forward_batch([example])[0]
+
+    def forward_batch(self, examples: list[dict[str, Any]], progress=None) -> list[Trajectory]:
+        """Run the graph on a batch, node-major: every pending run of the earliest node (in the
+        spec's order) goes before any run of a later node, so consecutive calls share that
+        node's prompt and the KV cache reuses it. Each example's trajectory is exactly what
+        ``forward`` gives it alone (per-call seeds depend on the node and step, not on order).
+        ``progress(n)`` is called after each node run."""
         spec = self.spec
-        missing = [f.name for f in spec.inputs if f.name not in example]
-        if missing:
-            raise ConfigError(f"example lacks the agent's inputs {missing} (it has "
-                              f"{sorted(example)})", "give every example the spec's input fields")
-        start = time.perf_counter()
-        state = {f.name: example[f.name] for f in spec.inputs}
-        traj = Trajectory(example=dict(example))
+        for example in examples:
+            missing = [f.name for f in spec.inputs if f.name not in example]
+            if missing:
+                raise ConfigError(f"example lacks the agent's inputs {missing} (it has "
+                                  f"{sorted(example)})",
+                                  "give every example the spec's input fields")
+        rank = {n.name: i for i, n in enumerate(spec.nodes)}
         bound = spec.max_steps or len(spec.nodes)
-        current: str | None = spec.start_node
-        while current is not None:
-            if len(traj.records) >= bound:
-                traj.error = f"stopped after max_steps={bound} node runs"
+        runs = [{"traj": Trajectory(example=dict(ex)), "state": {f.name: ex[f.name]
+                                                                 for f in spec.inputs},
+                 "current": spec.start_node, "seconds": 0.0} for ex in examples]
+        while True:
+            pending = [r for r in runs if r["current"] is not None]
+            if not pending:
                 break
-            record = self._run_node(spec.node(current), state, len(traj.records))
-            traj.records.append(record)
-            if record.error:
-                traj.error = f"node {current}: {record.error}"
-                break
-            state.update(record.outputs)
-            successors = spec.successors(current)
-            current = record.route if len(successors) > 1 else (
-                successors[0].target if successors else None)
-        traj.state = state
-        if traj.records:
-            traj.outputs = dict(traj.records[-1].outputs)
-        traj.seconds = time.perf_counter() - start
-        return traj
+            node = min((r["current"] for r in pending), key=rank.__getitem__)
+            for run in pending:
+                if run["current"] != node:
+                    continue
+                traj = run["traj"]
+                if len(traj.records) >= bound:
+                    traj.error = f"stopped after max_steps={bound} node runs"
+                    run["current"] = None
+                    continue
+                record = self._run_node(spec.node(node), run["state"], len(traj.records))
+                traj.records.append(record)
+                run["seconds"] += record.seconds
+                if progress is not None:
+                    progress(1)
+                if record.error:
+                    traj.error = f"node {node}: {record.error}"
+                    run["current"] = None
+                    continue
+                run["state"].update(record.outputs)
+                successors = spec.successors(node)
+                run["current"] = record.route if len(successors) > 1 else (
+                    successors[0].target if successors else None)
+        out = []
+        for run in runs:
+            traj = run["traj"]
+            traj.state = run["state"]
+            if traj.records:
+                traj.outputs = dict(traj.records[-1].outputs)
+            traj.seconds = run["seconds"]
+            out.append(traj)
+        return out
 
     __call__ = forward
 

@@ -63,35 +63,93 @@ def backward(trajectory: Trajectory, loss: LossRecord, spec: PipelineSpec, lm: L
              example_id: str, params: SamplingParams | None = None,
              workflow: bool = True) -> ExampleGradients:
     """Language gradients for every node run in ``trajectory`` (reverse order) and the workflow."""
+    result = backward_batch([trajectory], [loss], spec, lm, [example_id], params, workflow)[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def backward_batch(trajectories: list[Trajectory], losses: list[LossRecord], spec: PipelineSpec,
+                   lm: LM, example_ids: list[str], params: SamplingParams | None = None,
+                   workflow: bool = True, failures: tuple = ()) -> list:
+    """``backward`` over a batch, layer by layer: the last node run of every example, then the
+    one before it, ... (so consecutive calls share a node's gradient prompt and the KV cache
+    reuses it), then the workflow gradients. Each example's gradients are exactly what
+    ``backward`` gives it alone. A call raising one of ``failures`` costs its example only:
+    its slot holds the exception."""
     params = params or META_PARAMS
-    records = trajectory.records
-    grads: dict[int, NodeGradient] = {}
-    for i in reversed(range(len(records))):
-        record = records[i]
-        feedback = [{"source": "the judge", "text": f"{loss.analysis} Needed: {loss.feedback}"}] \
-            if i == len(records) - 1 else []
-        for j in range(i + 1, len(records)):  # the later runs that read this run's outputs
-            if j in grads and set(records[j].inputs) & set(record.outputs):
-                feedback.append({"source": f"step {records[j].node}",
-                                 "text": grads[j].requirement})
-        if not feedback:
-            feedback = [{"source": "the workflow", "text": "no later step used this output"}]
-        try:
-            node = spec.node(record.node)
-        except KeyError:  # the node was removed since this trajectory was recorded
+    grads: list[dict[int, NodeGradient]] = [{} for _ in trajectories]
+    failed: list[Exception | None] = [None] * len(trajectories)
+    depth = max((len(t.records) for t in trajectories), default=0)
+    for k in range(depth):  # k-th run from the end of every trajectory
+        for e, trajectory in enumerate(trajectories):
+            records = trajectory.records
+            i = len(records) - 1 - k
+            if i < 0 or failed[e] is not None:
+                continue
+            try:
+                g = _node_gradient(records, i, grads[e], losses[e], spec, lm, example_ids[e],
+                                   params)
+            except failures as err:
+                failed[e] = err
+                continue
+            if g is not None:
+                grads[e][i] = g
+    out = []
+    for e, trajectory in enumerate(trajectories):
+        if failed[e] is not None:
+            out.append(failed[e])
             continue
-        prompt = render("gradient.j2", task=spec.description, record=record, node=node,
-                        feedback=feedback, prompt_fields=PROMPT_FIELDS)
-        answer = lm.generate([{"role": "user", "content": prompt}], NodeGradientAnswer, params)
-        grads[i] = NodeGradient(
-            node=record.node, example_id=example_id, analysis=answer.analysis,
-            suggestions={s.field: s.suggestion for s in answer.suggestions},
-            tool_feedback=answer.tool_feedback, requirement=answer.requirement,
-            loss_score=loss.score)
-    nodes = [grads[i] for i in sorted(grads)]
-    flow = None
-    if workflow:
-        prompt = render("workflow_gradient.j2", task=spec.description, spec=spec,
-                        trajectory=trajectory, loss=loss, node_gradients=nodes)
-        flow = lm.generate([{"role": "user", "content": prompt}], WorkflowGradientAnswer, params)
-    return ExampleGradients(example_id=example_id, loss=loss, nodes=nodes, workflow=flow)
+        nodes = [grads[e][i] for i in sorted(grads[e])]
+        flow = None
+        if workflow:
+            prompt = render("workflow_gradient.j2", task=spec.description, spec=spec,
+                            trajectory=trajectory, loss=losses[e], node_gradients=nodes)
+            try:
+                flow = lm.generate([{"role": "user", "content": prompt}],
+                                   WorkflowGradientAnswer, params)
+            except failures as err:
+                out.append(err)
+                continue
+        out.append(ExampleGradients(example_id=example_ids[e], loss=losses[e], nodes=nodes,
+                                    workflow=flow))
+    return out
+
+
+def _node_gradient(records, i: int, later: dict[int, NodeGradient], loss: LossRecord,
+                   spec: PipelineSpec, lm: LM, example_id: str,
+                   params: SamplingParams) -> NodeGradient | None:
+    """The gradient of run ``i`` from the loss (last run) and the requirements of the later
+    runs that read its outputs: the chain rule, in words."""
+    record = records[i]
+    feedback = [{"source": "the judge", "text": f"{loss.analysis} Needed: {loss.feedback}"}] \
+        if i == len(records) - 1 else []
+    for j in range(i + 1, len(records)):  # the later runs that read this run's outputs
+        if j in later and set(records[j].inputs) & set(record.outputs):
+            feedback.append({"source": f"step {records[j].node}", "text": later[j].requirement})
+    if not feedback:
+        feedback = [{"source": "the workflow", "text": "no later step used this output"}]
+    try:
+        node = spec.node(record.node)
+    except KeyError:  # the node was removed since this trajectory was recorded
+        return None
+    prompt = render("gradient.j2", task=spec.description, record=record, node=node,
+                    feedback=feedback, prompt_fields=PROMPT_FIELDS)
+    answer = lm.generate([{"role": "user", "content": prompt}], NodeGradientAnswer, params)
+    return NodeGradient(node=record.node, example_id=example_id, analysis=answer.analysis,
+                        suggestions={s.field: s.suggestion for s in answer.suggestions},
+                        tool_feedback=answer.tool_feedback, requirement=answer.requirement,
+                        loss_score=loss.score)
+
+
+def loss_as_gradients(trajectory: Trajectory, loss: LossRecord, example_id: str
+                      ) -> ExampleGradients:
+    """No back-propagation (the paper's AutoPE-style baseline): every node run gets the final
+    loss's analysis and feedback as its gradient, with no LLM call and no chain rule."""
+    nodes = [NodeGradient(node=r.node, example_id=example_id, analysis=loss.analysis,
+                          suggestions={}, tool_feedback="none",
+                          requirement="nothing", loss_score=loss.score)
+             for r in trajectory.records]
+    for g in nodes:
+        g.analysis = f"{loss.analysis} Needed: {loss.feedback}"
+    return ExampleGradients(example_id=example_id, loss=loss, nodes=nodes)

@@ -24,7 +24,7 @@ from localsym.data import Example, Metric
 from localsym.errors import ConfigError
 from localsym.faults import point
 from localsym.io import append_jsonl, atomic_write_text, read_jsonl, rewrite_jsonl
-from localsym.learn.backward import backward
+from localsym.learn.backward import backward_batch, loss_as_gradients
 from localsym.learn.loss import Loss
 from localsym.learn.optim import Batch, Optimizer, UpdateRecord
 from localsym.lm.base import LM, SamplingParams
@@ -44,6 +44,9 @@ class TrainConfig(BaseModel):
     schedule: Literal["all", "cycle"] = Field(
         "all", description="all: every optimizer every step; cycle: one per step, in turn")
     max_steps: int | None = Field(None, ge=1)
+    backprop: bool = Field(True, description="back-propagate language gradients node by node "
+                           "(false: every node gets the final loss's feedback alone, no "
+                           "gradient calls: the AutoPE-style ablation)")
 
 
 class TrainState(BaseModel):
@@ -59,6 +62,8 @@ class TrainState(BaseModel):
     best_score: float
     memory: list[UpdateRecord] = []
     done: bool = False
+    spent: dict[str, float] = {}  # LLM calls made, their tokens, wall seconds: over all segments
+    stopped: str | None = None  # why the run stopped before its end (a budget)
 
 
 def progress_bar(items, desc: str, enabled: bool = True, total: int | None = None):
@@ -94,18 +99,34 @@ def concurrency(pipeline: Pipeline) -> int:
     return int(getattr(pipeline.lm, "max_concurrency", 1))
 
 
+def forward_all(pipeline: Pipeline, examples: list[Example], bar=None) -> list:
+    """Trajectories of ``examples`` in order: node-major on one in-process model (shared prompt
+    prefixes stay in the KV cache), concurrent requests on an HTTP backend."""
+    if concurrency(pipeline) > 1:
+        return ordered_map(lambda ex: pipeline.forward(ex.inputs), examples,
+                           concurrency(pipeline), bar)
+    if bar is not None:
+        bar.reset(total=len(examples) * max(1, len(pipeline.spec.nodes)))
+        bar.unit = "call"
+    return pipeline.forward_batch([ex.inputs for ex in examples],
+                                  progress=bar.update if bar is not None else None)
+
+
 def evaluate(pipeline: Pipeline, examples: list[Example], metric: Metric | None, loss: Loss,
              bar=None) -> list[float]:
     """Run ``pipeline`` on each example and score it: the metric where the example has a ground
     truth, else the loss's score (the judge). A run that failed scores 0 under the metric. With
     an HTTP backend the examples run concurrently (``concurrency``); scores keep their order."""
-    def one(ex: Example) -> float:
-        traj = pipeline.forward(ex.inputs)
+    examples = list(examples)
+    trajectories = forward_all(pipeline, examples, bar)
+
+    def score(pair) -> float:
+        traj, ex = pair
         if metric is not None and ex.expected is not None:
             return 0.0 if not traj.ok else float(metric(traj.outputs, ex.expected))
         return loss(traj, ex).score
 
-    out = ordered_map(one, list(examples), concurrency(pipeline), bar)
+    out = ordered_map(score, list(zip(trajectories, examples)), concurrency(pipeline))
     if bar is not None and out:
         bar.set_postfix(score=f"{np.mean(out):.3f}")
     return out
@@ -130,7 +151,8 @@ class Trainer:
     def __init__(self, pipeline: Pipeline, loss: Loss, optimizers: dict[str, Optimizer],
                  lm: LM, config: TrainConfig | None = None, metric: Metric | None = None,
                  run_dir: str | Path | None = None, log=print,
-                 meta_params: SamplingParams | None = None, progress: bool = False):
+                 meta_params: SamplingParams | None = None, progress: bool = False,
+                 budget=None):
         self.pipeline, self.loss, self.lm = pipeline, loss, lm
         self.progress = progress  # tqdm bars over forward passes and evaluations
         self.meta_params = meta_params  # sampling of the backward calls (default META_PARAMS)
@@ -143,6 +165,9 @@ class Trainer:
         self.metric = metric
         self.run_dir = Path(run_dir) if run_dir else None
         self.log = log
+        self.budget = budget  # localsym.budget.Budget, checked between steps
+        self._origin = self._usage()  # what this process had spent before training
+        self._base: dict[str, float] = {}
 
     # -- scoring ------------------------------------------------------------------------------
     def bar(self, items, desc: str, total: int | None = None):
@@ -186,6 +211,8 @@ class Trainer:
                               f"config ({state.config.model_dump()})",
                               "resume with the run's own config, or start a new run directory")
         if state is not None:
+            self._base = dict(state.spent)
+            state.stopped = None  # resumed: perhaps with a larger budget
             self.save_state(state)  # rewrites a damaged state.json from the checkpoint used
         else:
             spec = self.pipeline.spec
@@ -202,6 +229,14 @@ class Trainer:
                 state.done = True
                 self.save_state(state)
                 break
+            over = self.budget.exceeded(self.spent()) if self.budget is not None else None
+            if over:
+                state.stopped = over
+                self.save_state(state)
+                self._event({"event": "stopped", "step": state.step, "reason": over,
+                             "spent": state.spent})
+                self.log(f"stopped after step {state.step}: {over}")
+                break
             order = self.order(len(train), state.epoch)
             batch = [train[i] for i in order[state.batch_index * cfg.batch_size:
                                              (state.batch_index + 1) * cfg.batch_size]]
@@ -212,6 +247,17 @@ class Trainer:
             self.save_state(state)
         self.pipeline.spec = state.best_spec
         return state
+
+    def _usage(self) -> dict[str, float]:
+        lms = {id(lm): lm for lm in (self.pipeline.lm, self.lm)}.values()
+        return {"calls": sum(getattr(lm, "misses", 0) for lm in lms),
+                "tokens": sum(getattr(lm, "tokens_made", 0) for lm in lms),
+                "seconds": time.perf_counter()}
+
+    def spent(self) -> dict[str, float]:
+        """Spent over the whole run: earlier segments (from the checkpoint) plus this one."""
+        now = self._usage()
+        return {k: round(self._base.get(k, 0) + now[k] - self._origin[k], 3) for k in now}
 
     def _calls(self) -> dict[str, int]:
         """LLM calls so far: made (cache misses) and served from the cache, both LMs."""
@@ -226,25 +272,35 @@ class Trainer:
         spec = state.spec
         self.pipeline.spec = spec
         with self.bar(None, f"step {state.step}: forward", len(batch)) as bar:
-            trajectories = ordered_map(lambda ex: self.pipeline.forward(ex.inputs), batch,
-                                       concurrency(self.pipeline), bar)
+            trajectories = forward_all(self.pipeline, batch, bar)
         point("step.forward")
         want_flow = "pipeline" in self._optimizers_for(state.step)
         losses, grads, failures = [], [], []
         # A meta call that fails (an answer the schema cannot hold, a cut-off answer) costs its
-        # example or its optimizer in this step, never the run.
-        bar = self.bar(list(zip(trajectories, batch)), f"step {state.step}: loss+backward")
+        # example or its optimizer in this step, never the run. Losses first, then gradients
+        # layer by layer over the batch: calls that share a prompt prefix run back to back.
+        scored = []
+        bar = self.bar(list(zip(trajectories, batch)), f"step {state.step}: loss")
         for traj, ex in bar:
             try:
-                loss = self.loss(traj, ex)
-                losses.append(loss)
+                losses.append(self.loss(traj, ex))
+                scored.append((traj, ex))
                 bar.set_postfix(loss=f"{np.mean([l.score for l in losses]):.3f}")
-                grads.append(backward(traj, loss, spec, self.lm, ex.id, params=self.meta_params,
-                                      workflow=want_flow))
             except NODE_FAILURES as err:
                 failures.append(f"example {ex.id}: {type(err).__name__}: {err.cause}")
-        ok_trajectories = [t for t, ex in zip(trajectories, batch)
-                           if ex.id in {g.example_id for g in grads}]
+        if self.config.backprop:
+            results = backward_batch([t for t, _ in scored], losses, spec, self.lm,
+                                     [ex.id for _, ex in scored], params=self.meta_params,
+                                     workflow=want_flow, failures=NODE_FAILURES)
+        else:
+            results = [loss_as_gradients(t, l, ex.id) for (t, ex), l in zip(scored, losses)]
+        for (_, ex), result in zip(scored, results):
+            if isinstance(result, Exception):
+                failures.append(f"example {ex.id}: {type(result).__name__}: {result.cause}")
+            else:
+                grads.append(result)
+        ok_ids = {g.example_id for g in grads}
+        ok_trajectories = [t for t, ex in zip(trajectories, batch) if ex.id in ok_ids]
         point("step.backward")
         data = Batch(trajectories=ok_trajectories, gradients=grads)
         candidate, changes, rejected = spec, [], []
@@ -304,6 +360,7 @@ class Trainer:
             return
         state.spec.save(self.run_dir / "specs" / f"step-{state.step:04d}.json")
         state.best_spec.save(self.run_dir / "best_spec.json")
+        state.spent = self.spent()
         text = state.model_dump_json(indent=1)
         atomic_write_text(self.run_dir / "checkpoints" / f"step-{state.step:04d}.json", text)
         atomic_write_text(self.run_dir / "state.json", text)
@@ -346,7 +403,9 @@ class Trainer:
         kept, seen = [], set()
         for record in read_jsonl(log):
             key = (record.get("event"), record.get("step", 0))
-            if key[0] not in ("start", "step") or key in seen or                     (key[0] == "step" and key[1] > done) or (key[0] == "start" and done < 0):
+            known = key[0] in ("start", "step", "stopped")
+            after = key[1] > done if key[0] != "start" else done < 0
+            if not known or key in seen or after:
                 continue
             seen.add(key)
             kept.append(record)

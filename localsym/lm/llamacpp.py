@@ -9,9 +9,10 @@ the guide's token mask is applied only when it does not, so constrained decoding
 speed. Compiled indexes are stored on disk (``IndexStore``), so a second process does not recompile.
 
 Determinism: greedy by default; sampling draws from a numpy generator seeded per call. The prompt
-is evaluated in n_batch chunks aligned at position 0, and only whole chunks that an earlier call
-evaluated the same way are reused from the KV cache, so an answer never depends on the calls
-before it.
+is evaluated in ``prefill_chunk``-token chunks aligned at position 0 (64 by default), and only
+whole chunks that an earlier call evaluated the same way (same tokens, same positions, same
+batch) are reused from the KV cache, so an answer never depends on the calls before it. Calls
+that share a prefix (one node over a batch, one meta-prompt over the nodes) reuse it.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class LlamaCpp(LM):
     """
 
     def __init__(self, model=None, *, n_ctx: int | None = None, n_ctx_cap: int = 8192,
-                 n_threads: int | None = None, n_batch: int = 512, n_gpu_layers: int = 0,
+                 n_threads: int | None = None, n_batch: int = 512, prefill_chunk: int | None = None,
+                 n_gpu_layers: int = 0,
                  chat_format: str | None = None, cache_dir=None,
                  whitespace: str = COMPACT_WHITESPACE):
         self.ref = models.resolve(model)
@@ -71,6 +73,13 @@ class LlamaCpp(LM):
         self.n_ctx_request, self.n_ctx_cap = n_ctx, n_ctx_cap
         self.n_threads = n_threads or available_threads()
         self.n_batch = n_batch
+        prefill_chunk = prefill_chunk or min(64, n_batch)
+        if not 1 <= prefill_chunk <= n_batch:
+            raise ConfigError(f"prefill_chunk={prefill_chunk} must be in [1, n_batch={n_batch}]",
+                              "use e.g. 64")
+        self.prefill_chunk = prefill_chunk
+        self.prompt_tokens_submitted = self.prompt_tokens_evaluated = 0  # KV reuse accounting
+        self.eval_seconds = 0.0  # time inside llama.cpp's evaluation (prefill and decode)
         self.n_gpu_layers = n_gpu_layers
         self.chat_format = chat_format or self.ref.chat_format
         self.cache_dir = default_cache_dir(cache_dir)
@@ -98,7 +107,7 @@ class LlamaCpp(LM):
             self._identity = {
                 "backend": "llama.cpp", "model_sha256": models.model_sha256(self.ref, self.cache_dir),
                 "chat_format": self.chat_format, "whitespace": self.whitespace,
-                "n_batch": self.n_batch}
+                "n_batch": self.n_batch, "prefill_chunk": self.prefill_chunk}
         return self._identity
 
     def describe(self) -> str:
@@ -215,7 +224,7 @@ class LlamaCpp(LM):
     def _prefill(self, tokens: list[int]) -> int:
         """Evaluate the prompt, reusing whole aligned chunks already in the KV cache. Returns
         how many prompt tokens were evaluated."""
-        llm, B = self._llama, self.n_batch
+        llm, B = self._llama, self.prefill_chunk
         n_old = llm.n_tokens
         old = llm.input_ids[:n_old]
         n = min(n_old, len(tokens))
@@ -223,8 +232,13 @@ class LlamaCpp(LM):
         common = int(mismatch[0]) if len(mismatch) else n
         start = (min(common, len(tokens) - 1, self._aligned_end) // B) * B
         llm.n_tokens = start
-        llm.eval(tokens[start:])
+        t0 = time.perf_counter()
+        for s in range(start, len(tokens), B):  # one batch per aligned chunk, always the same
+            llm.eval(tokens[s:s + B])
+        self.eval_seconds += time.perf_counter() - t0
         self._aligned_end = (len(tokens) // B) * B
+        self.prompt_tokens_submitted += len(tokens)
+        self.prompt_tokens_evaluated += len(tokens) - start
         return len(tokens) - start
 
     # -- structured generation ------------------------------------------------------------------
@@ -338,7 +352,9 @@ class LlamaCpp(LM):
             if guide is not None:
                 guide.advance(token_id=token, return_tokens=False)
             out.append(token)
+            t0 = time.perf_counter()
             llm.eval([token])
+            self.eval_seconds += time.perf_counter() - t0
         text = self._text(out)
         return Completion(text=text, prompt=prompt, prompt_tokens=len(tokens),
                           prompt_tokens_evaluated=evaluated, completion_tokens=len(out),

@@ -1,0 +1,149 @@
+"""The compute budget of a training run: an estimate before it starts, a limit while it runs.
+
+``estimate`` counts the LLM calls a config will make (forward passes over the test, validation
+and training batches, the judge, one gradient per node run and one for the workflow, the
+optimizers, validation of each candidate), their tokens (prompts rendered from the spec and the
+first examples, answers at a typical share of their token budget) and the seconds on this
+machine (from the prompt and answer speeds measured by earlier runs on the same model, kept in
+the cache directory, or measured once now). Cache hits make a run cheaper than its estimate: it
+is an upper bound for a re-run.
+
+A ``budget`` in the config (calls, tokens or seconds, any of them) is enforced by the trainer at
+step boundaries: when it is spent the run stops at its last checkpoint, cleanly, and says how to
+go on (resume with a larger budget).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from localsym.io import atomic_write_text
+
+ANSWER_SHARE = 0.6  # answers use about this share of their first token budget (measured: 0.4-0.8)
+META_PROMPT_TOKENS = {"loss": 450, "gradient": 420, "workflow": 520, "prompt": 700, "tool": 600,
+                      "pipeline": 800}  # rendered meta-prompts, measured on the examples
+
+
+class Budget(BaseModel):
+    """Limits of one run; None = no limit. Calls and tokens count calls made (cache misses)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    calls: int | None = Field(None, ge=1)
+    tokens: int | None = Field(None, ge=1)
+    seconds: float | None = Field(None, gt=0)
+
+    def exceeded(self, spent: dict) -> str | None:
+        for name in ("calls", "tokens", "seconds"):
+            limit = getattr(self, name)
+            if limit is not None and spent.get(name, 0) >= limit:
+                return f"budget of {limit} {name} spent ({spent[name]:.0f})"
+        return None
+
+
+class Estimate(BaseModel):
+    calls: int
+    prompt_tokens: int
+    answer_tokens: int
+    seconds: float
+    steps: int
+    speeds: dict  # prompt and answer tokens/s used
+    breakdown: dict  # calls per phase
+
+    def line(self) -> str:
+        return (f"estimate: {self.steps} steps, about {self.calls} LLM calls, "
+                f"{(self.prompt_tokens + self.answer_tokens) / 1000:.0f}k tokens, "
+                f"{_duration(self.seconds)} on this machine ({self.speeds['prompt']:.0f} prompt / "
+                f"{self.speeds['answer']:.0f} answer tokens/s; cache hits make it less)")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def _calibration_file(lm) -> Path:
+    return Path(lm.directory).parent / "speed.json"
+
+
+def speeds(lm) -> dict:
+    """Prompt and answer tokens/s of ``lm``'s model on this machine: remembered from earlier
+    runs, else measured now with two short calls (the model is loaded for the run anyway)."""
+    key = json.dumps(lm.identity(), sort_keys=True)
+    path = _calibration_file(lm)
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
+    backend = lm.backend
+    if not hasattr(backend, "complete_text") or lm.mode == "replay":
+        # an HTTP endpoint, the stub, or a replay (which must not need the model): no timing
+        return {"prompt": 500.0, "answer": 50.0, "measured": False}
+    from localsym.lm.base import SamplingParams
+
+    backend.llama  # load outside the timing
+    t0 = time.perf_counter()
+    text = "Count the objects: " + ", ".join(["a chair", "two lamps", "a desk"] * 20)
+    done = backend.complete_text(text, SamplingParams(max_tokens=32, max_tokens_limit=32))
+    prompt_speed = done.prompt_tokens / max(done.prefill_seconds, 1e-3)
+    answer_speed = done.completion_tokens / max(done.seconds - done.prefill_seconds, 1e-3) \
+        if done.completion_tokens else 50.0
+    measured = {"prompt": round(prompt_speed, 1), "answer": round(answer_speed, 1),
+                "measured": True, "calibration_seconds": round(time.perf_counter() - t0, 2)}
+    known[key] = measured
+    atomic_write_text(path, json.dumps(known, indent=1))
+    return measured
+
+
+def estimate(run) -> Estimate:
+    """The estimate for a ``localsym.runner.Run`` (see the module doc)."""
+    from localsym.agent.pipeline import Pipeline
+
+    c, spec, splits = run.config, run.spec, run.splits
+    pipe = Pipeline(spec, run.agent_lm, run.pipeline.tools, c.sampling)
+    sample = (splits["train"] or splits["val"])[0].inputs
+    node_prompt = sum(len(m["content"]) for node in spec.nodes
+                      for m in pipe.messages_for(node, {k: sample.get(k, "") for k in node.inputs})
+                      ) / 3.6 / max(1, len(spec.nodes))
+    per_example = sum(1 + (min(n.max_tool_steps, 2) if n.tools else 0) for n in spec.nodes)
+    judge = c.loss == "language"
+    steps = c.train.epochs * math.ceil(len(splits["train"]) / c.train.batch_size)
+    if c.train.max_steps:
+        steps = min(steps, c.train.max_steps)
+    batch = min(c.train.batch_size, len(splits["train"]))
+    opts = c.train.optimizers
+    n_nodes = len(spec.nodes)
+
+    def forward(n: int, scored_by_judge: bool) -> tuple[int, int]:
+        return n * per_example, n * (scored_by_judge and judge)
+    test = len(splits["test"])
+    calls = {"test (before and after)": 2 * test * per_example,
+             "validation (start)": len(splits["val"]) * per_example,
+             "forward": steps * batch * per_example,
+             "loss (judge)": steps * batch * judge,
+             "gradients": steps * batch * (n_nodes if c.train.backprop else 0),
+             "workflow gradients": steps * batch * ("pipeline" in opts and c.train.backprop),
+             "optimizers": steps * (n_nodes * ("prompt" in opts) + ("tool" in opts and
+                                                                     bool(spec.tools))
+                                    + ("pipeline" in opts)),
+             "validation (candidates)": steps * len(splits["val"]) * per_example}
+    agent_calls = calls["test (before and after)"] + calls["validation (start)"] + \
+        calls["forward"] + calls["validation (candidates)"]
+    meta = {"loss": calls["loss (judge)"], "gradient": calls["gradients"],
+            "workflow": calls["workflow gradients"], "prompt": steps * n_nodes * ("prompt" in opts),
+            "tool": steps * ("tool" in opts and bool(spec.tools)),
+            "pipeline": steps * ("pipeline" in opts)}
+    prompt_tokens = agent_calls * node_prompt + sum(META_PROMPT_TOKENS[k] * v
+                                                    for k, v in meta.items())
+    answer_tokens = agent_calls * c.sampling.max_tokens * ANSWER_SHARE + \
+        sum(meta.values()) * c.meta_sampling.max_tokens * ANSWER_SHARE
+    speed = speeds(run.agent_lm)
+    seconds = prompt_tokens / speed["prompt"] + answer_tokens / speed["answer"]
+    return Estimate(calls=int(sum(calls.values())), prompt_tokens=int(prompt_tokens),
+                    answer_tokens=int(answer_tokens), seconds=round(seconds, 1), steps=steps,
+                    speeds=speed, breakdown={k: int(v) for k, v in calls.items()})

@@ -1,0 +1,62 @@
+"""The compute budget: an estimate before a run (calls within a factor of what the run makes),
+and a budget that stops the run cleanly at a checkpoint, from which a resume with a larger
+budget ends with the same agent as an unlimited run. Stub model: fast, real CLI and cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from test_cli import run
+
+ROOT = Path(__file__).parent.parent
+EXAMPLE = ROOT / "examples" / "object_counting"
+
+
+def config(tmp_path: Path, budget: dict | None = None, name: str = "config.yaml") -> Path:
+    data = {"agent": str(EXAMPLE / "agent.yaml"), "metric": "numeric_match",
+            "dataset": {s: str(EXAMPLE / "data" / f"{s}.jsonl") for s in ("train", "val", "test")}
+            | {"limit": 6},
+            "models": {"agent": "stub"}, "train": {"batch_size": 2, "seed": 0},
+            "sampling": {"max_tokens": 24, "max_tokens_limit": 48}}
+    if budget:
+        data["budget"] = budget
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_estimate_is_printed_and_close_to_the_calls_made(tmp_path):
+    cfg = config(tmp_path)
+    est = run("train", str(cfg), "--estimate")
+    assert est.returncode == 0, est.stderr
+    assert est.stdout.startswith("estimate: 3 steps, about ")
+    estimate = json.loads(est.stdout.split("\n", 1)[1])
+    done = run("train", str(cfg), "--run-dir", str(tmp_path / "r"), "--quiet")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    made = summary["llm_calls"]["agent"]["misses"] + summary["llm_calls"]["agent"]["hits"]
+    assert 0.5 <= estimate["calls"] / made <= 2.0, (estimate["breakdown"], made)
+
+
+def test_a_budget_stops_at_a_checkpoint_and_resume_with_more_ends_the_same(tmp_path):
+    full = run("train", str(config(tmp_path)), "--run-dir", str(tmp_path / "full"), "--quiet")
+    assert full.returncode == 0, full.stderr
+    small = config(tmp_path, {"calls": 30}, "small.yaml")
+    own = {"LOCALSYM_CACHE_DIR": str(tmp_path / "cache")}  # budgets count calls made, not hits
+    stopped = run("train", str(small), "--run-dir", str(tmp_path / "cut"), "--quiet",
+                  env_extra=own)
+    assert stopped.returncode == 3 and "budget of 30 calls spent" in stopped.stderr
+    assert "--resume" in stopped.stderr
+    state = json.loads((tmp_path / "cut" / "state.json").read_text())
+    assert 0 < state["step"] < 3 and not state["done"] and state["spent"]["calls"] >= 30
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert summary["stopped"] and summary["test_after"] is None  # no test spending when stopped
+    bigger = config(tmp_path, {"calls": 100000}, "big.yaml")
+    resumed = run("train", str(bigger), "--resume", str(tmp_path / "cut"), "--quiet",
+                  env_extra=own)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "cut" / "best_spec.json").read_bytes() == \
+        (tmp_path / "full" / "best_spec.json").read_bytes()
