@@ -262,12 +262,14 @@ class EvolvingAgent:
             rid = self.store.write(
                 "INSERT INTO rounds (status, trigger, live_before, started, feedback_seen) "
                 "VALUES ('running', ?, ?, ?, ?)", (trigger, self.live_version, time.time(), seen))
-            if not wait:
-                self._round = threading.Thread(target=self._round_safely, args=(rid,),
-                                               name=f"evolve-{rid}", daemon=True)
-                self._round.start()
-                return {"round": rid, "status": "running"}
-        self._round_safely(rid)
+            # always in its own thread, so ``evolving`` is true for a waited-on round too
+            thread = threading.Thread(target=self._round_safely, args=(rid,),
+                                      name=f"evolve-{rid}", daemon=True)
+            self._round = thread
+            thread.start()
+        if not wait:
+            return {"round": rid, "status": "running"}
+        thread.join()
         return self.store.rows("SELECT * FROM rounds WHERE id=?", (rid,))[0]
 
     def _round_safely(self, rid: int) -> None:

@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     plans = [f"{site}:{rng.randint(1, n)}" for site, n in sorted(per_site.items())]
     while len(plans) < args.trials:
         plans.append(str(rng.randint(1, len(sites))))
-    plans = plans[:max(args.trials, len(per_site))]
+    if args.trials < len(plans):  # fewer trials than sites: a random choice of the sites
+        plans = sorted(rng.sample(plans, args.trials))
+    plans = plans[:args.trials]
     plans += [f"timer:{rng.uniform(0.5, ref_seconds):.2f}" for _ in range(args.timer)]
 
     results, failures = [], 0
