@@ -231,3 +231,18 @@ os.kill(os.getpid(), signal.SIGKILL)
     assert agent.rounds()[0]["status"] in ("interrupted", "done")
     assert agent.evolve()["status"] == "done"  # and it evolves again after the crash
     agent.close()
+
+
+def test_unlabeled_samples_train_by_the_language_loss_alone(tmp_path):
+    """With evolve.unlabeled, samples nobody gave feedback on are learned from too: the judge
+    scores them (no ground truth), in training and at the gate."""
+    agent = _agent(tmp_path, evolve={"unlabeled": True})
+    for i in range(6):
+        agent.run(_inputs(i))
+    examples = agent.examples()
+    assert len(examples) == 6 and all(ex.expected is None for ex in examples)
+    result = agent.evolve()
+    assert result["status"] == "done" and result["decision"] != "skipped"
+    assert result["train_size"] + result["val_size"] == 6
+    agent.close()
+    assert _agent(tmp_path / "other").evolve()["decision"] == "skipped"  # default: feedback only
