@@ -32,8 +32,7 @@ from localsym.config import DeployConfig
 from localsym.data import Example, load_jsonl, metric
 from localsym.errors import ConfigError, LocalsymError
 from localsym.io import read_jsonl
-from localsym.learn import (DemonstrationOptimizer, LanguageLoss, PipelineOptimizer,
-                            PromptOptimizer, ToolOptimizer, Trainer)
+from localsym.learn import LanguageLoss, Trainer, default_optimizers
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -336,11 +335,8 @@ class EvolvingAgent:
         val = held + self.fixed_val
         live = self.live_version
         live_spec = self.spec(live)
-        lm, lr, p = self.optimizer_lm, cfg.learning_rate, cfg.meta_sampling
-        optimizers = {"prompt": PromptOptimizer(lm, lr.max_fields, lr.max_change, p),
-                      "tool": ToolOptimizer(lm, lr.max_fields, lr.max_change, p),
-                      "pipeline": PipelineOptimizer(lm, lr.max_actions, p),
-                      "demonstrations": DemonstrationOptimizer(max_demos=lr.max_demos)}
+        lm, p = self.optimizer_lm, cfg.meta_sampling
+        optimizers = default_optimizers(lm, **cfg.learning_rate.model_dump(), params=p)
         pipeline = Pipeline(live_spec, self.agent_lm, self.tools, cfg.sampling)
         loss = LanguageLoss(lm, live_spec.description, self.metric, p)
         trainer = Trainer(pipeline, loss, optimizers, lm, cfg.train, self.metric,

@@ -19,8 +19,7 @@ from localsym.config import RunConfig, load_config
 from localsym.data import Example, generate_examples, load_jsonl, metric, split
 from localsym.errors import ConfigError
 from localsym.io import atomic_write_text, read_jsonl
-from localsym.learn import (DemonstrationOptimizer, LanguageLoss, LogProbLoss, MetricLoss,
-                            PipelineOptimizer, PromptOptimizer, ToolOptimizer, Trainer)
+from localsym.learn import LanguageLoss, LogProbLoss, MetricLoss, Trainer, default_optimizers
 
 
 def load_spec(config: RunConfig, base: Path) -> PipelineSpec:
@@ -85,11 +84,8 @@ class Run:
         return LanguageLoss(self.optimizer_lm, self.spec.description, self.metric, c.meta_sampling)
 
     def optimizers(self) -> dict:
-        lm, lr, p = self.optimizer_lm, self.config.learning_rate, self.config.meta_sampling
-        return {"prompt": PromptOptimizer(lm, lr.max_fields, lr.max_change, p),
-                "tool": ToolOptimizer(lm, lr.max_fields, lr.max_change, p),
-                "pipeline": PipelineOptimizer(lm, lr.max_actions, p),
-                "demonstrations": DemonstrationOptimizer(max_demos=lr.max_demos)}
+        return default_optimizers(self.optimizer_lm, **self.config.learning_rate.model_dump(),
+                                  params=self.config.meta_sampling)
 
     def trainer(self) -> Trainer:
         return Trainer(self.pipeline, self.loss, self.optimizers(), self.optimizer_lm,

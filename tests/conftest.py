@@ -78,3 +78,31 @@ class RoutedLM(LM):
             raise AssertionError(f"no scripted answer for schema {schema.__name__}")
         self.calls.append((schema.__name__, [m.model_dump() for m in messages]))
         return Completion(text=json.dumps(self.routes[name]([m.model_dump() for m in messages])))
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc=None, seconds: float = 60) -> None:
+    """Wait until ``url`` answers (any status below 500); fail early if ``proc`` died."""
+    import time
+
+    import httpx
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited: {proc.stdout.read()[-3000:]}")
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up in {seconds:.0f}s")

@@ -5,20 +5,18 @@ servers (FastAPI) that misbehave on purpose."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from conftest import Verdict
+from conftest import Verdict, free_port, wait_http
 from localsym.agent import Pipeline, PipelineSpec
 from localsym.data import load_jsonl, metric
 from localsym.errors import EndpointError, InvalidOutputError, ModelNotFoundError
@@ -33,37 +31,17 @@ QUESTIONS = ["Is 7 prime?", "Is the sky green?", "Do fish fly?", "Is ice cold?"]
 FAST = {"retries": 1, "backoff": 0.05}
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(url: str, proc=None, seconds: float = 60) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.TransportError:
-            pass
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(proc.stdout.read()[-3000:])
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
-
-
 @pytest.fixture(scope="module")
 def server():
     """llama-cpp-python's OpenAI-compatible server on the embedded model, alias smollm2."""
-    port = _port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(resolve(None).path),
          "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
          "--n_ctx", "2048", "--verbose", "false"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        _wait(f"http://127.0.0.1:{port}/v1/models", proc)
+        wait_http(f"http://127.0.0.1:{port}/v1/models", proc)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         proc.kill()
@@ -74,12 +52,12 @@ class StandIn:
     """A FastAPI app on a loopback port, in a thread."""
 
     def __init__(self, app: FastAPI):
-        self.port = _port()
+        self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
                                                     log_level="error"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        _wait(f"http://127.0.0.1:{self.port}/health")
+        wait_http(f"http://127.0.0.1:{self.port}/health")
         self.url = f"http://127.0.0.1:{self.port}/v1"
 
     def stop(self):
@@ -162,30 +140,24 @@ def test_cli_eval_runs_against_the_endpoint(server, cache_dir):
 
 
 def test_unreachable_server_and_unknown_model_are_clear_errors(server):
-    dead = f"http://127.0.0.1:{_port()}/v1"
+    dead = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(EndpointError, match="is unreachable .* after 2 tries.*Fix: start the"):
         open_lm("m", endpoint=dead, cache_mode="off", endpoint_options=FAST).generate("hi", Verdict)
     with pytest.raises(ModelNotFoundError, match=r"does not serve model 'gpt-9'; it has \['smollm2'\]"):
         open_lm("gpt-9", endpoint=server, cache_mode="off").generate("hi", Verdict)
 
 
-def test_a_server_without_structured_outputs_is_named():
-    async def refuse(body):
-        return JSONResponse(status_code=400, content={"error": "response_format is not supported"})
-    s = stand_in(refuse)
+@pytest.mark.parametrize("answer, error, message", [
+    (JSONResponse(status_code=400, content={"error": "response_format is not supported"}),
+     EndpointError, "supports no JSON-schema structured output"),
+    (_answer("Sure! The answer is yes."), InvalidOutputError, "does not match schema Verdict"),
+], ids=["no-structured-outputs", "answer-breaks-the-schema"])
+def test_a_misbehaving_server_is_a_clear_error(answer, error, message):
+    async def reply(body):
+        return answer
+    s = stand_in(reply)
     try:
-        with pytest.raises(EndpointError, match="supports no JSON-schema structured output"):
-            open_lm("m", endpoint=s.url, cache_mode="off").generate("hi", Verdict)
-    finally:
-        s.stop()
-
-
-def test_an_answer_that_breaks_the_schema_is_an_invalid_output():
-    async def ignore_schema(body):
-        return _answer("Sure! The answer is yes.")
-    s = stand_in(ignore_schema)
-    try:
-        with pytest.raises(InvalidOutputError, match="does not match schema Verdict"):
+        with pytest.raises(error, match=message):
             open_lm("m", endpoint=s.url, cache_mode="off").generate("hi", Verdict)
     finally:
         s.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ import httpx
 import pytest
 import yaml
 
+from conftest import free_port, wait_http
 from localsym.agent import PipelineSpec
 from localsym.config import DeployConfig
 from localsym.evolve import Busy, EvolvingAgent, NotFound
@@ -24,12 +24,6 @@ from localsym.evolve import Busy, EvolvingAgent, NotFound
 ROOT = Path(__file__).resolve().parent.parent
 SPORTS = ROOT / "examples" / "sports_understanding"
 STATEMENTS = [json.loads(line) for line in (SPORTS / "data" / "train.jsonl").read_text().splitlines()]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _deploy_config(tmp_path: Path, model: str | None = None, **evolve) -> Path:
@@ -49,22 +43,13 @@ class Service:
     """`localsym serve` in a subprocess on a free loopback port."""
 
     def __init__(self, config: Path, directory: Path):
-        self.port = _port()
+        self.port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "import sys; from localsym.cli import main; sys.exit(main())",
              "serve", str(config), "--dir", str(directory), "--port", str(self.port)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=300)
-        deadline = time.time() + 60
-        while True:
-            try:
-                if self.client.get("/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert self.proc.poll() is None, self.proc.stdout.read()
-            assert time.time() < deadline, "the service did not come up"
-            time.sleep(0.2)
+        wait_http(f"http://127.0.0.1:{self.port}/health", self.proc)
 
     def kill(self) -> None:  # no clean shutdown: what a crash does
         self.proc.send_signal(signal.SIGKILL)

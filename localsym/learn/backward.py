@@ -63,10 +63,7 @@ def backward(trajectory: Trajectory, loss: LossRecord, spec: PipelineSpec, lm: L
              example_id: str, params: SamplingParams | None = None,
              workflow: bool = True) -> ExampleGradients:
     """Language gradients for every node run in ``trajectory`` (reverse order) and the workflow."""
-    result = backward_batch([trajectory], [loss], spec, lm, [example_id], params, workflow)[0]
-    if isinstance(result, Exception):
-        raise result
-    return result
+    return backward_batch([trajectory], [loss], spec, lm, [example_id], params, workflow)[0]
 
 
 def backward_batch(trajectories: list[Trajectory], losses: list[LossRecord], spec: PipelineSpec,
