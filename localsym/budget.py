@@ -102,10 +102,7 @@ def speeds(lm) -> dict:
 
 def estimate(run) -> Estimate:
     """The estimate for a ``localsym.runner.Run`` (see the module doc)."""
-    from localsym.agent.pipeline import Pipeline
-
-    c, spec, splits = run.config, run.spec, run.splits
-    pipe = Pipeline(spec, run.agent_lm, run.pipeline.tools, c.sampling)
+    c, spec, splits, pipe = run.config, run.spec, run.splits, run.pipeline
     sample = (splits["train"] or splits["val"])[0].inputs
     node_prompt = sum(len(m["content"]) for node in spec.nodes
                       for m in pipe.messages_for(node, {k: sample.get(k, "") for k in node.inputs})
@@ -118,26 +115,22 @@ def estimate(run) -> Estimate:
     batch = min(c.train.batch_size, len(splits["train"]))
     opts = c.train.optimizers
     n_nodes = len(spec.nodes)
-
-    def forward(n: int, scored_by_judge: bool) -> tuple[int, int]:
-        return n * per_example, n * (scored_by_judge and judge)
+    meta = {"loss": steps * batch * judge,
+            "gradient": steps * batch * (n_nodes if c.train.backprop else 0),
+            "workflow": steps * batch * ("pipeline" in opts and c.train.backprop),
+            "prompt": steps * n_nodes * ("prompt" in opts),
+            "tool": steps * ("tool" in opts and bool(spec.tools)),
+            "pipeline": steps * ("pipeline" in opts)}
     test = len(splits["test"])
     calls = {"test (before and after)": 2 * test * per_example,
              "validation (start)": len(splits["val"]) * per_example,
              "forward": steps * batch * per_example,
-             "loss (judge)": steps * batch * judge,
-             "gradients": steps * batch * (n_nodes if c.train.backprop else 0),
-             "workflow gradients": steps * batch * ("pipeline" in opts and c.train.backprop),
-             "optimizers": steps * (n_nodes * ("prompt" in opts) + ("tool" in opts and
-                                                                     bool(spec.tools))
-                                    + ("pipeline" in opts)),
+             "loss (judge)": meta["loss"], "gradients": meta["gradient"],
+             "workflow gradients": meta["workflow"],
+             "optimizers": meta["prompt"] + meta["tool"] + meta["pipeline"],
              "validation (candidates)": steps * len(splits["val"]) * per_example}
     agent_calls = calls["test (before and after)"] + calls["validation (start)"] + \
         calls["forward"] + calls["validation (candidates)"]
-    meta = {"loss": calls["loss (judge)"], "gradient": calls["gradients"],
-            "workflow": calls["workflow gradients"], "prompt": steps * n_nodes * ("prompt" in opts),
-            "tool": steps * ("tool" in opts and bool(spec.tools)),
-            "pipeline": steps * ("pipeline" in opts)}
     prompt_tokens = agent_calls * node_prompt + sum(META_PROMPT_TOKENS[k] * v
                                                     for k, v in meta.items())
     answer_tokens = agent_calls * c.sampling.max_tokens * ANSWER_SHARE + \

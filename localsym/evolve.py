@@ -91,17 +91,6 @@ class Store:
                 raise
             return cur.lastrowid
 
-    def transaction(self, statements: list[tuple[str, tuple]]) -> None:
-        with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, args in statements:
-                    self.db.execute(sql, args)
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-
     def rows(self, sql: str, args=()) -> list[sqlite3.Row]:
         with self.lock:
             cur = self.db.execute(sql, args)

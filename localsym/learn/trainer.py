@@ -77,18 +77,14 @@ def progress_bar(items, desc: str, enabled: bool = True, total: int | None = Non
 def ordered_map(fn, items: list, workers: int = 1, bar=None) -> list:
     """``[fn(x) for x in items]``, with up to ``workers`` calls in flight (an HTTP backend's
     parallel slots); results always in the order of ``items``, so a run stays reproducible."""
-    if workers <= 1 or len(items) <= 1:
-        out = []
-        for x in items:
-            out.append(fn(x))
-            if bar is not None:
-                bar.update(1)
-        return out
     from concurrent.futures import ThreadPoolExecutor
+    from contextlib import nullcontext
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="localsym") as pool:
+    parallel = workers > 1 and len(items) > 1
+    with ThreadPoolExecutor(workers, thread_name_prefix="localsym") if parallel \
+            else nullcontext() as pool:
         out = []
-        for result in pool.map(fn, items):
+        for result in (pool.map if parallel else map)(fn, items):
             out.append(result)
             if bar is not None:
                 bar.update(1)
@@ -248,10 +244,13 @@ class Trainer:
         self.pipeline.spec = state.best_spec
         return state
 
-    def _usage(self) -> dict[str, float]:
+    def _count(self, counter: str) -> int:
+        """A counter summed over both LMs (the same LM counted once)."""
         lms = {id(lm): lm for lm in (self.pipeline.lm, self.lm)}.values()
-        return {"calls": sum(getattr(lm, "misses", 0) for lm in lms),
-                "tokens": sum(getattr(lm, "tokens_made", 0) for lm in lms),
+        return sum(getattr(lm, counter, 0) for lm in lms)
+
+    def _usage(self) -> dict[str, float]:
+        return {"calls": self._count("misses"), "tokens": self._count("tokens_made"),
                 "seconds": time.perf_counter()}
 
     def spent(self) -> dict[str, float]:
@@ -261,9 +260,7 @@ class Trainer:
 
     def _calls(self) -> dict[str, int]:
         """LLM calls so far: made (cache misses) and served from the cache, both LMs."""
-        lms = {id(lm): lm for lm in (self.pipeline.lm, self.lm)}.values()
-        return {"made": sum(getattr(lm, "misses", 0) for lm in lms),
-                "cached": sum(getattr(lm, "hits", 0) for lm in lms)}
+        return {"made": self._count("misses"), "cached": self._count("hits")}
 
     def _step(self, state: TrainState, batch: list[Example], val: list[Example]) -> None:
         started = time.perf_counter()

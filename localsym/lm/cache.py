@@ -197,7 +197,6 @@ class CachedLM(LM):
         self._store: JsonStore | None = None
         self.hits = self.misses = self.stores = 0
         self.tokens_made = 0  # prompt + answer tokens of the calls made (cache misses)
-        self.seconds_made = 0.0
         self._counts_lock = threading.Lock()
         self._flushed = {"hits": 0, "misses": 0, "stores": 0}
 
@@ -278,7 +277,6 @@ class CachedLM(LM):
         completion = completion.model_copy(update={"seconds": time.perf_counter() - start})
         with self._counts_lock:
             self.tokens_made += completion.prompt_tokens + completion.completion_tokens
-            self.seconds_made += completion.seconds
         self.store.set(key, {"completion": completion.model_dump(), "key": doc})
         self._add('stores')
         return completion

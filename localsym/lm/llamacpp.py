@@ -479,7 +479,6 @@ def _rendered(response) -> tuple[str, bool]:
     return response.prompt, not getattr(response, "added_special", False)
 
 
-
 def _has_control_text(llm, text: str) -> bool:
     """Whether ``text`` spells one of the model's special tokens (it tokenizes differently with
     special-token parsing on)."""
