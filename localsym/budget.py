@@ -29,6 +29,10 @@ META_PROMPT_TOKENS = {"loss": 450, "gradient": 420, "workflow": 520, "prompt": 7
                       "pipeline": 800}  # rendered meta-prompts, measured on the examples
 
 
+class _Calibration(BaseModel):
+    answer: str
+
+
 class Budget(BaseModel):
     """Limits of one run; None = no limit. Calls and tokens count calls made (cache misses)."""
 
@@ -81,15 +85,18 @@ def speeds(lm) -> dict:
     if key in known:
         return known[key]
     backend = lm.backend
-    if not hasattr(backend, "complete_text") or lm.mode == "replay":
+    if not hasattr(backend, "complete_text") or lm.mode == "replay":  # in-process llama.cpp only
         # an HTTP endpoint, the stub, or a replay (which must not need the model): no timing
         return {"prompt": 500.0, "answer": 50.0, "measured": False}
-    from localsym.lm.base import SamplingParams
+    from localsym.lm.base import Message, SamplingParams
 
     backend.llama  # load outside the timing
     t0 = time.perf_counter()
     text = "Count the objects: " + ", ".join(["a chair", "two lamps", "a desk"] * 20)
-    done = backend.complete_text(text, SamplingParams(max_tokens=32, max_tokens_limit=32))
+    # a schema call like the run's own (constrained decoding), closed at 32 tokens: it cannot
+    # fail on a long answer the way free text cut at a limit does
+    done = backend.complete([Message(role="user", content=text)], _Calibration,
+                            SamplingParams(max_tokens=32, max_tokens_limit=32, on_limit="close"))
     prompt_speed = done.prompt_tokens / max(done.prefill_seconds, 1e-3)
     answer_speed = done.completion_tokens / max(done.seconds - done.prefill_seconds, 1e-3) \
         if done.completion_tokens else 50.0

@@ -87,7 +87,10 @@ def cmd_train(args) -> int:
     run, config_path = open_run(args.config, args.resume, args.run_dir, args.quiet)
     try:
         if not args.quiet:
-            print(f"localsym: {run.estimate().line()}", file=sys.stderr, flush=True)
+            try:
+                print(f"localsym: {run.estimate().line()}", file=sys.stderr, flush=True)
+            except LocalsymError as err:  # an estimate is advice: it never stops a run
+                print(f"localsym: no estimate ({err.cause})", file=sys.stderr, flush=True)
         summary = run.train(config_path, resume=args.resume is not None)
     except KeyboardInterrupt:
         print(f"localsym: interrupted; every finished step is checkpointed and every LLM call "

@@ -60,3 +60,14 @@ def test_a_budget_stops_at_a_checkpoint_and_resume_with_more_ends_the_same(tmp_p
     assert resumed.returncode == 0, resumed.stderr
     assert (tmp_path / "cut" / "best_spec.json").read_bytes() == \
         (tmp_path / "full" / "best_spec.json").read_bytes()
+
+
+def test_estimate_on_the_embedded_model_measures_this_machine(cache_dir):
+    """Without a stored speed, the estimate times two short real calls on the model once and
+    keeps the figures in the cache directory (the path every non-quiet `train` takes)."""
+    est = run("train", str(EXAMPLE / "config.yaml"), "--estimate")
+    assert est.returncode == 0, est.stderr
+    assert est.stdout.startswith("estimate: 2 steps, about ")
+    speeds = json.loads((cache_dir / "speed.json").read_text())
+    (figures,) = speeds.values()
+    assert figures["measured"] and figures["prompt"] > 0 and figures["answer"] > 0
