@@ -44,18 +44,39 @@ def outputs_model(name: str, outputs: tuple[FieldSpec, ...], routes: tuple[str, 
     """The schema of a node's answer: its typed outputs, and its routing choice if it has one."""
     fields: dict[str, Any] = {
         f.name: (Literal[f.choices] if f.choices else _PY_TYPES[f.type],
-                 Field(description=f.description or None)) for f in outputs}
+                 Field(description=f.description or None, pattern=f.pattern))
+        for f in outputs}
     if len(routes) > 1:
         fields[ROUTE_FIELD] = (Literal[routes], ...)
     return create_model(f"{name}_output", **fields)
 
 
+def args_model(registry: ToolRegistry, tool: str, patterns: tuple[tuple[str, str], ...] = ()):
+    """A tool's argument schema, with the spec's argument patterns enforced on str arguments."""
+    base = registry.get(tool).args_model
+    if not patterns:
+        return base
+    fields = {}
+    for arg, pattern in patterns:
+        info = base.model_fields.get(arg)
+        if info is None or info.annotation is not str:
+            raise ConfigError(f"tool {tool!r} has a pattern for {arg!r}, which is not one of its "
+                              f"str arguments ({sorted(base.model_fields)})",
+                              "name a str argument of the tool, or drop the pattern")
+        fields[arg] = (str, Field(... if info.is_required() else info.default, pattern=pattern))
+    return create_model(f"{tool}_args", __base__=base, **fields)
+
+
 @lru_cache(maxsize=256)
 def step_model(name: str, outputs: tuple[FieldSpec, ...], routes: tuple[str, ...],
-               tools: tuple[str, ...], registry: ToolRegistry, may_finish: bool = True):
-    """The schema of one tool-loop step: call one of the tools (typed args) or finish."""
+               tools: tuple[str, ...], registry: ToolRegistry, may_finish: bool = True,
+               patterns: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()):
+    """The schema of one tool-loop step: call one of the tools (typed args) or finish.
+    ``patterns``: (tool, ((argument, regex), ...)) for the tools whose arguments have one."""
+    by_tool = dict(patterns)
     variants = [create_model(f"call_{t}", tool=(Literal[t], ...),
-                             args=(registry.get(t).args_model, ...)) for t in tools]
+                             args=(args_model(registry, t, by_tool.get(t, ())), ...))
+                for t in tools]
     if may_finish:
         variants.append(create_model(f"{name}_finish", tool=(Literal["finish"], ...),
                                      outputs=(outputs_model(name, outputs, routes), ...)))
@@ -176,7 +197,7 @@ class Pipeline:
         messages = [{"role": "system", "content": system}]
         for demo in node.demonstrations:
             messages.append({"role": "user", "content": render("node_input.j2", inputs=demo.inputs)})
-            messages.append({"role": "assistant", "content": json.dumps(demo.outputs)})
+            messages += demo_turns(node, demo)
         messages.append({"role": "user", "content": render("node_input.j2", inputs=inputs)})
         return messages
 
@@ -184,6 +205,12 @@ class Pipeline:
         """Per-call seed from the base seed, the node and the step: independent of call order."""
         seed = (self.params.seed + zlib.crc32(f"{node}:{step}".encode())) % 2**31
         return self.params.model_copy(update={"seed": seed})
+
+    def _step_schema(self, node: NodeSpec, routes: tuple[str, ...], may_finish: bool):
+        patterns = tuple((t, tuple(sorted(self.spec.tool(t).patterns.items())))
+                         for t in node.tools if self.spec.tool(t).patterns)
+        return step_model(node.name, node.outputs, routes, node.tools, self.tools, may_finish,
+                          patterns)
 
     def _run_node(self, node: NodeSpec, state: dict[str, Any], step: int) -> NodeRecord:
         start = time.perf_counter()
@@ -198,13 +225,12 @@ class Pipeline:
         messages = self.messages_for(node, inputs)
         out_model = outputs_model(node.name, node.outputs, routes)
         try:
-            answer = None
+            answer, bound = None, {}
             if node.tools:
                 for i in range(node.max_tool_steps):
                     may_finish = i > 0 or node.tool_choice == "auto"
-                    step_schema = step_model(node.name, node.outputs, routes, node.tools,
-                                             self.tools, may_finish)
-                    value, completion = self.lm.call(messages, step_schema,
+                    value, completion = self.lm.call(messages,
+                                                     self._step_schema(node, routes, may_finish),
                                                      self._params(node.name, step * 64 + i))
                     record.cached = record.cached or completion.cached
                     if value.action.tool == "finish":
@@ -216,6 +242,11 @@ class Pipeline:
                     messages = messages + [
                         {"role": "assistant", "content": completion.text},
                         {"role": "user", "content": f"Result of {call.tool}: {seen}"}]
+                    bound.update(bound_outputs(node, call))
+                    if node.bind and len(routes) <= 1 and \
+                            all(f.name in bound for f in node.outputs):
+                        answer = out_model.model_validate(bound)  # every output is bound
+                        break
                 if answer is None:  # the loop is bounded: the last word is an answer
                     messages = messages + [{"role": "user",
                                             "content": "Give your final answer now."}]
@@ -223,7 +254,7 @@ class Pipeline:
                 answer, completion = self.lm.call(messages, out_model,
                                                   self._params(node.name, step * 64 + 63))
                 record.cached = record.cached or completion.cached
-            outputs = answer.model_dump()
+            outputs = {**answer.model_dump(), **bound}
             record.route = outputs.pop(ROUTE_FIELD, None)
             record.outputs = outputs
         except NODE_FAILURES as err:
@@ -240,3 +271,43 @@ class Pipeline:
     def load(cls, path, lm: LM, tools: ToolRegistry | None = None,
              params: SamplingParams | None = None) -> "Pipeline":
         return cls(PipelineSpec.load(path), lm, tools, params)
+
+
+def demo_turns(node: NodeSpec, demo) -> list[dict[str, str]]:
+    """A demonstration's answer as the turns the node really produces: bare outputs for a node
+    without tools; for a node with tools, each tool call and its result, then ``finish`` (left
+    out when every output is bound to a tool result: the node ends at the call)."""
+    if not node.tools:
+        return [{"role": "assistant", "content": json.dumps(demo.outputs)}]
+    turns = []
+    for c in demo.tool_calls:
+        turns.append({"role": "assistant", "content": json.dumps(
+            {"action": {"tool": c.tool, "args": c.args}})})
+        turns.append({"role": "user", "content": f"Result of {c.tool}: {c.result}"})
+    if not (demo.tool_calls and node.bind and
+            all(f.name in node.bind for f in node.outputs)):
+        turns.append({"role": "assistant", "content": json.dumps(
+            {"action": {"tool": "finish", "outputs": demo.outputs}})})
+    return turns
+
+
+def bound_outputs(node: NodeSpec, call) -> dict[str, Any]:
+    """The outputs of ``node`` bound to the tool of ``call``, read from its result (a failed call
+    or a result that does not parse as the field's type binds nothing)."""
+    if not call.ok:
+        return {}
+    out = {}
+    for f in node.outputs:
+        if node.bind.get(f.name) != call.tool:
+            continue
+        try:
+            value = float(call.result) if f.type in ("int", "float") else call.result
+            if f.type == "int":
+                if not float(value).is_integer():
+                    continue
+                value = int(value)
+            if f.type in ("int", "float", "str"):
+                out[f.name] = value
+        except (TypeError, ValueError, OverflowError):
+            continue
+    return out

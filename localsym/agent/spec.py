@@ -9,6 +9,7 @@ emits a new spec validated against this same schema, and a rolled-back step rest
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,21 @@ Identifier = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 FieldType = Literal["str", "int", "float", "bool", "list[str]"]
 # The trainable text fields of a node's prompt, in the order they are shown to the model.
 PROMPT_FIELDS = ("role", "task", "rules", "style", "output_instructions")
+
+
+def check_pattern(pattern: str | None, where: str) -> str | None:
+    """A regex the decoder will enforce; a bad one is an error naming ``where``."""
+    if pattern is None:
+        return None
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        raise ValueError(f"{where}: pattern {pattern!r} is not a valid regular expression "
+                         f"({err})") from None
+    if pattern.startswith("^") or pattern.endswith("$"):
+        raise ValueError(f"{where}: pattern {pattern!r} must not be anchored with ^ or $ (the "
+                         "whole value always matches it)")
+    return pattern
 
 
 class Frozen(BaseModel):
@@ -33,11 +49,16 @@ class FieldSpec(Frozen):
     type: FieldType = "str"
     description: str = ""
     choices: tuple[str, ...] = ()
+    pattern: str | None = Field(None, description="a regex the whole value matches (str fields): "
+                                "the decoder can produce nothing else")
 
     @model_validator(mode="after")
     def _choices_are_strings(self):
         if self.choices and self.type != "str":
             raise ValueError(f"field {self.name!r}: choices need type str, not {self.type}")
+        if self.pattern is not None and (self.type != "str" or self.choices):
+            raise ValueError(f"field {self.name!r}: a pattern needs type str without choices")
+        check_pattern(self.pattern, f"field {self.name!r}")
         return self
 
 
@@ -52,11 +73,21 @@ class PromptWeights(Frozen):
     output_instructions: str = ""
 
 
+class DemoToolCall(Frozen):
+    """A tool call inside a demonstration, shown as the turns the node really produces."""
+
+    tool: str
+    args: dict[str, Any]
+    result: str
+
+
 class Demonstration(Frozen):
-    """A worked example shown to a node: its inputs and the outputs it should give."""
+    """A worked example shown to a node: its inputs, the tool calls it made (if any), and the
+    outputs it should give."""
 
     inputs: dict[str, Any]
     outputs: dict[str, Any]
+    tool_calls: tuple[DemoToolCall, ...] = ()
 
 
 class ToolSpec(Frozen):
@@ -66,6 +97,14 @@ class ToolSpec(Frozen):
     name: str = Identifier
     description: str
     usage_notes: str = ""
+    patterns: dict[str, str] = Field({}, description="argument name -> a regex the argument's "
+                                     "value matches (str arguments), enforced by the decoder")
+
+    @model_validator(mode="after")
+    def _valid_patterns(self):
+        for arg, pattern in self.patterns.items():
+            check_pattern(pattern, f"tool {self.name!r} argument {arg!r}")
+        return self
 
 
 class NodeSpec(Frozen):
@@ -80,6 +119,10 @@ class NodeSpec(Frozen):
     tool_choice: Literal["auto", "required"] = Field(
         "auto", description="required: the first step must call a tool")
     max_tool_steps: int = Field(4, ge=1, le=32)
+    bind: dict[str, str] = Field({}, description="output name -> tool name: the output is the "
+                                 "result of the node's last call of that tool (deterministic, "
+                                 "not written by the model); when every output is bound the node "
+                                 "finishes right after the call")
 
     @model_validator(mode="after")
     def _unique_outputs(self):
@@ -87,6 +130,13 @@ class NodeSpec(Frozen):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"node {self.name!r} has duplicate outputs {sorted(dup)}")
+        for out, tool in self.bind.items():
+            if out not in names:
+                raise ValueError(f"node {self.name!r} binds {out!r}, which is not one of its "
+                                 f"outputs {names}")
+            if tool not in self.tools:
+                raise ValueError(f"node {self.name!r} binds {out!r} to tool {tool!r}, which the "
+                                 f"node does not use (its tools: {list(self.tools)})")
         return self
 
 

@@ -42,6 +42,11 @@ class ToolCallRecord(BaseModel):
         return self.error is None
 
 
+# Argument patterns the structural search may try on any str argument of any tool: a bounded
+# single-line value (a small model's free string can otherwise run on until its token limit).
+GENERIC_ARG_PATTERNS = (r'[^"\\\n]{1,80}',)
+
+
 @dataclass(frozen=True)
 class Tool:
     name: str
@@ -49,6 +54,15 @@ class Tool:
     args_model: type[BaseModel]
     description: str
     timeout: float
+    patterns: tuple[tuple[str, tuple[str, ...]], ...] = ()  # argument -> vetted regexes to try
+
+    def pattern_menu(self, arg: str) -> tuple[str, ...]:
+        """The patterns worth trying on ``arg``: the tool's own vetted ones, then generic ones."""
+        own = dict(self.patterns).get(arg, ())
+        return own + tuple(p for p in GENERIC_ARG_PATTERNS if p not in own)
+
+    def str_args(self) -> list[str]:
+        return [n for n, f in self.args_model.model_fields.items() if f.annotation is str]
 
     def spec(self) -> ToolSpec:
         """The default trainable text of this tool (from its docstring)."""
@@ -69,7 +83,9 @@ class ToolRegistry:
         self._tools: dict[str, Tool] = dict(tools._tools) if tools else {}
 
     def register(self, fn: Callable | None = None, *, name: str | None = None,
-                 timeout: float = 5.0):
+                 timeout: float = 5.0, patterns: dict[str, tuple[str, ...]] | None = None):
+        """Register ``fn`` as a tool. ``patterns``: for a str argument, regexes the value may be
+        forced into (the structural search tries each, and keeps one only if it helps)."""
         def add(f: Callable) -> Callable:
             tool_name = name or f.__name__
             fields = {}
@@ -82,7 +98,12 @@ class ToolRegistry:
                 fields[p.name] = (_ARG_TYPES[hints[p.name]], Field(default))
             args_model = create_model(f"{tool_name}_args", **fields)
             doc = (inspect.getdoc(f) or tool_name).strip().splitlines()[0]
-            self._tools[tool_name] = Tool(tool_name, f, args_model, doc, timeout)
+            menu = tuple((arg, tuple(p)) for arg, p in sorted((patterns or {}).items()))
+            for arg, _ in menu:
+                if fields.get(arg, (None,))[0] is not str:
+                    raise ConfigError(f"tool {tool_name!r}: patterns name {arg!r}, which is not "
+                                      "a str argument", "give patterns for str arguments only")
+            self._tools[tool_name] = Tool(tool_name, f, args_model, doc, timeout, menu)
             return f
 
         return add(fn) if fn is not None else add
@@ -167,8 +188,15 @@ def calculator(expression: str) -> str:
     return str(value)
 
 
+# The calculator's vetted argument forms: one operation, a flat chain of operations, any bounded
+# expression. Under such a pattern a small model writes the expression it would never compute.
+CALCULATOR_PATTERNS = (r"[0-9]{1,9} ?[-+*/] ?[0-9]{1,9}",
+                       r"[0-9]{1,9}( ?[-+*/] ?[0-9]{1,9}){0,15}",
+                       r"[-+*/(). 0-9]{1,60}")
+
+
 def default_tools() -> ToolRegistry:
     """A registry with the built-in tools (``calculator``)."""
     registry = ToolRegistry()
-    registry.register(calculator)
+    registry.register(calculator, patterns={"expression": CALCULATOR_PATTERNS})
     return registry

@@ -38,7 +38,10 @@ class StubLM(LM):
         return Completion(text=text, completion_tokens=len(text) // 4)
 
     def logprob(self, messages, text: str) -> tuple[float, int]:
-        h = int(hashlib.sha256(canonical_json([messages, text]).encode()).hexdigest()[:8], 16)
+        from localsym.lm.base import as_messages
+
+        msgs = [m.model_dump() for m in as_messages(messages)]
+        h = int(hashlib.sha256(canonical_json([msgs, text]).encode()).hexdigest()[:8], 16)
         return -(h % 1000) / 100.0, max(1, len(text) // 4)
 
 
@@ -86,4 +89,11 @@ class _Filler:
         if kind == "null":
             return None
         words = [WORDS[(n >> (5 * i)) % len(WORDS)] for i in range(1 + n % 6)]
+        if "pattern" in s:  # the first of a few plain values that the pattern accepts
+            import re
+
+            for probe in (" ".join(words), words[0], f"{n % 90 + 10}*{n % 7 + 2}", str(n % 100),
+                          "a"):
+                if re.fullmatch(s["pattern"], probe):
+                    return probe
         return " ".join(words)
