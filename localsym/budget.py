@@ -115,13 +115,30 @@ def estimate(run) -> Estimate:
                       for m in pipe.messages_for(node, {k: sample.get(k, "") for k in node.inputs})
                       ) / 3.6 / max(1, len(spec.nodes))
     per_example = sum(1 + (min(n.max_tool_steps, 2) if n.tools else 0) for n in spec.nodes)
-    judge = c.loss == "language"
+    # a candidate may give a node a declared tool: count its calls as a tool node's
+    per_candidate = sum(1 + (2 if n.tools or spec.tools else 0) for n in spec.nodes)
+    # the judge runs only for examples without a ground truth (or with a person's feedback)
+    judge = c.loss == "language" and (c.metric is None or any(
+        ex.expected is None for ex in splits["train"]))
     steps = c.train.epochs * math.ceil(len(splits["train"]) / c.train.batch_size)
     if c.train.max_steps:
         steps = min(steps, c.train.max_steps)
     batch = min(c.train.batch_size, len(splits["train"]))
     opts = c.train.optimizers
     n_nodes = len(spec.nodes)
+    from localsym.learn.edits import structural_edits
+
+    t = c.train
+    # per step: one candidate per LLM optimizer, per demonstration size (labeled and
+    # bootstrapped) and a merge; the structural edits are listed once (a spec is never screened
+    # twice), so they are counted once, as tool-using candidates
+    per_step = min(sum(o in opts for o in ("prompt", "tool", "pipeline")) +
+                   ("demonstrations" in opts) * 2 * len(t.demo_sizes), t.max_candidates) + \
+        ("merge" in opts)
+    structural = min(len(structural_edits(spec, pipe.tools)), t.max_candidates) \
+        if "structure" in opts else 0
+    screen = min(t.screen_size, len(splits["train"]))
+    candidates = per_step + structural
     meta = {"loss": steps * batch * judge,
             "gradient": steps * batch * (n_nodes if c.train.backprop else 0),
             "workflow": steps * batch * ("pipeline" in opts and c.train.backprop),
@@ -135,9 +152,13 @@ def estimate(run) -> Estimate:
              "loss (judge)": meta["loss"], "gradients": meta["gradient"],
              "workflow gradients": meta["workflow"],
              "optimizers": meta["prompt"] + meta["tool"] + meta["pipeline"],
-             "validation (candidates)": steps * len(splits["val"]) * per_example}
+             "screening (parent and candidates)": steps * screen * per_example * (1 + per_step)
+             + screen * structural * per_candidate,
+             "validation (candidates)": steps * min(t.max_validate, candidates) *
+             len(splits["val"]) * per_candidate}
     agent_calls = calls["test (before and after)"] + calls["validation (start)"] + \
-        calls["forward"] + calls["validation (candidates)"]
+        calls["forward"] + calls["validation (candidates)"] + \
+        calls["screening (parent and candidates)"]
     prompt_tokens = agent_calls * node_prompt + sum(META_PROMPT_TOKENS[k] * v
                                                     for k, v in meta.items())
     answer_tokens = agent_calls * c.sampling.max_tokens * ANSWER_SHARE + \

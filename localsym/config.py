@@ -93,7 +93,6 @@ class LearningRate(Strict):
     max_fields: int = Field(2, ge=1)
     max_change: float = Field(0.8, gt=0.0, le=1.0)
     max_actions: int = Field(1, ge=0)
-    max_demos: int = Field(3, ge=0)
 
 
 class CacheConfig(Strict):

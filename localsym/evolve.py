@@ -332,7 +332,7 @@ class EvolvingAgent:
                           self.directory / "rounds" / f"round-{rid:04d}", log=self.log,
                           meta_params=p)
         state = trainer.fit(train, val)
-        candidate = state.spec
+        candidate = state.best_spec  # the best of the pool (the live version is its first entry)
         sizes = {"train_size": len(train), "val_size": len(val)}
         if candidate == live_spec:
             # the gate already refused every proposal inside training: keep the last one as a

@@ -81,7 +81,8 @@ class Run:
             return MetricLoss(self.metric)
         if c.loss == "logprob":
             return LogProbLoss(self.agent_lm)
-        return LanguageLoss(self.optimizer_lm, self.spec.description, self.metric, c.meta_sampling)
+        return LanguageLoss(self.optimizer_lm, self.spec.description, self.metric, c.meta_sampling,
+                            self.spec.tools)
 
     def optimizers(self) -> dict:
         return default_optimizers(self.optimizer_lm, **self.config.learning_rate.model_dump(),

@@ -10,9 +10,11 @@ agent each ends with (never the validation score its gate used):
   untrained     the agent as written (no training; the same for every seed: greedy decoding)
   autope        prompt optimization per node without back-propagation: every node's prompt is
                 tuned from the final loss alone (optimizers [prompt], backprop false)
-  demos         demonstrations only: bootstrapped few-shot (optimizers [demonstrations])
-  full          symbolic learning: loss -> back-propagated gradients -> prompt, tool and workflow
-                optimizers and demonstrations, with the validation gate
+  demos         demonstrations only: labeled and bootstrapped sets (optimizers [demonstrations])
+  full          symbolic learning as shipped: loss -> back-propagated gradients -> candidates from
+                the prompt, tool and workflow optimizers, code-listed structural edits,
+                demonstration sets and merges, screened and gated on evidence
+  full_nobp     the same without back-propagation (every node gets the final loss's feedback)
 
 with the LLM calls made (cache misses) and cached, and the wall time. One cache directory per
 task is shared by its runs, so the evaluations every variant repeats (the untrained agent on
@@ -40,6 +42,7 @@ VARIANTS = {
     "autope": {"optimizers": ["prompt"], "backprop": False},
     "demos": {"optimizers": ["demonstrations"]},
     "full": {},
+    "full_nobp": {"backprop": False},
 }
 
 
@@ -102,7 +105,10 @@ def main() -> int:
                           "accepted": s["accepted"], "rolled_back": s["rolled_back"],
                           "calls_made": sum(v["misses"] for v in calls.values()),
                           "calls_cached": sum(v["hits"] for v in calls.values()),
-                          "wall_seconds": round(wall, 1), "model": args.model or "embedded"}
+                          "wall_seconds": round(wall, 1), "model": args.model or "embedded",
+                          "train_seconds": round(sum(
+                              json.loads(l).get("seconds", 0) for l in
+                              (run_dir / "events.jsonl").read_text().splitlines()), 1)}
                 done[(task, variant, seed)] = record
                 with out.open("a") as f:
                     f.write(json.dumps(record) + "\n")
@@ -117,16 +123,22 @@ def _ms(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def _se(p: float, n: int) -> float:
+    """The standard error of a 0/1 test score ``p`` over ``n`` examples."""
+    return (p * (1 - p) / n) ** 0.5 if n else 0.0
+
+
 def table(records: list[dict]) -> str:
     lines = ["| task | variant | test score (mean ± sd over seeds) | per seed | steps accepted "
-             "/ rolled back | LLM calls made (cached) per run | wall per run |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "/ rolled back | LLM calls made (cached) per run | training wall per run | "
+             "wall per run |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for task in dict.fromkeys(r["task"] for r in records):
         rows = [r for r in records if r["task"] == task]
         before = rows[0]["test_before"]
-        lines.append(f"| {task} (n={rows[0]['test_size']}) | untrained | {before:.3f} | "
-                     f"(greedy: seed-independent) | - | - | - |")
-        for variant in ("autope", "demos", "full"):
+        n = rows[0]["test_size"]
+        lines.append(f"| {task} (n={n}) | untrained | {before:.3f} ± {_se(before, n):.3f} (se) | "
+                     f"(greedy: seed-independent) | - | - | - | - |")
+        for variant in VARIANTS:
             rs = sorted((r for r in rows if r["variant"] == variant), key=lambda r: r["seed"])
             if not rs:
                 continue
@@ -136,6 +148,7 @@ def table(records: list[dict]) -> str:
                 f"{sum(r['accepted'] for r in rs)} / {sum(r['rolled_back'] for r in rs)} | "
                 f"{statistics.mean(r['calls_made'] for r in rs):.0f} "
                 f"({statistics.mean(r['calls_cached'] for r in rs):.0f}) | "
+                f"{statistics.mean(r.get('train_seconds', 0) for r in rs):.0f}s | "
                 f"{statistics.mean(r['wall_seconds'] for r in rs):.0f}s |")
     return "\n".join(lines)
 

@@ -61,7 +61,8 @@ def test_one_training_step_on_the_embedded_model(lm, tmp_path):
     val = [Example(id="v1", inputs={"question": "What is 2 plus 5?"}, expected={"answer": 7})]
     trainer = Trainer(pipe, LanguageLoss(lm, spec.description, numeric_match, params=SMALL),
                       default_optimizers(lm, max_change=1.0), lm,
-                      TrainConfig(batch_size=1, max_steps=1), metric=numeric_match,
+                      TrainConfig(batch_size=1, max_steps=1, optimizers=("prompt", "tool", "pipeline"),
+                                  screen_size=1, max_validate=1), metric=numeric_match,
                       run_dir=tmp_path, meta_params=SMALL, log=lambda *_: None)
     for opt in trainer.optimizers.values():
         if hasattr(opt, "params"):
@@ -70,11 +71,17 @@ def test_one_training_step_on_the_embedded_model(lm, tmp_path):
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     (step,) = [e for e in events if e["event"] == "step"]
     (loss,) = step["losses"]
-    assert loss["kind"] == "language" and 0.0 <= loss["score"] <= 1.0 and loss["analysis"] is not None
-    (grads,) = step["gradients"]
-    assert [g["node"] for g in grads["nodes"]] == ["plan", "solve"]  # one gradient per node
-    assert grads["workflow"] is not None
-    assert step["changes"] or step["rejected_edits"]  # the optimizers proposed an update
+    # a ground truth: the metric and the raw evidence, no judge call
+    assert loss["kind"] == "metric" and 0.0 <= loss["score"] <= 1.0
+    assert "What is 3 times 12?" in loss["analysis"] and "expected" in loss["analysis"]
+    if loss["score"] < 1.0:  # gradients only for a failure
+        (grads,) = step["gradients"]
+        assert [g["node"] for g in grads["nodes"]] == ["plan", "solve"]  # one gradient per node
+        assert grads["workflow"] is not None
+        # every LLM optimizer proposed a candidate, or its edits were refused by the rules
+        assert step["candidates"] or step["rejected_edits"]
+    else:
+        assert step["gradients"] == []
     assert step["decision"] in ("accepted", "rolled back", "no change")
     if step["decision"] == "rolled back":
         assert state.spec == spec  # restored exactly

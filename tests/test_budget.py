@@ -67,7 +67,7 @@ def test_estimate_on_the_embedded_model_measures_this_machine(cache_dir):
     keeps the figures in the cache directory (the path every non-quiet `train` takes)."""
     est = run("train", str(EXAMPLE / "config.yaml"), "--estimate")
     assert est.returncode == 0, est.stderr
-    assert est.stdout.startswith("estimate: 2 steps, about ")
+    assert est.stdout.startswith("estimate: 3 steps, about ")
     speeds = json.loads((cache_dir / "speed.json").read_text())
     (figures,) = speeds.values()
     assert figures["measured"] and figures["prompt"] > 0 and figures["answer"] > 0

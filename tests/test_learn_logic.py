@@ -176,16 +176,20 @@ def test_rejected_update_restores_the_previous_agent_exactly(tmp_path):
     lm = RoutedLM(scripted_agent_routes())
     s = spec()
     pipe = Pipeline(s, lm)
-    data = [Example(id=f"e{i}", inputs={"question": "q"}, expected={"answer": 36}) for i in range(3)]
+    # e0 expects another answer: the agent fails it, so the optimizer is asked for an edit
+    data = [Example(id=f"e{i}", inputs={"question": "q"}, expected={"answer": 35 if i == 0 else 36})
+            for i in range(3)]
     trainer = Trainer(pipe, MetricLoss(numeric_match), {"prompt": WorseningOptimizer()}, lm,
                       TrainConfig(optimizers=("prompt",), batch_size=2), metric=numeric_match,
                       run_dir=tmp_path, log=lambda *_: None)
-    state = trainer.fit(data, data[:2])
+    state = trainer.fit(data, data[1:])
     assert state.spec == s and state.best_spec == s and pipe.spec == s
     events = [json.loads(l) for l in (tmp_path / "events.jsonl").read_text().splitlines()]
     steps = [e for e in events if e["event"] == "step"]
-    assert [e["decision"] for e in steps] == ["rolled back", "rolled back"]
-    assert steps[0]["val_before"] == 1.0 and steps[0]["val_after"] == 0.0
+    proposed = [c for e in steps for c in e["candidates"]]
+    assert proposed and all(c["decision"] == "screened out" for c in proposed)
+    assert all(c["minibatch"] < e["parent_minibatch"] for e in steps for c in e["candidates"])
+    assert steps[0]["val_before"] == 1.0 and steps[0]["decision"] == "no change"
     assert state.memory[0].accepted is False
     assert PipelineSpec.load(tmp_path / "best_spec.json") == s
 
@@ -211,7 +215,8 @@ def test_resumed_run_ends_with_the_same_agent(tmp_path):
                           metric=numeric_match, run_dir=run_dir, log=lambda *_: None)
         return trainer.fit(data, data[:1], resume=resume)
 
-    data = [Example(id=f"e{i}", inputs={"question": f"q{i}"}, expected={"answer": 36})
+    # the agent answers 36: every example fails, so every step asks for edits
+    data = [Example(id=f"e{i}", inputs={"question": f"q{i}"}, expected={"answer": 35})
             for i in range(3)]
     full = run(tmp_path / "full")
     counter.clear()
@@ -252,7 +257,7 @@ def test_agent_and_optimizer_may_be_different_models_and_schedule_cycles(tmp_pat
     student = RoutedLM(ROUTES)
     teacher = RoutedLM({**ROUTES, "PromptUpdate": lambda m: {"reasoning": "r", "edits": []},
                         "ToolUpdate": lambda m: {"reasoning": "r", "edits": [], "selection": []}})
-    data = [Example(id=f"e{i}", inputs={"question": "q"}, expected={"answer": 36}) for i in range(2)]
+    data = [Example(id=f"e{i}", inputs={"question": "q"}, expected={"answer": 35}) for i in range(2)]
     trainer = Trainer(Pipeline(spec(), student), MetricLoss(numeric_match),
                       {"prompt": PromptOptimizer(teacher), "tool": ToolOptimizer(teacher)},
                       teacher, TrainConfig(optimizers=("prompt", "tool"), schedule="cycle",
@@ -276,7 +281,7 @@ def test_paired_test_needs_a_consistent_gain():
 
 def test_a_failing_meta_call_costs_its_example_not_the_run(tmp_path):
     lm = RoutedLM({**ROUTES, "NodeGradientAnswer": lambda m: {"analysis": 1}})  # fails the schema
-    data = [Example(id="e0", inputs={"question": "q"}, expected={"answer": 36})]
+    data = [Example(id="e0", inputs={"question": "q"}, expected={"answer": 35})]  # a failure
     trainer = Trainer(Pipeline(spec(), lm), MetricLoss(numeric_match),
                       {"prompt": PromptOptimizer(lm)}, lm, TrainConfig(optimizers=("prompt",)),
                       metric=numeric_match, run_dir=tmp_path, log=lambda *_: None)

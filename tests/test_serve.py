@@ -130,13 +130,16 @@ def test_service_on_the_embedded_model_evolves_serves_rolls_back_and_survives_a_
 
 
 # -- the logic, on the stub model (fast) --------------------------------------------------------
-def _agent(tmp_path, **overrides) -> EvolvingAgent:
+def _agent_config(**overrides) -> DeployConfig:
     evolve = overrides.pop("evolve", {})
-    config = DeployConfig.model_validate({
+    return DeployConfig.model_validate({
         "agent": "agent.yaml", "models": {"agent": "stub"},
         "train": {"max_steps": 1, "batch_size": 2, **overrides.pop("train", {})},
         "evolve": {"every": None, "min_samples": 4, **evolve}, **overrides})
-    return EvolvingAgent(tmp_path / "dep", config, SPORTS, log=lambda _: None)
+
+
+def _agent(tmp_path, **overrides) -> EvolvingAgent:
+    return EvolvingAgent(tmp_path / "dep", _agent_config(**overrides), SPORTS, log=lambda _: None)
 
 
 def _collect(agent, n=6):
@@ -149,17 +152,20 @@ def _collect(agent, n=6):
 def test_gate_accepts_and_rejects_and_every_version_is_kept(tmp_path):
     agent = _agent(tmp_path)
     assert agent.evolve()["decision"] == "skipped"  # no samples yet
-    _collect(agent)
+    _collect(agent, 12)  # a held-back slice of 3: enough for the stub's answers to gain
     accepted = agent.evolve()
     assert accepted["decision"] == "accepted" and agent.live_version == accepted["candidate"]
     agent.close()
     # the same samples, a gate that demands a significant gain: rejected, live unchanged
-    strict = _agent(tmp_path, train={"paired_test": True, "alpha": 0.01})
+    strict = EvolvingAgent(tmp_path / "strict", _agent_config(train={"paired_test": True,
+                                                                      "alpha": 0.01}),
+                           SPORTS, log=lambda _: None)
+    _collect(strict, 12)
     live = strict.live_version
     rejected = strict.evolve()
     assert rejected["decision"] == "rejected" and "no significant gain" in rejected["reason"]
     assert strict.live_version == live
-    assert [v["status"] for v in strict.versions()] == ["initial", "accepted", "rejected"]
+    assert [v["status"] for v in strict.versions()] == ["initial", "rejected"]
     assert strict.spec(rejected["candidate"]) != strict.spec()  # kept, not live
     strict.close()
 
@@ -167,7 +173,7 @@ def test_gate_accepts_and_rejects_and_every_version_is_kept(tmp_path):
 def test_rollback_restores_the_exact_spec_and_errors_name_the_fix(tmp_path):
     agent = _agent(tmp_path)
     original = agent.spec(1)
-    _collect(agent)
+    _collect(agent, 12)
     assert agent.evolve()["decision"] == "accepted" and agent.spec() != original
     agent.rollback(1)
     assert agent.spec() == original and agent.run(_inputs(0))["version"] == 1

@@ -8,13 +8,13 @@ from localsym.learn.trainer import TrainConfig, Trainer, TrainState
 
 
 def default_optimizers(lm, max_fields: int = 2, max_change: float = 0.8, max_actions: int = 1,
-                       max_demos: int = 3, params=None) -> dict[str, Optimizer]:
-    """One of each optimizer, driven by ``lm`` (``params``: their sampling; default META_PARAMS),
-    with the learning rates of ``localsym.config.LearningRate``."""
+                       params=None) -> dict[str, Optimizer]:
+    """One of each LLM optimizer, driven by ``lm`` (``params``: their sampling; default
+    META_PARAMS), with the learning rates of ``localsym.config.LearningRate``. The code-listed
+    sources (demonstrations, structure, merge) need no model: the trainer runs them itself."""
     return {"prompt": PromptOptimizer(lm, max_fields, max_change, params),
             "tool": ToolOptimizer(lm, max_fields, max_change, params),
-            "pipeline": PipelineOptimizer(lm, max_actions, params),
-            "demonstrations": DemonstrationOptimizer(max_demos=max_demos)}
+            "pipeline": PipelineOptimizer(lm, max_actions, params)}
 
 
 __all__ = ["Batch", "DemonstrationOptimizer", "ExampleGradients", "LanguageLoss", "LogProbLoss",

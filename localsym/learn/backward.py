@@ -131,7 +131,7 @@ def _node_gradient(records, i: int, later: dict[int, NodeGradient], loss: LossRe
     except KeyError:  # the node was removed since this trajectory was recorded
         return None
     prompt = render("gradient.j2", task=spec.description, record=record, node=node,
-                    feedback=feedback, prompt_fields=PROMPT_FIELDS)
+                    feedback=feedback, prompt_fields=PROMPT_FIELDS, tools=spec.tools)
     answer = lm.generate([{"role": "user", "content": prompt}], NodeGradientAnswer, params)
     return NodeGradient(node=record.node, example_id=example_id, analysis=answer.analysis,
                         suggestions={s.field: s.suggestion for s in answer.suggestions},

@@ -58,6 +58,26 @@ def _metric_score(metric: Metric | None, trajectory: Trajectory, example: Exampl
     return 0.0 if not trajectory.ok else float(metric(trajectory.outputs, example.expected))
 
 
+def evidence_loss(metric: Metric, trajectory: Trajectory, example: Example,
+                  score: float) -> LossRecord:
+    """The loss where there is a ground truth: the metric's score and the raw evidence (input,
+    what the agent gave, what was expected, the metric's explanation), verbatim, with no LLM
+    call. A small model cannot judge better than the metric, and a large one reads the evidence
+    in the gradient and optimizer prompts anyway."""
+    if not trajectory.ok:
+        text = f"the run failed: {trajectory.error}"
+    elif hasattr(metric, "explain"):
+        text = metric.explain(trajectory.outputs, example.expected)
+    else:
+        text = "correct" if score >= 1.0 else \
+            f"scored {score:.2f}: the answer {trajectory.outputs} should be {example.expected}"
+    evidence = (f"input {json.dumps(example.inputs, ensure_ascii=False)[:300]}; got "
+                f"{json.dumps(trajectory.outputs, ensure_ascii=False)[:200]}; expected "
+                f"{json.dumps(example.expected, ensure_ascii=False)[:200]}: {text}")
+    return LossRecord(kind="metric", score=score, analysis=evidence,
+                      feedback="keep doing the same" if score >= 1.0 else text, metric=score)
+
+
 class MetricLoss(Loss):
     """The metric alone (no LLM): the feedback names the fields that differ."""
 
@@ -68,31 +88,28 @@ class MetricLoss(Loss):
         score = _metric_score(self.metric, trajectory, example)
         if score is None:
             raise ValueError(f"example {example.id} has no expected outputs for the metric loss")
-        if not trajectory.ok:
-            text = f"the run failed: {trajectory.error}"
-        elif hasattr(self.metric, "explain"):
-            text = self.metric.explain(trajectory.outputs, example.expected)
-        else:
-            text = "correct" if score >= 1.0 else \
-                f"scored {score:.2f}: the answer {trajectory.outputs} should be {example.expected}"
-        return LossRecord(kind="metric", score=score, analysis=text,
-                          feedback="keep doing the same" if score >= 1.0 else text, metric=score)
+        return evidence_loss(self.metric, trajectory, example, score)
 
 
 class LanguageLoss(Loss):
-    """An LLM judges the trajectory. With a metric, the judge sees its score and the record's
-    ``score`` is the metric's; without one (no ground truth) it is the judge's score / 10."""
+    """An LLM judges the trajectory where there is no ground truth (the record's ``score`` is
+    the judge's score / 10), or where a person wrote feedback on the answer (the judge reads it;
+    the score is the metric's). An example with a ground truth and no such feedback gets the
+    metric's score and the raw evidence (``evidence_loss``), with no LLM call."""
 
     def __init__(self, lm: LM, task: str = "", metric: Metric | None = None,
-                 params: SamplingParams | None = None):
+                 params: SamplingParams | None = None, tools=()):
         self.lm, self.task, self.metric = lm, task, metric
         self.params = params or META_PARAMS
+        self.tools = tuple(tools)  # the agent's declared tools (ToolSpec), shown to the judge
 
     def __call__(self, trajectory: Trajectory, example: Example) -> LossRecord:
         metric = _metric_score(self.metric, trajectory, example)
+        if metric is not None and not example.feedback:
+            return evidence_loss(self.metric, trajectory, example, metric)
         prompt = render("loss.j2", task=self.task, trajectory=trajectory,
                         expected=example.expected, metric_score=metric,
-                        feedback=example.feedback)
+                        feedback=example.feedback, tools=self.tools)
         judged = self.lm.generate([{"role": "user", "content": prompt}], Judgement, self.params)
         return LossRecord(kind="language", score=metric if metric is not None else judged.score / 10,
                           analysis=judged.analysis, feedback=judged.feedback, metric=metric)

@@ -192,9 +192,9 @@ class ToolOptimizer(Optimizer):
         proposal = Proposal(spec=spec)
         if not spec.tools:
             return proposal
-        feedback = [{"node": g.node, "text": g.tool_feedback} for eg in batch.gradients
-                    for g in eg.nodes if spec.node(g.node).tools or g.tool_feedback.strip().lower()
-                    not in ("", "none", "none.")][:10]
+        nodes_now = {n.name for n in spec.nodes}  # an earlier edit may have removed a node
+        feedback = [{"node": g.node, "text": g.tool_feedback or g.analysis}
+                    for eg in batch.gradients for g in eg.nodes if g.node in nodes_now][:10]
         calls = [f"{r.node} called {c.tool}({c.args}) -> "
                  f"{c.result if c.ok else 'ERROR ' + str(c.error)}"[:300]
                  for t in batch.trajectories for r in t.records for c in r.tool_calls][:12]
@@ -204,6 +204,8 @@ class ToolOptimizer(Optimizer):
         update = self.lm.generate([{"role": "user", "content": prompt}], self.schema(spec),
                                   self.params)
         proposal.reasoning = update.reasoning
+        # two budgets: text edits never starve the choice of tools (attaching a tool is one
+        # selection edit, whatever the text edits did)
         budget = self.max_edits
         tools = {t.name: t for t in spec.tools}
         for edit in update.edits:
@@ -220,6 +222,7 @@ class ToolOptimizer(Optimizer):
             proposal.changes.append(Change(target=target, before=old, after=new))
             budget -= 1
         nodes = {n.name: n for n in spec.nodes}
+        budget = self.max_edits
         for sel in update.selection:
             old = nodes[sel.node].tools
             new = tuple(t for t in old if t not in sel.remove) + \
@@ -229,7 +232,8 @@ class ToolOptimizer(Optimizer):
             if budget <= 0:
                 proposal.rejected.append(f"nodes.{sel.node}.tools: over the edit limit")
                 continue
-            nodes[sel.node] = nodes[sel.node].model_copy(update={"tools": new})
+            nodes[sel.node] = nodes[sel.node].model_copy(update={
+                "tools": new, "bind": {k: v for k, v in nodes[sel.node].bind.items() if v in new}})
             proposal.changes.append(Change(target=f"nodes.{sel.node}.tools", before=list(old),
                                            after=list(new)))
             budget -= 1
@@ -422,10 +426,9 @@ class DemonstrationOptimizer(Optimizer):
                     node = proposal.spec.node(record.node)
                 except KeyError:
                     continue
-                outputs = dict(record.outputs)
-                if record.route:
-                    outputs["next_step"] = record.route
-                demo = Demonstration(inputs=record.inputs, outputs=outputs)
+                from localsym.learn.edits import demonstration_of
+
+                demo = demonstration_of(record)  # tool turns included, as the node answers
                 if demo in node.demonstrations or added.get(node.name, 0) >= self.per_step:
                     continue
                 demos = (node.demonstrations + (demo,))[-self.max_demos:]

@@ -1,12 +1,17 @@
-"""The training loop: forward, loss, backward, optimizer steps, and the validation gate.
+"""The training loop: each step a search over candidate edits, gated on evidence.
 
-Every candidate update is scored on the validation split and accepted only if the score does not
-drop by more than ``threshold`` (or, with ``paired_test``, only if a paired permutation test on
-the per-example scores finds it better at level ``alpha``); otherwise the previous spec, an
-immutable value, is restored exactly. The best spec so far is kept. After every step the state
-is checkpointed atomically to the run directory, and ``resume`` continues from it: batches come
-from a seeded order and every LLM call is deterministic (and cached), so a resumed run ends with
-the same agent as an uninterrupted one.
+A step runs in phases: **forward** the batch with the parent (drawn from the pool's Pareto
+front), **loss** (the metric with the raw evidence where there is a ground truth, the judge
+where there is none), **backward** (language gradients for the failing examples, last node to
+first), **propose** (candidates from the LLM optimizers, the code-listed structural edits,
+demonstration sets and merges; one atomic edit or one coherent group each), **screen** (each
+candidate on a minibatch of training examples, the parent's failures first), **validate** (the
+best few on the whole validation split) and **gate** (accepted only on a strict gain, or an
+equal score with no example lost and a higher dense score; ``learn/search.py``). Accepted
+candidates join the pool; the best spec so far is kept. After every step the state, pool
+included, is checkpointed atomically to the run directory, and ``resume`` continues from it:
+batches and parents come from seeded generators and every LLM call is deterministic (and
+cached), so a resumed run ends with the same agent as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -24,12 +29,16 @@ from localsym.data import Example, Metric
 from localsym.errors import ConfigError
 from localsym.faults import point
 from localsym.io import append_jsonl, atomic_write_text, read_jsonl, rewrite_jsonl
+from localsym.learn import edits as listed
 from localsym.learn.backward import backward_batch, loss_as_gradients
 from localsym.learn.loss import Loss
 from localsym.learn.optim import Batch, Optimizer, UpdateRecord
+from localsym.learn.search import (Candidate, PoolEntry, best_index, dense_target, gate,
+                                   minibatch, sample_parent, spec_key)
 from localsym.lm.base import LM, SamplingParams
 
-OptimizerName = Literal["prompt", "tool", "pipeline", "demonstrations"]
+OptimizerName = Literal["prompt", "tool", "pipeline", "demonstrations", "structure", "merge"]
+LLM_OPTIMIZERS = ("prompt", "tool", "pipeline")
 
 
 class TrainConfig(BaseModel):
@@ -37,16 +46,28 @@ class TrainConfig(BaseModel):
     epochs: int = Field(1, ge=1)
     batch_size: int = Field(4, ge=1)
     seed: int = Field(0, ge=0)
-    threshold: float = Field(0.0, ge=0.0, description="largest validation drop still accepted")
+    min_gain: float = Field(0.0, ge=0.0, description="a candidate is accepted only if its mean "
+                            "validation score beats its parent's by more than this (strict)")
     paired_test: bool = False
     alpha: float = Field(0.1, gt=0.0, lt=1.0)
-    optimizers: tuple[OptimizerName, ...] = ("prompt", "tool", "pipeline", "demonstrations")
+    optimizers: tuple[OptimizerName, ...] = ("prompt", "tool", "pipeline", "demonstrations",
+                                             "structure", "merge")
     schedule: Literal["all", "cycle"] = Field(
-        "all", description="all: every optimizer every step; cycle: one per step, in turn")
+        "all", description="all: every LLM optimizer every step; cycle: one per step, in turn")
     max_steps: int | None = Field(None, ge=1)
     backprop: bool = Field(True, description="back-propagate language gradients node by node "
                            "(false: every node gets the final loss's feedback alone, no "
                            "gradient calls: the AutoPE-style ablation)")
+    screen_size: int = Field(8, ge=1, description="training examples each candidate is screened "
+                             "on (the parent's failures first)")
+    max_candidates: int = Field(16, ge=1, description="candidates screened per step")
+    max_validate: int = Field(3, ge=1, description="candidates scored on the whole validation "
+                              "split per step (the best of the screening)")
+    demo_sizes: tuple[int, ...] = Field((2, 4), description="how many demonstrations a "
+                                        "demonstration candidate shows")
+    tie_break: Literal["logprob", "none"] = Field(
+        "logprob", description="on an equal validation score with no example lost, accept a "
+        "candidate whose gold answers are likelier (needs a model with log-probabilities)")
 
 
 class TrainState(BaseModel):
@@ -61,6 +82,8 @@ class TrainState(BaseModel):
     best_spec: PipelineSpec
     best_score: float
     memory: list[UpdateRecord] = []
+    pool: list[PoolEntry] = []  # every accepted agent with its validation scores
+    tried: list[str] = []  # keys of the specs already screened (never screened twice)
     done: bool = False
     spent: dict[str, float] = {}  # LLM calls made, their tokens, wall seconds: over all segments
     stopped: str | None = None  # why the run stopped before its end (a budget)
@@ -113,6 +136,12 @@ def evaluate(pipeline: Pipeline, examples: list[Example], metric: Metric | None,
     """Run ``pipeline`` on each example and score it: the metric where the example has a ground
     truth, else the loss's score (the judge). A run that failed scores 0 under the metric. With
     an HTTP backend the examples run concurrently (``concurrency``); scores keep their order."""
+    return evaluate_runs(pipeline, examples, metric, loss, bar)[0]
+
+
+def evaluate_runs(pipeline: Pipeline, examples: list[Example], metric: Metric | None, loss: Loss,
+                  bar=None) -> tuple[list[float], list]:
+    """``evaluate``, and the trajectories it scored."""
     examples = list(examples)
     trajectories = forward_all(pipeline, examples, bar)
 
@@ -125,7 +154,7 @@ def evaluate(pipeline: Pipeline, examples: list[Example], metric: Metric | None,
     out = ordered_map(score, list(zip(trajectories, examples)), concurrency(pipeline))
     if bar is not None and out:
         bar.set_postfix(score=f"{np.mean(out):.3f}")
-    return out
+    return out, trajectories
 
 
 def permutation_p_value(new: list[float], old: list[float], seed: int = 0,
@@ -153,7 +182,7 @@ class Trainer:
         self.progress = progress  # tqdm bars over forward passes and evaluations
         self.meta_params = meta_params  # sampling of the backward calls (default META_PARAMS)
         self.config = config or TrainConfig()
-        unknown = set(self.config.optimizers) - set(optimizers)
+        unknown = set(self.config.optimizers) & set(LLM_OPTIMIZERS) - set(optimizers)
         if unknown:
             raise ConfigError(f"config names optimizers {sorted(unknown)} that were not given",
                               f"given: {sorted(optimizers)}")
@@ -172,24 +201,49 @@ class Trainer:
     def score(self, spec: PipelineSpec, examples: list[Example], desc: str = "validation"
               ) -> list[float]:
         """Per-example scores of ``spec`` (see ``evaluate``)."""
+        return self.runs(spec, examples, desc)[0]
+
+    def runs(self, spec: PipelineSpec, examples: list[Example], desc: str = "validation"
+             ) -> tuple[list[float], list]:
+        """Per-example scores of ``spec`` and its trajectories."""
         saved = self.pipeline.spec
         self.pipeline.spec = spec
         try:
             with self.bar(None, desc, len(examples)) as bar:
-                return evaluate(self.pipeline, examples, self.metric, self.loss, bar)
+                return evaluate_runs(self.pipeline, examples, self.metric, self.loss, bar)
         finally:
             self.pipeline.spec = saved
 
-    def accept(self, new: list[float], old: list[float], step: int) -> tuple[bool, str]:
-        gain = float(np.mean(new) - np.mean(old))
-        if gain < -self.config.threshold:
-            return False, f"validation dropped by {-gain:.3f}"
-        if self.config.paired_test:
+    def dense(self, spec: PipelineSpec, examples: list[Example], trajectories: list) -> float | None:
+        """Mean per-token log-probability of the gold answers under the final node's prompt of
+        each run (the answer in the format that node gives), or None where it does not apply:
+        no ground truth, an answer bound to a tool, a model without log-probabilities."""
+        if self.config.tie_break == "none":
+            return None
+        total = []
+        for ex, traj in zip(examples, trajectories):
+            target = dense_target(spec, ex.expected) if ex.expected else None
+            if target is None or not traj.records:
+                return None
+            try:
+                lp, n = self.pipeline.lm.logprob(traj.records[-1].messages, target)
+            except NotImplementedError:
+                return None
+            except NODE_FAILURES:
+                lp, n = -50.0, 1
+            total.append(lp / max(n, 1))
+        return round(float(np.mean(total)), 6) if total else None
+
+    def accept(self, new: list[float], old: list[float], step: int,
+               dense_new: float | None = None, dense_old: float | None = None
+               ) -> tuple[bool, str]:
+        ok, why = gate(new, old, self.config.min_gain, dense_new, dense_old)
+        if ok and self.config.paired_test:
             p = permutation_p_value(new, old, seed=self.config.seed + step)
             if p >= self.config.alpha:
                 return False, f"no significant gain (paired test p={p:.3f} >= {self.config.alpha})"
-            return True, f"gain {gain:+.3f}, p={p:.3f}"
-        return True, f"validation change {gain:+.3f}"
+            return True, f"{why}, p={p:.3f}"
+        return ok, why
 
     # -- the loop -----------------------------------------------------------------------------
     def order(self, n: int, epoch: int) -> list[int]:
@@ -214,7 +268,9 @@ class Trainer:
             spec = self.pipeline.spec
             scores = self.score(spec, val)
             state = TrainState(config=self.config, spec=spec, val_scores=scores, best_spec=spec,
-                               best_score=float(np.mean(scores)))
+                               best_score=float(np.mean(scores)),
+                               pool=[PoolEntry(spec=spec, scores=scores)],
+                               tried=[spec_key(spec)])
             self._event({"event": "start", "val_score": state.best_score})
             self.save_state(state)
         self.pipeline.spec = state.spec
@@ -236,7 +292,7 @@ class Trainer:
             order = self.order(len(train), state.epoch)
             batch = [train[i] for i in order[state.batch_index * cfg.batch_size:
                                              (state.batch_index + 1) * cfg.batch_size]]
-            self._step(state, batch, val)
+            self._step(state, batch, train, val)
             state.batch_index += 1
             if state.batch_index >= batches:
                 state.epoch, state.batch_index = state.epoch + 1, 0
@@ -262,90 +318,217 @@ class Trainer:
         """LLM calls so far: made (cache misses) and served from the cache, both LMs."""
         return {"made": self._count("misses"), "cached": self._count("hits")}
 
-    def _step(self, state: TrainState, batch: list[Example], val: list[Example]) -> None:
+    def _step(self, state: TrainState, batch: list[Example], train: list[Example],
+              val: list[Example]) -> None:
         started = time.perf_counter()
         calls_before = self._calls()
         state.step += 1
-        spec = state.spec
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, 7, state.step])
+        parent_id = sample_parent(state.pool, rng)
+        parent = state.pool[parent_id]
+        spec = parent.spec
         self.pipeline.spec = spec
+        # forward and loss
         with self.bar(None, f"step {state.step}: forward", len(batch)) as bar:
             trajectories = forward_all(self.pipeline, batch, bar)
         point("step.forward")
-        want_flow = "pipeline" in self._optimizers_for(state.step)
-        losses, grads, failures = [], [], []
-        # A meta call that fails (an answer the schema cannot hold, a cut-off answer) costs its
-        # example or its optimizer in this step, never the run. Losses first, then gradients
-        # layer by layer over the batch: calls that share a prompt prefix run back to back.
-        scored = []
-        bar = self.bar(list(zip(trajectories, batch)), f"step {state.step}: loss")
-        for traj, ex in bar:
-            try:
-                losses.append(self.loss(traj, ex))
-                scored.append((traj, ex))
-                bar.set_postfix(loss=f"{np.mean([l.score for l in losses]):.3f}")
+        failures: list[str] = []
+        scored = []  # (trajectory, example, loss) of every example whose loss could be computed
+        for traj, ex in self.bar(list(zip(trajectories, batch)), f"step {state.step}: loss"):
+            try:  # a meta call that fails costs its example, never the run
+                scored.append((traj, ex, self.loss(traj, ex)))
             except NODE_FAILURES as err:
                 failures.append(f"example {ex.id}: {type(err).__name__}: {err.cause}")
-        if self.config.backprop:
-            results = backward_batch([t for t, _ in scored], losses, spec, self.lm,
-                                     [ex.id for _, ex in scored], params=self.meta_params,
-                                     workflow=want_flow, failures=NODE_FAILURES)
-        else:
-            results = [loss_as_gradients(t, l, ex.id) for (t, ex), l in zip(scored, losses)]
-        for (_, ex), result in zip(scored, results):
-            if isinstance(result, Exception):
-                failures.append(f"example {ex.id}: {type(result).__name__}: {result.cause}")
-            else:
-                grads.append(result)
-        ok_ids = {g.example_id for g in grads}
-        ok_trajectories = [t for t, ex in zip(trajectories, batch) if ex.id in ok_ids]
+        # backward: gradients for the failing examples only (a success has nothing to correct)
+        llm = [n for n in self._optimizers_for(state.step) if n in LLM_OPTIMIZERS]
+        failing = [(t, ex, l) for t, ex, l in scored if l.score < 1.0]
+        grads = self._backward(failing, spec, "pipeline" in llm, failures) if llm else []
         point("step.backward")
-        data = Batch(trajectories=ok_trajectories, gradients=grads)
-        candidate, changes, rejected = spec, [], []
-        for name in self._optimizers_for(state.step) if grads else []:
-            try:
-                proposal = self.optimizers[name].step(candidate, data, state.memory)
-            except NODE_FAILURES as err:
-                failures.append(f"optimizer {name}: {type(err).__name__}: {err.cause}")
-                continue
-            candidate = proposal.spec
-            changes += [(name, c.target) for c in proposal.changes]
-            rejected += [f"{name}: {r}" for r in proposal.rejected]
-        event = {"event": "step", "step": state.step, "epoch": state.epoch,
-                 "batch": [ex.id for ex in batch], "losses": [l.model_dump() for l in losses],
-                 "gradients": [g.model_dump() for g in grads], "failures": failures,
-                 "changes": [f"{n}: {t}" for n, t in changes], "rejected_edits": rejected}
-        before = float(np.mean(state.val_scores))
-        if candidate == spec:
-            event.update(decision="no change", val_before=before, val_after=before)
-        else:
-            point("step.update")
-            new_scores = self.score(candidate, val, f"step {state.step}: validation")
-            point("step.validation")
-            after = float(np.mean(new_scores))
-            ok, why = self.accept(new_scores, state.val_scores, state.step)
-            for name in dict.fromkeys(n for n, _ in changes):  # in order: checkpoints reproduce
+        # propose
+        successes = [t for t, _, l in scored if l.score >= 1.0]
+        by_id = {ex.id: ex for ex in train}
+        mb_ids = minibatch([ex.id for ex in train], [ex.id for _, ex, _ in failing],
+                           cfg.screen_size, rng)
+        mb = [by_id[i] for i in mb_ids]
+        parent_mb, parent_runs = self.runs(spec, mb, f"step {state.step}: screen parent")
+        successes += [t for t, sc in zip(parent_runs, parent_mb) if sc >= 1.0]
+        candidates, rejected = self._propose(state, spec, llm, grads, failing, train, successes,
+                                             failures)
+        # screen on the minibatch; the best few go on to validation
+        base = float(np.mean(parent_mb))
+        for c in candidates:
+            c.minibatch = float(np.mean(self.score(c.spec, mb, f"step {state.step}: screen")))
+        point("step.update")
+        eligible = [c for c in candidates if c.minibatch > base + 1e-12]
+        for c in candidates:
+            if c not in eligible:
+                c.decision, c.reason = "screened out", f"minibatch {c.minibatch:.3f} <= parent " \
+                                                       f"{base:.3f}"
+        merged = self._merge(spec, eligible, state)
+        if merged is not None:
+            merged.minibatch = float(np.mean(self.score(merged.spec, mb, f"step {state.step}: "
+                                                                         "screen merge")))
+            candidates.append(merged)
+            if merged.minibatch > base + 1e-12:
+                eligible.append(merged)
+            else:
+                merged.decision, merged.reason = "screened out", f"minibatch {merged.minibatch:.3f}" \
+                                                                 f" <= parent {base:.3f}"
+        eligible.sort(key=lambda c: -c.minibatch)  # stable: ties keep the proposal order
+        for c in eligible[cfg.max_validate:]:
+            c.decision, c.reason = "screened out", f"not among the {cfg.max_validate} best " \
+                                                   "on the minibatch"
+        accepted = self._validate(state, parent_id, eligible[:cfg.max_validate], val)
+        point("step.validation")
+        for c in candidates:
+            if c.decision != "screened out" or c.source in LLM_OPTIMIZERS:
                 state.memory.append(UpdateRecord(
-                    step=state.step, optimizer=name, accepted=ok, val_before=before,
-                    val_after=after, changes=[t for n, t in changes if n == name]))
-            if ok:
-                state.spec, state.val_scores = candidate, new_scores
-                if after > state.best_score:
-                    state.best_spec, state.best_score = candidate, after
-            event.update(decision="accepted" if ok else "rolled back", reason=why,
-                         val_before=before, val_after=after,
-                         proposed_spec=candidate.model_dump(mode="json"))
+                    step=state.step, optimizer=c.source, accepted=c.decision == "accepted",
+                    val_before=parent.mean,
+                    val_after=c.val if c.val is not None else c.minibatch, changes=c.edits))
+        if accepted:
+            top = max(accepted, key=lambda c: (c.val, c.dense or -np.inf))
+            state.spec = top.spec
+            state.val_scores = next(e.scores for e in state.pool if e.spec == top.spec)
+        b = best_index(state.pool)
+        state.best_spec, state.best_score = state.pool[b].spec, state.pool[b].mean
+        validated = [c for c in candidates if c.val is not None]
+        event = {"event": "step", "step": state.step, "epoch": state.epoch,
+                 "batch": [ex.id for ex in batch], "parent": parent_id,
+                 "losses": [l.model_dump() for _, _, l in scored],
+                 "gradients": [g.model_dump() for g in grads], "failures": failures,
+                 "minibatch": mb_ids, "parent_minibatch": base,
+                 "candidates": [c.summary() for c in candidates],
+                 "changes": [f"{c.source}: {e}" for c in accepted for e in c.edits],
+                 "rejected_edits": rejected, "val_before": parent.mean,
+                 "val_after": max((c.val for c in validated), default=parent.mean)}
+        if accepted:
+            event.update(decision="accepted", reason="; ".join(c.reason for c in accepted),
+                         proposed_spec=top.spec.model_dump(mode="json"), val_after=top.val)
+        elif validated:
+            event.update(decision="rolled back", reason=validated[0].reason,
+                         proposed_spec=validated[0].spec.model_dump(mode="json"))
+        else:
+            event.update(decision="no change", reason="no candidate beat the parent on the "
+                                                      "minibatch" if candidates else
+                         "no candidate proposed")
         self.pipeline.spec = state.spec
         event["seconds"] = round(time.perf_counter() - started, 3)
         event["llm_calls"] = {k: v - calls_before[k] for k, v in self._calls().items()}
         self._event(event)
         point("step.logged")  # logged, not yet checkpointed: resume must not log it twice
         self.log(f"step {state.step}: {event['decision']} (validation {event['val_before']:.3f}"
-                 f" -> {event['val_after']:.3f}; {len(changes)} change(s))")
+                 f" -> {event['val_after']:.3f}; {len(candidates)} candidate(s), "
+                 f"{len(validated)} validated, {len(accepted)} accepted)")
+
+    def _backward(self, failing: list, spec: PipelineSpec, workflow: bool,
+                  failures: list[str]) -> list:
+        if not failing:
+            return []
+        if self.config.backprop:
+            results = backward_batch([t for t, _, _ in failing], [l for _, _, l in failing],
+                                     spec, self.lm, [ex.id for _, ex, _ in failing],
+                                     params=self.meta_params, workflow=workflow,
+                                     failures=NODE_FAILURES)
+        else:
+            results = [loss_as_gradients(t, l, ex.id) for t, ex, l in failing]
+        grads = []
+        for (_, ex, _), result in zip(failing, results):
+            if isinstance(result, Exception):
+                failures.append(f"example {ex.id}: {type(result).__name__}: {result.cause}")
+            else:
+                grads.append(result)
+        return grads
+
+    def _propose(self, state: TrainState, spec: PipelineSpec, llm: list[str], grads: list,
+                 failing: list, train: list[Example], successes: list, failures: list[str]
+                 ) -> tuple[list[Candidate], list[str]]:
+        """Every candidate of this step, in a fixed order (LLM optimizers, demonstrations,
+        structural edits), each a child of ``spec``; the ones that change the final outputs
+        or were tried before are left out."""
+        cfg, rejected = self.config, []
+        proposed: list[Candidate] = []
+        if grads:
+            ok_ids = {g.example_id for g in grads}
+            data = Batch(trajectories=[t for t, ex, _ in failing if ex.id in ok_ids],
+                         gradients=grads)
+            for name in llm:
+                try:
+                    proposal = self.optimizers[name].step(spec, data, state.memory)
+                except NODE_FAILURES as err:
+                    failures.append(f"optimizer {name}: {type(err).__name__}: {err.cause}")
+                    continue
+                rejected += [f"{name}: {r}" for r in proposal.rejected]
+                if proposal.changes:
+                    proposed.append(Candidate(source=name, spec=proposal.spec,
+                                              edits=[c.target for c in proposal.changes]))
+        if "demonstrations" in cfg.optimizers:
+            seed = cfg.seed * 1000 + state.step
+            for edits, new in listed.labeled_demonstrations(spec, train, cfg.demo_sizes, seed) + \
+                    listed.bootstrapped_demonstrations(spec, successes, cfg.demo_sizes, seed):
+                proposed.append(Candidate(source="demonstrations", edits=edits, spec=new))
+        if "structure" in cfg.optimizers:
+            for edits, new in listed.structural_edits(spec, self.pipeline.tools):
+                proposed.append(Candidate(source="structure", edits=edits, spec=new))
+        finals, tried, out = spec.final_outputs(), set(state.tried), []
+        for c in proposed:
+            key = spec_key(c.spec)
+            if c.spec.final_outputs() != finals:
+                rejected.append(f"{c.source}: {'; '.join(c.edits)}: changes the final outputs "
+                                f"{finals} -> {c.spec.final_outputs()}")
+            elif key not in tried and len(out) < cfg.max_candidates:
+                tried.add(key)
+                state.tried.append(key)
+                out.append(c)
+        return out, rejected
+
+    def _merge(self, spec: PipelineSpec, eligible: list[Candidate], state: TrainState
+               ) -> Candidate | None:
+        """The two best screened candidates from different sources, together."""
+        if "merge" not in self.config.optimizers:
+            return None
+        ranked = sorted(eligible, key=lambda c: -c.minibatch)
+        for i, a in enumerate(ranked):
+            for b in ranked[i + 1:]:
+                if a.source == b.source:
+                    continue
+                new = listed.merge(spec, a.spec, b.spec)
+                if new is not None and spec_key(new) not in state.tried:
+                    state.tried.append(spec_key(new))
+                    return Candidate(source="merge", spec=new, edits=a.edits + b.edits)
+        return None
+
+    def _validate(self, state: TrainState, parent_id: int, chosen: list[Candidate],
+                  val: list[Example]) -> list[Candidate]:
+        """Score ``chosen`` on the validation split and gate each against the parent; the
+        accepted ones join the pool."""
+        parent, accepted = state.pool[parent_id], []
+        for c in chosen:
+            scores, runs = self.runs(c.spec, val, f"step {state.step}: validation")
+            c.val = float(np.mean(scores))
+            tie = abs(c.val - parent.mean) <= 1e-12 and \
+                all(a >= b for a, b in zip(scores, parent.scores))
+            if tie and parent.dense is None:
+                parent.dense = self.dense(parent.spec, val, self.runs(parent.spec, val)[1])
+            if tie:
+                c.dense = self.dense(c.spec, val, runs)
+            ok, c.reason = self.accept(scores, parent.scores, state.step, c.dense, parent.dense)
+            c.decision = "accepted" if ok else "rejected"
+            if ok:
+                state.pool.append(PoolEntry(spec=c.spec, scores=scores, dense=c.dense,
+                                            parent=parent_id, step=state.step, source=c.source))
+                accepted.append(c)
+        return accepted
 
     def _optimizers_for(self, step: int) -> list[str]:
+        """The optimizers of a step: ``cycle`` takes the LLM optimizers one per step in turn;
+        code-listed sources (demonstrations, structure, merge) run every step."""
         names = list(self.config.optimizers)
         if self.config.schedule == "cycle":
-            return [names[(step - 1) % len(names)]]
+            llm = [n for n in names if n in LLM_OPTIMIZERS]
+            return [n for n in names if n not in LLM_OPTIMIZERS] + \
+                ([llm[(step - 1) % len(llm)]] if llm else [])
         return names
 
     # -- checkpoints --------------------------------------------------------------------------

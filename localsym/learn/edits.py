@@ -1,0 +1,227 @@
+"""Candidate edits that code lists, with no LLM: structural edits of the spec, demonstration
+sets, and merges of two candidates.
+
+Each function returns ``(edits, spec)`` pairs: the edits are one line each (what a person reads
+in the report and what the optimizers' memory credits), the spec is the parent with exactly those
+edits applied, validated by the same schema as any spec. An edit whose result is not a valid
+spec is left out. The search (``learn/search.py``) screens every candidate on data, so a listed
+edit that does not help costs screening time, never correctness.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+import numpy as np
+
+from localsym.agent.spec import Demonstration, DemoToolCall, NodeSpec, PipelineSpec
+from localsym.agent.tools import ToolRegistry
+from localsym.agent.trajectory import Trajectory
+from localsym.data import Example
+from localsym.errors import ConfigError
+
+# Output patterns the search may try on a free str output: a bounded single-line value.
+GENERIC_OUTPUT_PATTERNS = (r'[^"\\\n]{1,40}',)
+Candidate = tuple[list[str], PipelineSpec]
+
+
+def _build(data: dict, source: str) -> PipelineSpec | None:
+    try:
+        return PipelineSpec.from_data(data, source=source)
+    except ConfigError:
+        return None
+
+
+def with_node(spec: PipelineSpec, node: NodeSpec, tools: dict | None = None) -> PipelineSpec | None:
+    """``spec`` with ``node`` replacing the node of its name (and ``tools``: name -> ToolSpec
+    replacing declared tools), or None if that is not a valid spec."""
+    data = spec.model_dump(mode="json")
+    data["nodes"] = [node.model_dump(mode="json") if n["name"] == node.name else n
+                     for n in data["nodes"]]
+    if tools:
+        data["tools"] = [tools[t["name"]].model_dump(mode="json") if t["name"] in tools else t
+                         for t in data["tools"]]
+    return _build(data, f"edit of {node.name}")
+
+
+def structural_edits(spec: PipelineSpec, registry: ToolRegistry) -> list[Candidate]:
+    """Every structural edit the spec and the tool registry allow, each one atomic or one
+    coherent group: attach a declared tool to a node (alone; required; with each vetted argument
+    pattern; with an output bound to the tool's result), detach it, flip ``tool_choice``, set or
+    drop an argument pattern, bind or unbind an output, force a free str output into a bounded
+    pattern, remove a node. Listed in a fixed order, so a run is reproducible."""
+    out: list[Candidate] = []
+    declared = [t for t in spec.tools if t.name in registry.names()]
+
+    def add(edits: list[str], node: NodeSpec, tools: dict | None = None) -> None:
+        new = with_node(spec, node, tools)
+        if new is not None and new != spec:
+            out.append((edits, new))
+
+    for node in spec.nodes:
+        n = node.name
+        numeric = [f.name for f in node.outputs if f.type in ("int", "float")]
+        for tspec in declared:
+            tool, t = registry.get(tspec.name), tspec.name
+            menu = [(arg, p) for arg in tool.str_args() for p in tool.pattern_menu(arg)]
+            if t not in node.tools:
+                attached = node.model_copy(update={"tools": node.tools + (t,)})
+                required = attached.model_copy(update={"tool_choice": "required"})
+                add([f"attach tool {t} to {n}"], attached)
+                add([f"attach tool {t} to {n}", f"require a tool call first in {n}"], required)
+                for arg, p in menu:
+                    pat = {t: tspec.model_copy(update={"patterns": {**tspec.patterns, arg: p}})}
+                    group = [f"attach tool {t} to {n}", f"require a tool call first in {n}",
+                             f"tool {t} argument {arg} pattern {p}"]
+                    add(group, required, pat)
+                    for f in numeric:
+                        add(group + [f"bind {n}.{f} to the result of {t}"],
+                            required.model_copy(update={"bind": {**node.bind, f: t}}), pat)
+                for f in numeric:
+                    add([f"attach tool {t} to {n}", f"require a tool call first in {n}",
+                         f"bind {n}.{f} to the result of {t}"],
+                        required.model_copy(update={"bind": {**node.bind, f: t}}))
+                continue
+            add([f"detach tool {t} from {n}"], node.model_copy(update={
+                "tools": tuple(x for x in node.tools if x != t),
+                "bind": {k: v for k, v in node.bind.items() if v != t}}))
+            flip = "auto" if node.tool_choice == "required" else "required"
+            add([f"tool_choice {flip} in {n}"], node.model_copy(update={"tool_choice": flip}))
+            for arg, p in menu:
+                if tspec.patterns.get(arg) != p:
+                    add([f"tool {t} argument {arg} pattern {p}"], node, {t: tspec.model_copy(
+                        update={"patterns": {**tspec.patterns, arg: p}})})
+            for arg in tspec.patterns:
+                add([f"tool {t} argument {arg}: drop the pattern"], node, {t: tspec.model_copy(
+                    update={"patterns": {a: p for a, p in tspec.patterns.items() if a != arg}})})
+            for f in numeric:
+                if node.bind.get(f) == t:
+                    add([f"unbind {n}.{f}"], node.model_copy(update={
+                        "bind": {k: v for k, v in node.bind.items() if k != f}}))
+                else:
+                    add([f"bind {n}.{f} to the result of {t}"],
+                        node.model_copy(update={"bind": {**node.bind, f: t}}))
+        for f in node.outputs:
+            if f.type == "str" and not f.choices and f.pattern is None:
+                for p in GENERIC_OUTPUT_PATTERNS:
+                    outputs = tuple(x.model_copy(update={"pattern": p}) if x.name == f.name else x
+                                    for x in node.outputs)
+                    add([f"{n}.{f.name} pattern {p}"], node.model_copy(update={"outputs": outputs}))
+    if len(spec.nodes) > 1:
+        from localsym.learn.optim import RemoveNode, apply_action
+
+        for node in spec.nodes:
+            try:
+                new = apply_action(spec, RemoveNode(action="remove_node", name=node.name))
+            except ConfigError:
+                continue
+            out.append(([f"workflow: remove node {node.name}"], new))
+    return out
+
+
+def final_node(spec: PipelineSpec) -> NodeSpec:
+    return [n for n in spec.nodes if not spec.successors(n.name)][-1]
+
+
+def _balanced(rows: list, key, k: int, rng: np.random.Generator) -> list:
+    """``k`` rows in a seeded order, taking turns over the groups of ``key`` (label balance)."""
+    groups: dict[str, list] = {}
+    for i in rng.permutation(len(rows)):
+        groups.setdefault(key(rows[i]), []).append(rows[i])
+    out, queues = [], [groups[g] for g in sorted(groups)]
+    while len(out) < k and any(queues):
+        for q in queues:
+            if q and len(out) < k:
+                out.append(q.pop(0))
+    return out
+
+
+def labeled_demonstrations(spec: PipelineSpec, train: list[Example], sizes: Iterable[int],
+                           seed: int) -> list[Candidate]:
+    """Demonstrations written from the ground truth, for the final node when it reads only
+    example inputs and has no tools (a tool node's demonstrations must show its tool calls,
+    which a label does not have: those come from bootstrapped runs). Label-balanced over the
+    node's choice outputs; one candidate per size."""
+    node = final_node(spec)
+    names = [f.name for f in node.outputs]
+    inputs = {f.name for f in spec.inputs}
+    if node.tools or not set(node.inputs) <= inputs:
+        return []
+    rows = [ex for ex in train if ex.expected and set(names) <= set(ex.expected)]
+    choice = [f.name for f in node.outputs if f.choices]
+    out = []
+    for k in sizes:
+        rng = np.random.default_rng([seed, k])
+        chosen = _balanced(rows, lambda ex: json.dumps([ex.expected[c] for c in choice]), k, rng)
+        demos = tuple(Demonstration(inputs={i: ex.inputs[i] for i in node.inputs},
+                                    outputs={n: ex.expected[n] for n in names}) for ex in chosen)
+        if len(demos) == k and demos != node.demonstrations:
+            new = with_node(spec, node.model_copy(update={"demonstrations": demos}))
+            if new is not None:
+                out.append(([f"{node.name}: {k} labeled demonstrations "
+                             f"({', '.join(ex.id for ex in chosen)})"], new))
+    return out
+
+
+def demonstration_of(record) -> Demonstration:
+    """A node run as a demonstration, in the format the node produces (tool turns included)."""
+    outputs: dict[str, Any] = dict(record.outputs)
+    if record.route:
+        outputs["next_step"] = record.route
+    calls = tuple(DemoToolCall(tool=c.tool, args=c.args, result=c.result)
+                  for c in record.tool_calls if c.ok)
+    return Demonstration(inputs=record.inputs, outputs=outputs, tool_calls=calls)
+
+
+def bootstrapped_demonstrations(spec: PipelineSpec, successes: list[Trajectory],
+                                sizes: Iterable[int], seed: int) -> list[Candidate]:
+    """Demonstrations from runs that scored full marks (every node of the run gets its own
+    turn as a demonstration), label-balanced over the final outputs; one candidate per size."""
+    ok = [t for t in successes if t.ok and t.records]
+    out = []
+    for k in sizes:
+        rng = np.random.default_rng([seed, k, 1])
+        chosen = _balanced(ok, lambda t: json.dumps(t.outputs, sort_keys=True), k, rng)
+        if len(chosen) < k:
+            continue
+        data = spec
+        for node in spec.nodes:
+            demos = tuple(dict.fromkeys(
+                json.dumps(demonstration_of(r).model_dump(mode="json"), sort_keys=True)
+                for t in chosen for r in t.records if r.node == node.name))[:k]
+            if demos:
+                demos = tuple(Demonstration.model_validate_json(d) for d in demos)
+                data = with_node(data, data.node(node.name).model_copy(
+                    update={"demonstrations": demos})) or data
+        if data != spec:
+            out.append(([f"{k} bootstrapped demonstrations per node"], data))
+    return out
+
+
+def _workflow(data: dict) -> tuple:
+    return ([n["name"] for n in data["nodes"]], data["edges"], data["start"], data["max_steps"])
+
+
+def merge(parent: PipelineSpec, a: PipelineSpec, b: PipelineSpec) -> PipelineSpec | None:
+    """The edits of ``a`` and of ``b`` (both children of ``parent``) together, when they touch
+    different nodes and tools (GEPA's merge); None when they conflict or the result is invalid."""
+    p, x, y = (s.model_dump(mode="json") for s in (parent, a, b))
+    if _workflow(x) != _workflow(p) and _workflow(y) != _workflow(p):
+        return None
+    base, other = (y, x) if _workflow(y) != _workflow(p) else (x, y)
+    if {k: v for k, v in other.items() if k not in ("nodes", "tools")} != \
+            {k: v for k, v in p.items() if k not in ("nodes", "tools")}:
+        return None
+    for part in ("nodes", "tools"):
+        before = {e["name"]: e for e in p[part]}
+        mine = {e["name"]: i for i, e in enumerate(base[part])}
+        for entry in other[part]:
+            if entry == before.get(entry["name"]):
+                continue
+            i = mine.get(entry["name"])
+            if i is None or base[part][i] != before.get(entry["name"]):
+                return None  # both changed it, or it is gone from the other
+            base[part][i] = entry
+    merged = _build(base, "merge")
+    return merged if merged not in (None, parent, a, b) else None

@@ -1,0 +1,136 @@
+"""The search a step runs over candidates: the pool, its per-example Pareto front, screening on
+a minibatch, and the gate.
+
+An optimizer's text is a proposal, never a verdict: every candidate (one atomic edit or one
+coherent group, from one source) is scored on data. A step screens its candidates on a small
+minibatch of training examples (favouring the ones the parent fails), scores the best few on the
+whole validation split, and accepts a candidate only on evidence: a strict gain over its parent,
+or an equal score with no example lost and a higher dense score (the log-probability of the gold
+answers). Accepted candidates join the pool; each step's parent is drawn from the pool's
+per-example Pareto front (GEPA), so a candidate that is best on some examples keeps a chance
+even when its mean is not the highest.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel
+
+from localsym.agent.spec import PipelineSpec
+
+Source = Literal["prompt", "tool", "pipeline", "demonstrations", "structure", "merge"]
+
+
+class Candidate(BaseModel):
+    """One proposed change of the parent, and what the search made of it."""
+
+    source: Source
+    edits: list[str]
+    spec: PipelineSpec
+    minibatch: float | None = None  # mean score on the screening minibatch
+    val: float | None = None  # mean validation score, if it got that far
+    dense: float | None = None  # dense tie-break score, if computed
+    decision: str = "proposed"
+    reason: str = ""
+
+    def summary(self) -> dict:
+        """The candidate as the event log keeps it (the spec itself is kept for accepted ones)."""
+        return self.model_dump(mode="json", exclude={"spec"})
+
+
+class PoolEntry(BaseModel):
+    """An agent in the pool: its spec, its per-example validation scores, where it came from."""
+
+    spec: PipelineSpec
+    scores: list[float]
+    dense: float | None = None
+    parent: int | None = None
+    step: int = 0
+    source: str = "start"
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.scores)) if self.scores else 0.0
+
+
+def spec_key(spec: PipelineSpec) -> str:
+    """A stable identity of a spec (to skip a candidate already tried)."""
+    import hashlib
+
+    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
+
+
+def best_index(pool: list[PoolEntry]) -> int:
+    """The entry with the highest mean validation score; on a tie, the higher dense score, then
+    the earliest."""
+    return max(range(len(pool)), key=lambda i: (pool[i].mean, pool[i].dense or -np.inf, -i))
+
+
+def pareto_front(pool: list[PoolEntry]) -> dict[int, int]:
+    """Entry -> on how many validation examples it reaches the best score of the pool, for the
+    entries not dominated by another (GEPA's per-example Pareto front)."""
+    scores = np.asarray([e.scores for e in pool])
+    top = scores.max(axis=0)
+    wins = {i: int((scores[i] >= top).sum()) for i in range(len(pool))}
+    front = {}
+    for i, w in wins.items():
+        if not w:
+            continue
+        dominated = any(j != i and (scores[j] >= scores[i]).all() and (scores[j] > scores[i]).any()
+                        for j in wins)
+        if not dominated:
+            front[i] = w
+    return front or {best_index(pool): 1}
+
+
+def sample_parent(pool: list[PoolEntry], rng: np.random.Generator) -> int:
+    """A parent from the Pareto front, with probability in proportion to its wins."""
+    front = pareto_front(pool)
+    ids = sorted(front)
+    weights = np.asarray([front[i] for i in ids], dtype=float)
+    return int(ids[rng.choice(len(ids), p=weights / weights.sum())])
+
+
+def gate(new: list[float], old: list[float], min_gain: float = 0.0,
+         dense_new: float | None = None, dense_old: float | None = None) -> tuple[bool, str]:
+    """Accept only on evidence: a mean gain above ``min_gain`` (strict), or the same per-example
+    scores or better everywhere with an equal mean and a higher dense score."""
+    gain = float(np.mean(new) - np.mean(old))
+    if gain > min_gain + 1e-12:
+        return True, f"validation gain {gain:+.3f}"
+    lost = int(sum(a < b for a, b in zip(new, old)))
+    if abs(gain) <= 1e-12 and not lost and dense_new is not None and dense_old is not None \
+            and dense_new > dense_old + 1e-9:
+        return True, f"validation equal, no example lost, dense score {dense_old:.3f} -> " \
+                     f"{dense_new:.3f}"
+    if gain < -1e-12:
+        return False, f"validation dropped by {-gain:.3f}"
+    if gain <= min_gain and gain > 1e-12:
+        return False, f"gain {gain:+.3f} not above min_gain {min_gain}"
+    return False, "no gain on validation" + (f" ({lost} example(s) lost)" if lost else "")
+
+
+def minibatch(train_ids: list[str], failed: list[str], size: int,
+              rng: np.random.Generator) -> list[str]:
+    """``size`` training example ids for screening: up to half of them the parent's failures
+    (the examples a candidate must fix), the rest others in a seeded order (where a candidate
+    must not break what works)."""
+    out = list(dict.fromkeys(failed))[:max(1, size // 2)]
+    rest = [i for i in (train_ids[j] for j in rng.permutation(len(train_ids))) if i not in out]
+    return out + rest[:size - len(out)]
+
+
+def dense_target(spec: PipelineSpec, expected: dict) -> str | None:
+    """The text whose log-probability is the dense score of an example: the expected outputs in
+    the format the final node answers in (``finish`` for a node with tools), or None when the
+    answer is bound to a tool result (nothing for the model to be likely about)."""
+    node = [n for n in spec.nodes if not spec.successors(n.name)][-1]
+    outputs = {f.name: expected[f.name] for f in node.outputs if f.name in expected}
+    if not outputs or set(outputs) <= set(node.bind):
+        return None
+    if node.tools:
+        return json.dumps({"action": {"tool": "finish", "outputs": outputs}})
+    return json.dumps(outputs)
