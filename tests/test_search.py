@@ -247,3 +247,17 @@ def test_a_short_run_on_the_embedded_model_attaches_the_calculator(tmp_path):
     assert summary["test_after"] > summary["test_before"]
     best = PipelineSpec.load(tmp_path / "run" / "best_spec.json")
     assert best.node("solve").tools == ("calculator",)
+
+
+def test_the_dense_target_is_the_answer_as_the_final_node_gives_it():
+    from localsym.learn.search import dense_target
+
+    plain = PipelineSpec.from_data(ARITH)
+    assert json.loads(dense_target(plain, {"answer": 6})) == {"answer": 6}
+    tool = PipelineSpec.from_data({**ARITH, "nodes": [{**ARITH["nodes"][0],
+                                                       "tools": ["calculator"]}]})
+    assert json.loads(dense_target(tool, {"answer": 6})) == {
+        "action": {"tool": "finish", "outputs": {"answer": 6}}}
+    bound = PipelineSpec.from_data({**ARITH, "nodes": [{**ARITH["nodes"][0], "tools": ["calculator"],
+                                                        "bind": {"answer": "calculator"}}]})
+    assert dense_target(bound, {"answer": 6}) is None

@@ -128,7 +128,14 @@ class LogProbLoss(Loss):
             return LossRecord(kind="logprob", score=0.0, analysis="no run or no expected answer",
                               feedback="produce an answer")
         last = trajectory.records[-1]
-        target = json.dumps({k: v for k, v in example.expected.items()}, ensure_ascii=False)
+        target = answer_text(last.weights, example.expected)
+        if target is None:  # the answer is bound to a tool result: score the run by the metric
+            ok = trajectory.ok and all(trajectory.outputs.get(k) == v
+                                       for k, v in example.expected.items())
+            return LossRecord(kind="logprob", score=float(ok), metric=float(ok),
+                              analysis="the answer is a tool's result, not the model's text",
+                              feedback="keep doing the same" if ok else "call the tool so that "
+                              f"it returns {json.dumps(example.expected)[:200]}")
         total, n = self.lm.logprob(last.messages, target)
         p = math.exp(total / max(n, 1))
         return LossRecord(
@@ -136,3 +143,16 @@ class LogProbLoss(Loss):
             analysis=f"the expected answer {target[:200]} has a per-token probability of {p:.3f} "
                      f"under node {last.node}'s prompt ({total:.1f} nats over {n} tokens)",
             feedback=f"make the expected answer {target[:200]} more likely")
+
+
+def answer_text(node: dict, expected: dict) -> str | None:
+    """The expected outputs as the text node ``node`` (a NodeSpec as a dict) answers with: bare
+    outputs, or a ``finish`` action for a node with tools; None when every expected output the
+    node gives is bound to a tool result (no text of the model's to score)."""
+    names = [f["name"] for f in node.get("outputs", [])]
+    outputs = {k: v for k, v in expected.items() if k in names} or dict(expected)
+    if set(outputs) <= set(node.get("bind", {})):
+        return None
+    if node.get("tools"):
+        return json.dumps({"action": {"tool": "finish", "outputs": outputs}}, ensure_ascii=False)
+    return json.dumps(outputs, ensure_ascii=False)

@@ -13,7 +13,6 @@ even when its mean is not the highest.
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
 import numpy as np
@@ -127,10 +126,9 @@ def dense_target(spec: PipelineSpec, expected: dict) -> str | None:
     """The text whose log-probability is the dense score of an example: the expected outputs in
     the format the final node answers in (``finish`` for a node with tools), or None when the
     answer is bound to a tool result (nothing for the model to be likely about)."""
+    from localsym.learn.loss import answer_text
+
     node = [n for n in spec.nodes if not spec.successors(n.name)][-1]
-    outputs = {f.name: expected[f.name] for f in node.outputs if f.name in expected}
-    if not outputs or set(outputs) <= set(node.bind):
+    if not any(f.name in expected for f in node.outputs):
         return None
-    if node.tools:
-        return json.dumps({"action": {"tool": "finish", "outputs": outputs}})
-    return json.dumps(outputs)
+    return answer_text(node.model_dump(mode="json"), expected)
