@@ -54,6 +54,14 @@ def spec_diffs(before: PipelineSpec, after: PipelineSpec) -> list[dict]:
         if old.tools != node.tools:
             rows.append({"target": f"{node.name}.tools",
                          "diff": word_diff(", ".join(old.tools), ", ".join(node.tools))})
+        structure = {"tool_choice": lambda n: n.tool_choice,
+                     "bind": lambda n: json.dumps(n.bind, sort_keys=True),
+                     "output patterns": lambda n: json.dumps(
+                         {f.name: f.pattern for f in n.outputs if f.pattern}, sort_keys=True)}
+        for what, value in structure.items():
+            if value(old) != value(node):
+                rows.append({"target": f"{node.name}.{what}",
+                             "diff": word_diff(value(old), value(node))})
         if old.demonstrations != node.demonstrations:
             fmt = lambda demos: " | ".join(json.dumps(d.model_dump()) for d in demos)  # noqa: E731
             rows.append({"target": f"{node.name}.demonstrations",
@@ -67,6 +75,10 @@ def spec_diffs(before: PipelineSpec, after: PipelineSpec) -> list[dict]:
             if old is not None and getattr(old, f) != getattr(tool, f):
                 rows.append({"target": f"tool {tool.name}.{f}",
                              "diff": word_diff(getattr(old, f), getattr(tool, f))})
+        if old is not None and old.patterns != tool.patterns:
+            rows.append({"target": f"tool {tool.name}.patterns",
+                         "diff": word_diff(json.dumps(old.patterns, sort_keys=True),
+                                           json.dumps(tool.patterns, sort_keys=True))})
     return rows
 
 

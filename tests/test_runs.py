@@ -131,20 +131,33 @@ def test_example_tasks_are_complete(example):
 
 
 def scripted_run(run_dir: Path) -> Path:
-    """A run with one accepted prompt edit and one rolled-back step, from a scripted LM."""
-    edits = iter([[{"field": "style", "new_text": "Show the expression only."}],
+    """A run with one accepted prompt edit and one rolled-back step, from a scripted LM: the
+    agent answers 0 until its plan prompt says "Show the expression only." (then 36, right on
+    e0 and on validation); the next edit ("WRONG") makes it answer 2, right on e1 only, so it
+    wins the minibatch (e1, the parent's failure) and loses on validation."""
+    edits = iter([[{"field": "style", "new_text": "Show the expression only."}], [],
                   [{"field": "rules", "new_text": "WRONG"}]])
     routes = {**ROUTES, "PromptUpdate": lambda m: {"reasoning": "r", "edits": next(edits, [])}}
-    routes["plan_output"] = lambda m: {"expression": "1+1" if "WRONG" in m[0]["content"] else "3*12"}
-    solve = routes["solve_step"]
-    routes["solve_step"] = lambda m: ({"action": {"tool": "finish", "outputs": {"answer": 2}}}
-                                      if "expression: 1+1" in m[-1]["content"] else solve(m))
+
+    def plan(m):
+        system = m[0]["content"]
+        return {"expression": "1+1" if "WRONG" in system else
+                "3*12" if "Show the expression only." in system else "5*5"}
+
+    def solve(m):
+        answer = {"expression: 1+1": 2, "expression: 3*12": 36}
+        got = next((v for k, v in answer.items() if k in m[-1]["content"]), 0)
+        return {"action": {"tool": "finish", "outputs": {"answer": got}}}
+
+    routes["plan_output"], routes["solve_step"] = plan, solve
     lm = RoutedLM(routes)
-    data = [Example(id=f"e{i}", inputs={"question": "q"}, expected={"answer": 36}) for i in range(2)]
+    train = [Example(id="e0", inputs={"question": "q"}, expected={"answer": 36}),
+             Example(id="e1", inputs={"question": "q"}, expected={"answer": 2})]
+    val = [Example(id="v0", inputs={"question": "q"}, expected={"answer": 36})]
     Trainer(Pipeline(two_node_spec(), lm), MetricLoss(numeric_match),
             {"prompt": PromptOptimizer(lm, max_change=1.0)}, lm,
-            TrainConfig(optimizers=("prompt",), batch_size=1), metric=numeric_match,
-            run_dir=run_dir, log=lambda *_: None).fit(data, data)
+            TrainConfig(optimizers=("prompt",), batch_size=1, screen_size=1, tie_break="none"),
+            metric=numeric_match, run_dir=run_dir, log=lambda *_: None).fit(train, val)
     return write_report(run_dir)
 
 

@@ -261,3 +261,13 @@ def test_the_dense_target_is_the_answer_as_the_final_node_gives_it():
     bound = PipelineSpec.from_data({**ARITH, "nodes": [{**ARITH["nodes"][0], "tools": ["calculator"],
                                                         "bind": {"answer": "calculator"}}]})
     assert dense_target(bound, {"answer": 6}) is None
+
+
+def test_the_report_diff_names_the_structural_edits():
+    from localsym.report import spec_diffs
+
+    s = PipelineSpec.from_data(ARITH)
+    (_, found), = [(e, new) for e, new in listed.structural_edits(s, default_tools())
+                   if len(e) == 4 and "pattern [0-9]{1,9} ?[-+*/] ?[0-9]{1,9}" in e[2]]
+    targets = {r["target"] for r in spec_diffs(s, found)}
+    assert {"solve.tools", "solve.tool_choice", "solve.bind", "tool calculator.patterns"} <= targets
