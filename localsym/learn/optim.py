@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, create_model
 
-from localsym.agent.spec import (PROMPT_FIELDS, Demonstration, FieldType,
+from localsym.agent.spec import (PROMPT_FIELDS, FieldType,
                                  NodeSpec, PipelineSpec, PromptWeights)
 from localsym.agent.trajectory import Trajectory
 from localsym.errors import ConfigError

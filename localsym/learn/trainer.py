@@ -357,24 +357,13 @@ class Trainer:
                                              failures)
         # screen on the minibatch; the best few go on to validation
         base = float(np.mean(parent_mb))
-        for c in candidates:
-            c.minibatch = float(np.mean(self.score(c.spec, mb, f"step {state.step}: screen")))
+        eligible = [c for c in candidates if self._screen(c, mb, base, state.step)]
         point("step.update")
-        eligible = [c for c in candidates if c.minibatch > base + 1e-12]
-        for c in candidates:
-            if c not in eligible:
-                c.decision, c.reason = "screened out", f"minibatch {c.minibatch:.3f} <= parent " \
-                                                       f"{base:.3f}"
         merged = self._merge(spec, eligible, state)
         if merged is not None:
-            merged.minibatch = float(np.mean(self.score(merged.spec, mb, f"step {state.step}: "
-                                                                         "screen merge")))
             candidates.append(merged)
-            if merged.minibatch > base + 1e-12:
+            if self._screen(merged, mb, base, state.step):
                 eligible.append(merged)
-            else:
-                merged.decision, merged.reason = "screened out", f"minibatch {merged.minibatch:.3f}" \
-                                                                 f" <= parent {base:.3f}"
         eligible.sort(key=lambda c: -c.minibatch)  # stable: ties keep the proposal order
         for c in eligible[cfg.max_validate:]:
             c.decision, c.reason = "screened out", f"not among the {cfg.max_validate} best " \
@@ -482,6 +471,14 @@ class Trainer:
                 state.tried.append(key)
                 out.append(c)
         return out, rejected
+
+    def _screen(self, c: Candidate, mb: list[Example], base: float, step: int) -> bool:
+        """Score ``c`` on the minibatch; whether it beats the parent there (strictly)."""
+        c.minibatch = float(np.mean(self.score(c.spec, mb, f"step {step}: screen {c.source}")))
+        if c.minibatch > base + 1e-12:
+            return True
+        c.decision, c.reason = "screened out", f"minibatch {c.minibatch:.3f} <= parent {base:.3f}"
+        return False
 
     def _merge(self, spec: PipelineSpec, eligible: list[Candidate], state: TrainState
                ) -> Candidate | None:
