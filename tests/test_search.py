@@ -271,3 +271,20 @@ def test_the_report_diff_names_the_structural_edits():
                    if len(e) == 4 and "pattern [0-9]{1,9} ?[-+*/] ?[0-9]{1,9}" in e[2]]
     targets = {r["target"] for r in spec_diffs(s, found)}
     assert {"solve.tools", "solve.tool_choice", "solve.bind", "tool calculator.patterns"} <= targets
+
+
+def test_a_bound_int_is_read_exactly_and_a_fraction_binds_nothing():
+    from localsym.agent.pipeline import bound_outputs
+    from localsym.agent.tools import ToolCallRecord
+
+    s = PipelineSpec.from_data({**ARITH, "nodes": [{**ARITH["nodes"][0], "tools": ["calculator"],
+                                                    "bind": {"answer": "calculator"}}]})
+    node = s.node("solve")
+
+    def call(result):
+        return ToolCallRecord(tool="calculator", args={}, result=result)
+
+    assert bound_outputs(node, call("12345678901234567891")) == {"answer": 12345678901234567891}
+    assert bound_outputs(node, call("36.0")) == {"answer": 36}
+    assert bound_outputs(node, call("2.5")) == {}
+    assert bound_outputs(node, ToolCallRecord(tool="calculator", args={}, error="boom")) == {}

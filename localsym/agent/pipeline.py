@@ -53,16 +53,17 @@ def outputs_model(name: str, outputs: tuple[FieldSpec, ...], routes: tuple[str, 
 
 def args_model(registry: ToolRegistry, tool: str, patterns: tuple[tuple[str, str], ...] = ()):
     """A tool's argument schema, with the spec's argument patterns enforced on str arguments."""
-    base = registry.get(tool).args_model
+    spec = registry.get(tool)
+    base = spec.args_model
     if not patterns:
         return base
     fields = {}
     for arg, pattern in patterns:
-        info = base.model_fields.get(arg)
-        if info is None or info.annotation is not str:
+        if arg not in spec.str_args():
             raise ConfigError(f"tool {tool!r} has a pattern for {arg!r}, which is not one of its "
-                              f"str arguments ({sorted(base.model_fields)})",
+                              f"str arguments ({spec.str_args()})",
                               "name a str argument of the tool, or drop the pattern")
+        info = base.model_fields[arg]
         fields[arg] = (str, Field(... if info.is_required() else info.default, pattern=pattern))
     return create_model(f"{tool}_args", __base__=base, **fields)
 
@@ -296,18 +297,25 @@ def bound_outputs(node: NodeSpec, call) -> dict[str, Any]:
     or a result that does not parse as the field's type binds nothing)."""
     if not call.ok:
         return {}
+    parse = {"str": str, "float": float, "int": _whole_number}
     out = {}
     for f in node.outputs:
-        if node.bind.get(f.name) != call.tool:
+        if node.bind.get(f.name) != call.tool or f.type not in parse:
             continue
         try:
-            value = float(call.result) if f.type in ("int", "float") else call.result
-            if f.type == "int":
-                if not float(value).is_integer():
-                    continue
-                value = int(value)
-            if f.type in ("int", "float", "str"):
-                out[f.name] = value
+            out[f.name] = parse[f.type](call.result)
         except (TypeError, ValueError, OverflowError):
             continue
     return out
+
+
+def _whole_number(text: str) -> int:
+    """``text`` as an int: written as one ("56088") or as a float with nothing after the point
+    ("56088.0"); anything else raises ValueError."""
+    try:
+        return int(text)
+    except ValueError:
+        value = float(text)
+        if not value.is_integer():
+            raise ValueError(f"{text!r} is not a whole number") from None
+        return int(value)

@@ -99,11 +99,12 @@ class ToolRegistry:
             args_model = create_model(f"{tool_name}_args", **fields)
             doc = (inspect.getdoc(f) or tool_name).strip().splitlines()[0]
             menu = tuple((arg, tuple(p)) for arg, p in sorted((patterns or {}).items()))
+            tool = Tool(tool_name, f, args_model, doc, timeout, menu)
             for arg, _ in menu:
-                if fields.get(arg, (None,))[0] is not str:
+                if arg not in tool.str_args():
                     raise ConfigError(f"tool {tool_name!r}: patterns name {arg!r}, which is not "
                                       "a str argument", "give patterns for str arguments only")
-            self._tools[tool_name] = Tool(tool_name, f, args_model, doc, timeout, menu)
+            self._tools[tool_name] = tool
             return f
 
         return add(fn) if fn is not None else add

@@ -416,6 +416,8 @@ class DemonstrationOptimizer(Optimizer):
         self.min_score, self.max_demos, self.per_step = min_score, max_demos, per_step
 
     def step(self, spec: PipelineSpec, batch: Batch, memory: list[UpdateRecord]) -> Proposal:
+        from localsym.learn.edits import demonstration_of  # edits imports this module
+
         proposal = Proposal(spec=spec)
         added: dict[str, int] = {}
         for traj, grads in zip(batch.trajectories, batch.gradients):
@@ -426,8 +428,6 @@ class DemonstrationOptimizer(Optimizer):
                     node = proposal.spec.node(record.node)
                 except KeyError:
                     continue
-                from localsym.learn.edits import demonstration_of
-
                 demo = demonstration_of(record)  # tool turns included, as the node answers
                 if demo in node.demonstrations or added.get(node.name, 0) >= self.per_step:
                     continue

@@ -65,7 +65,12 @@ def spec_key(spec: PipelineSpec) -> str:
 def best_index(pool: list[PoolEntry]) -> int:
     """The entry with the highest mean validation score; on a tie, the higher dense score, then
     the earliest."""
-    return max(range(len(pool)), key=lambda i: (pool[i].mean, pool[i].dense or -np.inf, -i))
+    return max(range(len(pool)), key=lambda i: (pool[i].mean, dense_rank(pool[i].dense), -i))
+
+
+def dense_rank(dense: float | None) -> float:
+    """A dense score for ordering: a missing one ranks below every measured one."""
+    return -np.inf if dense is None else dense
 
 
 def pareto_front(pool: list[PoolEntry]) -> dict[int, int]:

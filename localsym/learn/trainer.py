@@ -33,8 +33,8 @@ from localsym.learn import edits as listed
 from localsym.learn.backward import backward_batch, loss_as_gradients
 from localsym.learn.loss import Loss
 from localsym.learn.optim import Batch, Optimizer, UpdateRecord
-from localsym.learn.search import (Candidate, PoolEntry, best_index, dense_target, gate,
-                                   minibatch, sample_parent, spec_key)
+from localsym.learn.search import (Candidate, PoolEntry, best_index, dense_rank, dense_target,
+                                   gate, minibatch, sample_parent, spec_key)
 from localsym.lm.base import LM, SamplingParams
 
 OptimizerName = Literal["prompt", "tool", "pipeline", "demonstrations", "structure", "merge"]
@@ -377,7 +377,7 @@ class Trainer:
                     val_before=parent.mean,
                     val_after=c.val if c.val is not None else c.minibatch, changes=c.edits))
         if accepted:
-            top = max(accepted, key=lambda c: (c.val, c.dense or -np.inf))
+            top = max(accepted, key=lambda c: (c.val, dense_rank(c.dense)))
             state.spec = top.spec
             state.val_scores = next(e.scores for e in state.pool if e.spec == top.spec)
         b = best_index(state.pool)
