@@ -56,7 +56,13 @@ class ModelsConfig(Strict):
                                                 "the embedded model")
     optimizer: str | None = Field(None, description="the model of the loss, gradients and "
                                                     "optimizers; default the agent's")
-    n_ctx: int | None = None
+    n_ctx: int | None = Field(None, ge=16, description="the context of one call; default the "
+                              "model's trained context, at most 4096")
+    n_seq: int | None = Field(None, ge=1, le=64, description="calls decoded together by the "
+                              "in-process model; default as many as fit 1 GiB of KV cache, at "
+                              "most 8 (1 = one at a time)")
+    n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; default one per "
+                                  "free core")
     n_gpu_layers: int = 0
     endpoint: str | None = Field(None, description="an OpenAI-compatible base URL (.../v1): "
                                  "the agent's model is then the model of that name there")
@@ -81,6 +87,7 @@ class ModelsConfig(Strict):
                                              "api_key_env": self.api_key_env,
                                              "timeout": self.timeout})
         return open_lm(name, cache_dir=cache.dir, cache_mode=cache.mode, n_ctx=self.n_ctx,
+                       n_seq=self.n_seq, n_threads=self.n_threads,
                        n_gpu_layers=self.n_gpu_layers)
 
     def shared(self) -> bool:

@@ -36,7 +36,7 @@ def lm(tmp_path_factory):
 
 
 def _control_tokens(lm, tokens):
-    attr = lm.backend.llama._model.token_get_attr
+    attr = lm.backend.llama.token_get_attr
     return [t for t in tokens if attr(t) & 1]  # LLAMA_TOKEN_ATTR_CONTROL
 
 

@@ -131,11 +131,11 @@ class Pipeline:
         return self.forward_batch([example])[0]
 
     def forward_batch(self, examples: list[dict[str, Any]], progress=None) -> list[Trajectory]:
-        """Run the graph on a batch, node-major: every pending run of the earliest node (in the
-        spec's order) goes before any run of a later node, so consecutive calls share that
-        node's prompt and the KV cache reuses it. Each example's trajectory is exactly what
-        ``forward`` gives it alone (per-call seeds depend on the node and step, not on order).
-        ``progress(n)`` is called after each node run."""
+        """Run the graph on a batch. Every example runs as its own sequence of LM calls; each
+        round, the next call of every example goes to the LM as one batch (decoded together on
+        the in-process model, sent concurrently to a server). Each example's trajectory is
+        exactly what ``forward`` gives it alone (per-call seeds depend on the node and step,
+        not on order). ``progress(n)`` is called after each node run."""
         spec = self.spec
         for example in examples:
             missing = [f.name for f in spec.inputs if f.name not in example]
@@ -143,46 +143,37 @@ class Pipeline:
                 raise ConfigError(f"example lacks the agent's inputs {missing} (it has "
                                   f"{sorted(example)})",
                                   "give every example the spec's input fields")
-        rank = {n.name: i for i, n in enumerate(spec.nodes)}
+        return drive(self.lm, [self._forward_steps(ex, progress) for ex in examples])
+
+    def _forward_steps(self, example: dict[str, Any], progress=None):
+        """One example's run as a generator: it yields each LM call (messages, schema, params)
+        and is sent back the call's (value, completion), or thrown its failure."""
+        spec = self.spec
         bound = spec.max_steps or len(spec.nodes)
-        runs = [{"traj": Trajectory(example=dict(ex)), "state": {f.name: ex[f.name]
-                                                                 for f in spec.inputs},
-                 "current": spec.start_node, "seconds": 0.0} for ex in examples]
-        while True:
-            pending = [r for r in runs if r["current"] is not None]
-            if not pending:
+        traj = Trajectory(example=dict(example))
+        state = {f.name: example[f.name] for f in spec.inputs}
+        current, seconds = spec.start_node, 0.0
+        while current is not None:
+            if len(traj.records) >= bound:
+                traj.error = f"stopped after max_steps={bound} node runs"
                 break
-            node = min((r["current"] for r in pending), key=rank.__getitem__)
-            for run in pending:
-                if run["current"] != node:
-                    continue
-                traj = run["traj"]
-                if len(traj.records) >= bound:
-                    traj.error = f"stopped after max_steps={bound} node runs"
-                    run["current"] = None
-                    continue
-                record = self._run_node(spec.node(node), run["state"], len(traj.records))
-                traj.records.append(record)
-                run["seconds"] += record.seconds
-                if progress is not None:
-                    progress(1)
-                if record.error:
-                    traj.error = f"node {node}: {record.error}"
-                    run["current"] = None
-                    continue
-                run["state"].update(record.outputs)
-                successors = spec.successors(node)
-                run["current"] = record.route if len(successors) > 1 else (
-                    successors[0].target if successors else None)
-        out = []
-        for run in runs:
-            traj = run["traj"]
-            traj.state = run["state"]
-            if traj.records:
-                traj.outputs = dict(traj.records[-1].outputs)
-            traj.seconds = run["seconds"]
-            out.append(traj)
-        return out
+            record = yield from self._node_steps(spec.node(current), state, len(traj.records))
+            traj.records.append(record)
+            seconds += record.seconds
+            if progress is not None:
+                progress(1)
+            if record.error:
+                traj.error = f"node {current}: {record.error}"
+                break
+            state.update(record.outputs)
+            successors = spec.successors(current)
+            current = record.route if len(successors) > 1 else (
+                successors[0].target if successors else None)
+        traj.state = state
+        if traj.records:
+            traj.outputs = dict(traj.records[-1].outputs)
+        traj.seconds = seconds
+        return traj
 
     __call__ = forward
 
@@ -213,7 +204,8 @@ class Pipeline:
         return step_model(node.name, node.outputs, routes, node.tools, self.tools, may_finish,
                           patterns)
 
-    def _run_node(self, node: NodeSpec, state: dict[str, Any], step: int) -> NodeRecord:
+    def _node_steps(self, node: NodeSpec, state: dict[str, Any], step: int):
+        """One node run as a generator of LM calls (see ``_forward_steps``); returns its record."""
         start = time.perf_counter()
         routes = tuple(e.target for e in self.spec.successors(node.name))
         missing = [i for i in node.inputs if i not in state]
@@ -230,9 +222,9 @@ class Pipeline:
             if node.tools:
                 for i in range(node.max_tool_steps):
                     may_finish = i > 0 or node.tool_choice == "auto"
-                    value, completion = self.lm.call(messages,
-                                                     self._step_schema(node, routes, may_finish),
-                                                     self._params(node.name, step * 64 + i))
+                    value, completion = yield (messages,
+                                               self._step_schema(node, routes, may_finish),
+                                               self._params(node.name, step * 64 + i))
                     record.cached = record.cached or completion.cached
                     if value.action.tool == "finish":
                         answer = value.action.outputs
@@ -252,8 +244,8 @@ class Pipeline:
                     messages = messages + [{"role": "user",
                                             "content": "Give your final answer now."}]
             if answer is None:
-                answer, completion = self.lm.call(messages, out_model,
-                                                  self._params(node.name, step * 64 + 63))
+                answer, completion = yield (messages, out_model,
+                                            self._params(node.name, step * 64 + 63))
                 record.cached = record.cached or completion.cached
             outputs = {**answer.model_dump(), **bound}
             record.route = outputs.pop(ROUTE_FIELD, None)
@@ -319,3 +311,28 @@ def _whole_number(text: str) -> int:
         if not value.is_integer():
             raise ValueError(f"{text!r} is not a whole number") from None
         return int(value)
+
+
+def drive(lm: LM, runs: list) -> list:
+    """Run generators of LM calls (see ``Pipeline._forward_steps``) to completion, the pending
+    call of every one of them sent to ``lm.call_batch`` together, in the order of ``runs`` (so
+    a batch is the same every time). Returns each generator's return value, in order."""
+    results: list = [None] * len(runs)
+    pending: dict[int, tuple] = {}
+
+    def advance(i: int, answer) -> None:
+        try:
+            call = runs[i].throw(answer) if isinstance(answer, Exception) else runs[i].send(answer)
+        except StopIteration as stop:
+            results[i] = stop.value
+            pending.pop(i, None)
+            return
+        pending[i] = call
+
+    for i in range(len(runs)):
+        advance(i, None)
+    while pending:
+        order = sorted(pending)
+        for i, answer in zip(order, lm.call_batch([pending[i] for i in order])):
+            advance(i, answer)
+    return results

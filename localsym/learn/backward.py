@@ -70,54 +70,67 @@ def backward_batch(trajectories: list[Trajectory], losses: list[LossRecord], spe
                    lm: LM, example_ids: list[str], params: SamplingParams | None = None,
                    workflow: bool = True, failures: tuple = ()) -> list:
     """``backward`` over a batch, layer by layer: the last node run of every example, then the
-    one before it, ... (so consecutive calls share a node's gradient prompt and the KV cache
-    reuses it), then the workflow gradients. Each example's gradients are exactly what
+    one before it, ..., then the workflow gradients; each layer's calls go to the LM as one
+    batch (``LM.call_batch``). Each example's gradients are exactly what
     ``backward`` gives it alone. A call raising one of ``failures`` costs its example only:
     its slot holds the exception."""
     params = params or META_PARAMS
     grads: list[dict[int, NodeGradient]] = [{} for _ in trajectories]
     failed: list[Exception | None] = [None] * len(trajectories)
     depth = max((len(t.records) for t in trajectories), default=0)
-    for k in range(depth):  # k-th run from the end of every trajectory
+    for k in range(depth):  # k-th run from the end of every trajectory: one batch of calls
+        layer = []  # (example, run index, call)
         for e, trajectory in enumerate(trajectories):
-            records = trajectory.records
-            i = len(records) - 1 - k
+            i = len(trajectory.records) - 1 - k
             if i < 0 or failed[e] is not None:
                 continue
-            try:
-                g = _node_gradient(records, i, grads[e], losses[e], spec, lm, example_ids[e],
-                                   params)
-            except failures as err:
-                failed[e] = err
+            prompt = _gradient_prompt(trajectory.records, i, grads[e], losses[e], spec)
+            if prompt is not None:
+                layer.append((e, i, ([{"role": "user", "content": prompt}], NodeGradientAnswer,
+                                     params)))
+        for (e, i, _), answer in zip(layer, _answers(lm, [c for _, _, c in layer], failures)):
+            if isinstance(answer, Exception):
+                failed[e] = answer
                 continue
-            if g is not None:
-                grads[e][i] = g
+            record = trajectories[e].records[i]
+            grads[e][i] = NodeGradient(
+                node=record.node, example_id=example_ids[e], analysis=answer.analysis,
+                suggestions={s.field: s.suggestion for s in answer.suggestions},
+                tool_feedback=answer.tool_feedback, requirement=answer.requirement,
+                loss_score=losses[e].score)
+    nodes = [[g[i] for i in sorted(g)] for g in grads]
+    flows: list = [None] * len(trajectories)
+    if workflow:
+        todo = [e for e in range(len(trajectories)) if failed[e] is None]
+        calls = [([{"role": "user", "content": render(
+            "workflow_gradient.j2", task=spec.description, spec=spec, trajectory=trajectories[e],
+            loss=losses[e], node_gradients=nodes[e])}], WorkflowGradientAnswer, params)
+            for e in todo]
+        for e, answer in zip(todo, _answers(lm, calls, failures)):
+            if isinstance(answer, Exception):
+                failed[e] = answer
+            else:
+                flows[e] = answer
+    return [failed[e] if failed[e] is not None else
+            ExampleGradients(example_id=example_ids[e], loss=losses[e], nodes=nodes[e],
+                             workflow=flows[e]) for e in range(len(trajectories))]
+
+
+def _answers(lm: LM, calls: list, failures: tuple) -> list:
+    """The answers of ``calls`` in one batch; a failure not in ``failures`` is raised."""
     out = []
-    for e, trajectory in enumerate(trajectories):
-        if failed[e] is not None:
-            out.append(failed[e])
-            continue
-        nodes = [grads[e][i] for i in sorted(grads[e])]
-        flow = None
-        if workflow:
-            prompt = render("workflow_gradient.j2", task=spec.description, spec=spec,
-                            trajectory=trajectory, loss=losses[e], node_gradients=nodes)
-            try:
-                flow = lm.generate([{"role": "user", "content": prompt}],
-                                   WorkflowGradientAnswer, params)
-            except failures as err:
-                out.append(err)
-                continue
-        out.append(ExampleGradients(example_id=example_ids[e], loss=losses[e], nodes=nodes,
-                                    workflow=flow))
+    for answer in lm.call_batch(calls) if calls else []:
+        if isinstance(answer, Exception) and not isinstance(answer, failures):
+            raise answer
+        out.append(answer if isinstance(answer, Exception) else answer[0])
     return out
 
 
-def _node_gradient(records, i: int, later: dict[int, NodeGradient], loss: LossRecord,
-                   spec: PipelineSpec, lm: LM, example_id: str,
-                   params: SamplingParams) -> NodeGradient | None:
-    """The gradient of run ``i`` from the loss (last run) and the requirements of the later
-    runs that read its outputs: the chain rule, in words."""
+def _gradient_prompt(records, i: int, later: dict[int, NodeGradient], loss: LossRecord,
+                     spec: PipelineSpec) -> str | None:
+    """The prompt for the gradient of run ``i``, from the loss (last run) and the requirements
+    of the later runs that read its outputs: the chain rule, in words. None when the node was
+    removed since the trajectory was recorded."""
     record = records[i]
     feedback = [{"source": "the judge", "text": f"{loss.analysis} Needed: {loss.feedback}"}] \
         if i == len(records) - 1 else []
@@ -128,15 +141,10 @@ def _node_gradient(records, i: int, later: dict[int, NodeGradient], loss: LossRe
         feedback = [{"source": "the workflow", "text": "no later step used this output"}]
     try:
         node = spec.node(record.node)
-    except KeyError:  # the node was removed since this trajectory was recorded
+    except KeyError:
         return None
-    prompt = render("gradient.j2", task=spec.description, record=record, node=node,
-                    feedback=feedback, prompt_fields=PROMPT_FIELDS, tools=spec.tools)
-    answer = lm.generate([{"role": "user", "content": prompt}], NodeGradientAnswer, params)
-    return NodeGradient(node=record.node, example_id=example_id, analysis=answer.analysis,
-                        suggestions={s.field: s.suggestion for s in answer.suggestions},
-                        tool_feedback=answer.tool_feedback, requirement=answer.requirement,
-                        loss_score=loss.score)
+    return render("gradient.j2", task=spec.description, record=record, node=node,
+                  feedback=feedback, prompt_fields=PROMPT_FIELDS, tools=spec.tools)
 
 
 def loss_as_gradients(trajectory: Trajectory, loss: LossRecord, example_id: str

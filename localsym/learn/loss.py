@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from localsym.agent.trajectory import Trajectory
 from localsym.data import Example, Metric
-from localsym.lm.base import LM, SamplingParams
+from localsym.lm.base import CALL_FAILURES, LM, SamplingParams
 from localsym.templates import render
 
 
@@ -50,6 +50,18 @@ class Loss(ABC):
     @abstractmethod
     def __call__(self, trajectory: Trajectory, example: Example) -> LossRecord:
         ...
+
+    def batch(self, pairs: list[tuple[Trajectory, Example]]) -> list[LossRecord | Exception]:
+        """The loss of many trajectories; a meta call that fails on its own (``CALL_FAILURES``)
+        is that example's result, never its neighbours'. Losses that call an LLM send the calls
+        together (``LM.call_batch``)."""
+        out = []
+        for trajectory, example in pairs:
+            try:
+                out.append(self(trajectory, example))
+            except CALL_FAILURES as err:
+                out.append(err)
+        return out
 
 
 def _metric_score(metric: Metric | None, trajectory: Trajectory, example: Example) -> float | None:
@@ -104,15 +116,34 @@ class LanguageLoss(Loss):
         self.tools = tuple(tools)  # the agent's declared tools (ToolSpec), shown to the judge
 
     def __call__(self, trajectory: Trajectory, example: Example) -> LossRecord:
-        metric = _metric_score(self.metric, trajectory, example)
-        if metric is not None and not example.feedback:
-            return evidence_loss(self.metric, trajectory, example, metric)
-        prompt = render("loss.j2", task=self.task, trajectory=trajectory,
-                        expected=example.expected, metric_score=metric,
-                        feedback=example.feedback, tools=self.tools)
-        judged = self.lm.generate([{"role": "user", "content": prompt}], Judgement, self.params)
-        return LossRecord(kind="language", score=metric if metric is not None else judged.score / 10,
-                          analysis=judged.analysis, feedback=judged.feedback, metric=metric)
+        result = self.batch([(trajectory, example)])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def batch(self, pairs: list[tuple[Trajectory, Example]]) -> list[LossRecord | Exception]:
+        out: list = [None] * len(pairs)
+        judged = []  # (index, metric score, judge call)
+        for i, (trajectory, example) in enumerate(pairs):
+            metric = _metric_score(self.metric, trajectory, example)
+            if metric is not None and not example.feedback:
+                out[i] = evidence_loss(self.metric, trajectory, example, metric)
+                continue
+            prompt = render("loss.j2", task=self.task, trajectory=trajectory,
+                            expected=example.expected, metric_score=metric,
+                            feedback=example.feedback, tools=self.tools)
+            judged.append((i, metric, ([{"role": "user", "content": prompt}], Judgement,
+                                       self.params)))
+        answers = self.lm.call_batch([call for _, _, call in judged]) if judged else []
+        for (i, metric, _), answer in zip(judged, answers):
+            if isinstance(answer, Exception):
+                out[i] = answer
+                continue
+            value = answer[0]
+            out[i] = LossRecord(kind="language",
+                                score=metric if metric is not None else value.score / 10,
+                                analysis=value.analysis, feedback=value.feedback, metric=metric)
+        return out
 
 
 class LogProbLoss(Loss):

@@ -97,33 +97,8 @@ def progress_bar(items, desc: str, enabled: bool = True, total: int | None = Non
                 total=total)
 
 
-def ordered_map(fn, items: list, workers: int = 1, bar=None) -> list:
-    """``[fn(x) for x in items]``, with up to ``workers`` calls in flight (an HTTP backend's
-    parallel slots); results always in the order of ``items``, so a run stays reproducible."""
-    from concurrent.futures import ThreadPoolExecutor
-    from contextlib import nullcontext
-
-    parallel = workers > 1 and len(items) > 1
-    with ThreadPoolExecutor(workers, thread_name_prefix="localsym") if parallel \
-            else nullcontext() as pool:
-        out = []
-        for result in (pool.map if parallel else map)(fn, items):
-            out.append(result)
-            if bar is not None:
-                bar.update(1)
-        return out
-
-
-def concurrency(pipeline: Pipeline) -> int:
-    return int(getattr(pipeline.lm, "max_concurrency", 1))
-
-
 def forward_all(pipeline: Pipeline, examples: list[Example], bar=None) -> list:
-    """Trajectories of ``examples`` in order: node-major on one in-process model (shared prompt
-    prefixes stay in the KV cache), concurrent requests on an HTTP backend."""
-    if concurrency(pipeline) > 1:
-        return ordered_map(lambda ex: pipeline.forward(ex.inputs), examples,
-                           concurrency(pipeline), bar)
+    """Trajectories of ``examples`` in order, their LM calls batched (``Pipeline.forward_batch``)."""
     if bar is not None:
         bar.reset(total=len(examples) * max(1, len(pipeline.spec.nodes)))
         bar.unit = "call"
@@ -134,8 +109,8 @@ def forward_all(pipeline: Pipeline, examples: list[Example], bar=None) -> list:
 def evaluate(pipeline: Pipeline, examples: list[Example], metric: Metric | None, loss: Loss,
              bar=None) -> list[float]:
     """Run ``pipeline`` on each example and score it: the metric where the example has a ground
-    truth, else the loss's score (the judge). A run that failed scores 0 under the metric. With
-    an HTTP backend the examples run concurrently (``concurrency``); scores keep their order."""
+    truth, else the loss's score (the judge). A run that failed scores 0 under the metric. The
+    examples' LM calls are batched; scores keep the examples' order."""
     return evaluate_runs(pipeline, examples, metric, loss, bar)[0]
 
 
@@ -145,13 +120,17 @@ def evaluate_runs(pipeline: Pipeline, examples: list[Example], metric: Metric | 
     examples = list(examples)
     trajectories = forward_all(pipeline, examples, bar)
 
-    def score(pair) -> float:
-        traj, ex = pair
+    out: list = [None] * len(examples)
+    judged = []
+    for i, (traj, ex) in enumerate(zip(trajectories, examples)):
         if metric is not None and ex.expected is not None:
-            return 0.0 if not traj.ok else float(metric(traj.outputs, ex.expected))
-        return loss(traj, ex).score
-
-    out = ordered_map(score, list(zip(trajectories, examples)), concurrency(pipeline))
+            out[i] = 0.0 if not traj.ok else float(metric(traj.outputs, ex.expected))
+        else:
+            judged.append(i)
+    for i, record in zip(judged, loss.batch([(trajectories[i], examples[i]) for i in judged])):
+        if isinstance(record, Exception):
+            raise record
+        out[i] = record.score
     if bar is not None and out:
         bar.set_postfix(score=f"{np.mean(out):.3f}")
     return out, trajectories
@@ -335,11 +314,12 @@ class Trainer:
         point("step.forward")
         failures: list[str] = []
         scored = []  # (trajectory, example, loss) of every example whose loss could be computed
-        for traj, ex in self.bar(list(zip(trajectories, batch)), f"step {state.step}: loss"):
-            try:  # a meta call that fails costs its example, never the run
-                scored.append((traj, ex, self.loss(traj, ex)))
-            except NODE_FAILURES as err:
-                failures.append(f"example {ex.id}: {type(err).__name__}: {err.cause}")
+        for traj, ex, loss in zip(trajectories, batch, self.loss.batch(list(zip(trajectories,
+                                                                                 batch)))):
+            if isinstance(loss, Exception):  # a meta call that fails costs its example only
+                failures.append(f"example {ex.id}: {type(loss).__name__}: {loss.cause}")
+            else:
+                scored.append((traj, ex, loss))
         # backward: gradients for the failing examples only (a success has nothing to correct)
         llm = [n for n in self._optimizers_for(state.step) if n in LLM_OPTIMIZERS]
         failing = [(t, ex, l) for t, ex, l in scored if l.score < 1.0]

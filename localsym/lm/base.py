@@ -11,13 +11,17 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from functools import lru_cache
-from typing import Literal, Sequence, TypeVar
+from typing import Literal, NamedTuple, Sequence, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from localsym.errors import ConfigError, InvalidOutputError
+from localsym.errors import (ConfigError, ContextOverflowError, InvalidOutputError,
+                             TruncatedOutputError)
 
 T = TypeVar("T", bound=BaseModel)
+# Failures that belong to one call: in a batch they are that call's result and never fail its
+# neighbours. Anything else (a missing model, a replay miss, a full disk) stops the whole batch.
+CALL_FAILURES = (TruncatedOutputError, InvalidOutputError, ContextOverflowError)
 
 
 class Message(BaseModel):
@@ -122,6 +126,25 @@ def canonical_json(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+class Call(NamedTuple):
+    """One call of a batch: what ``LM.complete`` takes."""
+
+    messages: list[Message]
+    schema: type[BaseModel]
+    params: SamplingParams
+
+
+def with_overrides(params: SamplingParams | None, overrides: dict) -> SamplingParams:
+    params = params or SamplingParams()
+    if not overrides:
+        return params
+    try:
+        return SamplingParams.model_validate({**params.model_dump(), **overrides})
+    except ValidationError as err:
+        raise ConfigError(f"bad sampling params: {err.errors()[0]['msg']}",
+                          f"valid names: {', '.join(SamplingParams.model_fields)}") from None
+
+
 class LM(ABC):
     """A language model that answers chat messages with an object of a given pydantic schema."""
 
@@ -148,16 +171,55 @@ class LM(ABC):
     def call(self, messages: Messages, schema: type[T], params: SamplingParams | None = None,
              **overrides) -> tuple[T, Completion]:
         """Like ``generate``, and also return the Completion (prompt, token counts, cache hit)."""
-        params = params or SamplingParams()
-        if overrides:
-            try:
-                params = SamplingParams.model_validate({**params.model_dump(), **overrides})
-            except ValidationError as err:
-                raise ConfigError(f"bad sampling params: {err.errors()[0]['msg']}",
-                                  f"valid names: {', '.join(SamplingParams.model_fields)}") from None
+        params = with_overrides(params, overrides)
         schema_of(schema)
         completion = self.complete(as_messages(messages), schema, params)
         return validate_output(schema, completion.text), completion
+
+    def complete_batch(self, calls: Sequence[Call], on_done=None) -> list[Completion | Exception]:
+        """Answer many independent calls; results in the order of ``calls``. A call that fails
+        on its own (``CALL_FAILURES``: too long, cut off, invalid) gets its exception as its
+        result; any other error stops the batch. ``on_done(i, result)`` is called as each call
+        finishes (the disk cache stores it then). Every result equals what ``complete`` gives
+        the call alone.
+
+        This default runs the calls one after another, or ``max_concurrency`` at a time on a
+        backend that has parallel slots (an HTTP server); the llama.cpp backend decodes them
+        together in one batch."""
+        def one(i: int):
+            try:
+                result = self.complete(*calls[i])
+            except CALL_FAILURES as err:
+                result = err
+            if on_done is not None:
+                on_done(i, result)
+            return result
+
+        workers = int(getattr(self, "max_concurrency", 1))
+        if workers <= 1 or len(calls) <= 1:
+            return [one(i) for i in range(len(calls))]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(workers, len(calls)), thread_name_prefix="localsym") as pool:
+            return list(pool.map(one, range(len(calls))))
+
+    def call_batch(self, calls: Sequence[tuple], **overrides) -> list[tuple[BaseModel, Completion]
+                                                                       | Exception]:
+        """``call`` over many ``(messages, schema, params)`` at once (see ``complete_batch``):
+        each result is ``(value, completion)`` or the call's own failure."""
+        batch = []
+        for messages, schema, params in calls:
+            schema_of(schema)
+            batch.append(Call(as_messages(messages), schema, with_overrides(params, overrides)))
+        out = []
+        for call, result in zip(batch, self.complete_batch(batch)):
+            if not isinstance(result, Exception):
+                try:
+                    result = (validate_output(call.schema, result.text), result)
+                except InvalidOutputError as err:
+                    result = err
+            out.append(result)
+        return out
 
     def logprob(self, messages: Messages, text: str) -> tuple[float, int]:
         """Log-probability (nats) of ``text`` as the answer to ``messages``, and its token count.

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from localsym.errors import (CacheError, CacheMissError, ConfigError, InvalidOutputError,
                              TruncatedOutputError)
 from localsym.faults import point
-from localsym.lm.base import LM, Completion, Message, SamplingParams, canonical_json, \
+from localsym.lm.base import LM, Call, Completion, Message, SamplingParams, canonical_json, \
     schema_of, validate_output
 
 log = logging.getLogger(__name__)
@@ -236,50 +236,95 @@ class CachedLM(LM):
 
     def complete(self, messages: list[Message], schema: type[BaseModel],
                  params: SamplingParams) -> Completion:
+        return self._unwrap(self.complete_batch([Call(messages, schema, params)])[0])
+
+    @staticmethod
+    def _unwrap(result: Completion | Exception) -> Completion:
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def complete_batch(self, calls, on_done=None) -> list[Completion | Exception]:
+        """Hits first; only the misses go to the backend, in one batch, and each is stored as it
+        finishes, under the key the same call alone would use."""
         if self.mode == "off":
-            return self.backend.complete(messages, schema, params)
-        doc = self.key_document(messages, schema, params)
-        key = sha256_hex(canonical_json(doc))
+            return self.backend.complete_batch(calls, on_done)
+        results: list = [None] * len(calls)
+        keys, misses = [], []
+        for i, call in enumerate(calls):
+            doc = self.key_document(*call)
+            key = sha256_hex(canonical_json(doc))
+            keys.append((key, doc))
+            hit = self._lookup(key, call.schema)
+            if hit is None:
+                misses.append(i)
+                continue
+            results[i] = hit
+            if on_done is not None:
+                on_done(i, hit)
+        if not misses:
+            return results
+        with self._counts_lock:
+            self.misses += len(misses)
+        if self.mode == "replay":
+            raise self._replay_miss(calls[misses[0]], keys[misses[0]][0])
+        start = time.perf_counter()
+
+        def stored(j: int, result) -> None:
+            i = misses[j]
+            key, doc = keys[i]
+            if not isinstance(result, Exception):
+                try:
+                    validate_output(calls[i].schema, result.text)  # never store what does not
+                except InvalidOutputError as err:                  # validate
+                    result = err
+            if isinstance(result, tuple(CACHED_FAILURES.values())):
+                # the same call fails the same way every time: remember the failure, not an answer
+                self.store.set(key, {"failure": {"type": type(result).__name__,
+                                                 "cause": result.cause, "fix": result.fix},
+                                     "key": doc})
+                self._add('stores')
+            elif not isinstance(result, Exception):
+                if len(misses) == 1:  # a batch's answers share its wall time; one call has its own
+                    result = result.model_copy(update={"seconds": time.perf_counter() - start})
+                with self._counts_lock:
+                    self.tokens_made += result.prompt_tokens + result.completion_tokens
+                self.store.set(key, {"completion": result.model_dump(), "key": doc})
+                self._add('stores')
+            results[i] = result
+            if on_done is not None:
+                on_done(i, result)
+
+        self.backend.complete_batch([calls[i] for i in misses], stored)
+        return results
+
+    def _lookup(self, key: str, schema: type[BaseModel]) -> Completion | Exception | None:
+        """The recorded answer (or recorded failure) of a call; None on a miss."""
         entry = self.store.get(key)
-        if entry is not None and isinstance(entry.get("failure"), dict) \
-                and entry["failure"].get("type") in CACHED_FAILURES:
+        if entry is None:
+            return None
+        if isinstance(entry.get("failure"), dict) and entry["failure"].get("type") in CACHED_FAILURES:
             self._add('hits')
             failure = entry["failure"]
-            raise CACHED_FAILURES[failure["type"]](str(failure.get("cause")), failure.get("fix"))
-        if entry is not None:
-            try:
-                completion = Completion.model_validate(entry["completion"])
-                validate_output(schema, completion.text)
-                self._add('hits')
-                return completion.model_copy(update={"cached": True})
-            except (KeyError, TypeError, ValidationError, InvalidOutputError) as err:
-                log.warning("cache entry %s does not hold a valid %s answer (%s); recomputing",
-                            key[:12], schema.__name__, str(err)[:120])
-        self._add('misses')
-        if self.mode == "replay":
-            first = messages[-1].content.replace("\n", " ")
-            raise CacheMissError(
-                f"replay mode: no recorded answer for the call (schema {schema.__name__}, "
-                f"model {self.backend.describe()}, last message {first[:60]!r}, "
-                f"key {key[:16]}) in {self.directory}",
-                "record it once with cache mode 'readwrite' (LOCALSYM_CACHE_MODE=readwrite), or "
-                "check that the messages, schema, sampling params and model match the recording")
-        start = time.perf_counter()
+            return CACHED_FAILURES[failure["type"]](str(failure.get("cause")), failure.get("fix"))
         try:
-            completion = self.backend.complete(messages, schema, params)
-            validate_output(schema, completion.text)  # never store what does not validate
-        except tuple(CACHED_FAILURES.values()) as err:
-            # the same call fails the same way every time: remember the failure, not an answer
-            self.store.set(key, {"failure": {"type": type(err).__name__, "cause": err.cause,
-                                             "fix": err.fix}, "key": doc})
-            self._add('stores')
-            raise
-        completion = completion.model_copy(update={"seconds": time.perf_counter() - start})
-        with self._counts_lock:
-            self.tokens_made += completion.prompt_tokens + completion.completion_tokens
-        self.store.set(key, {"completion": completion.model_dump(), "key": doc})
-        self._add('stores')
-        return completion
+            completion = Completion.model_validate(entry["completion"])
+            validate_output(schema, completion.text)
+            self._add('hits')
+            return completion.model_copy(update={"cached": True})
+        except (KeyError, TypeError, ValidationError, InvalidOutputError) as err:
+            log.warning("cache entry %s does not hold a valid %s answer (%s); recomputing",
+                        key[:12], schema.__name__, str(err)[:120])
+            return None
+
+    def _replay_miss(self, call: Call, key: str) -> CacheMissError:
+        first = call.messages[-1].content.replace("\n", " ")
+        return CacheMissError(
+            f"replay mode: no recorded answer for the call (schema {call.schema.__name__}, "
+            f"model {self.backend.describe()}, last message {first[:60]!r}, "
+            f"key {key[:16]}) in {self.directory}",
+            "record it once with cache mode 'readwrite' (LOCALSYM_CACHE_MODE=readwrite), or "
+            "check that the messages, schema, sampling params and model match the recording")
 
     def logprob(self, messages, text: str) -> tuple[float, int]:
         from localsym.lm.base import as_messages

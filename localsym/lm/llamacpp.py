@@ -8,11 +8,17 @@ Python logits-processor path, measured here at 0.67x the free speed. Here the sa
 the guide's token mask is applied only when it does not, so constrained decoding runs at the free
 speed. Compiled indexes are stored on disk (``IndexStore``), so a second process does not recompile.
 
-Determinism: greedy by default; sampling draws from a numpy generator seeded per call. The prompt
-is evaluated in ``prefill_chunk``-token chunks aligned at position 0 (64 by default), and only
-whole chunks that an earlier call evaluated the same way (same tokens, same positions, same
-batch) are reused from the KV cache, so an answer never depends on the calls before it. Calls
-that share a prefix (one node over a batch, one meta-prompt over the nodes) reuse it.
+Batching: ``complete_batch`` decodes up to ``n_seq`` calls together, one KV stream each
+(``streams.Streams``); a decode step evaluates one token of every running call in one
+``llama_decode``, and a finished call's stream goes to the next waiting one. ``complete`` is a
+batch of one.
+
+Determinism: greedy by default; sampling draws from a numpy generator seeded per call (each call
+its own). The prompt is evaluated in ``prefill_chunk``-token chunks aligned at position 0 (64 by
+default), one stream at a time, and only whole chunks evaluated the same way (same tokens, same
+positions) are reused, from the call's own stream or copied from another; a stream's logits do
+not depend on the other streams in a step. So an answer never depends on the calls before it or
+beside it (tests/test_batch.py).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import logging
 import os
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass, field
 
 import numpy as np
 from pydantic import BaseModel
@@ -29,10 +37,12 @@ from pydantic import BaseModel
 from localsym.errors import (ChatTemplateError, ConfigError, ContextOverflowError,
                              ModelCorruptError, TruncatedOutputError)
 from localsym.lm import models
-from localsym.lm.base import LM, Completion, Message, SamplingParams, canonical_json, schema_of
+from localsym.lm.base import (CALL_FAILURES, LM, Call, Completion, Message, SamplingParams,
+                              as_messages, canonical_json, schema_of)
 from localsym.lm.cache import default_cache_dir, library_versions, sha256_hex
 from localsym.lm.gguf import GGUFFormatError, context_length, read_metadata
 from localsym.lm.schema_index import IndexStore
+from localsym.lm.streams import KV_BUDGET_MIB, Streams, default_slots, default_threads
 
 log = logging.getLogger(__name__)
 
@@ -45,24 +55,20 @@ CLOSING_ALLOWANCE = 64  # tokens allowed to close the JSON after max_tokens_limi
 LOADS = 0  # model loads in this process, all instances (tests assert a cached run makes none)
 
 
-def available_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 class LlamaCpp(LM):
     """A GGUF model in this process. Nothing is loaded until a call needs the model.
 
     model: a registry name, a path, or a GGUF file name in a models directory (default: the
-    embedded SmolLM2-135M). n_ctx: context size; default the model's trained context, capped at
-    ``n_ctx_cap``. n_threads: default all cores. n_gpu_layers: layers to offload (-1: all) when
-    llama-cpp-python was built with a GPU backend. chat_format: override the registry's (a
-    llama-cpp-python format name such as "chatml", or a Jinja2 template string).
+    embedded SmolLM2-135M). n_ctx: the context of one call; default the model's trained context,
+    capped at ``n_ctx_cap``. n_seq: calls decoded together (``complete_batch``); default as many
+    as fit ``kv_budget_mib`` of KV cache, at most 8. n_threads: default one per free core (see
+    ``streams.default_threads``). n_gpu_layers: layers to offload (-1: all) when llama-cpp-python
+    was built with a GPU backend. chat_format: override the registry's (a llama-cpp-python
+    format name such as "chatml", or a Jinja2 template string).
     """
 
-    def __init__(self, model=None, *, n_ctx: int | None = None, n_ctx_cap: int = 8192,
+    def __init__(self, model=None, *, n_ctx: int | None = None, n_ctx_cap: int = 4096,
+                 n_seq: int | None = None, kv_budget_mib: int = KV_BUDGET_MIB,
                  n_threads: int | None = None, n_batch: int = 512, prefill_chunk: int | None = None,
                  n_gpu_layers: int = 0,
                  chat_format: str | None = None, cache_dir=None,
@@ -71,15 +77,16 @@ class LlamaCpp(LM):
         if n_ctx is not None and n_ctx < 16:
             raise ConfigError(f"n_ctx={n_ctx} is too small", "use at least a few hundred tokens")
         self.n_ctx_request, self.n_ctx_cap = n_ctx, n_ctx_cap
-        self.n_threads = n_threads or available_threads()
+        if n_seq is not None and not 1 <= n_seq <= 64:
+            raise ConfigError(f"n_seq={n_seq} must be in [1, 64]", "use e.g. 8")
+        self.n_seq_request, self.kv_budget_mib = n_seq, kv_budget_mib
+        self.n_threads_request = n_threads
         self.n_batch = n_batch
         prefill_chunk = prefill_chunk or min(64, n_batch)
         if not 1 <= prefill_chunk <= n_batch:
             raise ConfigError(f"prefill_chunk={prefill_chunk} must be in [1, n_batch={n_batch}]",
                               "use e.g. 64")
         self.prefill_chunk = prefill_chunk
-        self.prompt_tokens_submitted = self.prompt_tokens_evaluated = 0  # KV reuse accounting
-        self.eval_seconds = 0.0  # time inside llama.cpp's evaluation (prefill and decode)
         self.n_gpu_layers = n_gpu_layers
         self.chat_format = chat_format or self.ref.chat_format
         self.cache_dir = default_cache_dir(cache_dir)
@@ -98,7 +105,7 @@ class LlamaCpp(LM):
         self._piece_buf = (ctypes.c_char * 256)()
         self._closers: tuple[np.ndarray, np.ndarray] | None = None  # see _closing_pick
         self._penalizable: np.ndarray | None = None  # see _penalize
-        self._aligned_end = 0  # KV positions [0, this) were evaluated as whole aligned chunks
+        self._streams: Streams | None = None  # the llama.cpp context, made on load
         self.loads = 0
 
     # -- identity (cache keys): known without loading the model ------------------------------
@@ -116,7 +123,7 @@ class LlamaCpp(LM):
     # -- loading ------------------------------------------------------------------------------
     @property
     def llama(self):
-        """The llama_cpp.Llama, loaded on first use."""
+        """The llama.cpp model (llama-cpp-python's ``LlamaModel``), loaded on first use."""
         if self._llama is None:
             with self._lock:
                 if self._llama is None:
@@ -125,7 +132,29 @@ class LlamaCpp(LM):
 
     @property
     def n_ctx(self) -> int:
-        return self.llama.n_ctx()
+        """The context of one call."""
+        self.llama
+        return self._streams.n_ctx
+
+    @property
+    def n_seq(self) -> int:
+        """How many calls are decoded together."""
+        self.llama
+        return len(self._streams.slots)
+
+    @property
+    def prompt_tokens_submitted(self) -> int:
+        return self._streams.prompt_tokens_submitted if self._streams else 0
+
+    @property
+    def prompt_tokens_evaluated(self) -> int:
+        """Prompt tokens evaluated (the rest were reused from the KV cache)."""
+        return self._streams.prompt_tokens_evaluated if self._streams else 0
+
+    @property
+    def eval_seconds(self) -> float:
+        """Seconds inside llama.cpp's evaluation (prefill and decode)."""
+        return self._streams.eval_seconds if self._streams else 0.0
 
     def _load(self) -> None:
         global LOADS
@@ -137,24 +166,31 @@ class LlamaCpp(LM):
                                     f"replace it with a valid GGUF file ({self.ref.install_hint()})")
         render = self._make_renderer(meta)
         n_ctx = self.n_ctx_request or min(context_length(meta) or 4096, self.n_ctx_cap)
+        n_seq = self.n_seq_request or default_slots(n_ctx, meta, self.kv_budget_mib)
+        threads = self.n_threads_request or default_threads()
         import llama_cpp
+        from llama_cpp import _internals
 
         logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL)
         start = time.perf_counter()
+        llama_cpp.llama_backend_init()
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = self.n_gpu_layers
         try:
-            llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=self.n_batch,
-                                  n_ubatch=self.n_batch, n_threads=self.n_threads,
-                                  n_threads_batch=self.n_threads, n_gpu_layers=self.n_gpu_layers,
-                                  logits_all=False, verbose=False)
+            model = _internals.LlamaModel(path_model=str(path), params=params, verbose=False)
+            streams = Streams(model, n_slots=n_seq, n_ctx=n_ctx, n_batch=self.n_batch,
+                              chunk=self.prefill_chunk, n_threads=threads)
         except (ValueError, RuntimeError) as err:
             raise ModelCorruptError(f"llama.cpp could not load {path}: {err}",
                                     "check that the file is a complete GGUF model supported by "
-                                    f"llama-cpp-python {llama_cpp.__version__}") from None
-        log.info("loaded %s (n_ctx=%d, %d threads) in %.2fs", path.name, n_ctx, self.n_threads,
-                 time.perf_counter() - start)
-        self._llama, self._eos = llm, llm.token_eos()
-        self._render = render(llm)
-        self._aligned_end = 0
+                                    f"llama-cpp-python {llama_cpp.__version__}, and that "
+                                    f"{n_seq} x {n_ctx} tokens of KV cache fit in memory "
+                                    "(lower n_ctx or n_seq)") from None
+        self.n_threads = threads
+        log.info("loaded %s (n_ctx=%d, %d sequences, %d threads) in %.2fs", path.name,
+                 streams.n_ctx, n_seq, threads, time.perf_counter() - start)
+        self._llama, self._streams, self._eos = model, streams, model.token_eos()
+        self._render = render(model)
         self.loads += 1
         LOADS += 1
 
@@ -172,7 +208,7 @@ class LlamaCpp(LM):
                     "...) or a Jinja2 template")
 
             def with_template(llm):
-                token_text = llm._model.token_get_text
+                token_text = llm.token_get_text
                 formatter = lcf.Jinja2ChatFormatter(
                     template=template, eos_token=token_text(llm.token_eos()),
                     bos_token=token_text(llm.token_bos()), add_generation_prompt=True)
@@ -221,26 +257,6 @@ class LlamaCpp(LM):
         tokens += llm.tokenize(rest.encode("utf-8"), add_bos=False, special=True)
         return prompt, tokens
 
-    def _prefill(self, tokens: list[int]) -> int:
-        """Evaluate the prompt, reusing whole aligned chunks already in the KV cache. Returns
-        how many prompt tokens were evaluated."""
-        llm, B = self._llama, self.prefill_chunk
-        n_old = llm.n_tokens
-        old = llm.input_ids[:n_old]
-        n = min(n_old, len(tokens))
-        mismatch = np.nonzero(old[:n] != np.asarray(tokens[:n], dtype=old.dtype))[0]
-        common = int(mismatch[0]) if len(mismatch) else n
-        start = (min(common, len(tokens) - 1, self._aligned_end) // B) * B
-        llm.n_tokens = start
-        t0 = time.perf_counter()
-        for s in range(start, len(tokens), B):  # one batch per aligned chunk, always the same
-            llm.eval(tokens[s:s + B])
-        self.eval_seconds += time.perf_counter() - t0
-        self._aligned_end = (len(tokens) // B) * B
-        self.prompt_tokens_submitted += len(tokens)
-        self.prompt_tokens_evaluated += len(tokens) - start
-        return len(tokens) - start
-
     # -- structured generation ------------------------------------------------------------------
     def _index_for(self, schema: type[BaseModel]):
         """The compiled outlines-core Index for a schema: from memory, from disk, or compiled."""
@@ -274,7 +290,7 @@ class LlamaCpp(LM):
             import llama_cpp
             from outlines_core import Vocabulary
 
-            vocab = self.llama._model.vocab
+            vocab = self.llama.vocab
             pieces: dict[bytes, list[int]] = {}
             for tok, piece in enumerate(self._pieces()):
                 if tok == self._eos or not piece or \
@@ -286,81 +302,141 @@ class LlamaCpp(LM):
 
     def complete(self, messages: list[Message], schema: type[BaseModel],
                  params: SamplingParams) -> Completion:
+        return _unwrap(self.complete_batch([Call(messages, schema, params)])[0])
+
+    def complete_batch(self, calls, on_done=None) -> list[Completion | Exception]:
+        """Decode the calls together, up to ``n_seq`` at a time; a finished call's slot goes to
+        the next waiting one. Each answer equals the call's answer alone (see ``streams``)."""
         from outlines_core import Guide
 
         self.llama  # load before the index (the index key needs the eos token)
         with self._lock:
-            guide = Guide(self._index_for(schema))
-            return self._generate(messages, params, guide)
+            jobs = [(c.messages, Guide(self._index_for(c.schema)), c.params) for c in calls]
+            return self._decode(jobs, on_done)
 
     def complete_text(self, messages, params: SamplingParams | None = None) -> Completion:
         """Free-text generation (for text a person reads, and for benchmarks): no schema."""
-        from localsym.lm.base import as_messages
+        return _unwrap(self.complete_text_batch([messages], params)[0])
 
+    def complete_text_batch(self, batch: list, params: SamplingParams | None = None
+                            ) -> list[Completion | Exception]:
+        self.llama
         with self._lock:
-            return self._generate(as_messages(messages), params or SamplingParams(), None)
+            return self._decode([(as_messages(m), None, params or SamplingParams())
+                                 for m in batch])
 
-    def _generate(self, messages: list[Message], params: SamplingParams, guide) -> Completion:
+    # -- the decoding loop: many sequences, one token each per llama.cpp call ------------------
+    def _decode(self, jobs: list[tuple], on_done=None) -> list[Completion | Exception]:
+        """Run ``jobs`` (messages, guide or None, params): admit waiting calls while a stream is
+        free, then pick one token for every running call and evaluate them in one batch."""
+        streams, results = self._streams, [None] * len(jobs)
+        waiting, running = deque(range(len(jobs))), []
+
+        def finish(i: int, result) -> None:
+            results[i] = result
+            if on_done is not None:
+                on_done(i, result)
+        try:
+            while waiting or running:
+                while waiting and streams.free():
+                    i = waiting.popleft()
+                    try:
+                        running.append(self._begin(i, *jobs[i]))
+                    except CALL_FAILURES as err:
+                        finish(i, err)
+                step = []
+                for seq in list(running):
+                    try:
+                        token = self._advance(seq)
+                    except CALL_FAILURES as err:
+                        token = err
+                    if isinstance(token, int):
+                        step.append((seq, token))
+                        continue
+                    running.remove(seq)
+                    streams.release(seq.slot)
+                    finish(seq.i, token or self._completion(seq))
+                if step:
+                    rows = streams.step([(seq.slot, token, len(seq.tokens) + len(seq.out) - 1)
+                                         for seq, token in step])
+                    for (seq, _), row in zip(step, rows):
+                        seq.logits = row
+        except BaseException:
+            for seq in running:  # their streams hold half an answer: start them afresh next time
+                streams.forget(seq.slot)
+            raise
+        return results
+
+    def _begin(self, i: int, messages: list[Message], guide, params: SamplingParams) -> "_Seq":
+        """Render the call, check it fits, and evaluate its prompt in a free stream."""
         start = time.perf_counter()
-        llm = self.llama
         prompt, tokens = self.render(messages)
-        n_ctx = llm.n_ctx()
+        n_ctx = self._streams.n_ctx
         if len(tokens) + params.max_tokens > n_ctx:
             raise ContextOverflowError(
                 f"prompt of {len(tokens)} tokens plus an answer budget of {params.max_tokens} "
                 f"tokens exceeds the context of {n_ctx} tokens ({self.ref.name})",
                 "shorten the prompt, lower max_tokens, or raise n_ctx (up to the model's "
                 "trained context)")
-        evaluated = self._prefill(tokens)
-        prefill_seconds = time.perf_counter() - start
-        rng = np.random.default_rng(params.seed)
-        out: list[int] = []
-        budget, retries, closing = params.max_tokens, 0, False
-        mask = np.zeros((llm.n_vocab() + 31) // 32, dtype=np.int32)
-        while True:
-            if guide is not None and guide.is_finished():
-                break
-            if len(out) >= budget or llm.n_tokens >= n_ctx:
-                room = n_ctx - len(tokens)
-                if budget < min(params.max_tokens_limit, room):
-                    budget, retries = min(budget * 2, params.max_tokens_limit, room), retries + 1
-                    continue  # greedy or seeded: going on equals re-running with the larger budget
-                if params.on_limit == "close" and guide is not None and not closing \
-                        and room - len(out) > CLOSING_ALLOWANCE:
-                    closing, budget = True, len(out) + CLOSING_ALLOWANCE
-                    continue
-                if llm.n_tokens >= n_ctx or budget >= room:  # the context ran out, not the budget
-                    raise ContextOverflowError(
-                        f"the answer reached the end of the {n_ctx}-token context after "
-                        f"{len(out)} tokens (prompt {len(tokens)} tokens, {self.ref.name})",
-                        "shorten the prompt, ask for a shorter answer, or raise n_ctx")
-                raise TruncatedOutputError(
-                    f"the answer was cut off after {len(out)} tokens (budget {params.max_tokens}, "
-                    f"doubled {retries} times up to max_tokens_limit={params.max_tokens_limit}, "
-                    f"context {n_ctx}, prompt {len(tokens)} tokens); it starts "
-                    f"{self._text(out[:30])!r} and ends {self._text(out[-30:])!r}",
-                    "raise max_tokens_limit, ask for a shorter answer (fewer or shorter fields), "
-                    "or use a larger n_ctx")
-            logits = np.ctypeslib.as_array(
-                llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),))
-            if params.repeat_penalty > 1.0 and out:
-                logits = self._penalize(logits, out[-params.repeat_window:], params.repeat_penalty)
-            token = self._closing_pick(logits, guide, mask) if closing else \
-                self._pick(logits, guide, params, rng, mask)
-            if token == self._eos:
-                break
-            if guide is not None:
-                guide.advance(token_id=token, return_tokens=False)
-            out.append(token)
-            t0 = time.perf_counter()
-            llm.eval([token])
-            self.eval_seconds += time.perf_counter() - t0
-        text = self._text(out)
-        return Completion(text=text, prompt=prompt, prompt_tokens=len(tokens),
-                          prompt_tokens_evaluated=evaluated, completion_tokens=len(out),
-                          retries=retries, closed_early=closing,
-                          seconds=time.perf_counter() - start,
-                          prefill_seconds=prefill_seconds)
+        slot, begin = self._streams.acquire(tokens)
+        try:
+            logits = self._streams.prefill(slot, tokens, begin)
+        except BaseException:
+            self._streams.forget(slot)
+            raise
+        return _Seq(i=i, guide=guide, params=params, prompt=prompt, tokens=tokens, slot=slot,
+                    logits=logits, budget=params.max_tokens, rng=np.random.default_rng(params.seed),
+                    mask=np.zeros((len(logits) + 31) // 32, dtype=np.int32),
+                    evaluated=len(tokens) - begin, start=start,
+                    prefill_seconds=time.perf_counter() - start)
+
+    def _advance(self, seq: "_Seq") -> int | None:
+        """The call's next token, or None when its answer is complete. Raises when the answer
+        runs out of budget or context."""
+        params, guide, out, n_ctx = seq.params, seq.guide, seq.out, self._streams.n_ctx
+        if guide is not None and guide.is_finished():
+            return None
+        while len(out) >= seq.budget or len(seq.tokens) + len(out) >= n_ctx:
+            room = n_ctx - len(seq.tokens)
+            if seq.budget < min(params.max_tokens_limit, room):
+                # greedy or seeded: going on equals re-running with the larger budget
+                seq.budget, seq.retries = min(seq.budget * 2, params.max_tokens_limit, room), \
+                    seq.retries + 1
+                continue
+            if params.on_limit == "close" and guide is not None and not seq.closing \
+                    and room - len(out) > CLOSING_ALLOWANCE:
+                seq.closing, seq.budget = True, len(out) + CLOSING_ALLOWANCE
+                continue
+            if len(seq.tokens) + len(out) >= n_ctx or seq.budget >= room:
+                raise ContextOverflowError(  # the context ran out, not the budget
+                    f"the answer reached the end of the {n_ctx}-token context after "
+                    f"{len(out)} tokens (prompt {len(seq.tokens)} tokens, {self.ref.name})",
+                    "shorten the prompt, ask for a shorter answer, or raise n_ctx")
+            raise TruncatedOutputError(
+                f"the answer was cut off after {len(out)} tokens (budget {params.max_tokens}, "
+                f"doubled {seq.retries} times up to max_tokens_limit={params.max_tokens_limit}, "
+                f"context {n_ctx}, prompt {len(seq.tokens)} tokens); it starts "
+                f"{self._text(out[:30])!r} and ends {self._text(out[-30:])!r}",
+                "raise max_tokens_limit, ask for a shorter answer (fewer or shorter fields), "
+                "or use a larger n_ctx")
+        logits = seq.logits
+        if params.repeat_penalty > 1.0 and out:
+            logits = self._penalize(logits, out[-params.repeat_window:], params.repeat_penalty)
+        token = self._closing_pick(logits, guide, seq.mask) if seq.closing else \
+            self._pick(logits, guide, params, seq.rng, seq.mask)
+        if token == self._eos:
+            return None
+        if guide is not None:
+            guide.advance(token_id=token, return_tokens=False)
+        out.append(token)
+        return token
+
+    def _completion(self, seq: "_Seq") -> Completion:
+        return Completion(text=self._text(seq.out), prompt=seq.prompt,
+                          prompt_tokens=len(seq.tokens), prompt_tokens_evaluated=seq.evaluated,
+                          completion_tokens=len(seq.out), retries=seq.retries,
+                          closed_early=seq.closing, seconds=time.perf_counter() - seq.start,
+                          prefill_seconds=seq.prefill_seconds)
 
     def logprob(self, messages, text: str) -> tuple[float, int]:
         """Log-probability of ``text`` as the answer to ``messages``, from the logits."""
@@ -368,23 +444,27 @@ class LlamaCpp(LM):
             return self._logprob(messages, text)
 
     def _logprob(self, messages, text: str) -> tuple[float, int]:
-        from localsym.lm.base import as_messages
-
-        llm = self.llama
+        llm, streams = self.llama, self._streams
         _, tokens = self.render(as_messages(messages))
         target = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-        if len(tokens) + len(target) > llm.n_ctx():
+        if len(tokens) + len(target) > streams.n_ctx:
             raise ContextOverflowError(
                 f"prompt of {len(tokens)} tokens plus a {len(target)}-token answer exceeds the "
-                f"context of {llm.n_ctx()} tokens", "shorten the prompt or raise n_ctx")
-        self._prefill(tokens)
-        total = 0.0
-        for token in target:
-            logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1),
-                                           shape=(llm.n_vocab(),)).astype(np.float64)
-            top = logits.max()
-            total += float(logits[token] - top - np.log(np.exp(logits - top).sum()))
-            llm.eval([token])
+                f"context of {streams.n_ctx} tokens", "shorten the prompt or raise n_ctx")
+        slot, begin = streams.acquire(tokens)
+        try:
+            logits = streams.prefill(slot, tokens, begin)
+            total = 0.0
+            for k, token in enumerate(target):
+                x = logits.astype(np.float64)
+                top = x.max()
+                total += float(x[token] - top - np.log(np.exp(x - top).sum()))
+                if k + 1 < len(target):
+                    (logits,) = streams.step([(slot, token, len(tokens) + k)])
+        except BaseException:
+            streams.forget(slot)
+            raise
+        streams.release(slot)
         return total, len(target)
 
     def _allowed(self, guide, mask: np.ndarray, size: int) -> np.ndarray:
@@ -396,7 +476,7 @@ class LlamaCpp(LM):
         pieces through a 32-byte buffer and garbles longer tokens; SmolLM2 has some of 81 bytes."""
         import llama_cpp
 
-        vocab, buf = self.llama._model.vocab, self._piece_buf
+        vocab, buf = self.llama.vocab, self._piece_buf
         n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
         if n < 0:  # the buffer is too small: -n bytes are needed
             buf = (ctypes.c_char * -n)()
@@ -469,9 +549,40 @@ class LlamaCpp(LM):
                              len(order) - 1)])
 
     def close(self) -> None:
+        if self._streams is not None:
+            self._streams.close()
+            self._streams = None
         if self._llama is not None:
             self._llama.close()
             self._llama = None
+
+
+@dataclass
+class _Seq:
+    """One call being decoded: its prompt, its stream, its answer so far and its own sampler."""
+
+    i: int
+    guide: object
+    params: SamplingParams
+    prompt: str
+    tokens: list[int]
+    slot: object
+    logits: np.ndarray
+    budget: int
+    rng: np.random.Generator
+    mask: np.ndarray
+    evaluated: int
+    start: float
+    prefill_seconds: float
+    out: list[int] = field(default_factory=list)
+    retries: int = 0
+    closing: bool = False
+
+
+def _unwrap(result):
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def _rendered(response) -> tuple[str, bool]:
