@@ -8,6 +8,7 @@
     localsym models [list] | install [NAME]      the model registry and the GGUF files found
     localsym cache stats|clear                   the disk cache
     localsym serve AGENT|CONFIG [--dir D]        a self-evolving agent over HTTP on localhost
+    localsym init DIR                            write a task of your own to start from
 
 Errors a user can cause print one line (cause and fix) and exit with status 2.
 """
@@ -17,7 +18,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 
@@ -134,15 +137,17 @@ def _parse_input(text: str) -> dict:
 
 def cmd_run(args) -> int:
     from localsym.agent import Pipeline, PipelineSpec, default_tools
+    from localsym.agent.tools import add_references
     from localsym.lm import SamplingParams, open_lm
 
     spec = PipelineSpec.load(args.agent)
     inputs = {}
     for item in args.input:
         inputs.update(_parse_input(item))
+    tools = add_references(default_tools(), args.tool, Path.cwd())
     lm = open_lm(args.model, cache_dir=args.cache_dir, endpoint=args.endpoint)
     try:
-        traj = Pipeline(spec, lm, default_tools(),
+        traj = Pipeline(spec, lm, tools,
                         SamplingParams(max_tokens=args.max_tokens,
                                        max_tokens_limit=4 * args.max_tokens)).forward(inputs)
     finally:
@@ -158,18 +163,20 @@ def cmd_eval(args) -> int:
     import numpy as np
 
     from localsym.agent import Pipeline, PipelineSpec, default_tools
-    from localsym.data import load_jsonl, metric
+    from localsym.agent.tools import add_references
+    from localsym.data import load_table, metric
     from localsym.learn import LanguageLoss
     from localsym.learn.trainer import evaluate, progress_bar
     from localsym.lm import SamplingParams, open_lm
 
     spec = PipelineSpec.load(args.agent)
-    examples = load_jsonl(args.dataset)[: args.limit]
-    score_fn = metric(args.metric) if args.metric else None
+    examples = load_table(args.dataset)[: args.limit]
+    score_fn = metric(args.metric, Path.cwd()) if args.metric else None
+    tools = add_references(default_tools(), args.tool, Path.cwd())
     lm = open_lm(args.model, cache_dir=args.cache_dir, endpoint=args.endpoint,
                  endpoint_options={"concurrency": args.concurrency})
     try:
-        pipe = Pipeline(spec, lm, default_tools(), SamplingParams(
+        pipe = Pipeline(spec, lm, tools, SamplingParams(
             max_tokens=args.max_tokens, max_tokens_limit=4 * args.max_tokens))
         scores = evaluate(pipe, examples, score_fn, LanguageLoss(lm, spec.description),
                           progress_bar(None, "eval", not args.quiet, len(examples)))
@@ -241,6 +248,10 @@ def cmd_serve(args) -> int:
     from localsym.evolve import EvolvingAgent
     from localsym.serve import serve
 
+    from localsym.serve import check_bind
+
+    token = args.token or os.environ.get("LOCALSYM_TOKEN") or None
+    check_bind(args.host, token)  # before anything is loaded
     config, base = load_deploy_config(args.agent)
     overrides = {}
     if args.model:
@@ -256,9 +267,35 @@ def cmd_serve(args) -> int:
           f"http://{args.host}:{args.port}  (deployment {directory}; API docs at /docs)",
           file=sys.stderr, flush=True)
     try:
-        serve(agent, args.host, args.port)
+        serve(agent, args.host, args.port, token=token)
     finally:
         agent.close()
+    return 0
+
+
+def cmd_init(args) -> int:
+    """Write a task of your own to start from: agent spec, config, data, metric and tool."""
+    from importlib.resources import files
+
+    from localsym.errors import ConfigError
+
+    target = Path(args.dir)
+    if target.exists() and any(target.iterdir()) and not args.force:
+        raise ConfigError(f"{target} exists and is not empty",
+                          "give a new directory, or --force to write into it (files of the "
+                          "same name are replaced)")
+    template = files("localsym") / "init_template"
+    written = []
+    for rel in ("agent.yaml", "config.yaml", "metrics.py", "tools.py", "data/train.csv",
+                "data/val.csv", "data/test.csv"):
+        dest = target / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes((template / rel).read_bytes())
+        written.append(rel)
+    print(f"wrote {', '.join(written)} to {target}\n"
+          f"train it:  localsym train {target / 'config.yaml'}\n"
+          f"then edit agent.yaml (the agent), metrics.py (how it is scored), tools.py (what it "
+          f"may call) and data/*.csv (your examples)")
     return 0
 
 
@@ -293,9 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="score an agent spec on a dataset")
     ev.add_argument("agent", help="agent spec (YAML/JSON)")
-    ev.add_argument("dataset", help="JSONL examples")
-    ev.add_argument("--metric", choices=["exact_match", "numeric_match", "humaneval"],
-                    help="default: the language loss's judge")
+    ev.add_argument("dataset", help="JSONL examples (localsym's shape)")
+    ev.add_argument("--metric", help="exact_match, numeric_match, humaneval, or your own: "
+                    "FILE.py:FUNCTION or MODULE:FUNCTION (default: the language loss's judge)")
+    ev.add_argument("--tool", action="append", default=[], metavar="REF",
+                    help="a tool of your own, FILE.py:FUNCTION or MODULE:FUNCTION (repeatable)")
     ev.add_argument("--limit", type=int, default=None)
     ev.add_argument("--endpoint", help="an OpenAI-compatible server's base URL (.../v1); "
                                         "--model names its model")
@@ -311,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("agent", help="agent spec (YAML/JSON)")
     run.add_argument("input", nargs="+", help="JSON object, or field=value (repeatable)")
     run.add_argument("--trace", action="store_true", help="print the whole trajectory")
+    run.add_argument("--tool", action="append", default=[], metavar="REF",
+                     help="a tool of your own, FILE.py:FUNCTION or MODULE:FUNCTION (repeatable)")
     run.add_argument("--endpoint", help="an OpenAI-compatible server's base URL (.../v1); "
                                         "--model names its model")
     run.add_argument("--model", default=None)
@@ -332,12 +373,21 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--cache-dir", default=None)
     cache.set_defaults(func=cmd_cache)
 
+    init = sub.add_parser("init", help="write a task of your own to start from (agent, config, "
+                                       "data, metric, tool)")
+    init.add_argument("dir", help="a new directory")
+    init.add_argument("--force", action="store_true", help="write into a non-empty directory")
+    init.set_defaults(func=cmd_init)
+
     srv = sub.add_parser("serve", help="serve a self-evolving agent over HTTP (localhost)")
     srv.add_argument("agent", help="agent spec, or a deploy config (see localsym.config."
                                    "DeployConfig)")
     srv.add_argument("--dir", help="deployment directory: agent.db, rounds/ "
                                    "(default: deployments/NAME); reused on restart")
-    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to bind; anything but loopback needs a token")
+    srv.add_argument("--token", default=None, help="require Authorization: Bearer TOKEN on "
+                     "every endpoint but /health (default: $LOCALSYM_TOKEN)")
     srv.add_argument("--port", type=int, default=8765)
     srv.add_argument("--model", default=None, help="the agent's model (overrides the config)")
     srv.add_argument("--every", type=int, default=None,

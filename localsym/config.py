@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from localsym.budget import Budget
+from localsym.data import FieldMap
 from localsym.errors import ConfigError
 from localsym.io import load_document, validation_error
 from localsym.learn.trainer import TrainConfig
@@ -40,6 +41,8 @@ class DatasetConfig(Strict):
     split: tuple[float, float, float] = (0.5, 0.25, 0.25)
     generate: GenerateConfig | None = None
     limit: int | None = Field(None, ge=1, description="at most this many examples per split")
+    fields: FieldMap | None = Field(None, description="for CSV files or flat JSONL rows: "
+                                    "{inputs: {agent_field: column}, expected: {...}, id: column}")
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -102,6 +105,22 @@ class LearningRate(Strict):
     max_actions: int = Field(1, ge=0)
 
 
+class ToolRef(Strict):
+    """A tool of your own, with how to run it."""
+
+    ref: str = Field(description="FILE.py:FUNCTION (relative to the config) or MODULE:FUNCTION")
+    isolated: bool = Field(False, description="run each call in a sandboxed child process, "
+                                              "killed at the timeout")
+    timeout: float = Field(5.0, gt=0, le=600, description="seconds per call")
+
+
+MetricRef = Field(None, description="exact_match | numeric_match | humaneval, or your own "
+                                    "function: FILE.py:FUNCTION or MODULE:FUNCTION, "
+                                    "(outputs, expected) -> float in [0, 1]")
+ToolRefs = Field([], description="your own tools besides the built-in calculator: "
+                                 "FILE.py:FUNCTION, MODULE:FUNCTION or {ref, isolated, timeout}")
+
+
 class CacheConfig(Strict):
     dir: str | None = None
     mode: Literal["readwrite", "replay", "off"] | None = None
@@ -112,7 +131,8 @@ class RunConfig(Strict):
     agent: str = Field(description="the agent spec file")
     task: str | None = Field(None, description="the task description (default: the spec's)")
     dataset: DatasetConfig
-    metric: Literal["exact_match", "numeric_match", "humaneval"] | None = None
+    metric: str | None = MetricRef
+    tools: list[str | ToolRef] = ToolRefs
     loss: Literal["language", "metric", "logprob"] = "language"
     models: ModelsConfig = ModelsConfig()
     sampling: SamplingParams = SamplingParams(max_tokens=128, max_tokens_limit=256)
@@ -127,7 +147,8 @@ class RunConfig(Strict):
     @model_validator(mode="after")
     def _metric_for_metric_losses(self):
         if self.loss == "metric" and self.metric is None:
-            raise ValueError("loss: metric needs a metric (exact_match, numeric_match, humaneval)")
+            raise ValueError("loss: metric needs a metric (exact_match, numeric_match, humaneval, "
+                             "or FILE.py:FUNCTION)")
         return self
 
 
@@ -165,7 +186,8 @@ class DeployConfig(Strict):
     agent: str = Field(description="the agent spec file")
     task: str | None = None
     models: ModelsConfig = ModelsConfig()
-    metric: Literal["exact_match", "numeric_match", "humaneval"] = "exact_match"
+    metric: str = Field("exact_match", description=MetricRef.description)
+    tools: list[str | ToolRef] = ToolRefs
     sampling: SamplingParams = SamplingParams(max_tokens=128, max_tokens_limit=256)
     meta_sampling: SamplingParams = SamplingParams(max_tokens=192, max_tokens_limit=384,
                                                    on_limit="close", repeat_penalty=1.3)

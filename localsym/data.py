@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -45,6 +46,97 @@ def load_jsonl(path: str | Path) -> list[Example]:
     return out
 
 
+class FieldMap(BaseModel):
+    """Which column of a user's file is which field: ``inputs: {question: q}`` means the
+    agent's input ``question`` is the column ``q``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    inputs: dict[str, str]
+    expected: dict[str, str] | None = None
+    id: str | None = None
+
+
+def load_table(path: str | Path, fields: FieldMap | dict | None = None) -> list[Example]:
+    """Examples from a JSONL or CSV file. Without ``fields`` a JSONL file is in localsym's own
+    shape (see ``load_jsonl``); with ``fields`` every row (a CSV row, or a flat JSON object a
+    line) is mapped to inputs and expected outputs, so a file does not have to be rewritten."""
+    path = Path(path)
+    if isinstance(fields, dict):
+        fields = FieldMap.model_validate(fields)
+    is_csv = path.suffix.lower() in (".csv", ".tsv")
+    if fields is None and not is_csv:
+        return _unique(load_jsonl(path), path)
+    if fields is None:
+        raise ConfigError(f"dataset {path} is a CSV file and no field map was given",
+                          "add dataset.fields, e.g. {inputs: {question: q}, expected: {answer: "
+                          "a}} (agent field: column)")
+    rows = _csv_rows(path) if is_csv else _json_rows(path)
+    if not rows:
+        raise ConfigError(f"dataset {path} has no rows", "add examples to it")
+    wanted = list(fields.inputs.values()) + list((fields.expected or {}).values()) + \
+        ([fields.id] if fields.id else [])
+    out = []
+    for no, row in rows:
+        missing = [c for c in wanted if c not in row]
+        if missing:
+            raise ConfigError(f"{path}:{no}: no column {missing} (it has {sorted(row)})",
+                              "fix dataset.fields (agent field: column) or the file")
+        out.append(Example(
+            id=str(row[fields.id]) if fields.id else f"{path.stem}-{no}",
+            inputs={k: row[c] for k, c in fields.inputs.items()},
+            expected={k: row[c] for k, c in fields.expected.items()} if fields.expected else None))
+    return _unique(out, path)
+
+
+def _csv_rows(path: Path) -> list[tuple[int, dict]]:
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+            return [(no, row) for no, row in enumerate(reader, 2)
+                    if any((v or "").strip() for v in row.values())]
+    except OSError as err:
+        raise ConfigError(f"cannot read dataset {path}: {err.strerror}", "check the path") from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ConfigError(f"dataset {path} is not a readable UTF-8 CSV file ({err})",
+                          "save it as UTF-8 CSV") from None
+
+
+def _json_rows(path: Path) -> list[tuple[int, dict]]:
+    try:
+        lines = path.read_text("utf-8").split("\n")
+    except OSError as err:
+        raise ConfigError(f"cannot read dataset {path}: {err.strerror}", "check the path") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"dataset {path} is not UTF-8 ({err.reason} at byte {err.start})",
+                          "save it as UTF-8") from None
+    out = []
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as err:
+            raise ConfigError(f"{path}:{no}: not JSON ({err})", "one JSON object a line") from None
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path}:{no}: not a JSON object", "one JSON object a line")
+        out.append((no, row))
+    return out
+
+
+def _unique(examples: list[Example], path: Path) -> list[Example]:
+    seen: dict[str, int] = {}
+    for i, ex in enumerate(examples):
+        if ex.id in seen:
+            raise ConfigError(f"dataset {path}: the id {ex.id!r} is used twice (examples "
+                              f"{seen[ex.id] + 1} and {i + 1})",
+                              "give every example its own id (ids name examples in the events, "
+                              "the Pareto front and resume)")
+        seen[ex.id] = i
+    return examples
+
+
 def split(examples: list[Example], fractions: tuple[float, ...], seed: int = 0
           ) -> list[list[Example]]:
     """Shuffle with ``seed`` and cut into parts of the given fractions (e.g. (0.5, 0.25, 0.25))."""
@@ -55,7 +147,52 @@ def split(examples: list[Example], fractions: tuple[float, ...], seed: int = 0
 
 
 # -- metrics: (outputs, expected) -> score in [0, 1] ---------------------------------------------
-Metric = Callable[[dict[str, Any], dict[str, Any]], float]
+class MetricResult(NamedTuple):
+    """A score in [0, 1] and, optionally, what was wrong (the loss shows it to the optimizers)."""
+
+    score: float
+    feedback: str = ""
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """What a metric is: ``(outputs, expected) -> float | MetricResult``, the score in [0, 1].
+    Any function of that shape works, e.g. ``metric: metrics.py:partial_credit`` in a config."""
+
+    def __call__(self, outputs: dict[str, Any], expected: dict[str, Any]) -> float | MetricResult:
+        ...
+
+
+log = logging.getLogger(__name__)
+_EXPLAINERS: dict[Callable, Callable[[dict, dict], str]] = {}  # built-ins: a feedback function
+_failures_reported: set[str] = set()
+
+
+def score(metric: Metric, outputs: dict[str, Any], expected: dict[str, Any],
+          explain: bool = False) -> MetricResult:
+    """The one way localsym scores with a metric. A metric that raises, or returns anything but
+    a number in [0, 1] (or a MetricResult holding one), costs that example only: score 0, and
+    the reason as its feedback (and a warning, once per reason). ``explain``: also fill in the
+    feedback of a built-in metric that returns a bare number."""
+    name = getattr(metric, "__name__", type(metric).__name__)
+    try:
+        value = metric(outputs, expected)
+        result = value if isinstance(value, MetricResult) else MetricResult(value) \
+            if not isinstance(value, tuple) else MetricResult(*value)
+        number = result.score
+        if isinstance(number, bool) or not isinstance(number, (int, float, np.number)) or \
+                not 0.0 <= float(number) <= 1.0:
+            raise TypeError(f"returned {number!r}, not a number in [0, 1]")
+        result = MetricResult(float(number), str(result.feedback or ""))
+    except Exception as err:  # the user's code: any failure costs the example, not the run
+        reason = f"metric {name} failed: {type(err).__name__}: {err}"[:500]
+        if reason not in _failures_reported:
+            _failures_reported.add(reason)
+            log.warning("%s (the example scores 0)", reason)
+        return MetricResult(0.0, reason)
+    if explain and not result.feedback and metric in _EXPLAINERS:
+        result = MetricResult(result.score, _EXPLAINERS[metric](outputs, expected))
+    return result
 
 
 def _norm(value: Any) -> str:
@@ -95,8 +232,8 @@ def _explain_fields(metric: Metric):
     return explain
 
 
-exact_match.explain = _explain_fields(exact_match)
-numeric_match.explain = _explain_fields(numeric_match)
+_EXPLAINERS[exact_match] = _explain_fields(exact_match)
+_EXPLAINERS[numeric_match] = _explain_fields(numeric_match)
 
 
 def _program(outputs: dict, expected: dict, nonce: str) -> str:
@@ -137,14 +274,32 @@ def _explain_humaneval(outputs: dict, expected: dict) -> str:
         else f"the tests failed (exit {result.returncode})"
 
 
-humaneval.explain = _explain_humaneval
+_EXPLAINERS[humaneval] = _explain_humaneval
 METRICS: dict[str, Metric] = {"exact_match": exact_match, "numeric_match": numeric_match,
                               "humaneval": humaneval}
 
 
-def metric(name: str) -> Metric:
+def register_metric(name: str, fn: Metric) -> Metric:
+    """Make ``fn`` available by name (``metric: NAME`` in a config, ``--metric NAME``)."""
+    METRICS[name] = fn
+    return fn
+
+
+def metric(name: str | Metric, base: str | Path = ".") -> Metric:
+    """A metric by name (a built-in or registered one), by reference (``pkg.mod:fn``, or
+    ``file.py:fn`` relative to ``base``), or a callable itself."""
+    from localsym import refs
+
+    if callable(name):
+        return name
+    if refs.is_reference(name):
+        fn = refs.resolve(name, base, "metric", "metrics.py:partial_credit")
+        refs.check_arity(fn, 2, name, "metric", "(outputs: dict, expected: dict) -> float")
+        return fn
     if name not in METRICS:
-        raise ConfigError(f"unknown metric {name!r}", f"use one of {sorted(METRICS)}")
+        raise ConfigError(f"unknown metric {name!r}",
+                          f"use one of {sorted(METRICS)}, or your own function as "
+                          "FILE.py:FUNCTION or MODULE:FUNCTION")
     return METRICS[name]
 
 

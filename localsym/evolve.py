@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from localsym.agent import Pipeline, PipelineSpec, default_tools
+from localsym.agent.tools import add_references
 from localsym.config import DeployConfig
 from localsym.data import Example, load_jsonl, metric
 from localsym.errors import ConfigError, LocalsymError
@@ -109,12 +110,12 @@ class EvolvingAgent:
                  agent_lm=None, optimizer_lm=None, log=print):
         self.directory, self.config, self.base, self.log = Path(directory), config, base, log
         self.store = Store(self.directory / "agent.db")
+        self.metric = metric(config.metric, base)  # the user's code first: fails before a load
+        self.tools = add_references(default_tools(), config.tools, base)
         models, cache = config.models, config.cache
         self.agent_lm = agent_lm or models.open("agent", cache)
         self.optimizer_lm = optimizer_lm or (
             self.agent_lm if models.shared() else models.open("optimizer", cache))
-        self.metric = metric(config.metric)
-        self.tools = default_tools()
         self.fixed_val = load_jsonl(base / config.validation) if config.validation else []
         self._pipelines: dict[int, Pipeline] = {}
         self._round: threading.Thread | None = None

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from localsym.agent import Pipeline, PipelineSpec, default_tools
+from localsym.agent.tools import add_references
 from localsym.config import RunConfig, load_config
-from localsym.data import Example, generate_examples, load_jsonl, metric, split
+from localsym.data import Example, generate_examples, load_table, metric, split
 from localsym.errors import ConfigError
 from localsym.io import atomic_write_text, read_jsonl
 from localsym.learn import LanguageLoss, LogProbLoss, MetricLoss, Trainer, default_optimizers
@@ -37,9 +38,10 @@ def load_splits(config: RunConfig, base: Path, spec: PipelineSpec, lm) -> dict[s
         parts = dict(zip(("train", "val", "test"), split(examples, ds.split, ds.generate.seed)))
     elif ds.path is not None:
         parts = dict(zip(("train", "val", "test"),
-                         split(load_jsonl(base / ds.path), ds.split, config.train.seed)))
+                         split(load_table(base / ds.path, ds.fields), ds.split,
+                               config.train.seed)))
     else:
-        parts = {name: load_jsonl(base / getattr(ds, name)) if getattr(ds, name) else []
+        parts = {name: load_table(base / getattr(ds, name), ds.fields) if getattr(ds, name) else []
                  for name in ("train", "val", "test")}
     if ds.limit:
         parts = {k: v[:ds.limit] for k, v in parts.items()}
@@ -65,13 +67,15 @@ class Run:
         # cache, costs almost nothing)
         self.run_dir = Path(run_dir or config.run_dir or
                             Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        # the user's own code first: a bad reference fails before anything is loaded
+        self.metric = metric(config.metric, base) if config.metric else None
+        self.tools = add_references(default_tools(), config.tools, base)
         cache = config.cache
         models = config.models
         self.agent_lm = models.open("agent", cache)
         self.optimizer_lm = self.agent_lm if models.shared() else models.open("optimizer", cache)
         self.spec = load_spec(config, base)
-        self.pipeline = Pipeline(self.spec, self.agent_lm, default_tools(), config.sampling)
-        self.metric = metric(config.metric) if config.metric else None
+        self.pipeline = Pipeline(self.spec, self.agent_lm, self.tools, config.sampling)
         self.splits = load_splits(config, base, self.spec, self.optimizer_lm)
         self.loss = self._loss()
 

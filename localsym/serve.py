@@ -10,6 +10,10 @@
     POST /evolve?wait=false      start a round (202), or run it and return its record (wait=true)
     GET  /rounds                 every round with its decision
 
+Security: bound to a loopback address by default. Any other address needs a token (``--token``
+or ``$LOCALSYM_TOKEN``): with one, every endpoint but ``/health`` needs ``Authorization: Bearer
+<token>`` (401 without it). Request bodies over ``max_body`` bytes (1 MiB) are refused (413).
+
 Handlers are plain functions, so FastAPI runs them in its thread pool: requests are answered
 while a round trains (model calls take turns on the one llama.cpp context). A request a user got
 wrong is a 4xx with ``{"error": "<cause> Fix: <fix>"}``.
@@ -46,8 +50,52 @@ class RollbackRequest(BaseModel):
     version: int
 
 
-def create_app(agent: EvolvingAgent) -> FastAPI:
+MAX_BODY = 1 << 20
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to serve beyond this machine without a token."""
+    import ipaddress
+
+    try:
+        loopback = host in LOOPBACK or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not token:
+        raise ConfigError(f"serving on {host} would expose the agent (and its retraining) to "
+                          "the network with no authentication",
+                          "set a token with --token or LOCALSYM_TOKEN (clients then send "
+                          "Authorization: Bearer <token>), or serve on 127.0.0.1")
+
+
+def create_app(agent: EvolvingAgent, token: str | None = None,
+               max_body: int = MAX_BODY) -> FastAPI:
+    import hmac
+
     app = FastAPI(title="localsym agent", version="1")
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if token and request.url.path != "/health":
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return JSONResponse(status_code=401, headers={"WWW-Authenticate": "Bearer"},
+                                    content={"error": "missing or wrong token Fix: send "
+                                             "Authorization: Bearer <the server's token>"})
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > max_body):
+            return JSONResponse(status_code=413, content={
+                "error": f"request body over {max_body} bytes Fix: send a smaller body"})
+        if request.method in ("POST", "PUT", "PATCH") and size is None:
+            body = b""
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_body:
+                    return JSONResponse(status_code=413, content={
+                        "error": f"request body over {max_body} bytes Fix: send a smaller body"})
+            request._body = body  # read once here; the handler reads it from memory
+        return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError):
@@ -105,7 +153,8 @@ def create_app(agent: EvolvingAgent) -> FastAPI:
 
 
 def serve(agent: EvolvingAgent, host: str = "127.0.0.1", port: int = 8765,
-          log_level: str = "warning") -> None:
+          log_level: str = "warning", token: str | None = None) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(agent), host=host, port=port, log_level=log_level)
+    check_bind(host, token)
+    uvicorn.run(create_app(agent, token), host=host, port=port, log_level=log_level)

@@ -86,7 +86,7 @@ def test_train_and_report_errors_are_one_line(args, message):
 def test_bad_config_values_are_clear_errors(tmp_path):
     config = tiny_config(tmp_path)
     data = yaml.safe_load(config.read_text())
-    for change, message in [({"metric": "bleu"}, "metric: Input should be"),
+    for change, message in [({"metric": "bleu"}, "unknown metric 'bleu'"),
                             ({"dataset": {"train": "nope.jsonl", "val": "val.jsonl"}},
                              "cannot read dataset"),
                             ({"loss": "metric", "metric": None}, "loss: metric needs a metric"),

@@ -201,3 +201,69 @@ def default_tools() -> ToolRegistry:
     registry = ToolRegistry()
     registry.register(calculator, patterns={"expression": CALCULATOR_PATTERNS})
     return registry
+
+
+# -- a user's own tools, named in a config ---------------------------------------------------------
+def add_references(registry: ToolRegistry, entries, base) -> ToolRegistry:
+    """Register the tools a config names (``tools: [tools.py:lookup, mypkg.tools:sort_words,
+    {ref: tools.py:slow, isolated: true, timeout: 10}]``) in ``registry``; returns it."""
+    from localsym import refs
+
+    for entry in entries:
+        ref, isolated, timeout = (entry, False, 5.0) if isinstance(entry, str) else \
+            (entry.ref, entry.isolated, entry.timeout)
+        fn = refs.resolve(ref, base, "tool", "tools.py:lookup")
+        if isolated:
+            fn = _isolated(fn, ref, base, timeout)
+        try:
+            registry.register(fn, timeout=timeout + (5.0 if isolated else 0.0))
+        except ConfigError as err:
+            raise ConfigError(f"tool reference {ref!r}: {err.cause}", err.fix) from None
+    return registry
+
+
+_ISOLATED = r'''
+import importlib, importlib.util, json, sys
+sys.path[:0] = {path!r}
+file, name = {file!r}, {name!r}
+if file.endswith(".py"):
+    spec = importlib.util.spec_from_file_location("localsym_tool", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+else:
+    module = importlib.import_module(file)
+value = getattr(module, name)(**json.loads({args!r}))
+print({mark!r} + json.dumps(value))
+'''
+
+
+def _isolated(fn: Callable, ref: str, base, timeout: float) -> Callable:
+    """``fn`` run in a child process with the sandbox's limits (``localsym.sandbox``): a tool
+    that hangs is killed at ``timeout`` with its whole process group, and cannot harm the run."""
+    import functools
+    import secrets
+    import sys
+    from pathlib import Path
+
+    from localsym.sandbox import run_python
+
+    module_part, _, name = ref.rpartition(":")
+    file = str((Path(base) / module_part).resolve()) if module_part.endswith(".py") \
+        else module_part
+    path = [str(Path(base).resolve())] + [p for p in sys.path if p]
+
+    @functools.wraps(fn)
+    def proxy(**kwargs):
+        mark = f"localsym-result-{secrets.token_hex(8)}:"
+        code = _ISOLATED.format(path=path, file=file, name=name, args=json.dumps(kwargs),
+                                mark=mark)
+        result = run_python(code, timeout=timeout)
+        if result.timed_out:
+            raise TimeoutError(f"killed after {timeout:g}s (isolated)")
+        line = next((l for l in result.output.splitlines() if l.startswith(mark)), None)
+        if not result.ok or line is None:
+            tail = result.output.strip().splitlines()[-1:] or [f"exit {result.returncode}"]
+            raise RuntimeError(f"isolated tool failed: {tail[0][:300]}")
+        return json.loads(line[len(mark):])
+
+    return proxy

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from localsym.agent.trajectory import Trajectory
-from localsym.data import Example, Metric
+from localsym.data import Example, Metric, MetricResult, score
 from localsym.lm.base import CALL_FAILURES, LM, SamplingParams
 from localsym.templates import render
 
@@ -64,30 +64,29 @@ class Loss(ABC):
         return out
 
 
-def _metric_score(metric: Metric | None, trajectory: Trajectory, example: Example) -> float | None:
+def _metric_score(metric: Metric | None, trajectory: Trajectory, example: Example
+                  ) -> MetricResult | None:
     if metric is None or example.expected is None:
         return None
-    return 0.0 if not trajectory.ok else float(metric(trajectory.outputs, example.expected))
+    if not trajectory.ok:
+        return MetricResult(0.0, f"the run failed: {trajectory.error}")
+    return score(metric, trajectory.outputs, example.expected, explain=True)
 
 
-def evidence_loss(metric: Metric, trajectory: Trajectory, example: Example,
-                  score: float) -> LossRecord:
+def evidence_loss(trajectory: Trajectory, example: Example, result: MetricResult) -> LossRecord:
     """The loss where there is a ground truth: the metric's score and the raw evidence (input,
-    what the agent gave, what was expected, the metric's explanation), verbatim, with no LLM
+    what the agent gave, what was expected, the metric's feedback), verbatim, with no LLM
     call. A small model cannot judge better than the metric, and a large one reads the evidence
     in the gradient and optimizer prompts anyway."""
-    if not trajectory.ok:
-        text = f"the run failed: {trajectory.error}"
-    elif hasattr(metric, "explain"):
-        text = metric.explain(trajectory.outputs, example.expected)
-    else:
-        text = "correct" if score >= 1.0 else \
-            f"scored {score:.2f}: the answer {trajectory.outputs} should be {example.expected}"
+    text = result.feedback or ("correct" if result.score >= 1.0 else
+                               f"scored {result.score:.2f}: the answer {trajectory.outputs} "
+                               f"should be {example.expected}")
     evidence = (f"input {json.dumps(example.inputs, ensure_ascii=False)[:300]}; got "
                 f"{json.dumps(trajectory.outputs, ensure_ascii=False)[:200]}; expected "
                 f"{json.dumps(example.expected, ensure_ascii=False)[:200]}: {text}")
-    return LossRecord(kind="metric", score=score, analysis=evidence,
-                      feedback="keep doing the same" if score >= 1.0 else text, metric=score)
+    return LossRecord(kind="metric", score=result.score, analysis=evidence,
+                      feedback="keep doing the same" if result.score >= 1.0 else text,
+                      metric=result.score)
 
 
 class MetricLoss(Loss):
@@ -97,10 +96,10 @@ class MetricLoss(Loss):
         self.metric = metric
 
     def __call__(self, trajectory: Trajectory, example: Example) -> LossRecord:
-        score = _metric_score(self.metric, trajectory, example)
-        if score is None:
+        result = _metric_score(self.metric, trajectory, example)
+        if result is None:
             raise ValueError(f"example {example.id} has no expected outputs for the metric loss")
-        return evidence_loss(self.metric, trajectory, example, score)
+        return evidence_loss(trajectory, example, result)
 
 
 class LanguageLoss(Loss):
@@ -125,9 +124,10 @@ class LanguageLoss(Loss):
         out: list = [None] * len(pairs)
         judged = []  # (index, metric score, judge call)
         for i, (trajectory, example) in enumerate(pairs):
-            metric = _metric_score(self.metric, trajectory, example)
-            if metric is not None and not example.feedback:
-                out[i] = evidence_loss(self.metric, trajectory, example, metric)
+            result = _metric_score(self.metric, trajectory, example)
+            metric = result.score if result is not None else None
+            if result is not None and not example.feedback:
+                out[i] = evidence_loss(trajectory, example, result)
                 continue
             prompt = render("loss.j2", task=self.task, trajectory=trajectory,
                             expected=example.expected, metric_score=metric,

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from localsym.agent.pipeline import NODE_FAILURES, Pipeline
 from localsym.agent.spec import PipelineSpec
-from localsym.data import Example, Metric
+from localsym.data import Example, Metric, score
 from localsym.errors import ConfigError
 from localsym.faults import point
 from localsym.io import append_jsonl, atomic_write_text, read_jsonl, rewrite_jsonl
@@ -124,7 +124,7 @@ def evaluate_runs(pipeline: Pipeline, examples: list[Example], metric: Metric | 
     judged = []
     for i, (traj, ex) in enumerate(zip(trajectories, examples)):
         if metric is not None and ex.expected is not None:
-            out[i] = 0.0 if not traj.ok else float(metric(traj.outputs, ex.expected))
+            out[i] = 0.0 if not traj.ok else score(metric, traj.outputs, ex.expected).score
         else:
             judged.append(i)
     for i, record in zip(judged, loss.batch([(trajectories[i], examples[i]) for i in judged])):

@@ -1,0 +1,55 @@
+"""One-call training and evaluation, for ``import localsym`` users (the CLI's ``train`` and
+``eval`` in a function each)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from localsym.agent import Pipeline, PipelineSpec, ToolRegistry, default_tools
+from localsym.data import Example, Metric, metric as find_metric
+from localsym.learn import LanguageLoss, MetricLoss, TrainConfig, Trainer, default_optimizers
+from localsym.learn.trainer import evaluate as _evaluate
+from localsym.lm import LM, SamplingParams, open_lm
+
+
+def train(agent: PipelineSpec | str | Path, train: list[Example], val: list[Example], *,
+          lm: LM | None = None, optimizer_lm: LM | None = None,
+          metric: str | Metric | None = None, loss: str = "language",
+          config: TrainConfig | dict | None = None, tools: ToolRegistry | None = None,
+          sampling: SamplingParams | None = None, run_dir: str | Path | None = None,
+          resume: bool = False, progress: bool = False, log=print) -> PipelineSpec:
+    """Train ``agent`` (a spec or its file) on ``train``, gated on ``val``; returns the best
+    spec. ``metric``: a built-in name, a reference (``metrics.py:fn``) or a function
+    ``(outputs, expected) -> float``. ``lm`` runs the agent (default: the embedded model);
+    ``optimizer_lm`` the loss, gradients and optimizers (default: ``lm``). ``run_dir`` keeps
+    events, checkpoints and the report (and makes ``resume=True`` possible)."""
+    spec = agent if isinstance(agent, PipelineSpec) else PipelineSpec.load(agent)
+    score = find_metric(metric) if metric is not None else None
+    lm = lm or open_lm()
+    meta = optimizer_lm or lm
+    config = TrainConfig.model_validate(config or {}) if not isinstance(config, TrainConfig) \
+        else config
+    pipeline = Pipeline(spec, lm, tools or default_tools(), sampling)
+    loss_fn = MetricLoss(score) if loss == "metric" else \
+        LanguageLoss(meta, spec.description, score, tools=spec.tools)
+    trainer = Trainer(pipeline, loss_fn, default_optimizers(meta), meta, config, score,
+                      run_dir, log=log, progress=progress)
+    return trainer.fit(train, val, resume=resume).best_spec
+
+
+def evaluate(agent: Pipeline | PipelineSpec | str | Path, examples: list[Example], *,
+             lm: LM | None = None, metric: str | Metric | None = None,
+             tools: ToolRegistry | None = None, sampling: SamplingParams | None = None) -> float:
+    """The mean score of ``agent`` on ``examples``: the metric where an example has expected
+    outputs, else the language loss's judge. The runs are batched."""
+    if isinstance(agent, Pipeline):
+        pipeline = agent
+    else:
+        spec = agent if isinstance(agent, PipelineSpec) else PipelineSpec.load(agent)
+        pipeline = Pipeline(spec, lm or open_lm(), tools or default_tools(), sampling)
+    score = find_metric(metric) if metric is not None else None
+    scores = _evaluate(pipeline, list(examples), score,
+                       LanguageLoss(pipeline.lm, pipeline.spec.description, score))
+    return float(np.mean(scores)) if scores else 0.0
