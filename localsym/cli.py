@@ -152,6 +152,10 @@ def cmd_run(args) -> int:
                                        max_tokens_limit=4 * args.max_tokens)).forward(inputs)
     finally:
         lm.close()
+    if traj.error and "ContextOverflowError" in traj.error and not args.trace:
+        raise ConfigError(traj.error.split("ContextOverflowError: ", 1)[-1].split(" Fix: ")[0],
+                          traj.error.split(" Fix: ", 1)[1] if " Fix: " in traj.error else
+                          "shorten the input, lower --max-tokens, or raise n_ctx")
     print(traj.model_dump_json(indent=2) if args.trace else json.dumps(traj.outputs, indent=2))
     if traj.error:
         print(f"localsym: the run stopped early: {traj.error}", file=sys.stderr)
@@ -201,6 +205,11 @@ def cmd_models(args) -> int:
 
     if args.action == "install":
         name = args.name or models.default_model_name()
+        known = models.registry().get("models", {})
+        if name not in known:  # only registry names: never a path
+            raise ConfigError(f"unknown model {name!r}: install takes a registry name",
+                              f"one of {', '.join(known)}; a GGUF file of your own needs no "
+                              "install (put it in models/ or pass its path)")
         ref = models.resolve(name)
         if ref.path is not None and ref.path.is_file():
             print(f"{name}: already installed at {models.verified_path(ref)}")
@@ -226,7 +235,12 @@ def cmd_models(args) -> int:
 def cmd_cache(args) -> int:
     from localsym.lm.cache import JsonStore, default_cache_dir
 
-    store = JsonStore(default_cache_dir(args.cache_dir) / "calls")
+    directory = default_cache_dir(args.cache_dir) / "calls"
+    if args.action == "clear" and not JsonStore.healthy(directory):
+        JsonStore.rebuild(directory)  # a corrupt database cannot be cleared entry by entry
+        print(f"the cache at {directory} was corrupt: rebuilt it empty")
+        return 0
+    store = JsonStore(directory)
     try:
         if args.action == "clear":
             print(f"removed {store.clear()} entries from {store.directory}")
@@ -252,6 +266,21 @@ def cmd_serve(args) -> int:
 
     token = args.token or os.environ.get("LOCALSYM_TOKEN") or None
     check_bind(args.host, token)  # before anything is loaded
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port} is not a TCP port", "use 1-65535 (default 8765)")
+    if args.dir and Path(args.dir).exists() and not Path(args.dir).is_dir():
+        raise ConfigError(f"--dir {args.dir} is a file, not a deployment directory",
+                          "give a directory (it is created if missing)")
+    import socket
+
+    try:  # a port in use fails here, before the banner says it is served
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((args.host, args.port))
+    except OSError as err:
+        raise ConfigError(f"cannot serve on {args.host}:{args.port}: {err.strerror}",
+                          "pick another --port, or stop what listens there") from None
     config, base = load_deploy_config(args.agent)
     overrides = {}
     if args.model:
@@ -280,6 +309,8 @@ def cmd_init(args) -> int:
     from localsym.errors import ConfigError
 
     target = Path(args.dir)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{target} is a file", "give a new directory")
     if target.exists() and any(target.iterdir()) and not args.force:
         raise ConfigError(f"{target} exists and is not empty",
                           "give a new directory, or --force to write into it (files of the "
@@ -398,6 +429,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import logging
+
+    # warnings (busy cores, overlapping splits, a failing metric) as one marked line each
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("localsym: warning: %(message)s"))
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
     try:
         return args.func(args)
     except LocalsymError as err:

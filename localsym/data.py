@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from localsym.errors import ConfigError
+from localsym.io import jsonl_lines, read_text
 
 
 class Example(BaseModel):
@@ -23,15 +24,43 @@ class Example(BaseModel):
     expected: dict[str, Any] | None = None
     feedback: str | None = None  # what a person said about an earlier answer (self-evolving use)
 
+    @model_validator(mode="after")
+    def _encodable(self):
+        bad = unencodable(self.model_dump())
+        if bad:
+            raise ValueError(f"{bad} holds a lone surrogate (not valid Unicode text)")
+        return self
+
+
+def unencodable(value, where: str = "") -> str | None:
+    """Where in ``value`` (nested dicts, lists, strings) a string cannot be encoded as UTF-8 (a
+    lone surrogate such as "\\ud800", which JSON allows and no file or cache key can hold);
+    None if nowhere."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "the text"
+        return None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = unencodable(item, f"{where}.{key}" if where else str(key)) or \
+            unencodable(key, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
 
 def load_jsonl(path: str | Path) -> list[Example]:
     """Examples from a JSONL file, one ``{"id"?, "inputs": {...}, "expected"?: {...}}`` a line.
     A bad line is an error naming the file and line."""
     path = Path(path)
-    try:
-        lines = path.read_text("utf-8").splitlines()
-    except OSError as err:
-        raise ConfigError(f"cannot read dataset {path}: {err.strerror}", "check the path") from None
+    lines = jsonl_lines(read_text(path, "dataset"))
     out = []
     for no, line in enumerate(lines, 1):
         if not line.strip():
@@ -41,7 +70,12 @@ def load_jsonl(path: str | Path) -> list[Example]:
             row.setdefault("id", f"{path.stem}-{no}")
             out.append(Example.model_validate(row))
         except (ValueError, ValidationError, AttributeError) as err:
-            raise ConfigError(f"{path}:{no}: not a valid example ({str(err).splitlines()[0]})",
+            why = str(err).splitlines()[0]
+            if isinstance(err, ValidationError):
+                first = err.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                why = f"{where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}"
+            raise ConfigError(f"{path}:{no}: not a valid example ({why})",
                               'each line must be {"inputs": {...}, "expected": {...}}') from None
     return out
 
@@ -104,13 +138,7 @@ def _csv_rows(path: Path) -> list[tuple[int, dict]]:
 
 
 def _json_rows(path: Path) -> list[tuple[int, dict]]:
-    try:
-        lines = path.read_text("utf-8").split("\n")
-    except OSError as err:
-        raise ConfigError(f"cannot read dataset {path}: {err.strerror}", "check the path") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"dataset {path} is not UTF-8 ({err.reason} at byte {err.start})",
-                          "save it as UTF-8") from None
+    lines = jsonl_lines(read_text(path, "dataset"))
     out = []
     for no, line in enumerate(lines, 1):
         if not line.strip():

@@ -120,11 +120,18 @@ class EvolvingAgent:
         self._pipelines: dict[int, Pipeline] = {}
         self._round: threading.Thread | None = None
         self._round_lock = threading.Lock()
-        if not self.store.rows("SELECT id FROM versions LIMIT 1"):
-            spec = PipelineSpec.load(base / config.agent)
-            if config.task:
-                spec = spec.model_copy(update={"description": config.task})
+        spec = PipelineSpec.load(base / config.agent)
+        if config.task:
+            spec = spec.model_copy(update={"description": config.task})
+        first = self.store.rows("SELECT spec FROM versions ORDER BY id LIMIT 1")
+        if not first:
             self._add_version(spec, None, None, "initial", "the initial agent", live=True)
+        elif PipelineSpec.model_validate_json(first[0]["spec"]) != spec:
+            self.store.close()
+            raise ConfigError(f"deployment {self.directory} was started with another agent than "
+                              f"{base / config.agent} (its initial version differs)",
+                              "serve that agent from its own --dir, or give the agent this "
+                              "deployment began with (its versions: GET /versions)")
         # a round that was running when the process died is over; its checkpoints stay on disk
         self.store.write("UPDATE rounds SET status='interrupted', finished=? "
                          "WHERE status='running'", (time.time(),))

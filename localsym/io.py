@@ -69,10 +69,31 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
         os.fsync(f.fileno())
 
 
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of JSONL text: split at "\n" only, as the writers end them. (``str.splitlines``
+    also splits at U+2028, U+0085, \x1c ... which JSON strings may hold raw, and would cut a
+    record in two.)"""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def read_text(path: str | os.PathLike, what: str, fix: str = "check the path") -> str:
+    """A UTF-8 text file a user gave; unreadable or not UTF-8 is a ConfigError naming it."""
+    from localsym.errors import ConfigError
+
+    path = Path(path)
+    try:
+        return path.read_text("utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror}", fix) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{what} {path} is not UTF-8 text ({err.reason} at byte {err.start})",
+                          "save the file as UTF-8") from None
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """The records of a JSONL log; a torn line (left by an interrupted append) is skipped."""
     out = []
-    for line in Path(path).read_text("utf-8", errors="replace").splitlines():
+    for line in jsonl_lines(Path(path).read_text("utf-8", errors="replace")):
         try:
             record = json.loads(line)
         except ValueError:
@@ -105,13 +126,9 @@ def parse_document(text: str, yaml_format: bool, what: str):
 
 def load_document(path: str | os.PathLike, what: str, fix: str = "check the path"):
     """Read a YAML (.yaml/.yml) or JSON file; every failure is a ConfigError naming ``what``."""
-    from localsym.errors import ConfigError
 
     path = Path(path)
-    try:
-        text = path.read_text("utf-8")
-    except OSError as err:
-        raise ConfigError(f"cannot read {what} {path}: {err.strerror}", fix) from None
+    text = read_text(path, what, fix)
     return parse_document(text, path.suffix in (".yaml", ".yml"), f"{what} {path}")
 
 

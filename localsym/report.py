@@ -19,7 +19,7 @@ from jinja2 import Environment, select_autoescape
 from markupsafe import Markup
 
 from localsym.agent.spec import PROMPT_FIELDS, PipelineSpec
-from localsym.errors import ConfigError
+from localsym.errors import ConfigError, LocalsymError
 from localsym.io import atomic_write_text, read_jsonl
 
 
@@ -133,7 +133,12 @@ def score_plot(points: list[dict]) -> Markup:
     n = max(len(points) - 1, 1)
     sx = lambda i: pad + i * (w - 2 * pad) / n  # noqa: E731
     sy = lambda v: h - pad - v * (h - 2 * pad)  # noqa: E731
-    kept = " ".join(f"{sx(i):.1f},{sy(p['kept']):.1f}" for i, p in enumerate(points))
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    points = [{**p, "kept": p["kept"] if num(p["kept"]) else None,
+               "candidate": p["candidate"] if num(p["candidate"]) else None,
+               "decision": str(p["decision"])} for p in points]
+    kept = " ".join(f"{sx(i):.1f},{sy(p['kept']):.1f}" for i, p in enumerate(points)
+                    if p["kept"] is not None)
     parts = [f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
              f'viewBox="0 0 {w} {h}">',
              f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#999"/>',
@@ -143,15 +148,19 @@ def score_plot(points: list[dict]) -> Markup:
                      f'font-size="11">{v:.1f}</text>')
     for i, p in enumerate(points):
         parts.append(f'<text x="{sx(i):.1f}" y="{h - pad + 16}" text-anchor="middle" '
-                     f'font-size="11">{p["step"]}</text>')
+                     f'font-size="11">{html.escape(str(p["step"]))}</text>')
     parts.append(f'<polyline class="kept" points="{kept}" fill="none" stroke="#336" '
                  'stroke-width="2"/>')
     colors = {"accepted": "#2a2", "rolled back": "#c33", "no change": "#999", "start": "#336"}
     for i, p in enumerate(points):
-        parts.append(f'<circle class="candidate {p["decision"].replace(" ", "-")}" '
+        if p["candidate"] is None:
+            continue
+        decision = html.escape(p["decision"], quote=True)
+        parts.append(f'<circle class="candidate {decision.replace(" ", "-")}" '
                      f'cx="{sx(i):.1f}" cy="{sy(p["candidate"]):.1f}" r="5" '
-                     f'fill="{colors[p["decision"]]}"><title>step {p["step"]}: '
-                     f'{html.escape(p["decision"])}, {p["candidate"]:.3f}</title></circle>')
+                     f'fill="{colors.get(p["decision"], "#999")}"><title>step '
+                     f'{html.escape(str(p["step"]))}: {decision}, {p["candidate"]:.3f}'
+                     '</title></circle>')
     parts.append(f'<text x="{w / 2}" y="{h - 6}" text-anchor="middle" font-size="12">step</text>'
                  '</svg>')
     return Markup("".join(parts))
@@ -165,7 +174,17 @@ def _shape(spec: PipelineSpec) -> tuple:
 
 def _spec_at(run_dir: Path, step: int) -> PipelineSpec | None:
     path = run_dir / "specs" / f"step-{step:04d}.json"
-    return PipelineSpec.load(path) if path.is_file() else None
+    try:
+        return PipelineSpec.load(path) if path.is_file() else None
+    except LocalsymError:  # a damaged checkpoint: shown as missing
+        return None
+
+
+def _spec_or_none(data) -> PipelineSpec | None:
+    try:
+        return PipelineSpec.from_data(data) if data else None
+    except LocalsymError:
+        return None
 
 
 def build_context(run_dir: Path) -> dict:
@@ -173,26 +192,34 @@ def build_context(run_dir: Path) -> dict:
     if not log.is_file():
         raise ConfigError(f"{run_dir} has no events.jsonl", "pass the directory of a training run")
     events = read_jsonl(log)
-    start = next((e for e in events if e["event"] == "start"), None)
+    start = next((e for e in events if e.get("event") == "start"), None)
     if start is None:
         raise ConfigError(f"{log} has no start event", "the run never started; train it first")
-    steps = [e for e in events if e["event"] == "step"]
-    kept = start["val_score"]
+    # a run can be left in any state (stopped by its budget, killed, a torn or hand-edited log):
+    # every field the page shows has a default, and a missing number shows as a dash
+    steps = [{"decision": "unknown", "val_before": None, "val_after": None, "seconds": None,
+              "changes": [], **e, "step": e.get("step", i + 1)}
+             for i, e in enumerate(e for e in events if e.get("event") == "step")]
+    kept = start.get("val_score")
     points = [{"step": 0, "kept": kept, "candidate": kept, "decision": "start"}]
     rows = []
     for e in steps:
-        if e["decision"] == "accepted":
+        if e["decision"] == "accepted" and isinstance(e["val_after"], (int, float)):
             kept = e["val_after"]
         points.append({"step": e["step"], "kept": kept, "candidate": e["val_after"],
                        "decision": e["decision"]})
         before = _spec_at(run_dir, e["step"] - 1)
-        after = PipelineSpec.from_data(e["proposed_spec"]) if e.get("proposed_spec") else None
+        after = _spec_or_none(e.get("proposed_spec"))
         changed = before is not None and after is not None and _shape(before) != _shape(after)
         rows.append({**e, "diffs": spec_diffs(before, after) if before and after else [],
                      "graph_before": graph_svg(before) if changed else None,
                      "graph_after": graph_svg(after) if changed else None})
     summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    try:
+        summary = json.loads(summary_path.read_text("utf-8")) if summary_path.is_file() else {}
+    except (ValueError, OSError):
+        summary = {}  # torn or unreadable: the page says so instead of failing
+    summary = summary if isinstance(summary, dict) else {}
     first = _spec_at(run_dir, 0)
     last = _spec_at(run_dir, steps[-1]["step"]) if steps else None
     best = run_dir / "best_spec.json"
@@ -200,13 +227,23 @@ def build_context(run_dir: Path) -> dict:
             "steps": rows, "start_score": start["val_score"],
             "graph_start": graph_svg(first) if first else None,
             "graph_final": graph_svg(last) if last else None,
-            "graph_best": graph_svg(PipelineSpec.load(best)) if best.is_file() else None}
+            "graph_best": graph_svg(_spec_or_none(json.loads(best.read_text("utf-8"))))
+            if best.is_file() and _readable_json(best) else None}
+
+
+def _readable_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text("utf-8"))
+        return True
+    except (ValueError, OSError):
+        return False
 
 
 def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     env = Environment(autoescape=select_autoescape(default=True), trim_blocks=True,
                       lstrip_blocks=True)
+    env.filters["score"] = lambda x: f"{x:.3f}" if isinstance(x, (int, float)) else "–"
     template = env.from_string(
         resources.files("localsym").joinpath("report.html.j2").read_text("utf-8"))
     out = run_dir / "report.html"

@@ -19,7 +19,7 @@ from localsym.agent.tools import add_references
 from localsym.config import RunConfig, load_config
 from localsym.data import Example, generate_examples, load_table, metric, split
 from localsym.errors import ConfigError
-from localsym.io import atomic_write_text, read_jsonl
+from localsym.io import atomic_write_text, read_jsonl, read_text
 from localsym.learn import LanguageLoss, LogProbLoss, MetricLoss, Trainer, default_optimizers
 
 
@@ -54,7 +54,36 @@ def load_splits(config: RunConfig, base: Path, spec: PipelineSpec, lm) -> dict[s
     if not parts["train"] or not parts["val"]:
         raise ConfigError("the dataset gives an empty train or validation split",
                           "add examples or change dataset.split")
+    check_examples(parts, spec, config.metric)
     return parts
+
+
+def check_examples(parts: dict[str, list[Example]], spec: PipelineSpec, metric_name) -> None:
+    """What would make every score meaningless is an error; what is merely suspicious, a
+    warning. A field-comparing metric (exact_match, numeric_match) scores an expected field the
+    agent never outputs 0 on every example: an error. An example in both train and validation
+    (same id or same inputs) makes the gate reward memorizing: a warning."""
+    import logging
+
+    finals = set(spec.final_outputs())
+    if metric_name in ("exact_match", "numeric_match"):
+        for name, rows in parts.items():
+            for ex in rows:
+                extra = sorted(set(ex.expected or {}) - finals)
+                if extra:
+                    raise ConfigError(
+                        f"{name} example {ex.id} expects {extra}, which the agent never outputs "
+                        f"(its answer has {sorted(finals)}): {metric_name} would score every "
+                        "example 0", "rename the expected fields to the agent's outputs (a field "
+                        "map can: dataset.fields), or give the last node those outputs")
+    seen = {ex.id: ex for ex in parts["train"]}
+    inputs = {json.dumps(ex.inputs, sort_keys=True, default=str) for ex in parts["train"]}
+    both = [ex.id for ex in parts["val"] if ex.id in seen or
+            json.dumps(ex.inputs, sort_keys=True, default=str) in inputs]
+    if both:
+        logging.getLogger("localsym").warning(
+            "%d validation example(s) also in the training split (%s): the gate then rewards "
+            "memorizing them", len(both), ", ".join(both[:5]))
 
 
 class Run:
@@ -160,12 +189,81 @@ def _mean(scores: list[float]) -> float | None:
     return round(float(np.mean(scores)), 4) if scores else None
 
 
+def lock_run_dir(run_dir: Path):
+    """Hold an exclusive lock on ``run_dir`` for this process's life (released when it exits,
+    however it exits). A second process training into the same directory is refused, naming
+    the holder, instead of logging every step twice."""
+    import fcntl
+    import os
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / "lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError(f"run directory {run_dir} is in use by {holder}",
+                          "wait for that run to finish (or stop it), or train into another "
+                          "--run-dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"localsym pid {os.getpid()}")
+    handle.flush()
+    _LOCKS.append(handle)
+    return handle
+
+
+_LOCKS: list = []  # the open lock files of this process
+
+
+def fingerprint(config: RunConfig, base: Path) -> dict:
+    """Everything that shapes a run's training: the config (less its name, run directory,
+    budget and cache settings, which a resume may change) and the sha256 of every file it
+    names (agent spec, datasets, the user's metric and tool files)."""
+    import hashlib
+
+    def digest(rel: str | None):
+        if not rel:
+            return None
+        path = (base / rel).resolve()
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else str(path)
+    data = config.model_dump(mode="json", exclude={"name", "run_dir", "budget", "cache"})
+    ds = config.dataset
+    files = {"agent": digest(config.agent)}
+    for name in ("train", "val", "test", "path"):
+        files[f"dataset.{name}"] = digest(getattr(ds, name))
+    refs = [config.metric or ""] + [t if isinstance(t, str) else t.ref for t in config.tools]
+    for ref in refs:
+        module = ref.rpartition(":")[0]
+        if module.endswith(".py"):
+            files[module] = digest(module)
+    for name in ("agent",):
+        data.pop(name, None)
+    for name in ("train", "val", "test", "path"):
+        data["dataset"].pop(name, None)
+    return {"config": data, "files": files}
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
 def open_run(config_path: str | Path | None, resume_dir: str | Path | None = None,
              run_dir: str | Path | None = None, quiet: bool = False) -> tuple[Run, Path | None]:
     """Build a Run from a config file, or from the config copy inside ``resume_dir``.
 
     A new run directory gets its config copy and run.json before any work starts, so a run
-    killed at any moment, even before its first checkpoint, can be resumed."""
+    killed at any moment, even before its first checkpoint, can be resumed. The directory is
+    locked while this process lives; a resume must shape the run exactly as it began."""
     if resume_dir is not None:
         resume_dir = Path(resume_dir)
         if not (resume_dir / "run.json").is_file() or \
@@ -173,19 +271,34 @@ def open_run(config_path: str | Path | None, resume_dir: str | Path | None = Non
             raise ConfigError(f"{resume_dir} is not a training run directory (no run.json and "
                               f"config.yaml)", "pass the run directory of an earlier "
                                                "`localsym train`")
+        lock_run_dir(resume_dir)
+        meta = json.loads((resume_dir / "run.json").read_text())
         source = Path(config_path) if config_path else resume_dir / "config.yaml"
         config, base = load_config(source)
         if config_path is None:  # the copy's relative paths start at the original's place
-            base = Path(json.loads((resume_dir / "run.json").read_text())["base"])
+            base = Path(meta["base"])
+        if "fingerprint" in meta:
+            changed = _differences(meta["fingerprint"], fingerprint(config, base))
+            if changed:
+                raise ConfigError(
+                    f"cannot resume {resume_dir}: {', '.join(changed[:6])} differ from what the "
+                    f"run began with", "resume with the run's own config and files (omit CONFIG "
+                    "to use the copy in the run directory), or start a new run directory")
         return Run(config, base, resume_dir, quiet), None
     if config_path is None:
         raise ConfigError("no config given", "localsym train CONFIG (see examples/*/config.yaml)")
     config, base = load_config(config_path)
+    target = Path(run_dir or config.run_dir or "") if (run_dir or config.run_dir) else None
+    if target is not None:
+        lock_run_dir(target)
     run = Run(config, base, run_dir, quiet)
+    if target is None:
+        lock_run_dir(run.run_dir)
     if (run.run_dir / "state.json").exists() or (run.run_dir / "run.json").exists():
         raise ConfigError(f"run directory {run.run_dir} already holds a run",
                           f"resume it with --resume {run.run_dir}, or pass --run-dir NEW")
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.run_dir / "config.yaml", Path(config_path).read_text("utf-8"))
-    atomic_write_text(run.run_dir / "run.json", json.dumps({"base": str(base.resolve())}))
+    atomic_write_text(run.run_dir / "config.yaml", read_text(config_path, "config"))
+    atomic_write_text(run.run_dir / "run.json", json.dumps(
+        {"base": str(base.resolve()), "fingerprint": fingerprint(config, base)}))
     return run, Path(config_path)

@@ -47,7 +47,7 @@ class FeedbackRequest(BaseModel):
 
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int
+    version: int = Field(ge=0, lt=2**63)
 
 
 MAX_BODY = 1 << 20
@@ -134,6 +134,8 @@ def create_app(agent: EvolvingAgent, token: str | None = None,
 
     @app.get("/versions/{version}")
     def version(version: int):
+        if not 0 <= version < 2**63:
+            raise NotFound(f"no version {version}", "GET /versions lists them")
         return agent.spec(version).model_dump(mode="json")
 
     @app.post("/rollback")

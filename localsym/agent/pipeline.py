@@ -22,6 +22,7 @@ from localsym.errors import (ConfigError, ContextOverflowError, InvalidOutputErr
                              TruncatedOutputError)
 from localsym.lm.base import LM, SamplingParams
 from localsym.templates import render, render_text
+from localsym.data import unencodable
 
 _PY_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list[str]}
 ROUTE_FIELD = "next_step"
@@ -143,6 +144,11 @@ class Pipeline:
                 raise ConfigError(f"example lacks the agent's inputs {missing} (it has "
                                   f"{sorted(example)})",
                                   "give every example the spec's input fields")
+            bad = unencodable(example)
+            if bad:
+                raise ConfigError(f"input {bad} holds a lone surrogate (not valid Unicode text)",
+                                  "send text that is valid UTF-8 (no unpaired \\ud800-\\udfff "
+                                  "escapes)")
         return drive(self.lm, [self._forward_steps(ex, progress) for ex in examples])
 
     def _forward_steps(self, example: dict[str, Any], progress=None):
@@ -251,7 +257,7 @@ class Pipeline:
             record.route = outputs.pop(ROUTE_FIELD, None)
             record.outputs = outputs
         except NODE_FAILURES as err:
-            record.error = f"{type(err).__name__}: {err.cause}"
+            record.error = f"{type(err).__name__}: {err}"  # cause and fix
         record.messages = messages  # the whole conversation, tool turns included, even on failure
         record.seconds = time.perf_counter() - start
         return record

@@ -110,8 +110,36 @@ class JsonStore:
             self._cache = diskcache.Cache(str(self.directory), timeout=60, disk=_json_disk(),
                                           eviction_policy="none", size_limit=2**62)
         except (OSError, sqlite3.Error) as err:
+            if not self.healthy(self.directory):
+                raise CacheError(f"the cache at {self.directory} is corrupt ({err})",
+                                 "rebuild it with `localsym cache clear` (its entries are "
+                                 "recomputed), or point LOCALSYM_CACHE_DIR elsewhere") from None
             raise CacheError(f"cannot open the cache at {self.directory}: {err}",
                              "point LOCALSYM_CACHE_DIR (or cache_dir=) at a writable directory")
+
+    @staticmethod
+    def healthy(directory: str | os.PathLike) -> bool:
+        """Whether the cache database in ``directory`` opens and passes SQLite's quick check
+        (a missing one is healthy: it is created on first use)."""
+        db = Path(directory) / "cache.db"
+        if not db.exists():
+            return True
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+            try:
+                return con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+            finally:
+                con.close()
+        except sqlite3.Error:
+            return False
+
+    @staticmethod
+    def rebuild(directory: str | os.PathLike) -> None:
+        """Replace a corrupt cache database with an empty one (its entries are lost; they are
+        recomputed on the next run)."""
+        directory = Path(directory)
+        for name in ("cache.db", "cache.db-wal", "cache.db-shm"):
+            (directory / name).unlink(missing_ok=True)
 
     def get(self, key: str) -> dict | None:
         """The document under ``key``; None if absent. A value that is not a JSON object (planted

@@ -1,0 +1,178 @@
+"""Generated bad inputs against every CLI verb and every service endpoint (run by hand; the
+figures go to RELIABILITY.md; tests/test_hostile.py runs a small sample in CI).
+
+    .venv/bin/python scripts/fuzz_errors.py [--per-verb 40] [--per-endpoint 60]
+
+CLI: each verb gets files (config, agent spec, dataset, deploy config) and arguments drawn from
+junk text, broken YAML/JSON, non-UTF-8 bytes, lone surrogates, hostile paths and huge numbers;
+every run must exit 0 or 2 (3: a budget stop), print no traceback, and end a failure in one line
+with "Fix:". Service: each endpoint gets generated bodies and path values; every answer must be
+a 2xx or 4xx with an {"error"} body, never a 5xx. Prints the counts and the distinct error
+causes seen; exits 1 on any broken promise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+LOCALSYM = [str(Path(sys.executable).parent / "localsym")]
+PIECES = ["{", "[1, 2", "a: [", "\u2028", "nodes: 3", "{% for %}", "agent: ../../../etc/passwd",
+          "null", "1e999", "- - -", "\ud800", "agent: agent.yaml\ndataset: {train: x}",
+          "nodes: [{name: a}]", "metric: nosuch:fn", "tools: [x.py:y]", "models: {agent: stub}",
+          "dataset: {path: /dev/null}", "name: [1]", '{"inputs": {}}', "\x00\x01", "é" * 50]
+
+
+def junk(rng: random.Random) -> bytes:
+    kind = rng.randrange(4)
+    if kind == 0:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(80)))
+    text = "\n".join(rng.choice(PIECES) for _ in range(rng.randrange(1, 5)))
+    if kind == 1:
+        text = text.replace("\ud800", "?")
+    return text.encode("utf-8", "surrogatepass")
+
+
+def cli_case(rng: random.Random, verb: str, tmp: Path) -> list[str]:
+    bad = tmp / rng.choice(["c.yaml", "c.json", "d.jsonl", "d.csv"])
+    bad.write_bytes(junk(rng))
+    agent = ROOT / "examples" / "object_counting" / "agent.yaml"
+    pick = rng.choice
+    return {
+        "train": lambda: ["train", bad, "--run-dir", tmp / "run", "--quiet"],
+        "eval": lambda: ["eval", pick([bad, agent]), bad, "--model", "stub",
+                         *pick([[], ["--metric", pick(["x.py:f", "nope", "a:b:c"])]])],
+        "run": lambda: ["run", pick([bad, agent]), pick(["q=1", "{", '{"question": 3}',
+                                                         '{"question": "\\ud800"}']),
+                        "--model", "stub", *pick([[], ["--tool", "nope.py:f"]])],
+        "report": lambda: ["report", pick([tmp, bad, tmp / "none"])],
+        "serve": lambda: ["serve", pick([bad, agent]), "--dir", pick([bad, tmp / "dep"]),
+                          "--port", str(pick([0, 99999, -1, 70000])),  # never a valid serve
+                          *pick([[], ["--host", "0.0.0.0"]])],
+        "generate": lambda: ["generate", "hi", "--model", pick(["stub", "../x", str(bad)]),
+                             "--schema", pick(["nope:Cls", "json:dumps", "localsym.lm:LM"])],
+        "models": lambda: ["models", "install", pick(["../../etc/passwd", "nope", "a/b"])],
+        "cache": lambda: ["cache", pick(["stats", "clear"]), "--cache-dir", pick([bad, tmp])],
+        "init": lambda: ["init", pick([bad, tmp])],
+    }[verb]()
+
+
+def run_cli(per_verb: int, seed: int) -> dict:
+    rng = random.Random(seed)
+    out = {}
+    for verb in ("train", "eval", "run", "report", "serve", "generate", "models", "cache",
+                 "init"):
+        codes, causes, broken = Counter(), Counter(), []
+        for _ in range(per_verb):
+            with tempfile.TemporaryDirectory() as tmp:
+                args = [str(a) for a in cli_case(rng, verb, Path(tmp))]
+                try:
+                    proc = subprocess.run(LOCALSYM + args, capture_output=True, timeout=60,
+                                          env={"LOCALSYM_CACHE_DIR": f"{tmp}/cache",
+                                               "PATH": "/usr/bin:/bin"})
+                except subprocess.TimeoutExpired:
+                    broken.append((args, "timed out"))
+                    continue
+            err = proc.stderr.decode("utf-8", "replace")
+            codes[proc.returncode] += 1
+            lines = [l for l in err.strip().splitlines()
+                     if not l.startswith("localsym: warning:")]
+            if "Traceback" in err or proc.returncode not in (0, 2, 3) or \
+                    (proc.returncode == 2 and (len(lines) != 1 or "Fix:" not in lines[0])):
+                broken.append((args, err[-500:]))
+            elif proc.returncode == 2:
+                cause = re.sub(r"(/tmp/\S+|\d+|'[^']*')", "_", lines[0].split("Fix:")[0])
+                causes[cause[:70]] += 1
+        out[verb] = {"cases": per_verb, "exit codes": dict(codes),
+                     "distinct errors": len(causes), "broken": broken}
+    return out
+
+
+def run_service(per_endpoint: int, seed: int) -> dict:
+    from fastapi.testclient import TestClient
+
+    from localsym.config import load_deploy_config
+    from localsym.evolve import EvolvingAgent
+    from localsym.serve import create_app
+
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        agent = Path(tmp) / "agent.yaml"
+        agent.write_text((ROOT / "examples" / "object_counting" / "agent.yaml").read_text())
+        config, base = load_deploy_config(agent)
+        config = config.model_copy(update={"models": config.models.model_copy(
+            update={"agent": "stub"}), "evolve": config.evolve.model_copy(update={"every": None})})
+        evolving = EvolvingAgent(Path(tmp) / "dep", config, base, log=lambda _: None)
+        client = TestClient(create_app(evolving), raise_server_exceptions=False)
+        values = [None, 0, -1, 10**23, 1.5, "x", "\\ud800", [], {}, True, "a" * 5000]
+        endpoints = {
+            "POST /run": lambda: ("post", "/run", {"inputs": rng.choice(values + [
+                {"question": rng.choice(values)}, {"q": 1}])}),
+            "POST /feedback": lambda: ("post", "/feedback", {
+                "id": rng.choice(values), "score": rng.choice(values),
+                **rng.choice([{}, {"expected": rng.choice(values)}, {"text": rng.choice(values)}])}),
+            "POST /rollback": lambda: ("post", "/rollback", {"version": rng.choice(values)}),
+            "GET /versions/{n}": lambda: ("get", f"/versions/{rng.choice(values)}", None),
+            "GET /samples/{id}": lambda: ("get", f"/samples/{rng.choice(values)}", None),
+            "POST /evolve": lambda: ("post", f"/evolve?wait={rng.choice(values)}", None),
+        }
+        out = {}
+        try:
+            for name, make in endpoints.items():
+                statuses, broken = Counter(), []
+                for _ in range(per_endpoint):
+                    method, path, body = make()
+                    raw = json.dumps(body) if body is not None else None
+                    if raw is not None and rng.random() < 0.2:
+                        raw = raw[: rng.randrange(len(raw) + 1)]  # torn JSON
+                    resp = getattr(client, method)(path, **(
+                        {"content": raw, "headers": {"content-type": "application/json"}}
+                        if method == "post" else {}))
+                    statuses[resp.status_code] += 1
+                    if resp.status_code >= 500:
+                        broken.append((path, raw, resp.text[:300]))
+                out[name] = {"cases": per_endpoint, "statuses": dict(statuses), "broken": broken}
+        finally:
+            evolving.wait(60)
+            evolving.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--per-verb", type=int, default=40)
+    ap.add_argument("--per-endpoint", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    cli = run_cli(args.per_verb, args.seed)
+    service = run_service(args.per_endpoint, args.seed)
+    for verb, row in cli.items():
+        print(f"{verb:9s} {row['cases']:4d} cases  exit {row['exit codes']}  "
+              f"{row['distinct errors']} distinct errors  broken {len(row['broken'])}")
+        for b in row["broken"][:3]:
+            print("   ", b)
+    for name, row in service.items():
+        print(f"{name:18s} {row['cases']:4d} cases  statuses {row['statuses']}  "
+              f"5xx {len(row['broken'])}")
+        for b in row["broken"][:3]:
+            print("   ", b)
+    bad = sum(len(r["broken"]) for r in cli.values()) + sum(len(r["broken"])
+                                                            for r in service.values())
+    print(json.dumps({"cli_cases": sum(r["cases"] for r in cli.values()),
+                      "distinct_cli_errors": sum(r["distinct errors"] for r in cli.values()),
+                      "service_cases": sum(r["cases"] for r in service.values()),
+                      "broken": bad}))
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
