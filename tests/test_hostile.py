@@ -283,3 +283,37 @@ def test_generated_requests_never_get_a_500():
     for name, row in run_service(per_endpoint=10, seed=1).items():
         assert not row["broken"], (name, row["broken"][:2])
         assert all(code < 500 for code in row["statuses"]), (name, row["statuses"])
+
+
+def test_replay_reads_a_cache_without_writing_to_it(tmp_path):
+    import os
+
+    from conftest import ScriptedLM
+    from localsym.errors import CacheMissError
+    from localsym.lm import CachedLM
+    from localsym.lm.base import Call, Message, SamplingParams
+    from pydantic import BaseModel
+
+    class Note(BaseModel):
+        text: str
+
+    def answer(messages, params):  # one small answer, one over diskcache's 32 kB file limit
+        return json.dumps({"text": "x" * (40000 if "big" in messages[-1].content else 3)})
+
+    calls = [Call([Message(role="user", content=q)], Note, SamplingParams()) for q in ("a", "big")]
+    recorder = CachedLM(ScriptedLM(answer), cache_dir=tmp_path)
+    recorded = [recorder.complete(*c).text for c in calls]
+    recorder.close()
+    calls_dir = tmp_path / "calls"
+    before = {p.relative_to(calls_dir): p.read_bytes() for p in calls_dir.rglob("*") if p.is_file()}
+    os.chmod(calls_dir, 0o555)
+    try:
+        replay = CachedLM(ScriptedLM(lambda m, p: 1 / 0), cache_dir=tmp_path, mode="replay")
+        assert [replay.complete(*c).text for c in calls] == recorded
+        with pytest.raises(CacheMissError):
+            replay.complete([Message(role="user", content="new")], Note, SamplingParams())
+        replay.close()
+    finally:
+        os.chmod(calls_dir, 0o755)
+    after = {p.relative_to(calls_dir): p.read_bytes() for p in calls_dir.rglob("*") if p.is_file()}
+    assert after == before  # not a byte written, no side file created

@@ -205,12 +205,89 @@ class JsonStore:
         self._cache.close()
 
 
+class ReadOnlyStore:
+    """A cache directory read without writing anything to it (replay mode): the SQLite database
+    opened read-only, so a read-only directory (a mounted CI cache, a shared fixture) replays.
+    With recent entries still in the write-ahead log it reads them where SQLite can; where it
+    cannot (a read-only directory), it says how many bytes it could not see."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self._reported: set[str] = set()
+        db = self.directory / "cache.db"
+        self._con = None
+        if not db.is_file():
+            return
+        wal = self.directory / "cache.db-wal"
+        pending = wal.stat().st_size if wal.is_file() else 0
+        try:
+            if not pending:
+                raise sqlite3.OperationalError("no write-ahead log to read")
+            self._con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
+            self._con.execute("SELECT 1 FROM Cache LIMIT 1").fetchall()
+        except sqlite3.Error:
+            if pending:
+                log.warning("%d bytes of recent entries in %s are not readable read-only; "
+                            "close the recording process (or replay from a writable copy) to "
+                            "see them", pending, wal)
+            try:
+                self._con = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True,
+                                            check_same_thread=False)
+                self._con.execute("SELECT 1 FROM Cache LIMIT 1").fetchall()
+            except sqlite3.Error as err:
+                raise CacheError(f"cannot read the cache at {self.directory}: {err}",
+                                 "rebuild it with `localsym cache clear` if it is corrupt, or "
+                                 "record again") from None
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict | None:
+        if self._con is None:
+            return None
+        with self._lock:
+            row = self._con.execute("SELECT mode, filename, value FROM Cache WHERE key = ? "
+                                    "AND raw = 1", (key,)).fetchone()
+        if row is None:
+            return None
+        mode, filename, value = row
+        try:
+            if mode == 3 and filename:  # MODE_TEXT: a large value in a file of its own
+                value = (self.directory / filename).read_text("utf-8")
+            if mode not in (1, 3) or not isinstance(value, str):
+                raise TypeError("not JSON text (localsym stores JSON text only)")
+            doc = json.loads(value)
+            if not isinstance(doc, dict):
+                raise TypeError("stored JSON is not an object")
+            return doc
+        except (TypeError, ValueError, OSError) as err:
+            if key not in self._reported:
+                self._reported.add(key)
+                log.warning("cache entry %s in %s is corrupt (%s); ignoring it", key[:12],
+                            self.directory, err)
+            return None
+
+    def set(self, key: str, doc: dict) -> None:
+        raise CacheError(f"the cache at {self.directory} is open read-only (replay mode)",
+                         "record with cache mode 'readwrite'")
+
+    def add_counts(self, counts) -> None:
+        pass  # replay writes nothing, not even its hit counters
+
+    def counts(self) -> dict[str, int]:
+        return {}
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
 class CachedLM(LM):
     """Wrap any LM with the disk cache.
 
     mode ``readwrite`` (default): hits are returned, misses computed and stored.
     ``replay``: hits are returned, a miss raises ``CacheMissError`` naming the call (tests run on
-    recorded entries, with no model file at all). ``off``: every call goes to the backend.
+    recorded entries, with no model file at all); nothing is written, and the directory may be
+    read-only. ``off``: every call goes to the backend.
     ``mode`` defaults to ``$LOCALSYM_CACHE_MODE`` or ``readwrite``.
     """
 
@@ -230,8 +307,9 @@ class CachedLM(LM):
 
     @property
     def store(self) -> JsonStore:
-        if self._store is None:
-            self._store = JsonStore(self.directory)
+        if self._store is None:  # replay only reads: it opens the directory read-only
+            self._store = ReadOnlyStore(self.directory) if self.mode == "replay" else \
+                JsonStore(self.directory)
         return self._store
 
     def identity(self) -> dict:
