@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from localsym.errors import ConfigError
-from localsym.io import jsonl_lines, read_text
+from localsym.io import jsonl_lines, read_text, validation_error
 
 
 class Example(BaseModel):
@@ -60,23 +60,15 @@ def load_jsonl(path: str | Path) -> list[Example]:
     """Examples from a JSONL file, one ``{"id"?, "inputs": {...}, "expected"?: {...}}`` a line.
     A bad line is an error naming the file and line."""
     path = Path(path)
-    lines = jsonl_lines(read_text(path, "dataset"))
     out = []
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for no, row in _json_rows(path):
+        row.setdefault("id", f"{path.stem}-{no}")
         try:
-            row = json.loads(line)
-            row.setdefault("id", f"{path.stem}-{no}")
             out.append(Example.model_validate(row))
-        except (ValueError, ValidationError, AttributeError) as err:
-            why = str(err).splitlines()[0]
-            if isinstance(err, ValidationError):
-                first = err.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                why = f"{where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}"
-            raise ConfigError(f"{path}:{no}: not a valid example ({why})",
-                              'each line must be {"inputs": {...}, "expected": {...}}') from None
+        except ValidationError as err:
+            raise validation_error(err, f"{path}:{no}: not a valid example",
+                                   'each line must be {"inputs": {...}, "expected": {...}}') \
+                from None
     return out
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from localsym.agent.trajectory import Trajectory
 from localsym.data import Example, Metric, MetricResult, score
-from localsym.lm.base import CALL_FAILURES, LM, SamplingParams
+from localsym.lm.base import CALL_FAILURES, LM, SamplingParams, unwrap
 from localsym.templates import render
 
 
@@ -115,10 +115,7 @@ class LanguageLoss(Loss):
         self.tools = tuple(tools)  # the agent's declared tools (ToolSpec), shown to the judge
 
     def __call__(self, trajectory: Trajectory, example: Example) -> LossRecord:
-        result = self.batch([(trajectory, example)])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return unwrap(self.batch([(trajectory, example)])[0])
 
     def batch(self, pairs: list[tuple[Trajectory, Example]]) -> list[LossRecord | Exception]:
         out: list = [None] * len(pairs)

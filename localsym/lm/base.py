@@ -134,6 +134,13 @@ class Call(NamedTuple):
     params: SamplingParams
 
 
+def unwrap(result):
+    """A batch result as a single call gives it: the answer, or its failure raised."""
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
 def with_overrides(params: SamplingParams | None, overrides: dict) -> SamplingParams:
     params = params or SamplingParams()
     if not overrides:

@@ -27,7 +27,7 @@ from localsym.errors import (CacheError, CacheMissError, ConfigError, InvalidOut
                              TruncatedOutputError)
 from localsym.faults import point
 from localsym.lm.base import LM, Call, Completion, Message, SamplingParams, canonical_json, \
-    schema_of, validate_output
+    schema_of, unwrap, validate_output
 
 log = logging.getLogger(__name__)
 
@@ -342,13 +342,7 @@ class CachedLM(LM):
 
     def complete(self, messages: list[Message], schema: type[BaseModel],
                  params: SamplingParams) -> Completion:
-        return self._unwrap(self.complete_batch([Call(messages, schema, params)])[0])
-
-    @staticmethod
-    def _unwrap(result: Completion | Exception) -> Completion:
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return unwrap(self.complete_batch([Call(messages, schema, params)])[0])
 
     def complete_batch(self, calls, on_done=None) -> list[Completion | Exception]:
         """Hits first; only the misses go to the backend, in one batch, and each is stored as it

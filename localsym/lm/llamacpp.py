@@ -38,7 +38,7 @@ from localsym.errors import (ChatTemplateError, ConfigError, ContextOverflowErro
                              ModelCorruptError, TruncatedOutputError)
 from localsym.lm import models
 from localsym.lm.base import (CALL_FAILURES, LM, Call, Completion, Message, SamplingParams,
-                              as_messages, canonical_json, schema_of)
+                              as_messages, canonical_json, schema_of, unwrap)
 from localsym.lm.cache import default_cache_dir, library_versions, sha256_hex
 from localsym.lm.gguf import GGUFFormatError, context_length, read_metadata
 from localsym.lm.schema_index import IndexStore
@@ -302,7 +302,7 @@ class LlamaCpp(LM):
 
     def complete(self, messages: list[Message], schema: type[BaseModel],
                  params: SamplingParams) -> Completion:
-        return _unwrap(self.complete_batch([Call(messages, schema, params)])[0])
+        return unwrap(self.complete_batch([Call(messages, schema, params)])[0])
 
     def complete_batch(self, calls, on_done=None) -> list[Completion | Exception]:
         """Decode the calls together, up to ``n_seq`` at a time; a finished call's slot goes to
@@ -316,7 +316,7 @@ class LlamaCpp(LM):
 
     def complete_text(self, messages, params: SamplingParams | None = None) -> Completion:
         """Free-text generation (for text a person reads, and for benchmarks): no schema."""
-        return _unwrap(self.complete_text_batch([messages], params)[0])
+        return unwrap(self.complete_text_batch([messages], params)[0])
 
     def complete_text_batch(self, batch: list, params: SamplingParams | None = None
                             ) -> list[Completion | Exception]:
@@ -577,12 +577,6 @@ class _Seq:
     out: list[int] = field(default_factory=list)
     retries: int = 0
     closing: bool = False
-
-
-def _unwrap(result):
-    if isinstance(result, Exception):
-        raise result
-    return result
 
 
 def _rendered(response) -> tuple[str, bool]:
