@@ -229,20 +229,16 @@ def fingerprint(config: RunConfig, base: Path) -> dict:
             return None
         path = (base / rel).resolve()
         return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else str(path)
-    data = config.model_dump(mode="json", exclude={"name", "run_dir", "budget", "cache"})
-    ds = config.dataset
+    data = config.model_dump(mode="json", exclude={"name", "run_dir", "budget", "cache",
+                                                    "agent"})
     files = {"agent": digest(config.agent)}
-    for name in ("train", "val", "test", "path"):
-        files[f"dataset.{name}"] = digest(getattr(ds, name))
+    for name in ("train", "val", "test", "path"):  # a dataset file counts by its content
+        files[f"dataset.{name}"] = digest(data["dataset"].pop(name, None))
     refs = [config.metric or ""] + [t if isinstance(t, str) else t.ref for t in config.tools]
     for ref in refs:
         module = ref.rpartition(":")[0]
         if module.endswith(".py"):
             files[module] = digest(module)
-    for name in ("agent",):
-        data.pop(name, None)
-    for name in ("train", "val", "test", "path"):
-        data["dataset"].pop(name, None)
     return {"config": data, "files": files}
 
 
@@ -288,11 +284,11 @@ def open_run(config_path: str | Path | None, resume_dir: str | Path | None = Non
     if config_path is None:
         raise ConfigError("no config given", "localsym train CONFIG (see examples/*/config.yaml)")
     config, base = load_config(config_path)
-    target = Path(run_dir or config.run_dir or "") if (run_dir or config.run_dir) else None
-    if target is not None:
-        lock_run_dir(target)
+    chosen = run_dir or config.run_dir  # lock it before building anything; a default one after
+    if chosen:
+        lock_run_dir(Path(chosen))
     run = Run(config, base, run_dir, quiet)
-    if target is None:
+    if not chosen:
         lock_run_dir(run.run_dir)
     if (run.run_dir / "state.json").exists() or (run.run_dir / "run.json").exists():
         raise ConfigError(f"run directory {run.run_dir} already holds a run",
