@@ -56,6 +56,7 @@ def spec_diffs(before: PipelineSpec, after: PipelineSpec) -> list[dict]:
                          "diff": word_diff(", ".join(old.tools), ", ".join(node.tools))})
         structure = {"tool_choice": lambda n: n.tool_choice,
                      "bind": lambda n: json.dumps(n.bind, sort_keys=True),
+                     "arg_from": lambda n: json.dumps(n.arg_from, sort_keys=True),
                      "output patterns": lambda n: json.dumps(
                          {f.name: f.pattern for f in n.outputs if f.pattern}, sort_keys=True)}
         for what, value in structure.items():

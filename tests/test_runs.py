@@ -214,9 +214,12 @@ def test_ctrl_c_during_training_says_how_to_resume(tmp_path):
     import time
 
     config = tiny_config(tmp_path)
+    # its own empty cache: the step's calls are real, so the run is still going at the signal
+    # (from a cache other tests filled, it could finish before the signal is sent)
+    env = {**os.environ, "LOCALSYM_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.Popen([str(Path(sys.executable).parent / "localsym"), "train", str(config),
                              "--run-dir", str(tmp_path / "run"), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
     while not (tmp_path / "run" / "state.json").exists() and time.time() < deadline:
         time.sleep(0.2)  # the initial validation is checkpointed: training is under way
@@ -224,6 +227,7 @@ def test_ctrl_c_during_training_says_how_to_resume(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err  # a one-step run takes ~10 s after its first checkpoint
     assert f"localsym train --resume {tmp_path / 'run'}" in err and "Traceback" not in err
-    resumed = run("train", "--resume", str(tmp_path / "run"), "--quiet")
+    resumed = run("train", "--resume", str(tmp_path / "run"), "--quiet",
+                  env_extra={"LOCALSYM_CACHE_DIR": env["LOCALSYM_CACHE_DIR"]})
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 1

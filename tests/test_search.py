@@ -73,6 +73,39 @@ def test_a_bound_output_is_the_tool_result_and_the_node_ends_at_the_call():
     assert step_model.cache_info().currsize >= 1
 
 
+def test_a_written_first_call_takes_the_input_as_it_is_and_no_model_call():
+    s = PipelineSpec.from_data({**ARITH, "nodes": [{**ARITH["nodes"][0], "tools": ["calculator"],
+                                                    "arg_from": {"calculator.expression":
+                                                                 "question"},
+                                                    "bind": {"answer": "calculator"}}]})
+    lm = RoutedLM({})  # any model call would fail: none is made
+    traj = Pipeline(s, lm).forward({"question": "12 * 3"})
+    assert traj.outputs == {"answer": 36} and lm.calls == []
+    rec = traj.records[0]
+    assert [c.args for c in rec.tool_calls] == [{"expression": "12 * 3"}]
+    assert '"expression": "12 * 3"' in rec.messages[-2]["content"]  # the turn as if written
+    # a call that fails leaves the node to the model, which sees the error
+    lm = RoutedLM({"solve_step": lambda m: {"action": {"tool": "finish",
+                                                        "outputs": {"answer": 5}}}})
+    traj = Pipeline(s, lm).forward({"question": "twelve"})
+    assert traj.outputs == {"answer": 5} and len(lm.calls) == 1
+    assert "ERROR" in traj.records[0].messages[-1]["content"]
+    # listed as structural edits: the input wired into the tool's one required argument
+    found = {"; ".join(e): new for e, new in
+             listed.structural_edits(PipelineSpec.from_data(ARITH), default_tools())}
+    key = ("attach tool calculator to solve; call calculator first with expression = question; "
+           "bind solve.answer to the result of calculator")
+    assert found[key].node("solve").arg_from == {"calculator.expression": "question"}
+    again = {"; ".join(e) for e, _ in listed.structural_edits(found[key], default_tools())}
+    assert "solve: drop the written call of calculator" in again
+    detached = {"; ".join(e): n for e, n in listed.structural_edits(found[key], default_tools())}
+    assert detached["detach tool calculator from solve"].node("solve").arg_from == {}
+    with pytest.raises(ConfigError, match="has the arguments"):
+        Pipeline(PipelineSpec.from_data({**ARITH, "nodes": [{
+            **ARITH["nodes"][0], "tools": ["calculator"],
+            "arg_from": {"calculator.expr": "question"}}]}), lm)
+
+
 @pytest.mark.parametrize("data, message", [
     ({**ARITH, "nodes": [{**ARITH["nodes"][0], "outputs": [
         {"name": "answer", "pattern": "[0-9"}]}]}, "field 'answer': pattern '[0-9'"),
@@ -81,6 +114,11 @@ def test_a_bound_output_is_the_tool_result_and_the_node_ends_at_the_call():
      "tool 'calculator' argument 'expression': pattern"),
     ({**ARITH, "nodes": [{**ARITH["nodes"][0], "bind": {"answer": "calculator"}}]},
      "which the node does not use"),
+    ({**ARITH, "nodes": [{**ARITH["nodes"][0], "tools": ["calculator"],
+                          "arg_from": {"calculator.expression": "nope"}}]},
+     "which is not one of its inputs"),
+    ({**ARITH, "nodes": [{**ARITH["nodes"][0], "arg_from": {"calculator.expression": "question"}}]},
+     "is not 'tool.argument' of one of its tools"),
 ])
 def test_a_bad_pattern_or_binding_is_one_clear_error(data, message):
     with pytest.raises(ConfigError) as err:
@@ -271,6 +309,50 @@ def test_the_report_diff_names_the_structural_edits():
                    if len(e) == 4 and "pattern [0-9]{1,9} ?[-+*/] ?[0-9]{1,9}" in e[2]]
     targets = {r["target"] for r in spec_diffs(s, found)}
     assert {"solve.tools", "solve.tool_choice", "solve.bind", "tool calculator.patterns"} <= targets
+
+
+def test_a_free_text_output_can_be_bound_to_a_text_tool_but_not_a_constrained_one():
+    from localsym.agent.pipeline import bound_outputs
+    from localsym.agent.tools import ToolCallRecord, ToolRegistry
+
+    registry = ToolRegistry()
+
+    @registry.register
+    def sort_words(words: str) -> str:
+        """Sort words."""
+        return " ".join(sorted(words.split()))
+
+    data = {"name": "sorter", "description": "Sort.", "inputs": [{"name": "words"}],
+            "tools": [{"name": "sort_words", "description": "A tool."}],
+            "nodes": [{"name": "sort", "inputs": ["words"],
+                       "outputs": [{"name": "sorted"},
+                                   {"name": "kind", "choices": ["short", "long"]}]}]}
+    found = {"; ".join(e): new for e, new in
+             listed.structural_edits(PipelineSpec.from_data(data), registry)}
+    assert any(k.endswith("bind sort.sorted to the result of sort_words") for k in found)
+    assert not any("bind sort.kind" in k for k in found)  # choices: the model's to write
+    # at run time a bound value must still fit the field: choices and patterns are kept
+    node = PipelineSpec.from_data({**data, "nodes": [{**data["nodes"][0], "tools": ["sort_words"],
+                                   "outputs": [{"name": "sorted", "pattern": "[a-z ]+"},
+                                               {"name": "kind", "choices": ["short", "long"]}],
+                                   "bind": {"sorted": "sort_words", "kind": "sort_words"}}]}
+                                  ).node("sort")
+    rec = ToolCallRecord(tool="sort_words", args={"words": "b a"}, result="a b")
+    assert bound_outputs(node, rec) == {"sorted": "a b"}
+    assert bound_outputs(node, rec.model_copy(update={"result": "short"})) == {
+        "sorted": "short", "kind": "short"}
+    assert bound_outputs(node, rec.model_copy(update={"result": "A B"})) == {}
+    # a number tool (the calculator) never binds free text; in two nodes, the nodes take turns
+    two = PipelineSpec.from_data({**ARITH, "nodes": [
+        {"name": "read", "inputs": ["question"], "outputs": [{"name": "expression"}]},
+        {"name": "solve", "inputs": ["expression"], "outputs": [{"name": "answer", "type": "int"}]}],
+        "edges": [{"source": "read", "target": "solve"}]})
+    listing = [e for e, _ in listed.structural_edits(two, default_tools())]
+    assert not any("bind read.expression" in x for e in listing for x in e)
+    assert "read" in listing[0][0] and "solve" in listing[1][0]
+    # a group that binds the answer comes before the partial ones of its tool
+    solve = [e for e in listing if "solve" in e[0]]
+    assert solve[0][-1] == "bind solve.answer to the result of calculator"
 
 
 def test_a_bound_int_is_read_exactly_and_a_fraction_binds_nothing():

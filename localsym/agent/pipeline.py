@@ -7,6 +7,7 @@ walks). ``parameters`` lists the trainable symbolic weights, PyTorch-style.
 from __future__ import annotations
 
 import json
+import re
 import time
 import zlib
 from dataclasses import dataclass
@@ -105,6 +106,14 @@ class Pipeline:
     def spec(self, spec: PipelineSpec) -> None:
         for t in spec.tools:
             self.tools.get(t.name)  # every declared tool must have code behind it
+        for node in spec.nodes:
+            for key in node.arg_from:
+                tool, _, arg = key.partition(".")
+                known = list(self.tools.get(tool).args_model.model_fields)
+                if arg not in known:
+                    raise ConfigError(f"node {node.name!r} arg_from names {key!r}, but tool "
+                                      f"{tool!r} has the arguments {known}",
+                                      "name one of the tool's arguments")
         self._spec = spec
 
     # -- PyTorch-style access to the weights ----------------------------------------------------
@@ -226,20 +235,28 @@ class Pipeline:
         try:
             answer, bound = None, {}
             if node.tools:
+                wired = wired_call(node, inputs)
                 for i in range(node.max_tool_steps):
-                    may_finish = i > 0 or node.tool_choice == "auto"
-                    value, completion = yield (messages,
-                                               self._step_schema(node, routes, may_finish),
-                                               self._params(node.name, step * 64 + i))
-                    record.cached = record.cached or completion.cached
-                    if value.action.tool == "finish":
-                        answer = value.action.outputs
-                        break
-                    call = self.tools.call(value.action.tool, value.action.args.model_dump())
+                    if i == 0 and wired is not None:  # the spec writes the first call
+                        tool, args = wired
+                        text = json.dumps({"action": {"tool": tool, "args": args}},
+                                          ensure_ascii=False)
+                    else:
+                        may_finish = i > 0 or node.tool_choice == "auto"
+                        value, completion = yield (messages,
+                                                   self._step_schema(node, routes, may_finish),
+                                                   self._params(node.name, step * 64 + i))
+                        record.cached = record.cached or completion.cached
+                        if value.action.tool == "finish":
+                            answer = value.action.outputs
+                            break
+                        tool, args = value.action.tool, value.action.args.model_dump()
+                        text = completion.text
+                    call = self.tools.call(tool, args)
                     record.tool_calls.append(call)
                     seen = call.result if call.ok else f"ERROR: {call.error}"
                     messages = messages + [
-                        {"role": "assistant", "content": completion.text},
+                        {"role": "assistant", "content": text},
                         {"role": "user", "content": f"Result of {call.tool}: {seen}"}]
                     bound.update(bound_outputs(node, call))
                     if node.bind and len(routes) <= 1 and \
@@ -290,9 +307,18 @@ def demo_turns(node: NodeSpec, demo) -> list[dict[str, str]]:
     return turns
 
 
+def wired_call(node: NodeSpec, inputs: dict[str, Any]) -> tuple[str, dict] | None:
+    """The node's first tool call as its spec writes it (``arg_from``), or None."""
+    if not node.arg_from:
+        return None
+    args = {key.partition(".")[2]: inputs.get(source) for key, source in node.arg_from.items()}
+    return next(iter(node.arg_from)).partition(".")[0], args
+
+
 def bound_outputs(node: NodeSpec, call) -> dict[str, Any]:
     """The outputs of ``node`` bound to the tool of ``call``, read from its result (a failed call
-    or a result that does not parse as the field's type binds nothing)."""
+    or a result that does not parse as the field's type or fit its choices or pattern binds
+    nothing)."""
     if not call.ok:
         return {}
     parse = {"str": str, "float": float, "int": _whole_number}
@@ -301,9 +327,13 @@ def bound_outputs(node: NodeSpec, call) -> dict[str, Any]:
         if node.bind.get(f.name) != call.tool or f.type not in parse:
             continue
         try:
-            out[f.name] = parse[f.type](call.result)
+            value = parse[f.type](call.result)
         except (TypeError, ValueError, OverflowError):
             continue
+        if (f.choices and value not in f.choices) or \
+                (f.pattern is not None and not re.fullmatch(f.pattern, str(value))):
+            continue  # the field's own constraint stands: the model writes it instead
+        out[f.name] = value
     return out
 
 

@@ -123,6 +123,10 @@ class NodeSpec(Frozen):
                                  "result of the node's last call of that tool (deterministic, "
                                  "not written by the model); when every output is bound the node "
                                  "finishes right after the call")
+    arg_from: dict[str, str] = Field({}, description="'tool.argument' -> one of the node's "
+                                     "inputs: the node's first step is that tool called with "
+                                     "those inputs as its arguments (written by the spec, not "
+                                     "the model); one tool")
 
     @model_validator(mode="after")
     def _unique_outputs(self):
@@ -137,6 +141,18 @@ class NodeSpec(Frozen):
             if tool not in self.tools:
                 raise ValueError(f"node {self.name!r} binds {out!r} to tool {tool!r}, which the "
                                  f"node does not use (its tools: {list(self.tools)})")
+        wired = {key.partition(".")[0] for key in self.arg_from}
+        for key, source in self.arg_from.items():
+            tool, dot, arg = key.partition(".")
+            if not dot or not arg or tool not in self.tools:
+                raise ValueError(f"node {self.name!r} arg_from key {key!r} is not 'tool.argument' "
+                                 f"of one of its tools {list(self.tools)}")
+            if source not in self.inputs:
+                raise ValueError(f"node {self.name!r} fills {key!r} from {source!r}, which is not "
+                                 f"one of its inputs {list(self.inputs)}")
+        if len(wired) > 1:
+            raise ValueError(f"node {self.name!r} arg_from names several tools {sorted(wired)}: "
+                             "its first step is one call")
         return self
 
 

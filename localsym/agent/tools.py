@@ -55,6 +55,7 @@ class Tool:
     description: str
     timeout: float
     patterns: tuple[tuple[str, tuple[str, ...]], ...] = ()  # argument -> vetted regexes to try
+    returns: str = "text"  # "number": its result is a number, only numeric outputs bind to it
 
     def pattern_menu(self, arg: str) -> tuple[str, ...]:
         """The patterns worth trying on ``arg``: the tool's own vetted ones, then generic ones."""
@@ -83,9 +84,12 @@ class ToolRegistry:
         self._tools: dict[str, Tool] = dict(tools._tools) if tools else {}
 
     def register(self, fn: Callable | None = None, *, name: str | None = None,
-                 timeout: float = 5.0, patterns: dict[str, tuple[str, ...]] | None = None):
+                 timeout: float = 5.0, patterns: dict[str, tuple[str, ...]] | None = None,
+                 returns: str | None = None):
         """Register ``fn`` as a tool. ``patterns``: for a str argument, regexes the value may be
-        forced into (the structural search tries each, and keeps one only if it helps)."""
+        forced into (the structural search tries each, and keeps one only if it helps).
+        ``returns``: "number" or "text", what its result is (default: from the return
+        annotation, int or float being a number); a text output is bound only to a text tool."""
         def add(f: Callable) -> Callable:
             tool_name = name or f.__name__
             fields = {}
@@ -99,7 +103,8 @@ class ToolRegistry:
             args_model = create_model(f"{tool_name}_args", **fields)
             doc = (inspect.getdoc(f) or tool_name).strip().splitlines()[0]
             menu = tuple((arg, tuple(p)) for arg, p in sorted((patterns or {}).items()))
-            tool = Tool(tool_name, f, args_model, doc, timeout, menu)
+            kind = returns or ("number" if hints.get("return") in (int, float) else "text")
+            tool = Tool(tool_name, f, args_model, doc, timeout, menu, kind)
             for arg, _ in menu:
                 if arg not in tool.str_args():
                     raise ConfigError(f"tool {tool_name!r}: patterns name {arg!r}, which is not "
@@ -199,7 +204,7 @@ CALCULATOR_PATTERNS = (r"[0-9]{1,9} ?[-+*/] ?[0-9]{1,9}",
 def default_tools() -> ToolRegistry:
     """A registry with the built-in tools (``calculator``)."""
     registry = ToolRegistry()
-    registry.register(calculator, patterns={"expression": CALCULATOR_PATTERNS})
+    registry.register(calculator, patterns={"expression": CALCULATOR_PATTERNS}, returns="number")
     return registry
 
 

@@ -11,11 +11,12 @@ edit that does not help costs screening time, never correctness.
 from __future__ import annotations
 
 import json
+from itertools import zip_longest
 from typing import Any, Iterable
 
 import numpy as np
 
-from localsym.agent.spec import Demonstration, DemoToolCall, NodeSpec, PipelineSpec
+from localsym.agent.spec import Demonstration, DemoToolCall, FieldSpec, NodeSpec, PipelineSpec
 from localsym.agent.tools import ToolRegistry
 from localsym.agent.trajectory import Trajectory
 from localsym.data import Example
@@ -48,10 +49,11 @@ def with_node(spec: PipelineSpec, node: NodeSpec, tools: dict | None = None) -> 
 def structural_edits(spec: PipelineSpec, registry: ToolRegistry) -> list[Candidate]:
     """Every structural edit the spec and the tool registry allow, each one atomic or one
     coherent group: attach a declared tool to a node (alone; required; with each vetted argument
-    pattern; with an output bound to the tool's result), detach it, flip ``tool_choice``, set or
-    drop an argument pattern, bind or unbind an output, force a free str output into a bounded
-    pattern, remove a node. Listed in a fixed order, so a run is reproducible."""
-    out: list[Candidate] = []
+    pattern; with an output bound to the tool's result; called first with an input as its
+    argument), detach it, flip ``tool_choice``, set or drop an argument pattern, bind or unbind
+    an output, write or drop the first call, force a free str output into a bounded
+    pattern, remove a node. Listed in a fixed order (the nodes taking turns), so a run is
+    reproducible."""
     declared = [t for t in spec.tools if t.name in registry.names()]
 
     def add(edits: list[str], node: NodeSpec, tools: dict | None = None) -> None:
@@ -59,13 +61,18 @@ def structural_edits(spec: PipelineSpec, registry: ToolRegistry) -> list[Candida
         if new is not None and new != spec:
             out.append((edits, new))
 
+    per_node: list[list[Candidate]] = []
     for node in spec.nodes:
+        out = []  # ``add`` appends here: this node's edits
+        per_node.append(out)
         n = node.name
-        numeric = [f.name for f in node.outputs if f.type in ("int", "float")]
+        fields = [f for f in node.outputs if bindable_field(f)]
         for tspec in declared:
             tool, t = registry.get(tspec.name), tspec.name
+            bindable = [f.name for f in fields if f.type != "str" or tool.returns == "text"]
             menu = [(arg, p) for arg in tool.str_args() for p in tool.pattern_menu(arg)]
             if t not in node.tools:
+                start = len(out)
                 attached = node.model_copy(update={"tools": node.tools + (t,)})
                 required = attached.model_copy(update={"tool_choice": "required"})
                 add([f"attach tool {t} to {n}"], attached)
@@ -75,17 +82,36 @@ def structural_edits(spec: PipelineSpec, registry: ToolRegistry) -> list[Candida
                     group = [f"attach tool {t} to {n}", f"require a tool call first in {n}",
                              f"tool {t} argument {arg} pattern {p}"]
                     add(group, required, pat)
-                    for f in numeric:
+                    for f in bindable:
                         add(group + [f"bind {n}.{f} to the result of {t}"],
                             required.model_copy(update={"bind": {**node.bind, f: t}}), pat)
-                for f in numeric:
+                for f in bindable:
                     add([f"attach tool {t} to {n}", f"require a tool call first in {n}",
                          f"bind {n}.{f} to the result of {t}"],
                         required.model_copy(update={"bind": {**node.bind, f: t}}))
+                for arg, source in _wirings(tool, node):
+                    wired = attached.model_copy(update={"arg_from": {f"{t}.{arg}": source}})
+                    group = [f"attach tool {t} to {n}", f"call {t} first with {arg} = {source}"]
+                    add(group, wired)
+                    for f in bindable:
+                        add(group + [f"bind {n}.{f} to the result of {t}"],
+                            wired.model_copy(update={"bind": {**node.bind, f: t}}))
+                # groups that make the tool give the answer first (a step screens a cut of them)
+                out[start:] = sorted(out[start:], key=lambda c: not any(
+                    e.startswith("bind ") for e in c[0]))
                 continue
+            if any(k.partition(".")[0] == t for k in node.arg_from):
+                add([f"{n}: drop the written call of {t}"],
+                    node.model_copy(update={"arg_from": {}}))
+            elif not node.arg_from:
+                for arg, source in _wirings(tool, node):
+                    add([f"call {t} first with {arg} = {source}"],
+                        node.model_copy(update={"arg_from": {f"{t}.{arg}": source}}))
             add([f"detach tool {t} from {n}"], node.model_copy(update={
                 "tools": tuple(x for x in node.tools if x != t),
-                "bind": {k: v for k, v in node.bind.items() if v != t}}))
+                "bind": {k: v for k, v in node.bind.items() if v != t},
+                "arg_from": {k: v for k, v in node.arg_from.items()
+                             if k.partition(".")[0] != t}}))
             flip = "auto" if node.tool_choice == "required" else "required"
             add([f"tool_choice {flip} in {n}"], node.model_copy(update={"tool_choice": flip}))
             for arg, p in menu:
@@ -95,7 +121,7 @@ def structural_edits(spec: PipelineSpec, registry: ToolRegistry) -> list[Candida
             for arg in tspec.patterns:
                 add([f"tool {t} argument {arg}: drop the pattern"], node, {t: tspec.model_copy(
                     update={"patterns": {a: p for a, p in tspec.patterns.items() if a != arg}})})
-            for f in numeric:
+            for f in bindable:
                 if node.bind.get(f) == t:
                     add([f"unbind {n}.{f}"], node.model_copy(update={
                         "bind": {k: v for k, v in node.bind.items() if k != f}}))
@@ -108,6 +134,8 @@ def structural_edits(spec: PipelineSpec, registry: ToolRegistry) -> list[Candida
                     outputs = tuple(x.model_copy(update={"pattern": p}) if x.name == f.name else x
                                     for x in node.outputs)
                     add([f"{n}.{f.name} pattern {p}"], node.model_copy(update={"outputs": outputs}))
+    # the nodes take turns, so a step's cut of candidates reaches every node
+    out = [c for turn in zip_longest(*per_node) for c in turn if c is not None]
     if len(spec.nodes) > 1:
         from localsym.learn.optim import RemoveNode, apply_action
 
@@ -118,6 +146,21 @@ def structural_edits(spec: PipelineSpec, registry: ToolRegistry) -> list[Candida
                 continue
             out.append(([f"workflow: remove node {node.name}"], new))
     return out
+
+
+def _wirings(tool, node: NodeSpec) -> list[tuple[str, str]]:
+    """(argument, input) pairs for a call the spec can write itself: a tool with one required
+    argument, filled with one of the node's inputs as it is."""
+    required = [a for a, f in tool.args_model.model_fields.items() if f.is_required()]
+    return [(required[0], i) for i in node.inputs] if len(required) == 1 else []
+
+
+def bindable_field(field: FieldSpec) -> bool:
+    """Whether an output can be bound to a tool's result: a number, or free text (a str with
+    choices or a pattern is the model's to write; a tool result rarely fits either). Free text
+    binds to a tool that returns text, never to one that returns a number."""
+    return field.type in ("int", "float") or (field.type == "str" and not field.choices
+                                                and field.pattern is None)
 
 
 def final_node(spec: PipelineSpec) -> NodeSpec:

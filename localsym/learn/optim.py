@@ -233,7 +233,9 @@ class ToolOptimizer(Optimizer):
                 proposal.rejected.append(f"nodes.{sel.node}.tools: over the edit limit")
                 continue
             nodes[sel.node] = nodes[sel.node].model_copy(update={
-                "tools": new, "bind": {k: v for k, v in nodes[sel.node].bind.items() if v in new}})
+                "tools": new, "bind": {k: v for k, v in nodes[sel.node].bind.items() if v in new},
+                "arg_from": {k: v for k, v in nodes[sel.node].arg_from.items()
+                             if k.partition(".")[0] in new}})
             proposal.changes.append(Change(target=f"nodes.{sel.node}.tools", before=list(old),
                                            after=list(new)))
             budget -= 1
