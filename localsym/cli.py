@@ -233,7 +233,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from localsym.lm.cache import JsonStore, default_cache_dir
+    from localsym.lm.store import JsonStore, default_cache_dir
 
     directory = default_cache_dir(args.cache_dir) / "calls"
     if args.action == "clear" and not JsonStore.healthy(directory):

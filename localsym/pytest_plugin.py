@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from localsym.errors import ConfigError
-from localsym.lm.base import LM, canonical_json
+from localsym.lm.base import LM
+from localsym.lm.store import canonical_json
 from localsym.lm.cache import CachedLM
 
 

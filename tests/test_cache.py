@@ -182,7 +182,7 @@ def test_counts_persist_across_processes(cache_dir):
         lm = CachedLM(scripted(), cache_dir=cache_dir)
         lm.complete(*_call("q"))
         lm.close()
-    from localsym.lm.cache import JsonStore
+    from localsym.lm.store import JsonStore
 
     store = JsonStore(cache_dir / "calls")
     assert store.counts() == {"hits": 1, "misses": 1, "stores": 1}
@@ -235,7 +235,7 @@ def test_a_full_disk_is_a_clear_error_and_keeps_every_acknowledged_entry(cache_d
     out = run_python(f"""
         import json, os, resource, signal
         from localsym.errors import CacheError
-        from localsym.lm.cache import JsonStore
+        from localsym.lm.store import JsonStore
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
         store = JsonStore({str(directory)!r})
         acked, errors = [], []
@@ -254,7 +254,7 @@ def test_a_full_disk_is_a_clear_error_and_keeps_every_acknowledged_entry(cache_d
     """)
     assert out["errors"], "the limit was never reached"
     assert all("cannot write to the cache" in e and "free disk space" in e for e in out["errors"])
-    from localsym.lm.cache import JsonStore
+    from localsym.lm.store import JsonStore
 
     store = JsonStore(directory)
     for key in out["acked"]:

@@ -222,7 +222,7 @@ def test_service_bounds_and_serve_arguments(tmp_path):
 
 # 11, 12 ----------------------------------------------------------------------------------------
 def test_context_overflow_corrupt_cache_and_registry_names(tmp_path):
-    from localsym.lm.cache import JsonStore
+    from localsym.lm.store import JsonStore
 
     proc = cli("run", SRC / "agent.yaml", "question=" + "many apples " * 3000,
                "--max-tokens", "16")

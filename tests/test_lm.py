@@ -214,6 +214,6 @@ def test_a_gguf_without_chat_template_is_a_clear_error_unless_a_format_is_given(
 def test_tokens_longer_than_32_bytes_are_read_whole(backend):
     """llama-cpp-python's detokenize garbles pieces over 32 bytes; answers and the vocabulary
     must not. Token 3299 of SmolLM2 is a newline and 32 spaces."""
-    assert backend._text([3299]) == "\n" + " " * 32
-    assert max(len(p) for p in backend._pieces()) == 81
-    assert backend._text([3299, 8500]) == "\n" + " " * 32 + "\n" + " " * 40
+    assert backend.tokens.text([3299]) == "\n" + " " * 32
+    assert max(len(p) for p in backend.tokens.pieces()) == 81
+    assert backend.tokens.text([3299, 8500]) == "\n" + " " * 32 + "\n" + " " * 40

@@ -8,7 +8,6 @@ JSON text of the answer with its accounting, already validated against the schem
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from functools import lru_cache
 from typing import Literal, NamedTuple, Sequence, TypeVar
@@ -119,11 +118,6 @@ def validate_output(schema: type[T], text: str) -> T:
             f"(output starts {text[:80]!r})",
             "this is a bug if it came from constrained decoding; report it with the output",
             text=text) from None
-
-
-def canonical_json(obj) -> str:
-    """JSON with sorted keys and no spaces: the same object always gives the same bytes."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 class Call(NamedTuple):

@@ -9,276 +9,32 @@ several processes may share; a write that fails raises instead of being dropped.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import sqlite3
 import threading
 import time
-from functools import lru_cache
-from importlib import metadata
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
-from localsym.errors import (CacheError, CacheMissError, ConfigError, InvalidOutputError,
+from localsym.errors import (CacheMissError, ConfigError, InvalidOutputError,
                              TruncatedOutputError)
-from localsym.faults import point
-from localsym.lm.base import LM, Call, Completion, Message, SamplingParams, canonical_json, \
+from localsym.lm.base import LM, Call, Completion, Message, SamplingParams, \
     schema_of, unwrap, validate_output
+from localsym.lm.store import (JsonStore, ReadOnlyStore, canonical_json, default_cache_dir,
+                               library_versions, sha256_hex)
 
 log = logging.getLogger(__name__)
 
 # Bump when anything that shapes an answer changes in localsym itself (decoding loop, whitespace
 # rule, vocabulary filter, key layout): old entries then simply stop matching.
-KEY_FORMAT = 2  # 2: token bytes read whole (see LlamaCpp._pieces)
+KEY_FORMAT = 2  # 2: token bytes read whole (see decoding.TokenBytes)
 CacheMode = Literal["readwrite", "replay", "off"]
 # Failures that depend only on the call (its messages, schema, params and model), so a re-run
 # would fail the same way: cached like answers. (A context overflow depends on n_ctx, which is not
 # part of the key, so it is not cached.)
 CACHED_FAILURES = {cls.__name__: cls for cls in (TruncatedOutputError, InvalidOutputError)}
 MODES = ("readwrite", "replay", "off")
-_DECODING_LIBRARIES = ("llama-cpp-python", "outlines-core", "pydantic")
-
-
-def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir`` if given, else ``$LOCALSYM_CACHE_DIR``, else the user cache directory."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    if os.environ.get("LOCALSYM_CACHE_DIR"):
-        return Path(os.environ["LOCALSYM_CACHE_DIR"]).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("localsym"))
-
-
-@lru_cache(maxsize=1)
-def library_versions() -> dict:
-    out = {}
-    for name in _DECODING_LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def sha256_hex(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-class PickledEntry(ValueError):
-    """A cache row in diskcache's pickle mode: never written by localsym, so planted."""
-
-
-def _json_disk():
-    """diskcache's Disk, refusing to unpickle: a row someone planted in pickle mode (which
-    diskcache would otherwise load, running whatever the pickle names) is an error instead."""
-    import diskcache
-    from diskcache.core import MODE_PICKLE
-
-    class JsonDisk(diskcache.Disk):
-        def fetch(self, mode, filename, value, read):
-            if mode == MODE_PICKLE:
-                raise PickledEntry("a pickled value (localsym stores JSON text only)")
-            return super().fetch(mode, filename, value, read)
-
-        def store(self, value, read, key=diskcache.core.UNKNOWN):
-            if not isinstance(value, (str, int)):
-                raise TypeError(f"JsonStore stores JSON text, not {type(value).__name__}")
-            return super().store(value, read, key=key)
-
-    return JsonDisk
-
-
-class JsonStore:
-    """A directory of JSON documents under string keys, safe to share between processes.
-
-    A thin, strict layer over ``diskcache.Cache``: values go in as JSON text (never pickled), no
-    eviction, and a failed write (timeout, full disk) raises ``CacheError`` instead of vanishing.
-    """
-
-    def __init__(self, directory: str | os.PathLike):
-        import diskcache
-
-        self.directory = Path(directory)
-        self._reported: set[str] = set()  # corrupt keys already reported
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._cache = diskcache.Cache(str(self.directory), timeout=60, disk=_json_disk(),
-                                          eviction_policy="none", size_limit=2**62)
-        except (OSError, sqlite3.Error) as err:
-            if not self.healthy(self.directory):
-                raise CacheError(f"the cache at {self.directory} is corrupt ({err})",
-                                 "rebuild it with `localsym cache clear` (its entries are "
-                                 "recomputed), or point LOCALSYM_CACHE_DIR elsewhere") from None
-            raise CacheError(f"cannot open the cache at {self.directory}: {err}",
-                             "point LOCALSYM_CACHE_DIR (or cache_dir=) at a writable directory")
-
-    @staticmethod
-    def healthy(directory: str | os.PathLike) -> bool:
-        """Whether the cache database in ``directory`` opens and passes SQLite's quick check
-        (a missing one is healthy: it is created on first use)."""
-        db = Path(directory) / "cache.db"
-        if not db.exists():
-            return True
-        try:
-            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-            try:
-                return con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
-            finally:
-                con.close()
-        except sqlite3.Error:
-            return False
-
-    @staticmethod
-    def rebuild(directory: str | os.PathLike) -> None:
-        """Replace a corrupt cache database with an empty one (its entries are lost; they are
-        recomputed on the next run)."""
-        directory = Path(directory)
-        for name in ("cache.db", "cache.db-wal", "cache.db-shm"):
-            (directory / name).unlink(missing_ok=True)
-
-    def get(self, key: str) -> dict | None:
-        """The document under ``key``; None if absent. A value that is not a JSON object (planted
-        or corrupted) is reported and treated as absent."""
-        try:
-            raw = self._cache.get(key, default=None, retry=True)
-        except PickledEntry as err:
-            self.report(key, f"is corrupt ({err}); ignoring it, never unpickling it")
-            return None
-        if raw is None:
-            return None
-        try:
-            if not isinstance(raw, str):
-                raise TypeError(f"stored value is {type(raw).__name__}, not JSON text")
-            doc = json.loads(raw)
-            if not isinstance(doc, dict):
-                raise TypeError("stored JSON is not an object")
-            return doc
-        except (TypeError, ValueError) as err:
-            self.report(key, f"is corrupt ({err}); ignoring it")
-            return None
-
-    def report(self, key: str, what: str) -> None:
-        """Warn about a bad entry once per process (it is recomputed and overwritten)."""
-        if key not in self._reported:
-            self._reported.add(key)
-            log.warning("cache entry %s in %s %s", key[:12], self.directory, what)
-
-    def set(self, key: str, doc: dict) -> None:
-        point("cache.set")
-        try:
-            ok = self._cache.set(key, canonical_json(doc), retry=True)
-        except (OSError, sqlite3.Error) as err:
-            raise CacheError(f"cannot write to the cache at {self.directory}: {err}",
-                             "free disk space or point LOCALSYM_CACHE_DIR at another disk; "
-                             "everything computed so far is kept") from err
-        if not ok:
-            raise CacheError(f"the cache at {self.directory} refused a write",
-                             "check that the directory is writable")
-        point("cache.stored")
-
-    def add_counts(self, counts: dict[str, int]) -> None:
-        """Add to persistent counters (one transaction per counter with a non-zero delta)."""
-        for name, delta in counts.items():
-            if delta:
-                self._cache.incr(f"__count__:{name}", delta, default=0, retry=True)
-
-    def counts(self) -> dict[str, int]:
-        return {k.split(":", 1)[1]: int(self._cache.get(k, 0)) for k in self._cache.iterkeys()
-                if isinstance(k, str) and k.startswith("__count__:")}
-
-    def __len__(self) -> int:
-        return len(self._cache)
-
-    def volume(self) -> int:
-        """Bytes on disk."""
-        return self._cache.volume()
-
-    def clear(self) -> int:
-        return self._cache.clear(retry=True)
-
-    def close(self) -> None:
-        self._cache.close()
-
-
-class ReadOnlyStore:
-    """A cache directory read without writing anything to it (replay mode): the SQLite database
-    opened read-only, so a read-only directory (a mounted CI cache, a shared fixture) replays.
-    With recent entries still in the write-ahead log it reads them where SQLite can; where it
-    cannot (a read-only directory), it says how many bytes it could not see."""
-
-    def __init__(self, directory: str | os.PathLike):
-        self.directory = Path(directory)
-        self._reported: set[str] = set()
-        db = self.directory / "cache.db"
-        self._con = None
-        if not db.is_file():
-            return
-        wal = self.directory / "cache.db-wal"
-        pending = wal.stat().st_size if wal.is_file() else 0
-        try:
-            if not pending:
-                raise sqlite3.OperationalError("no write-ahead log to read")
-            self._con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
-            self._con.execute("SELECT 1 FROM Cache LIMIT 1").fetchall()
-        except sqlite3.Error:
-            if pending:
-                log.warning("%d bytes of recent entries in %s are not readable read-only; "
-                            "close the recording process (or replay from a writable copy) to "
-                            "see them", pending, wal)
-            try:
-                self._con = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True,
-                                            check_same_thread=False)
-                self._con.execute("SELECT 1 FROM Cache LIMIT 1").fetchall()
-            except sqlite3.Error as err:
-                raise CacheError(f"cannot read the cache at {self.directory}: {err}",
-                                 "rebuild it with `localsym cache clear` if it is corrupt, or "
-                                 "record again") from None
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> dict | None:
-        if self._con is None:
-            return None
-        with self._lock:
-            row = self._con.execute("SELECT mode, filename, value FROM Cache WHERE key = ? "
-                                    "AND raw = 1", (key,)).fetchone()
-        if row is None:
-            return None
-        mode, filename, value = row
-        try:
-            if mode == 3 and filename:  # MODE_TEXT: a large value in a file of its own
-                value = (self.directory / filename).read_text("utf-8")
-            if mode not in (1, 3) or not isinstance(value, str):
-                raise TypeError("not JSON text (localsym stores JSON text only)")
-            doc = json.loads(value)
-            if not isinstance(doc, dict):
-                raise TypeError("stored JSON is not an object")
-            return doc
-        except (TypeError, ValueError, OSError) as err:
-            if key not in self._reported:
-                self._reported.add(key)
-                log.warning("cache entry %s in %s is corrupt (%s); ignoring it", key[:12],
-                            self.directory, err)
-            return None
-
-    def set(self, key: str, doc: dict) -> None:
-        raise CacheError(f"the cache at {self.directory} is open read-only (replay mode)",
-                         "record with cache mode 'readwrite'")
-
-    def add_counts(self, counts) -> None:
-        pass  # replay writes nothing, not even its hit counters
-
-    def counts(self) -> dict[str, int]:
-        return {}
-
-    def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
 
 
 class CachedLM(LM):
@@ -466,3 +222,28 @@ class CachedLM(LM):
             self._store.close()
             self._store = None
         self.backend.close()
+
+
+def open_lm(model=None, *, cache_dir=None, cache_mode=None, endpoint: str | None = None,
+            endpoint_options: dict | None = None, **llama_kwargs) -> CachedLM:
+    """The usual LM behind the disk cache: a local GGUF model (a registry name, a path or a file
+    name in models/; default: the embedded one); with ``endpoint`` (an OpenAI-compatible base
+    URL, ending in /v1) the model of that name on that server; or ``stub`` (no model: hashed
+    answers, for exercising everything around the model)."""
+    if endpoint:
+        from localsym.errors import ConfigError
+        from localsym.lm.openai import OpenAICompatible
+
+        if not model:
+            raise ConfigError(f"an endpoint ({endpoint}) needs a model name",
+                              "set models.agent to a name the server serves (GET /v1/models)")
+        return CachedLM(OpenAICompatible(model, endpoint, **(endpoint_options or {})),
+                        cache_dir=cache_dir, mode=cache_mode)
+    if model == "stub":
+        from localsym.lm.stub import StubLM
+
+        return CachedLM(StubLM(), cache_dir=cache_dir, mode=cache_mode)
+    from localsym.lm.llamacpp import LlamaCpp
+
+    return CachedLM(LlamaCpp(model, cache_dir=cache_dir, **llama_kwargs), cache_dir=cache_dir,
+                    mode=cache_mode)

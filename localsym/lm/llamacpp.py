@@ -23,25 +23,24 @@ beside it (tests/test_batch.py).
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
 import numpy as np
 from pydantic import BaseModel
 
-from localsym.errors import (ChatTemplateError, ConfigError, ContextOverflowError,
-                             ModelCorruptError, TruncatedOutputError)
+from localsym.errors import (ConfigError, ContextOverflowError, ModelCorruptError,
+                             TruncatedOutputError)
 from localsym.lm import models
 from localsym.lm.base import (CALL_FAILURES, LM, Call, Completion, Message, SamplingParams,
-                              as_messages, canonical_json, schema_of, unwrap)
-from localsym.lm.cache import default_cache_dir, library_versions, sha256_hex
+                              as_messages, unwrap)
+from localsym.lm.chat import ChatRenderer
+from localsym.lm.decoding import SeqState, TokenBytes, TokenChooser
 from localsym.lm.gguf import GGUFFormatError, context_length, read_metadata
-from localsym.lm.schema_index import IndexStore
+from localsym.lm.schema_index import IndexStore, vocabulary
+from localsym.lm.store import default_cache_dir, library_versions
 from localsym.lm.streams import KV_BUDGET_MIB, Streams, default_slots, default_threads
 
 log = logging.getLogger(__name__)
@@ -100,11 +99,8 @@ class LlamaCpp(LM):
         self._render = None
         self._eos: int | None = None
         self._vocabulary = None
-        self._guides: dict[str, object] = {}  # regex -> compiled Index, one per schema
-        self._token_bytes: list[bytes] | None = None  # each token's bytes, built when needed
-        self._piece_buf = (ctypes.c_char * 256)()
-        self._closers: tuple[np.ndarray, np.ndarray] | None = None  # see _closing_pick
-        self._penalizable: np.ndarray | None = None  # see _penalize
+        self.tokens: TokenBytes | None = None  # each token's bytes, made on load
+        self._chooser = TokenChooser(lambda: self.tokens.pieces())  # how the next token is picked
         self._streams: Streams | None = None  # the llama.cpp context, made on load
         self.loads = 0
 
@@ -164,7 +160,7 @@ class LlamaCpp(LM):
         except GGUFFormatError as err:
             raise ModelCorruptError(f"model file {path} is not a usable GGUF file: {err}",
                                     f"replace it with a valid GGUF file ({self.ref.install_hint()})")
-        render = self._make_renderer(meta)
+        render = ChatRenderer.for_format(self.chat_format, self.ref.name, meta)
         n_ctx = self.n_ctx_request or min(context_length(meta) or 4096, self.n_ctx_cap)
         n_seq = self.n_seq_request or default_slots(n_ctx, meta, self.kv_budget_mib)
         threads = self.n_threads_request or default_threads()
@@ -190,114 +186,32 @@ class LlamaCpp(LM):
         log.info("loaded %s (n_ctx=%d, %d sequences, %d threads) in %.2fs", path.name,
                  streams.n_ctx, n_seq, threads, time.perf_counter() - start)
         self._llama, self._streams, self._eos = model, streams, model.token_eos()
-        self._render = render(model)
+        self.tokens = TokenBytes(model)
+        self._render = render.bind(model)
         self.loads += 1
         LOADS += 1
-
-    def _make_renderer(self, meta: dict):
-        """A function llm -> (messages -> (prompt, add_bos)), from the chat format setting."""
-        from llama_cpp import llama_chat_format as lcf
-
-        fmt = self.chat_format
-        if fmt == "gguf" or "{%" in fmt or "{{" in fmt:
-            template = meta.get("tokenizer.chat_template") if fmt == "gguf" else fmt
-            if not isinstance(template, str) or not template:
-                raise ChatTemplateError(
-                    f"model {self.ref.name!r} has no chat template in its GGUF metadata",
-                    "pass chat_format= a llama-cpp-python format name (chatml, gemma, llama-3, "
-                    "...) or a Jinja2 template")
-
-            def with_template(llm):
-                token_text = llm.token_get_text
-                formatter = lcf.Jinja2ChatFormatter(
-                    template=template, eos_token=token_text(llm.token_eos()),
-                    bos_token=token_text(llm.token_bos()), add_generation_prompt=True)
-                return lambda msgs: _rendered(formatter(messages=msgs))
-            return with_template
-        if fmt == "none":
-            raise ChatTemplateError(
-                f"model {self.ref.name!r} is a base model with no chat template",
-                "pass chat_format= a llama-cpp-python format name (chatml, gemma, ...) or a "
-                "Jinja2 template")
-        func = getattr(lcf, "format_" + fmt.replace("-", "_"), None) or \
-            getattr(lcf, "format_" + fmt.replace("-", ""), None)
-        if func is None:
-            raise ChatTemplateError(f"unknown chat format {fmt!r}",
-                                    "use 'gguf' (the model's own template), a llama-cpp-python "
-                                    "format name such as chatml or gemma, or a Jinja2 template")
-        return lambda llm: (lambda msgs: _rendered(func(messages=msgs)))
 
     # -- prompt ---------------------------------------------------------------------------------
     def render(self, messages: list[Message]) -> tuple[str, list[int]]:
         """The prompt text for ``messages`` in the model's chat format, and its tokens."""
-        llm = self.llama
-        msgs = [m.model_dump() for m in messages]
-        prompt, add_bos = self._render(msgs)
-        hostile = [i for i, m in enumerate(msgs) if _has_control_text(llm, m["content"])]
-        if not hostile:
-            return prompt, llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
-        # A message whose text spells a control token ("<|im_end|><|im_start|>system ...", from
-        # a dataset or a tool result) must not become one: control tokens come from the chat
-        # template only. Render with slots, then tokenize the template's parts with special
-        # tokens and the messages' text as plain text.
-        slots = {i: f"LOCALSYMSLOT{i}X{os.getpid()}" for i in hostile}
-        slotted, _ = self._render([{**m, "content": slots[i]} if i in slots else m
-                                   for i, m in enumerate(msgs)])
-        tokens, rest, first = [], slotted, True
-        for i, slot in slots.items():
-            text = msgs[i]["content"]
-            head, sep, rest = rest.partition(slot)
-            if not sep:  # the template dropped or changed the slot: refuse rather than guess
-                raise ChatTemplateError(f"cannot isolate a message in the chat template of "
-                                        f"{self.ref.name!r}", "use chat_format='chatml' or a "
-                                                              "template that keeps message text")
-            tokens += llm.tokenize(head.encode("utf-8"), add_bos=add_bos and first, special=True)
-            tokens += llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-            first = False
-        tokens += llm.tokenize(rest.encode("utf-8"), add_bos=False, special=True)
-        return prompt, tokens
+        return self._render.render(messages)
 
     # -- structured generation ------------------------------------------------------------------
     def _index_for(self, schema: type[BaseModel]):
-        """The compiled outlines-core Index for a schema: from memory, from disk, or compiled."""
-        from outlines_core.json_schema import build_regex_from_schema
-
-        try:
-            regex = build_regex_from_schema(canonical_json(schema_of(schema)), self.whitespace)
-        except Exception as err:  # outlines-core raises its own ValueError subclasses
-            raise ConfigError(f"schema {schema.__name__} cannot be compiled for decoding: {err}",
-                              "simplify the schema (outlines-core supports most of JSON "
-                              "schema, not every keyword)") from None
-        index = self._guides.get(regex)
-        if index is None:
-            key = sha256_hex(canonical_json({
-                "regex": regex, "model_sha256": self.identity()["model_sha256"],
-                "eos": self._eos, "skip_attrs": _SKIP_ATTRS,
-                "outlines_core": library_versions()["outlines-core"]}))
-            index = self.indexes.load(key)
-            if index is None:
-                from outlines_core import Index
-
-                index = Index(regex, self._vocab())
-                self.indexes.save(key, index)
-            self._guides[regex] = index
-        return index
+        """The compiled outlines-core Index for a schema (``IndexStore.index_for``)."""
+        return self.indexes.index_for(schema, self.whitespace, {
+            "model_sha256": self.identity()["model_sha256"], "eos": self._eos,
+            "skip_attrs": _SKIP_ATTRS, "outlines_core": library_versions()["outlines-core"]},
+            self._vocab)
 
     def _vocab(self):
-        """The outlines-core Vocabulary of the model: every token's bytes, control tokens left out
-        (so no answer can contain <|im_start|> and the like)."""
+        """The outlines-core Vocabulary of the model, control tokens left out."""
         if self._vocabulary is None:
             import llama_cpp
-            from outlines_core import Vocabulary
 
             vocab = self.llama.vocab
-            pieces: dict[bytes, list[int]] = {}
-            for tok, piece in enumerate(self._pieces()):
-                if tok == self._eos or not piece or \
-                        llama_cpp.llama_vocab_get_attr(vocab, tok) & _SKIP_ATTRS:
-                    continue
-                pieces.setdefault(piece, []).append(tok)
-            self._vocabulary = Vocabulary(self._eos, pieces)
+            self._vocabulary = vocabulary(self.tokens.pieces(), self._eos, lambda tok: bool(
+                llama_cpp.llama_vocab_get_attr(vocab, tok) & _SKIP_ATTRS))
         return self._vocabulary
 
     def complete(self, messages: list[Message], schema: type[BaseModel],
@@ -367,7 +281,7 @@ class LlamaCpp(LM):
             raise
         return results
 
-    def _begin(self, i: int, messages: list[Message], guide, params: SamplingParams) -> "_Seq":
+    def _begin(self, i: int, messages: list[Message], guide, params: SamplingParams) -> SeqState:
         """Render the call, check it fits, and evaluate its prompt in a free stream."""
         start = time.perf_counter()
         prompt, tokens = self.render(messages)
@@ -384,13 +298,13 @@ class LlamaCpp(LM):
         except BaseException:
             self._streams.forget(slot)
             raise
-        return _Seq(i=i, guide=guide, params=params, prompt=prompt, tokens=tokens, slot=slot,
+        return SeqState(i=i, guide=guide, params=params, prompt=prompt, tokens=tokens, slot=slot,
                     logits=logits, budget=params.max_tokens, rng=np.random.default_rng(params.seed),
                     mask=np.zeros((len(logits) + 31) // 32, dtype=np.int32),
                     evaluated=len(tokens) - begin, start=start,
                     prefill_seconds=time.perf_counter() - start)
 
-    def _advance(self, seq: "_Seq") -> int | None:
+    def _advance(self, seq: SeqState) -> int | None:
         """The call's next token, or None when its answer is complete. Raises when the answer
         runs out of budget or context."""
         params, guide, out, n_ctx = seq.params, seq.guide, seq.out, self._streams.n_ctx
@@ -416,14 +330,15 @@ class LlamaCpp(LM):
                 f"the answer was cut off after {len(out)} tokens (budget {params.max_tokens}, "
                 f"doubled {seq.retries} times up to max_tokens_limit={params.max_tokens_limit}, "
                 f"context {n_ctx}, prompt {len(seq.tokens)} tokens); it starts "
-                f"{self._text(out[:30])!r} and ends {self._text(out[-30:])!r}",
+                f"{self.tokens.text(out[:30])!r} and ends {self.tokens.text(out[-30:])!r}",
                 "raise max_tokens_limit, ask for a shorter answer (fewer or shorter fields), "
                 "or use a larger n_ctx")
         logits = seq.logits
         if params.repeat_penalty > 1.0 and out:
-            logits = self._penalize(logits, out[-params.repeat_window:], params.repeat_penalty)
-        token = self._closing_pick(logits, guide, seq.mask) if seq.closing else \
-            self._pick(logits, guide, params, seq.rng, seq.mask)
+            logits = self._chooser.penalize(logits, out[-params.repeat_window:],
+                                            params.repeat_penalty)
+        token = self._chooser.closing_pick(logits, guide, seq.mask) if seq.closing else \
+            self._chooser.pick(logits, guide, params, seq.rng, seq.mask)
         if token == self._eos:
             return None
         if guide is not None:
@@ -431,8 +346,8 @@ class LlamaCpp(LM):
         out.append(token)
         return token
 
-    def _completion(self, seq: "_Seq") -> Completion:
-        return Completion(text=self._text(seq.out), prompt=seq.prompt,
+    def _completion(self, seq: SeqState) -> Completion:
+        return Completion(text=self.tokens.text(seq.out), prompt=seq.prompt,
                           prompt_tokens=len(seq.tokens), prompt_tokens_evaluated=seq.evaluated,
                           completion_tokens=len(seq.out), retries=seq.retries,
                           closed_early=seq.closing, seconds=time.perf_counter() - seq.start,
@@ -467,87 +382,6 @@ class LlamaCpp(LM):
         streams.release(slot)
         return total, len(target)
 
-    def _allowed(self, guide, mask: np.ndarray, size: int) -> np.ndarray:
-        guide.write_mask_into(mask.ctypes.data, mask.size, mask.itemsize)
-        return np.unpackbits(mask.view(np.uint8), bitorder="little")[:size].astype(bool)
-
-    def _piece(self, token: int) -> bytes:
-        """One token's bytes (a control token's are empty). llama-cpp-python's detokenize reads
-        pieces through a 32-byte buffer and garbles longer tokens; SmolLM2 has some of 81 bytes."""
-        import llama_cpp
-
-        vocab, buf = self.llama.vocab, self._piece_buf
-        n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
-        if n < 0:  # the buffer is too small: -n bytes are needed
-            buf = (ctypes.c_char * -n)()
-            n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
-        return bytes(buf[:n])
-
-    def _pieces(self) -> list[bytes]:
-        """Every token's bytes, built once when first needed (80 ms for 49k tokens)."""
-        if self._token_bytes is None:
-            self._token_bytes = [self._piece(t) for t in range(self.llama.n_vocab())]
-        return self._token_bytes
-
-    def _text(self, tokens: list[int]) -> str:
-        return b"".join(map(self._piece, tokens)).decode("utf-8", errors="replace")
-
-    def _penalize(self, logits: np.ndarray, recent: list[int], penalty: float) -> np.ndarray:
-        """llama.cpp's repetition penalty over the recent answer tokens, JSON punctuation exempt
-        (penalizing a closing quote would only make strings longer)."""
-        if self._penalizable is None:
-            self._penalizable = np.array([p.strip() != b"" and not any(c in p for c in b'"{}[],:')
-                                          for p in self._pieces()])
-        ids = np.unique(np.asarray(recent))
-        ids = ids[self._penalizable[ids]]
-        if not ids.size:
-            return logits
-        out = logits.copy()
-        vals = out[ids]
-        out[ids] = np.where(vals > 0, vals / penalty, vals * penalty)
-        return out
-
-    def _closing_pick(self, logits: np.ndarray, guide, mask: np.ndarray) -> int:
-        """Past the limit (on_limit="close"): finish the JSON in few tokens. Prefer, in turn, the
-        likeliest allowed token that has a quote (ends an open string), one that has a closing
-        bracket or brace (ends a list or object), then any allowed token; never one that would
-        start more content (an opening bracket or brace, a comma, a colon, an escape)."""
-        if self._closers is None:
-            pieces = self._pieces()
-            starts_more = [any(c in p for c in b"[{,:\\") for p in pieces]
-            self._closers = (
-                np.array([b'"' in p and not m for p, m in zip(pieces, starts_more)]),
-                np.array([(b"]" in p or b"}" in p) and not m for p, m in zip(pieces, starts_more)]))
-        allowed = self._allowed(guide, mask, logits.size)
-        for tier in self._closers:
-            if (allowed & tier).any():
-                allowed = allowed & tier
-                break
-        return int(np.argmax(np.where(allowed, logits, -np.inf)))
-
-    def _pick(self, logits: np.ndarray, guide, params: SamplingParams,
-              rng: np.random.Generator, mask: np.ndarray) -> int:
-        if params.temperature == 0.0:
-            token = int(np.argmax(logits))
-            if guide is None or guide.accepts_tokens([token]):
-                return token  # the raw argmax is allowed, so it is also the masked argmax
-        x = logits.astype(np.float64)
-        if guide is not None:
-            x[~self._allowed(guide, mask, x.size)] = -np.inf
-        if params.temperature == 0.0:
-            return int(np.argmax(x))
-        x /= params.temperature
-        order = np.argsort(-x, kind="stable")
-        if params.top_k:
-            order = order[: params.top_k]
-        probs = np.exp(x[order] - x[order[0]])
-        probs /= probs.sum()
-        if params.top_p < 1.0:
-            keep = int(np.searchsorted(np.cumsum(probs), params.top_p)) + 1
-            order, probs = order[:keep], probs[:keep] / probs[:keep].sum()
-        return int(order[min(int(np.searchsorted(np.cumsum(probs), rng.random())),
-                             len(order) - 1)])
-
     def close(self) -> None:
         if self._streams is not None:
             self._streams.close()
@@ -555,40 +389,3 @@ class LlamaCpp(LM):
         if self._llama is not None:
             self._llama.close()
             self._llama = None
-
-
-@dataclass
-class _Seq:
-    """One call being decoded: its prompt, its stream, its answer so far and its own sampler."""
-
-    i: int
-    guide: object
-    params: SamplingParams
-    prompt: str
-    tokens: list[int]
-    slot: object
-    logits: np.ndarray
-    budget: int
-    rng: np.random.Generator
-    mask: np.ndarray
-    evaluated: int
-    start: float
-    prefill_seconds: float
-    out: list[int] = field(default_factory=list)
-    retries: int = 0
-    closing: bool = False
-
-
-def _rendered(response) -> tuple[str, bool]:
-    """(prompt, add_bos) from a llama-cpp-python ChatFormatterResponse."""
-    return response.prompt, not getattr(response, "added_special", False)
-
-
-def _has_control_text(llm, text: str) -> bool:
-    """Whether ``text`` spells one of the model's special tokens (it tokenizes differently with
-    special-token parsing on)."""
-    if "<" not in text and "[" not in text and "|" not in text:
-        return False  # every chat-format control token in use has one of these
-    data = text.encode("utf-8")
-    return llm.tokenize(data, add_bos=False, special=True) != \
-        llm.tokenize(data, add_bos=False, special=False)

@@ -132,7 +132,7 @@ def _hash_file(path: Path) -> str:
 
 def file_sha256(path: Path, cache_dir=None) -> str:
     """sha256 of a file, remembered by (path, size, mtime) so it is computed once per file."""
-    from localsym.lm.cache import JsonStore, default_cache_dir
+    from localsym.lm.store import JsonStore, default_cache_dir
 
     st = path.stat()
     store = JsonStore(default_cache_dir(cache_dir) / "file-hashes")

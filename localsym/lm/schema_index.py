@@ -13,8 +13,41 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
+
+from pydantic import BaseModel
+
+from localsym.errors import ConfigError
+from localsym.lm.base import schema_of
+from localsym.lm.store import canonical_json, sha256_hex
 
 log = logging.getLogger(__name__)
+
+
+def schema_regex(schema: type[BaseModel], whitespace: str) -> str:
+    """The regex outlines-core decodes ``schema`` with; a schema it cannot compile is a
+    ConfigError."""
+    from outlines_core.json_schema import build_regex_from_schema
+
+    try:
+        return build_regex_from_schema(canonical_json(schema_of(schema)), whitespace)
+    except Exception as err:  # outlines-core raises its own ValueError subclasses
+        raise ConfigError(f"schema {schema.__name__} cannot be compiled for decoding: {err}",
+                          "simplify the schema (outlines-core supports most of JSON "
+                          "schema, not every keyword)") from None
+
+
+def vocabulary(pieces: list[bytes], eos: int, is_control: Callable[[int], bool]):
+    """The outlines-core Vocabulary of a model: every token's bytes, with the end-of-sequence
+    token, empty tokens and control tokens left out (so no answer can contain <|im_start|>)."""
+    from outlines_core import Vocabulary
+
+    by_piece: dict[bytes, list[int]] = {}
+    for tok, piece in enumerate(pieces):
+        if tok == eos or not piece or is_control(tok):
+            continue
+        by_piece.setdefault(piece, []).append(tok)
+    return Vocabulary(eos, by_piece)
 
 
 def index_bytes(index) -> bytes:
@@ -30,6 +63,25 @@ class IndexStore:
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
         self.loaded = self.compiled = 0
+        self._memory: dict[str, object] = {}  # regex -> Index, this process
+
+    def index_for(self, schema: type[BaseModel], whitespace: str, model: dict,
+                  vocab: Callable[[], object]):
+        """The compiled Index for ``schema``: from memory, from disk, or compiled against
+        ``vocab()`` and stored. ``model``: what else the index depends on (the model file's
+        sha256, its end token, the library version), part of the file's key."""
+        regex = schema_regex(schema, whitespace)
+        index = self._memory.get(regex)
+        if index is None:
+            key = sha256_hex(canonical_json({"regex": regex, **model}))
+            index = self.load(key)
+            if index is None:
+                from outlines_core import Index
+
+                index = Index(regex, vocab())
+                self.save(key, index)
+            self._memory[regex] = index
+        return index
 
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.index"

@@ -13,7 +13,8 @@ import json
 
 from pydantic import BaseModel
 
-from localsym.lm.base import LM, Completion, Message, SamplingParams, canonical_json
+from localsym.lm.base import LM, Completion, Message, SamplingParams
+from localsym.lm.store import canonical_json
 
 WORDS = ("yes", "no", "count", "the", "answer", "is", "step", "check", "list", "each", "item",
          "number", "one", "two", "three", "4", "7", "12", "first", "then", "output")

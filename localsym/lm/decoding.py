@@ -1,0 +1,139 @@
+"""Decoding helpers of the in-process backend: each token's bytes (``TokenBytes``), the state of
+one call being decoded (``SeqState``), and how the next token is chosen under a schema
+(``TokenChooser``: greedy or seeded sampling over the tokens the outlines-core guide allows, a
+repetition penalty that spares JSON punctuation, and the closing mode that finishes a JSON answer
+in few tokens). The backend supplies the logits and the guide."""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from localsym.lm.base import SamplingParams
+
+
+class TokenBytes:
+    """Each token's bytes, read from a llama.cpp model's vocabulary (a control token's are
+    empty). llama-cpp-python's detokenize reads pieces through a 32-byte buffer and garbles
+    longer tokens; SmolLM2 has some of 81 bytes."""
+
+    def __init__(self, model):  # llama-cpp-python's LlamaModel
+        self._model = model
+        self._buf = (ctypes.c_char * 256)()
+        self._all: list[bytes] | None = None
+
+    def piece(self, token: int) -> bytes:
+        import llama_cpp
+
+        vocab, buf = self._model.vocab, self._buf
+        n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
+        if n < 0:  # the buffer is too small: -n bytes are needed
+            buf = (ctypes.c_char * -n)()
+            n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
+        return bytes(buf[:n])
+
+    def pieces(self) -> list[bytes]:
+        """Every token's bytes, built once when first needed (80 ms for 49k tokens)."""
+        if self._all is None:
+            self._all = [self.piece(t) for t in range(self._model.n_vocab())]
+        return self._all
+
+    def text(self, tokens: list[int]) -> str:
+        return b"".join(map(self.piece, tokens)).decode("utf-8", errors="replace")
+
+
+@dataclass
+class SeqState:
+    """One call being decoded: its prompt, its stream, its answer so far and its own sampler."""
+
+    i: int
+    guide: object
+    params: SamplingParams
+    prompt: str
+    tokens: list[int]
+    slot: object
+    logits: np.ndarray
+    budget: int
+    rng: np.random.Generator
+    mask: np.ndarray
+    evaluated: int
+    start: float
+    prefill_seconds: float
+    out: list[int] = field(default_factory=list)
+    retries: int = 0
+    closing: bool = False
+
+
+class TokenChooser:
+    """The token choice of one vocabulary; ``pieces`` gives every token's bytes (read once,
+    when a rule first needs them)."""
+
+    def __init__(self, pieces: Callable[[], list[bytes]]):
+        self._pieces = pieces
+        self._closers: tuple[np.ndarray, np.ndarray] | None = None  # see closing_pick
+        self._penalizable: np.ndarray | None = None  # see penalize
+
+    @staticmethod
+    def allowed(guide, mask: np.ndarray, size: int) -> np.ndarray:
+        """The tokens the guide allows now, as a bool array over the vocabulary."""
+        guide.write_mask_into(mask.ctypes.data, mask.size, mask.itemsize)
+        return np.unpackbits(mask.view(np.uint8), bitorder="little")[:size].astype(bool)
+
+    def penalize(self, logits: np.ndarray, recent: list[int], penalty: float) -> np.ndarray:
+        """llama.cpp's repetition penalty over the recent answer tokens, JSON punctuation exempt
+        (penalizing a closing quote would only make strings longer)."""
+        if self._penalizable is None:
+            self._penalizable = np.array([p.strip() != b"" and not any(c in p for c in b'"{}[],:')
+                                          for p in self._pieces()])
+        ids = np.unique(np.asarray(recent))
+        ids = ids[self._penalizable[ids]]
+        if not ids.size:
+            return logits
+        out = logits.copy()
+        vals = out[ids]
+        out[ids] = np.where(vals > 0, vals / penalty, vals * penalty)
+        return out
+
+    def closing_pick(self, logits: np.ndarray, guide, mask: np.ndarray) -> int:
+        """Past the limit (on_limit="close"): finish the JSON in few tokens. Prefer, in turn, the
+        likeliest allowed token that has a quote (ends an open string), one that has a closing
+        bracket or brace (ends a list or object), then any allowed token; never one that would
+        start more content (an opening bracket or brace, a comma, a colon, an escape)."""
+        if self._closers is None:
+            pieces = self._pieces()
+            starts_more = [any(c in p for c in b"[{,:\\") for p in pieces]
+            self._closers = (
+                np.array([b'"' in p and not m for p, m in zip(pieces, starts_more)]),
+                np.array([(b"]" in p or b"}" in p) and not m for p, m in zip(pieces, starts_more)]))
+        allowed = self.allowed(guide, mask, logits.size)
+        for tier in self._closers:
+            if (allowed & tier).any():
+                allowed = allowed & tier
+                break
+        return int(np.argmax(np.where(allowed, logits, -np.inf)))
+
+    def pick(self, logits: np.ndarray, guide, params: SamplingParams,
+              rng: np.random.Generator, mask: np.ndarray) -> int:
+        if params.temperature == 0.0:
+            token = int(np.argmax(logits))
+            if guide is None or guide.accepts_tokens([token]):
+                return token  # the raw argmax is allowed, so it is also the masked argmax
+        x = logits.astype(np.float64)
+        if guide is not None:
+            x[~self.allowed(guide, mask, x.size)] = -np.inf
+        if params.temperature == 0.0:
+            return int(np.argmax(x))
+        x /= params.temperature
+        order = np.argsort(-x, kind="stable")
+        if params.top_k:
+            order = order[: params.top_k]
+        probs = np.exp(x[order] - x[order[0]])
+        probs /= probs.sum()
+        if params.top_p < 1.0:
+            keep = int(np.searchsorted(np.cumsum(probs), params.top_p)) + 1
+            order, probs = order[:keep], probs[:keep] / probs[:keep].sum()
+        return int(order[min(int(np.searchsorted(np.cumsum(probs), rng.random())),
+                             len(order) - 1)])
