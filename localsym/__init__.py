@@ -32,8 +32,9 @@ _NAMES = {
     "default_tools": "localsym.agent",
     # data and metrics
     "Example": "localsym.data", "load_jsonl": "localsym.data", "load_table": "localsym.data",
-    "Metric": "localsym.data", "MetricResult": "localsym.data", "METRICS": "localsym.data",
-    "metric": "localsym.data", "register_metric": "localsym.data",
+    "Metric": "localsym.metrics", "MetricResult": "localsym.metrics",
+    "METRICS": "localsym.metrics", "metric": "localsym.metrics",
+    "register_metric": "localsym.metrics",
     # learning
     "Trainer": "localsym.learn", "TrainConfig": "localsym.learn", "TrainState": "localsym.learn",
     "LanguageLoss": "localsym.learn", "MetricLoss": "localsym.learn",

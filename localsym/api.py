@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from localsym.agent import Pipeline, PipelineSpec, ToolRegistry, default_tools
-from localsym.data import Example, Metric, metric as find_metric
+from localsym.data import Example
+from localsym.metrics import Metric, metric as find_metric
 from localsym.learn import LanguageLoss, MetricLoss, TrainConfig, Trainer, default_optimizers
 from localsym.learn.trainer import evaluate as _evaluate
 from localsym.lm import LM, SamplingParams, open_lm

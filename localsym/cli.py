@@ -168,7 +168,8 @@ def cmd_eval(args) -> int:
 
     from localsym.agent import Pipeline, PipelineSpec, default_tools
     from localsym.agent.tools import add_references
-    from localsym.data import load_table, metric
+    from localsym.data import load_table
+    from localsym.metrics import metric
     from localsym.learn import LanguageLoss
     from localsym.learn.trainer import evaluate, progress_bar
     from localsym.lm import SamplingParams, open_lm

@@ -30,7 +30,8 @@ from typing import Any
 from localsym.agent import Pipeline, PipelineSpec, default_tools
 from localsym.agent.tools import add_references
 from localsym.config import DeployConfig
-from localsym.data import Example, load_jsonl, metric
+from localsym.data import Example, load_jsonl
+from localsym.metrics import metric
 from localsym.errors import ConfigError, LocalsymError
 from localsym.io import read_jsonl
 from localsym.learn import LanguageLoss, Trainer, default_optimizers

@@ -17,7 +17,9 @@ import numpy as np
 from localsym.agent import Pipeline, PipelineSpec, default_tools
 from localsym.agent.tools import add_references
 from localsym.config import RunConfig, load_config
-from localsym.data import Example, generate_examples, load_table, metric, split
+from localsym.data import Example, load_table, split
+from localsym.generate import generate_examples
+from localsym.metrics import metric
 from localsym.errors import ConfigError
 from localsym.io import atomic_write_text, read_jsonl, read_text
 from localsym.learn import LanguageLoss, LogProbLoss, MetricLoss, Trainer, default_optimizers

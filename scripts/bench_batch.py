@@ -124,7 +124,7 @@ def evaluation(example: str, n: int, n_seq: int) -> dict:
     from localsym.learn import LanguageLoss
     from localsym.learn.trainer import evaluate_runs
     from localsym.lm import open_lm
-    from localsym.data import metric
+    from localsym.metrics import metric
     from localsym.runner import load_spec
 
     config, base = load_config(ROOT / "examples" / example / "config.yaml")

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from localsym.agent import Pipeline, PipelineSpec  # noqa: E402
-from localsym.data import load_jsonl, metric  # noqa: E402
+from localsym.data import load_jsonl  # noqa: E402
+from localsym.metrics import metric  # noqa: E402
 from localsym.learn import LanguageLoss  # noqa: E402
 from localsym.learn.trainer import evaluate  # noqa: E402
 from localsym.lm import SamplingParams, open_lm  # noqa: E402

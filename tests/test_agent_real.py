@@ -7,7 +7,8 @@ import json
 import pytest
 
 from localsym.agent import Pipeline, PipelineSpec
-from localsym.data import Example, numeric_match
+from localsym.data import Example
+from localsym.metrics import numeric_match
 from localsym.learn import LanguageLoss, LogProbLoss, TrainConfig, Trainer, default_optimizers
 from localsym.lm import SamplingParams, open_lm
 

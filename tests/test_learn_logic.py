@@ -9,7 +9,8 @@ import pytest
 
 from conftest import RoutedLM
 from localsym.agent import Pipeline, PipelineSpec
-from localsym.data import Example, numeric_match
+from localsym.data import Example
+from localsym.metrics import numeric_match
 from localsym.learn import (Batch, DemonstrationOptimizer, MetricLoss, PipelineOptimizer,
                             PromptOptimizer, ToolOptimizer, TrainConfig, Trainer, backward)
 from localsym.learn.optim import AddNode, EditNode, RemoveNode, Rewire

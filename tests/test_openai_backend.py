@@ -18,7 +18,8 @@ from fastapi.responses import JSONResponse
 
 from conftest import Verdict, free_port, wait_http
 from localsym.agent import Pipeline, PipelineSpec
-from localsym.data import load_jsonl, metric
+from localsym.data import load_jsonl
+from localsym.metrics import metric
 from localsym.errors import EndpointError, InvalidOutputError, ModelNotFoundError
 from localsym.learn import LanguageLoss
 from localsym.learn.trainer import evaluate

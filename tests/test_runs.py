@@ -17,7 +17,8 @@ from test_cli import run
 from test_learn_logic import ROUTES, spec as two_node_spec
 from localsym.agent import Pipeline
 from localsym.config import load_config
-from localsym.data import Example, load_jsonl, numeric_match
+from localsym.data import Example, load_jsonl
+from localsym.metrics import numeric_match
 from localsym.learn import MetricLoss, PromptOptimizer, TrainConfig, Trainer
 from localsym.report import write_report
 from localsym.runner import load_spec
@@ -191,7 +192,7 @@ def test_report_renders_in_a_headless_browser(tmp_path):
 
 
 def test_generated_data_from_the_task_description_alone(cache_dir):
-    from localsym.data import generate_examples
+    from localsym.generate import generate_examples
     from localsym.lm import SamplingParams, open_lm
 
     spec = load_spec(*load_config(ROOT / "examples" / "creative_writing" / "config.yaml"))

@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
-from localsym.data import metric
-from localsym.sandbox import containment, run_python
+from localsym.metrics import metric
+from localsym.metrics.sandbox import containment, run_python
 
 PROBLEM = json.loads(open(os.path.join(os.path.dirname(__file__), "..", "examples", "humaneval",
                                        "data", "train.jsonl")).readline())

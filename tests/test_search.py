@@ -13,7 +13,8 @@ from conftest import RoutedLM
 from localsym.agent import Pipeline, PipelineSpec
 from localsym.agent.spec import PromptWeights
 from localsym.agent.tools import default_tools
-from localsym.data import Example, numeric_match
+from localsym.data import Example
+from localsym.metrics import numeric_match
 from localsym.errors import ConfigError
 from localsym.learn import MetricLoss, ToolOptimizer, TrainConfig, Trainer
 from localsym.learn import edits as listed

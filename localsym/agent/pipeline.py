@@ -25,7 +25,7 @@ from localsym.lm.base import LM, SamplingParams
 from localsym.templates import render, render_text
 from localsym.data import unencodable
 
-_PY_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list[str]}
+PY_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list[str]}
 ROUTE_FIELD = "next_step"
 # LM failures that belong to one node run (recorded in the trajectory, the loss sees them);
 # anything else (a missing model, a replay miss) stops the run.
@@ -45,7 +45,7 @@ class Parameter:
 def outputs_model(name: str, outputs: tuple[FieldSpec, ...], routes: tuple[str, ...]):
     """The schema of a node's answer: its typed outputs, and its routing choice if it has one."""
     fields: dict[str, Any] = {
-        f.name: (Literal[f.choices] if f.choices else _PY_TYPES[f.type],
+        f.name: (Literal[f.choices] if f.choices else PY_TYPES[f.type],
                  Field(description=f.description or None, pattern=f.pattern))
         for f in outputs}
     if len(routes) > 1:

@@ -243,14 +243,14 @@ print({mark!r} + json.dumps(value))
 
 
 def _isolated(fn: Callable, ref: str, base, timeout: float) -> Callable:
-    """``fn`` run in a child process with the sandbox's limits (``localsym.sandbox``): a tool
+    """``fn`` run in a child process with the sandbox's limits (``localsym.metrics.sandbox``): a tool
     that hangs is killed at ``timeout`` with its whole process group, and cannot harm the run."""
     import functools
     import secrets
     import sys
     from pathlib import Path
 
-    from localsym.sandbox import run_python
+    from localsym.metrics.sandbox import run_python
 
     module_part, _, name = ref.rpartition(":")
     file = str((Path(base) / module_part).resolve()) if module_part.endswith(".py") \

@@ -16,7 +16,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from localsym.agent.trajectory import Trajectory
-from localsym.data import Example, Metric, MetricResult, score
+from localsym.data import Example
+from localsym.metrics import Metric, MetricResult, score
 from localsym.lm.base import CALL_FAILURES, LM, SamplingParams, unwrap
 from localsym.templates import render
 

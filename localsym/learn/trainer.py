@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from localsym.agent.pipeline import NODE_FAILURES, Pipeline
 from localsym.agent.spec import PipelineSpec
-from localsym.data import Example, Metric, score
+from localsym.data import Example
+from localsym.metrics import Metric, score
 from localsym.errors import ConfigError
 from localsym.faults import point
 from localsym.io import append_jsonl, atomic_write_text, read_jsonl, rewrite_jsonl

@@ -1,0 +1,41 @@
+"""HumanEval's metric: the generated code run against the problem's tests, in the sandbox."""
+
+from __future__ import annotations
+
+
+def _program(outputs: dict, expected: dict, nonce: str) -> str:
+    code = str(outputs.get("code", ""))
+    entry = expected["entry_point"]
+    if f"def {entry}" not in code and "prompt" in expected:  # a body only: put it under its header
+        code = expected["prompt"] + code
+    # the tests passed only if the program reaches its last line: an early exit(0) in the
+    # model's code cannot pass, since it cannot know the nonce
+    return f"{code}\n\n{expected['test']}\n\ncheck({entry})\nprint({nonce!r})\n"
+
+
+def _run_tests(outputs: dict, expected: dict):
+    import secrets
+
+    from localsym.metrics.sandbox import run_python
+
+    nonce = f"localsym-passed-{secrets.token_hex(8)}"
+    result = run_python(_program(outputs, expected, nonce), timeout=10)
+    return result, result.ok and result.output.rstrip().endswith(nonce)
+
+
+def humaneval(outputs: dict, expected: dict) -> float:
+    """1.0 if the generated ``code`` passes the problem's tests (run in the sandbox of
+    ``localsym.metrics.sandbox``), else 0.0. ``expected`` holds ``entry_point`` and ``test``."""
+    return 1.0 if _run_tests(outputs, expected)[1] else 0.0
+
+
+def explain_humaneval(outputs: dict, expected: dict) -> str:
+    result, passed = _run_tests(outputs, expected)
+    if passed:
+        return "the code passes the tests"
+    if result.timed_out:
+        return "the code did not finish within 10 s"
+    if result.ok:
+        return "the program exited before the tests ran to the end"
+    return "the tests failed: " + result.output.strip().splitlines()[-1][:300] if result.output.strip() \
+        else f"the tests failed (exit {result.returncode})"
