@@ -41,7 +41,7 @@ _NAMES = {
     "LogProbLoss": "localsym.learn", "default_optimizers": "localsym.learn",
     "train": "localsym.api", "evaluate": "localsym.api",
     # deployment
-    "EvolvingAgent": "localsym.evolve",
+    "EvolvingAgent": "localsym.deploy",
     # errors
     "LocalsymError": "localsym.errors", "ConfigError": "localsym.errors",
 }

@@ -260,10 +260,10 @@ def cmd_serve(args) -> int:
     from pathlib import Path
 
     from localsym.config import load_deploy_config
-    from localsym.evolve import EvolvingAgent
-    from localsym.serve import serve
+    from localsym.deploy.evolve import EvolvingAgent
+    from localsym.deploy.serve import serve
 
-    from localsym.serve import check_bind
+    from localsym.deploy.serve import check_bind
 
     token = args.token or os.environ.get("LOCALSYM_TOKEN") or None
     check_bind(args.host, token)  # before anything is loaded

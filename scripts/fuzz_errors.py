@@ -101,8 +101,8 @@ def run_service(per_endpoint: int, seed: int) -> dict:
     from fastapi.testclient import TestClient
 
     from localsym.config import load_deploy_config
-    from localsym.evolve import EvolvingAgent
-    from localsym.serve import create_app
+    from localsym.deploy.evolve import EvolvingAgent
+    from localsym.deploy.serve import create_app
 
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:

@@ -128,7 +128,7 @@ def test_expected_fields_the_agent_never_outputs_are_an_error_and_overlap_a_warn
 def test_serving_another_agent_from_an_existing_deployment_is_refused(tmp_path):
     from localsym.config import load_deploy_config
     from localsym.errors import ConfigError
-    from localsym.evolve import EvolvingAgent
+    from localsym.deploy.evolve import EvolvingAgent
 
     first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
     first.write_text((SRC / "agent.yaml").read_text())
@@ -192,8 +192,8 @@ def test_service_bounds_and_serve_arguments(tmp_path):
     from fastapi.testclient import TestClient
 
     from localsym.config import load_deploy_config
-    from localsym.evolve import EvolvingAgent
-    from localsym.serve import create_app
+    from localsym.deploy.evolve import EvolvingAgent
+    from localsym.deploy.serve import create_app
 
     agent = tmp_path / "agent.yaml"
     agent.write_text((SRC / "agent.yaml").read_text())

@@ -236,8 +236,8 @@ def test_a_token_guards_every_endpoint_but_health_and_bodies_are_limited(tmp_pat
     from fastapi.testclient import TestClient
 
     from localsym.config import load_deploy_config
-    from localsym.evolve import EvolvingAgent
-    from localsym.serve import create_app
+    from localsym.deploy.evolve import EvolvingAgent
+    from localsym.deploy.serve import create_app
 
     agent = tmp_path / "agent.yaml"
     agent.write_text((Path(__file__).parent.parent / "examples" / "arithmetic" /

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from localsym.errors import ConfigError, LocalsymError
-from localsym.evolve import Busy, EvolvingAgent, NotFound
+from localsym.deploy.evolve import Busy, EvolvingAgent, NotFound
 
 
 class RunRequest(BaseModel):
