@@ -39,7 +39,7 @@ _NAMES = {
     "Trainer": "localsym.learn", "TrainConfig": "localsym.learn", "TrainState": "localsym.learn",
     "LanguageLoss": "localsym.learn", "MetricLoss": "localsym.learn",
     "LogProbLoss": "localsym.learn", "default_optimizers": "localsym.learn",
-    "train": "localsym.api", "evaluate": "localsym.api",
+    "train": "localsym.api", "evaluate": "localsym.api", "init_task": "localsym.api",
     # deployment
     "EvolvingAgent": "localsym.deploy",
     # errors

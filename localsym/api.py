@@ -10,7 +10,7 @@ import numpy as np
 from localsym.agent import Pipeline, PipelineSpec, ToolRegistry, default_tools
 from localsym.data import Example
 from localsym.metrics import Metric, metric as find_metric
-from localsym.learn import LanguageLoss, MetricLoss, TrainConfig, Trainer, default_optimizers
+from localsym.learn import LanguageLoss, TrainConfig, build_trainer
 from localsym.learn.trainer import evaluate as _evaluate
 from localsym.lm import LM, SamplingParams, open_lm
 
@@ -32,11 +32,9 @@ def train(agent: PipelineSpec | str | Path, train: list[Example], val: list[Exam
     meta = optimizer_lm or lm
     config = TrainConfig.model_validate(config or {}) if not isinstance(config, TrainConfig) \
         else config
-    pipeline = Pipeline(spec, lm, tools or default_tools(), sampling)
-    loss_fn = MetricLoss(score) if loss == "metric" else \
-        LanguageLoss(meta, spec.description, score, tools=spec.tools)
-    trainer = Trainer(pipeline, loss_fn, default_optimizers(meta), meta, config, score,
-                      run_dir, log=log, progress=progress)
+    trainer = build_trainer(spec, lm, meta, metric=score, loss=loss, tools=tools,
+                            sampling=sampling, train=config, run_dir=run_dir, log=log,
+                            progress=progress)
     return trainer.fit(train, val, resume=resume).best_spec
 
 
@@ -54,3 +52,30 @@ def evaluate(agent: Pipeline | PipelineSpec | str | Path, examples: list[Example
     scores = _evaluate(pipeline, list(examples), score,
                        LanguageLoss(pipeline.lm, pipeline.spec.description, score))
     return float(np.mean(scores)) if scores else 0.0
+
+
+TASK_FILES = ("agent.yaml", "config.yaml", "metrics.py", "tools.py", "data/train.csv",
+              "data/val.csv", "data/test.csv")
+
+
+def init_task(directory: str | Path, force: bool = False) -> list[str]:
+    """Write a small task of your own to start from into ``directory`` (``localsym init``):
+    agent spec, config, CSV data, a metric and a tool. Refuses a non-empty directory unless
+    ``force`` (files of the same name are then replaced). Returns the files written."""
+    from importlib.resources import files
+
+    from localsym.errors import ConfigError
+
+    target = Path(directory)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{target} is a file", "give a new directory")
+    if target.exists() and any(target.iterdir()) and not force:
+        raise ConfigError(f"{target} exists and is not empty",
+                          "give a new directory, or --force to write into it (files of the "
+                          "same name are replaced)")
+    template = files("localsym") / "init_template"
+    for rel in TASK_FILES:
+        dest = target / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes((template / rel).read_bytes())
+    return list(TASK_FILES)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from localsym.io import atomic_write_text
+from localsym.files import atomic_write_text
 
 ANSWER_SHARE = 0.6  # answers use about this share of their first token budget (measured: 0.4-0.8)
 META_PROMPT_TOKENS = {"loss": 450, "gradient": 420, "workflow": 520, "prompt": 700, "tool": 600,
@@ -85,12 +85,12 @@ def speeds(lm) -> dict:
     if key in known:
         return known[key]
     backend = lm.backend
-    if not hasattr(backend, "complete_text") or lm.mode == "replay":  # in-process llama.cpp only
+    if not backend.local or lm.mode == "replay":  # in-process llama.cpp only
         # an HTTP endpoint, the stub, or a replay (which must not need the model): no timing
         return {"prompt": 500.0, "answer": 50.0, "measured": False}
     from localsym.lm.base import Message, SamplingParams
 
-    backend.llama  # load outside the timing
+    backend.load()  # outside the timing
     t0 = time.perf_counter()
     text = "Count the objects: " + ", ".join(["a chair", "two lamps", "a desk"] * 20)
     # a schema call like the run's own (constrained decoding), closed at 32 tokens: it cannot
@@ -124,15 +124,13 @@ def estimate(run) -> Estimate:
     if c.train.max_steps:
         steps = min(steps, c.train.max_steps)
     batch = min(c.train.batch_size, len(splits["train"]))
-    opts = c.train.optimizers
-    n_nodes = len(spec.nodes)
+    opts, n_nodes, t = c.train.optimizers, len(spec.nodes), c.train
     from localsym.learn.edits import structural_edits
-
-    t = c.train
+    from localsym.learn.optim import LLM_OPTIMIZERS
     # per step: one candidate per LLM optimizer, per demonstration size (labeled and
     # bootstrapped) and a merge; the structural edits are listed once (a spec is never screened
     # twice), so they are counted once, as tool-using candidates
-    per_step = min(sum(o in opts for o in ("prompt", "tool", "pipeline")) +
+    per_step = min(sum(o in opts for o in LLM_OPTIMIZERS) +
                    ("demonstrations" in opts) * 2 * len(t.demo_sizes), t.max_candidates) + \
         ("merge" in opts)
     structural = min(len(structural_edits(spec, pipe.tools)), t.max_candidates) \

@@ -16,32 +16,27 @@ Errors a user can cause print one line (cause and fix) and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import os
 import sys
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from localsym.errors import ConfigError, LocalsymError
+from localsym.errors import ConfigError, LocalsymError, ModelCorruptError
 
 
 class Answer(BaseModel):
     """The default schema of ``localsym generate``."""
-
     answer: str = Field(description="the answer, in a few words")
 
 
 def _load_schema(spec: str | None) -> type[BaseModel]:
+    """``--schema``: a pydantic class by reference (``package.module:Class``, ``file.py:Class``)."""
     if not spec:
         return Answer
-    module, _, name = spec.partition(":")
-    try:
-        schema = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ConfigError(f"cannot load schema {spec!r}: {err}",
-                          "give it as package.module:ClassName, importable from here") from None
+    from localsym import refs
+
+    schema = refs.resolve(spec, ".", "schema", "mypkg.schemas:Answer")
     if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
         raise ConfigError(f"{spec} is not a pydantic model class", "point at a BaseModel subclass")
     return schema
@@ -79,7 +74,7 @@ def cmd_train(args) -> int:
         config, base = load_config(args.config) if args.config else (None, None)
         if config is None:
             raise ConfigError("--estimate needs a config", "localsym train CONFIG --estimate")
-        run = Run(config, base, run_dir=args.run_dir or "/nonexistent", quiet=True)
+        run = Run(config, base, run_dir=args.run_dir, quiet=True)  # nothing is written
         try:
             est = run.estimate()
         finally:
@@ -87,14 +82,14 @@ def cmd_train(args) -> int:
         print(est.line())
         print(json.dumps(est.model_dump(), indent=2))
         return 0
-    run, config_path = open_run(args.config, args.resume, args.run_dir, args.quiet)
+    run = open_run(args.config, args.resume, args.run_dir, args.quiet)
     try:
         if not args.quiet:
             try:
                 print(f"localsym: {run.estimate().line()}", file=sys.stderr, flush=True)
             except LocalsymError as err:  # an estimate is advice: it never stops a run
                 print(f"localsym: no estimate ({err.cause})", file=sys.stderr, flush=True)
-        summary = run.train(config_path, resume=args.resume is not None)
+        summary = run.train(resume=args.resume is not None)
     except KeyboardInterrupt:
         print(f"localsym: interrupted; every finished step is checkpointed and every LLM call "
               f"cached: continue with  localsym train --resume {run.run_dir}", file=sys.stderr)
@@ -217,8 +212,6 @@ def cmd_models(args) -> int:
         else:
             print(f"{name}: installed at {models.install(name)}")
         return 0
-    from localsym.errors import ModelCorruptError
-
     for row in models.listing():
         state = "not installed"
         if row["present"]:
@@ -257,73 +250,17 @@ def cmd_cache(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from pathlib import Path
+    from localsym.deploy.serve import serve_command
 
-    from localsym.config import load_deploy_config
-    from localsym.deploy.evolve import EvolvingAgent
-    from localsym.deploy.serve import serve
-
-    from localsym.deploy.serve import check_bind
-
-    token = args.token or os.environ.get("LOCALSYM_TOKEN") or None
-    check_bind(args.host, token)  # before anything is loaded
-    if not 1 <= args.port <= 65535:
-        raise ConfigError(f"--port {args.port} is not a TCP port", "use 1-65535 (default 8765)")
-    if args.dir and Path(args.dir).exists() and not Path(args.dir).is_dir():
-        raise ConfigError(f"--dir {args.dir} is a file, not a deployment directory",
-                          "give a directory (it is created if missing)")
-    import socket
-
-    try:  # a port in use fails here, before the banner says it is served
-        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((args.host, args.port))
-    except OSError as err:
-        raise ConfigError(f"cannot serve on {args.host}:{args.port}: {err.strerror}",
-                          "pick another --port, or stop what listens there") from None
-    config, base = load_deploy_config(args.agent)
-    overrides = {}
-    if args.model:
-        overrides["models"] = config.models.model_copy(update={"agent": args.model})
-    if args.every is not None:
-        overrides["evolve"] = config.evolve.model_copy(update={"every": args.every or None})
-    config = config.model_copy(update=overrides)
-    directory = Path(args.dir or Path("deployments") / Path(args.agent).stem)
-    agent = EvolvingAgent(directory, config, base,
-                          log=lambda text: print(f"localsym: {text}", file=sys.stderr,
-                                                 flush=True))
-    print(f"localsym: serving {config.agent} (live version {agent.live_version}) on "
-          f"http://{args.host}:{args.port}  (deployment {directory}; API docs at /docs)",
-          file=sys.stderr, flush=True)
-    try:
-        serve(agent, args.host, args.port, token=token)
-    finally:
-        agent.close()
-    return 0
+    return serve_command(args)
 
 
 def cmd_init(args) -> int:
     """Write a task of your own to start from: agent spec, config, data, metric and tool."""
-    from importlib.resources import files
+    from localsym.api import init_task
 
-    from localsym.errors import ConfigError
-
+    written = init_task(args.dir, force=args.force)
     target = Path(args.dir)
-    if target.exists() and not target.is_dir():
-        raise ConfigError(f"{target} is a file", "give a new directory")
-    if target.exists() and any(target.iterdir()) and not args.force:
-        raise ConfigError(f"{target} exists and is not empty",
-                          "give a new directory, or --force to write into it (files of the "
-                          "same name are replaced)")
-    template = files("localsym") / "init_template"
-    written = []
-    for rel in ("agent.yaml", "config.yaml", "metrics.py", "tools.py", "data/train.csv",
-                "data/val.csv", "data/test.csv"):
-        dest = target / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes((template / rel).read_bytes())
-        written.append(rel)
     print(f"wrote {', '.join(written)} to {target}\n"
           f"train it:  localsym train {target / 'config.yaml'}\n"
           f"then edit agent.yaml (the agent), metrics.py (how it is scored), tools.py (what it "
@@ -331,25 +268,79 @@ def cmd_init(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="localsym", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _model_args(p: argparse.ArgumentParser, cache_mode: bool = False) -> None:
+    """The options of a command that calls a model: which model, where, and its cache."""
+    p.add_argument("--model", default=None,
+                   help="registry name, GGUF path or file name (default: embedded)")
+    p.add_argument("--endpoint", help="an OpenAI-compatible server's base URL (.../v1); "
+                                      "--model names its model")
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--cache-dir", default=None)
+    if cache_mode:
+        p.add_argument("--cache-mode", choices=["readwrite", "replay", "off"], default=None)
 
+
+def _tool_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tool", action="append", default=[], metavar="REF",
+                   help="a tool of your own, FILE.py:FUNCTION or MODULE:FUNCTION (repeatable)")
+
+
+def _agent_commands(sub) -> None:
+    """generate, run, eval: calling a model or an agent."""
     gen = sub.add_parser("generate", help="one schema-forced call on a local model")
     gen.add_argument("prompt")
     gen.add_argument("--schema", help="package.module:PydanticClass (default: {answer: str})")
     gen.add_argument("--system", help="a system message")
-    gen.add_argument("--model", help="registry name, GGUF path or file name (default: embedded)")
-    gen.add_argument("--max-tokens", type=int, default=128)
     gen.add_argument("--temperature", type=float, default=0.0)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--n-ctx", type=int, default=None)
-    gen.add_argument("--endpoint", help="an OpenAI-compatible server's base URL (.../v1); "
-                                        "--model names its model")
-    gen.add_argument("--cache-dir", default=None)
-    gen.add_argument("--cache-mode", choices=["readwrite", "replay", "off"], default=None)
+    _model_args(gen, cache_mode=True)
     gen.add_argument("--quiet", action="store_true")
     gen.set_defaults(func=cmd_generate)
+
+    ev = sub.add_parser("eval", help="score an agent spec on a dataset")
+    ev.add_argument("agent", help="agent spec (YAML/JSON)")
+    ev.add_argument("dataset", help="JSONL examples (localsym's shape)")
+    ev.add_argument("--metric", help="exact_match, numeric_match, humaneval, or your own: "
+                    "FILE.py:FUNCTION or MODULE:FUNCTION (default: the language loss's judge)")
+    _tool_arg(ev)
+    ev.add_argument("--limit", type=int, default=None)
+    ev.add_argument("--concurrency", type=int, default=4,
+                    help="requests in flight at once to an endpoint")
+    _model_args(ev)
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(func=cmd_eval)
+
+    run = sub.add_parser("run", help="run an agent once and print its outputs")
+    run.add_argument("agent", help="agent spec (YAML/JSON)")
+    run.add_argument("input", nargs="+", help="JSON object, or field=value (repeatable)")
+    run.add_argument("--trace", action="store_true", help="print the whole trajectory")
+    _tool_arg(run)
+    _model_args(run)
+    run.set_defaults(func=cmd_run)
+
+
+def _serve_command(sub) -> None:
+    srv = sub.add_parser("serve", help="serve a self-evolving agent over HTTP (localhost)")
+    srv.add_argument("agent", help="agent spec, or a deploy config (see localsym.config."
+                                   "DeployConfig)")
+    srv.add_argument("--dir", help="deployment directory: agent.db, rounds/ "
+                                   "(default: deployments/NAME); reused on restart")
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to bind; anything but loopback needs a token")
+    srv.add_argument("--token", default=None, help="require Authorization: Bearer TOKEN on "
+                     "every endpoint but /health (default: $LOCALSYM_TOKEN)")
+    srv.add_argument("--port", type=int, default=8765)
+    srv.add_argument("--model", default=None, help="the agent's model (overrides the config)")
+    srv.add_argument("--every", type=int, default=None,
+                     help="start a round after N new feedbacks (0: only on demand)")
+    srv.set_defaults(func=cmd_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="localsym", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _agent_commands(sub)
 
     train = sub.add_parser("train", help="train an agent from a config file")
     train.add_argument("config", nargs="?", help="YAML/JSON run config (examples/*/config.yaml)")
@@ -359,37 +350,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--estimate", action="store_true",
                        help="print the estimated LLM calls, tokens and time, and exit")
     train.set_defaults(func=cmd_train)
-
-    ev = sub.add_parser("eval", help="score an agent spec on a dataset")
-    ev.add_argument("agent", help="agent spec (YAML/JSON)")
-    ev.add_argument("dataset", help="JSONL examples (localsym's shape)")
-    ev.add_argument("--metric", help="exact_match, numeric_match, humaneval, or your own: "
-                    "FILE.py:FUNCTION or MODULE:FUNCTION (default: the language loss's judge)")
-    ev.add_argument("--tool", action="append", default=[], metavar="REF",
-                    help="a tool of your own, FILE.py:FUNCTION or MODULE:FUNCTION (repeatable)")
-    ev.add_argument("--limit", type=int, default=None)
-    ev.add_argument("--endpoint", help="an OpenAI-compatible server's base URL (.../v1); "
-                                        "--model names its model")
-    ev.add_argument("--concurrency", type=int, default=4,
-                    help="requests in flight at once to an endpoint")
-    ev.add_argument("--model", default=None)
-    ev.add_argument("--max-tokens", type=int, default=128)
-    ev.add_argument("--cache-dir", default=None)
-    ev.add_argument("--quiet", action="store_true")
-    ev.set_defaults(func=cmd_eval)
-
-    run = sub.add_parser("run", help="run an agent once and print its outputs")
-    run.add_argument("agent", help="agent spec (YAML/JSON)")
-    run.add_argument("input", nargs="+", help="JSON object, or field=value (repeatable)")
-    run.add_argument("--trace", action="store_true", help="print the whole trajectory")
-    run.add_argument("--tool", action="append", default=[], metavar="REF",
-                     help="a tool of your own, FILE.py:FUNCTION or MODULE:FUNCTION (repeatable)")
-    run.add_argument("--endpoint", help="an OpenAI-compatible server's base URL (.../v1); "
-                                        "--model names its model")
-    run.add_argument("--model", default=None)
-    run.add_argument("--max-tokens", type=int, default=128)
-    run.add_argument("--cache-dir", default=None)
-    run.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="write the HTML report of a run")
     rep.add_argument("run_dir")
@@ -410,21 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("dir", help="a new directory")
     init.add_argument("--force", action="store_true", help="write into a non-empty directory")
     init.set_defaults(func=cmd_init)
-
-    srv = sub.add_parser("serve", help="serve a self-evolving agent over HTTP (localhost)")
-    srv.add_argument("agent", help="agent spec, or a deploy config (see localsym.config."
-                                   "DeployConfig)")
-    srv.add_argument("--dir", help="deployment directory: agent.db, rounds/ "
-                                   "(default: deployments/NAME); reused on restart")
-    srv.add_argument("--host", default="127.0.0.1",
-                     help="address to bind; anything but loopback needs a token")
-    srv.add_argument("--token", default=None, help="require Authorization: Bearer TOKEN on "
-                     "every endpoint but /health (default: $LOCALSYM_TOKEN)")
-    srv.add_argument("--port", type=int, default=8765)
-    srv.add_argument("--model", default=None, help="the agent's model (overrides the config)")
-    srv.add_argument("--every", type=int, default=None,
-                     help="start a round after N new feedbacks (0: only on demand)")
-    srv.set_defaults(func=cmd_serve)
+    _serve_command(sub)
     return parser
 
 

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from localsym.budget import Budget
 from localsym.data import FieldMap
 from localsym.errors import ConfigError
-from localsym.io import load_document, validation_error
+from localsym.files import load_document, validation_error
+from localsym.learn import META_PARAMS, build_trainer
 from localsym.learn.trainer import TrainConfig
 from localsym.lm.base import SamplingParams
 
@@ -126,21 +127,34 @@ class CacheConfig(Strict):
     mode: Literal["readwrite", "replay", "off"] | None = None
 
 
-class RunConfig(Strict):
-    name: str = "run"
+class AgentConfig(Strict):
+    """What a training run and a deployment share: the agent, its models, how it is scored,
+    sampled and trained. Paths are relative to the config file."""
+
     agent: str = Field(description="the agent spec file")
     task: str | None = Field(None, description="the task description (default: the spec's)")
-    dataset: DatasetConfig
+    models: ModelsConfig = ModelsConfig()
     metric: str | None = MetricRef
     tools: list[str | ToolRef] = ToolRefs
-    loss: Literal["language", "metric", "logprob"] = "language"
-    models: ModelsConfig = ModelsConfig()
     sampling: SamplingParams = SamplingParams(max_tokens=128, max_tokens_limit=256)
-    meta_sampling: SamplingParams = SamplingParams(max_tokens=192, max_tokens_limit=384,
-                                                   on_limit="close", repeat_penalty=1.3)
+    meta_sampling: SamplingParams = META_PARAMS
     train: TrainConfig = TrainConfig()
     learning_rate: LearningRate = LearningRate()
     cache: CacheConfig = CacheConfig()
+
+    def trainer(self, spec, agent_lm, optimizer_lm, tools, metric, run_dir, loss="language",
+                **kwargs):
+        """This config's Trainer (``learn.build_trainer``)."""
+        return build_trainer(spec, agent_lm, optimizer_lm, metric=metric, loss=loss, tools=tools,
+                             sampling=self.sampling, meta_sampling=self.meta_sampling,
+                             train=self.train, learning_rate=self.learning_rate.model_dump(),
+                             run_dir=run_dir, **kwargs)
+
+
+class RunConfig(AgentConfig):
+    name: str = "run"
+    dataset: DatasetConfig
+    loss: Literal["language", "metric", "logprob"] = "language"
     budget: Budget = Budget()
     run_dir: str | None = Field(None, description="default: runs/<name>-<date>-<time>")
 
@@ -179,21 +193,12 @@ class EvolvePolicy(Strict):
     max_samples: int = Field(64, ge=2, description="the most recent samples a round uses")
 
 
-class DeployConfig(Strict):
-    """A self-evolving deployment (``localsym serve``): the agent, its models, how it is scored
-    and trained, and when it retrains. Paths are relative to the config file."""
+class DeployConfig(AgentConfig):
+    """A self-evolving deployment (``localsym serve``): what training has (``AgentConfig``), and
+    when it retrains."""
 
-    agent: str = Field(description="the agent spec file")
-    task: str | None = None
-    models: ModelsConfig = ModelsConfig()
     metric: str = Field("exact_match", description=MetricRef.description)
-    tools: list[str | ToolRef] = ToolRefs
-    sampling: SamplingParams = SamplingParams(max_tokens=128, max_tokens_limit=256)
-    meta_sampling: SamplingParams = SamplingParams(max_tokens=192, max_tokens_limit=384,
-                                                   on_limit="close", repeat_penalty=1.3)
     train: TrainConfig = TrainConfig(max_steps=2, batch_size=4)
-    learning_rate: LearningRate = LearningRate()
-    cache: CacheConfig = CacheConfig()
     evolve: EvolvePolicy = EvolvePolicy()
     validation: str | None = Field(None, description="a fixed JSONL validation set, scored in "
                                                      "every round besides the held-back samples")

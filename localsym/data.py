@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from localsym.errors import ConfigError
-from localsym.io import jsonl_lines, read_text, validation_error
+from localsym.files import jsonl_lines, read_text, validation_error
 
 
 class Example(BaseModel):

@@ -28,15 +28,21 @@ class ChatTemplateError(LocalsymError):
     """A model without a chat template in its GGUF metadata, and no chat format given."""
 
 
-class ContextOverflowError(LocalsymError):
+class CallFailure(LocalsymError):
+    """A failure that belongs to one LM call and nothing beside it (the prompt or the answer too
+    long, the answer cut off or invalid): in a batch it is that call's result and never fails
+    its neighbours; in a run it costs its example, never the run."""
+
+
+class ContextOverflowError(CallFailure):
     """A prompt (plus the room the answer needs) longer than the model's context."""
 
 
-class TruncatedOutputError(LocalsymError):
+class TruncatedOutputError(CallFailure):
     """Generation hit its token budget before the output was complete, even after retries."""
 
 
-class InvalidOutputError(LocalsymError):
+class InvalidOutputError(CallFailure):
     """An output that does not validate against its schema. Never passed on, never cached as an
     answer (the failure itself is cached: the same call fails the same way)."""
 

@@ -20,7 +20,7 @@ from markupsafe import Markup
 
 from localsym.agent.spec import PROMPT_FIELDS, PipelineSpec
 from localsym.errors import ConfigError, LocalsymError
-from localsym.io import atomic_write_text, read_jsonl
+from localsym.files import atomic_write_text, read_jsonl
 
 
 def word_diff(old: str, new: str) -> Markup:

@@ -21,8 +21,8 @@ from localsym.data import Example, load_table, split
 from localsym.generate import generate_examples
 from localsym.metrics import metric
 from localsym.errors import ConfigError
-from localsym.io import atomic_write_text, read_jsonl, read_text
-from localsym.learn import LanguageLoss, LogProbLoss, MetricLoss, Trainer, default_optimizers
+from localsym.files import atomic_write_text, read_jsonl, read_text
+from localsym.learn import Trainer
 
 
 def load_spec(config: RunConfig, base: Path) -> PipelineSpec:
@@ -108,26 +108,12 @@ class Run:
         self.spec = load_spec(config, base)
         self.pipeline = Pipeline(self.spec, self.agent_lm, self.tools, config.sampling)
         self.splits = load_splits(config, base, self.spec, self.optimizer_lm)
-        self.loss = self._loss()
-
-    def _loss(self):
-        c = self.config
-        if c.loss == "metric":
-            return MetricLoss(self.metric)
-        if c.loss == "logprob":
-            return LogProbLoss(self.agent_lm)
-        return LanguageLoss(self.optimizer_lm, self.spec.description, self.metric, c.meta_sampling,
-                            self.spec.tools)
-
-    def optimizers(self) -> dict:
-        return default_optimizers(self.optimizer_lm, **self.config.learning_rate.model_dump(),
-                                  params=self.config.meta_sampling)
 
     def trainer(self) -> Trainer:
-        return Trainer(self.pipeline, self.loss, self.optimizers(), self.optimizer_lm,
-                       self.config.train, self.metric, self.run_dir, log=self._say,
-                       meta_params=self.config.meta_sampling, progress=not self.quiet,
-                       budget=self.config.budget)
+        return self.config.trainer(self.spec, self.agent_lm, self.optimizer_lm, self.tools,
+                                   self.metric, self.run_dir, loss=self.config.loss,
+                                   log=self._say, progress=not self.quiet,
+                                   budget=self.config.budget)
 
     def _say(self, text: str) -> None:
         if not self.quiet:
@@ -144,17 +130,11 @@ class Run:
         lms = {"agent": self.agent_lm}
         if self.optimizer_lm is not self.agent_lm:
             lms["optimizer"] = self.optimizer_lm
-        out = {}
-        for name, lm in lms.items():
-            b = lm.backend
-            out[name] = {"hits": lm.hits, "misses": lm.misses, "tokens_made": lm.tokens_made,
-                         "model_loads": getattr(b, "loads", 0),
-                         "eval_seconds": round(getattr(b, "eval_seconds", 0.0), 2),
-                         "prompt_tokens_submitted": getattr(b, "prompt_tokens_submitted", 0),
-                         "prompt_tokens_evaluated": getattr(b, "prompt_tokens_evaluated", 0)}
-        return out
+        zero = dict.fromkeys(("hits", "misses", "tokens_made", "model_loads", "eval_seconds",
+                              "prompt_tokens_submitted", "prompt_tokens_evaluated"), 0)
+        return {name: {**zero, **lm.usage()} for name, lm in lms.items()}
 
-    def train(self, config_path: Path | None, resume: bool = False) -> dict:
+    def train(self, resume: bool = False) -> dict:
         started = time.perf_counter()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         trainer = self.trainer()
@@ -256,7 +236,7 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 def open_run(config_path: str | Path | None, resume_dir: str | Path | None = None,
-             run_dir: str | Path | None = None, quiet: bool = False) -> tuple[Run, Path | None]:
+             run_dir: str | Path | None = None, quiet: bool = False) -> Run:
     """Build a Run from a config file, or from the config copy inside ``resume_dir``.
 
     A new run directory gets its config copy and run.json before any work starts, so a run
@@ -282,7 +262,7 @@ def open_run(config_path: str | Path | None, resume_dir: str | Path | None = Non
                     f"cannot resume {resume_dir}: {', '.join(changed[:6])} differ from what the "
                     f"run began with", "resume with the run's own config and files (omit CONFIG "
                     "to use the copy in the run directory), or start a new run directory")
-        return Run(config, base, resume_dir, quiet), None
+        return Run(config, base, resume_dir, quiet)
     if config_path is None:
         raise ConfigError("no config given", "localsym train CONFIG (see examples/*/config.yaml)")
     config, base = load_config(config_path)
@@ -299,4 +279,4 @@ def open_run(config_path: str | Path | None, resume_dir: str | Path | None = Non
     atomic_write_text(run.run_dir / "config.yaml", read_text(config_path, "config"))
     atomic_write_text(run.run_dir / "run.json", json.dumps(
         {"base": str(base.resolve()), "fingerprint": fingerprint(config, base)}))
-    return run, Path(config_path)
+    return run

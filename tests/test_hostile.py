@@ -55,7 +55,7 @@ def step_events(run_dir: Path) -> list[dict]:
 
 # 1 ---------------------------------------------------------------------------------------------
 def test_line_separators_inside_records_survive_the_log_and_resume(tmp_path):
-    from localsym.io import append_jsonl, read_jsonl
+    from localsym.files import append_jsonl, read_jsonl
 
     log = tmp_path / "events.jsonl"
     records = [{"event": "step", "step": i, "text": f"a\u2028b\x1cc\u0085d{i}"} for i in range(3)]

@@ -13,7 +13,7 @@ from localsym.data import Example
 from localsym.metrics import numeric_match
 from localsym.learn import (Batch, DemonstrationOptimizer, MetricLoss, PipelineOptimizer,
                             PromptOptimizer, ToolOptimizer, TrainConfig, Trainer, backward)
-from localsym.learn.optim import AddNode, EditNode, RemoveNode, Rewire
+from localsym.learn.actions import AddNode, EditNode, RemoveNode, Rewire
 from test_spec import TWO_NODES
 
 
@@ -153,11 +153,11 @@ class WorseningOptimizer:
     name = "prompt"
 
     def step(self, spec, batch, memory):
-        from localsym.learn.optim import Change, Proposal, replace_node
+        from localsym.learn.optim import Change, Proposal
 
         node = spec.node("plan")
         new = node.model_copy(update={"prompt": node.prompt.model_copy(update={"style": "WRONG"})})
-        return Proposal(spec=replace_node(spec, new), changes=[Change(target="x")])
+        return Proposal(spec=spec.replace(new), changes=[Change(target="x")])
 
 
 def scripted_agent_routes():
@@ -328,7 +328,7 @@ def test_workflow_schema_only_names_what_exists():
 
 
 def test_an_add_node_that_breaks_node_rules_is_rejected_with_its_reason():
-    from localsym.learn.optim import AddNode
+    from localsym.learn.actions import AddNode
 
     proposal = PipelineOptimizer(RoutedLM({})).apply(spec(), [AddNode(
         action="add_node", name="dup", after="plan", task="t", inputs=["question"],

@@ -239,7 +239,8 @@ def test_an_edit_that_changes_the_final_outputs_is_rejected_before_scoring(tmp_p
         name = "pipeline"
 
         def step(self, spec, batch, memory):
-            from localsym.learn.optim import AddNode, Change, Proposal, apply_action
+            from localsym.learn.actions import AddNode, apply_action
+            from localsym.learn.optim import Change, Proposal
             new = apply_action(spec, AddNode(action="add_node", name="extra", after="solve",
                                              task="t", inputs=["answer"],
                                              outputs=[{"name": "note"}]))

@@ -16,11 +16,11 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, create_model
 
-from localsym.agent.spec import PROMPT_FIELDS, FieldSpec, NodeSpec, PipelineSpec
+from localsym.agent.spec import (PROMPT_FIELDS, FieldSpec, NodeSpec, PipelineSpec, node_param,
+                                 tool_param)
 from localsym.agent.tools import ToolRegistry, default_tools
 from localsym.agent.trajectory import NodeRecord, Trajectory
-from localsym.errors import (ConfigError, ContextOverflowError, InvalidOutputError,
-                             TruncatedOutputError)
+from localsym.errors import CallFailure, ConfigError
 from localsym.lm.base import LM, SamplingParams
 from localsym.templates import render, render_text
 from localsym.data import unencodable
@@ -29,7 +29,6 @@ PY_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": l
 ROUTE_FIELD = "next_step"
 # LM failures that belong to one node run (recorded in the trajectory, the loss sees them);
 # anything else (a missing model, a replay miss) stops the run.
-NODE_FAILURES = (TruncatedOutputError, InvalidOutputError, ContextOverflowError)
 
 
 @dataclass(frozen=True)
@@ -121,15 +120,15 @@ class Pipeline:
         out = []
         for n in self.spec.nodes:
             for f in PROMPT_FIELDS:
-                out.append(Parameter(f"nodes.{n.name}.prompt.{f}", "prompt",
+                out.append(Parameter(node_param(n.name, "prompt", f), "prompt",
                                      getattr(n.prompt, f)))
-            out.append(Parameter(f"nodes.{n.name}.demonstrations", "demonstrations",
+            out.append(Parameter(node_param(n.name, "demonstrations"), "demonstrations",
                                  n.demonstrations))
             if n.tools or self.spec.tools:
-                out.append(Parameter(f"nodes.{n.name}.tools", "tool_selection", n.tools))
+                out.append(Parameter(node_param(n.name, "tools"), "tool_selection", n.tools))
         for t in self.spec.tools:
-            out.append(Parameter(f"tools.{t.name}.description", "tool", t.description))
-            out.append(Parameter(f"tools.{t.name}.usage_notes", "tool", t.usage_notes))
+            out.append(Parameter(tool_param(t.name, "description"), "tool", t.description))
+            out.append(Parameter(tool_param(t.name, "usage_notes"), "tool", t.usage_notes))
         out.append(Parameter("workflow", "workflow",
                              {"nodes": [n.name for n in self.spec.nodes],
                               "edges": [(e.source, e.target) for e in self.spec.effective_edges()]}))
@@ -273,7 +272,7 @@ class Pipeline:
             outputs = {**answer.model_dump(), **bound}
             record.route = outputs.pop(ROUTE_FIELD, None)
             record.outputs = outputs
-        except NODE_FAILURES as err:
+        except CallFailure as err:
             record.error = f"{type(err).__name__}: {err}"  # cause and fix
         record.messages = messages  # the whole conversation, tool turns included, even on failure
         record.seconds = time.perf_counter() - start

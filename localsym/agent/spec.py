@@ -22,6 +22,18 @@ FieldType = Literal["str", "int", "float", "bool", "list[str]"]
 PROMPT_FIELDS = ("role", "task", "rules", "style", "output_instructions")
 
 
+def node_param(node: str, *path: str) -> str:
+    """The name of a node's trainable parameter, as ``Pipeline.parameters()`` yields it and the
+    optimizers, their memory and the report use it: ``nodes.N.prompt.task``,
+    ``nodes.N.demonstrations``, ``nodes.N.tools`` (``node_param(N)``: the prefix ``nodes.N.``)."""
+    return ".".join(("nodes", node, *path)) if path else f"nodes.{node}."
+
+
+def tool_param(tool: str, field: str) -> str:
+    """The name of a declared tool's trainable text: ``tools.T.description``."""
+    return f"tools.{tool}.{field}"
+
+
 def check_pattern(pattern: str | None, where: str) -> str | None:
     """A regex the decoder will enforce; a bad one is an error naming ``where``."""
     if pattern is None:
@@ -179,6 +191,17 @@ class PipelineSpec(Frozen):
                                   description="bound on node runs; required when edges form a cycle")
 
     # -- the graph ------------------------------------------------------------------------------
+    def replace(self, node: NodeSpec, tools: dict | None = None) -> "PipelineSpec":
+        """This spec with ``node`` in place of the node of its name (and ``tools``, name ->
+        ToolSpec, in place of those declared tools); a ConfigError if that is not valid."""
+        data = self.model_dump(mode="json")
+        data["nodes"] = [node.model_dump(mode="json") if n["name"] == node.name else n
+                         for n in data["nodes"]]
+        if tools:
+            data["tools"] = [tools[t["name"]].model_dump(mode="json") if t["name"] in tools
+                             else t for t in data["tools"]]
+        return PipelineSpec.from_data(data, source=f"edit of {node.name}")
+
     def node(self, name: str) -> NodeSpec:
         for n in self.nodes:
             if n.name == name:
@@ -286,7 +309,7 @@ class PipelineSpec(Frozen):
 
     def save(self, path: str | Path) -> Path:
         """Write the spec as JSON or YAML (by the file's suffix), atomically."""
-        from localsym.io import atomic_write_text
+        from localsym.files import atomic_write_text
 
         path = Path(path)
         if path.suffix in (".yaml", ".yml"):
@@ -301,19 +324,19 @@ class PipelineSpec(Frozen):
 
     @classmethod
     def load(cls, path: str | Path) -> "PipelineSpec":
-        from localsym.io import load_document
+        from localsym.files import load_document
 
         return cls.from_data(load_document(path, "agent spec"), source=str(path))
 
     @classmethod
     def parse(cls, text: str, source: str = "spec", yaml_format: bool = False) -> "PipelineSpec":
-        from localsym.io import parse_document
+        from localsym.files import parse_document
 
         return cls.from_data(parse_document(text, yaml_format, f"agent spec {source}"), source)
 
     @classmethod
     def from_data(cls, data: Any, source: str = "spec") -> "PipelineSpec":
-        from localsym.io import validation_error
+        from localsym.files import validation_error
 
         try:
             return cls.model_validate(data)

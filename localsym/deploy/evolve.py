@@ -33,8 +33,7 @@ from localsym.config import DeployConfig
 from localsym.data import Example, load_jsonl
 from localsym.metrics import metric
 from localsym.errors import ConfigError, LocalsymError
-from localsym.io import read_jsonl
-from localsym.learn import LanguageLoss, Trainer, default_optimizers
+from localsym.files import read_jsonl
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -333,13 +332,9 @@ class EvolvingAgent:
         val = held + self.fixed_val
         live = self.live_version
         live_spec = self.spec(live)
-        lm, p = self.optimizer_lm, cfg.meta_sampling
-        optimizers = default_optimizers(lm, **cfg.learning_rate.model_dump(), params=p)
-        pipeline = Pipeline(live_spec, self.agent_lm, self.tools, cfg.sampling)
-        loss = LanguageLoss(lm, live_spec.description, self.metric, p)
-        trainer = Trainer(pipeline, loss, optimizers, lm, cfg.train, self.metric,
-                          self.directory / "rounds" / f"round-{rid:04d}", log=self.log,
-                          meta_params=p)
+        trainer = cfg.trainer(live_spec, self.agent_lm, self.optimizer_lm, self.tools,
+                              self.metric, self.directory / "rounds" / f"round-{rid:04d}",
+                              log=self.log)
         state = trainer.fit(train, val)
         candidate = state.best_spec  # the best of the pool (the live version is its first entry)
         sizes = {"train_size": len(train), "val_size": len(val)}

@@ -71,9 +71,16 @@ def check_bind(host: str, token: str | None) -> None:
 
 def create_app(agent: EvolvingAgent, token: str | None = None,
                max_body: int = MAX_BODY) -> FastAPI:
-    import hmac
-
+    """The service of ``agent``: its endpoints behind the guard (token, body size) and the error
+    handlers that turn every user error into one JSON line with its fix."""
     app = FastAPI(title="localsym agent", version="1")
+    _guard(app, token, max_body)
+    _routes(app, agent)
+    return app
+
+
+def _guard(app: FastAPI, token: str | None, max_body: int) -> None:
+    import hmac
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -111,6 +118,8 @@ def create_app(agent: EvolvingAgent, token: str | None = None,
             400 if isinstance(exc, ConfigError) else 500
         return JSONResponse(status_code=status, content={"error": str(exc)})
 
+
+def _routes(app: FastAPI, agent: EvolvingAgent) -> None:
     @app.get("/health")
     def health():
         return {"status": "ok", "live_version": agent.live_version, "evolving": agent.evolving,
@@ -151,8 +160,6 @@ def create_app(agent: EvolvingAgent, token: str | None = None,
     def rounds():
         return {"rounds": agent.rounds()}
 
-    return app
-
 
 def serve(agent: EvolvingAgent, host: str = "127.0.0.1", port: int = 8765,
           log_level: str = "warning", token: str | None = None) -> None:
@@ -160,3 +167,49 @@ def serve(agent: EvolvingAgent, host: str = "127.0.0.1", port: int = 8765,
 
     check_bind(host, token)
     uvicorn.run(create_app(agent, token), host=host, port=port, log_level=log_level)
+
+
+def serve_command(args) -> int:
+    """``localsym serve``: every check that a user can fail (the bind address and token, the
+    port, the directory) before anything is loaded; then the deployment, served until stopped."""
+    import os
+    import socket
+    import sys
+    from pathlib import Path
+
+    from localsym.config import load_deploy_config
+
+    token = args.token or os.environ.get("LOCALSYM_TOKEN") or None
+    check_bind(args.host, token)  # before anything is loaded
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port} is not a TCP port", "use 1-65535 (default 8765)")
+    if args.dir and Path(args.dir).exists() and not Path(args.dir).is_dir():
+        raise ConfigError(f"--dir {args.dir} is a file, not a deployment directory",
+                          "give a directory (it is created if missing)")
+    try:  # a port in use fails here, before the banner says it is served
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((args.host, args.port))
+    except OSError as err:
+        raise ConfigError(f"cannot serve on {args.host}:{args.port}: {err.strerror}",
+                          "pick another --port, or stop what listens there") from None
+    config, base = load_deploy_config(args.agent)
+    overrides = {}
+    if args.model:
+        overrides["models"] = config.models.model_copy(update={"agent": args.model})
+    if args.every is not None:
+        overrides["evolve"] = config.evolve.model_copy(update={"every": args.every or None})
+    config = config.model_copy(update=overrides)
+    directory = Path(args.dir or Path("deployments") / Path(args.agent).stem)
+    agent = EvolvingAgent(directory, config, base,
+                          log=lambda text: print(f"localsym: {text}", file=sys.stderr,
+                                                 flush=True))
+    print(f"localsym: serving {config.agent} (live version {agent.live_version}) on "
+          f"http://{args.host}:{args.port}  (deployment {directory}; API docs at /docs)",
+          file=sys.stderr, flush=True)
+    try:
+        serve(agent, args.host, args.port, token=token)
+    finally:
+        agent.close()
+    return 0

@@ -1,7 +1,8 @@
 """The algorithm: language loss, back-propagation of language gradients, optimizers, trainer."""
 
 from localsym.learn.backward import ExampleGradients, NodeGradient, backward
-from localsym.learn.loss import LanguageLoss, LogProbLoss, Loss, LossRecord, MetricLoss
+from localsym.learn.loss import (META_PARAMS, LanguageLoss, LogProbLoss, Loss, LossRecord,
+                                 MetricLoss)
 from localsym.learn.optim import (Batch, DemonstrationOptimizer, Optimizer, PipelineOptimizer,
                                   PromptOptimizer, Proposal, ToolOptimizer, UpdateRecord)
 from localsym.learn.trainer import TrainConfig, Trainer, TrainState
@@ -10,14 +11,42 @@ from localsym.learn.trainer import TrainConfig, Trainer, TrainState
 def default_optimizers(lm, max_fields: int = 2, max_change: float = 0.8, max_actions: int = 1,
                        params=None) -> dict[str, Optimizer]:
     """One of each LLM optimizer, driven by ``lm`` (``params``: their sampling; default
-    META_PARAMS), with the learning rates of ``localsym.config.LearningRate``. The code-listed
+    ``META_PARAMS``), with the learning rates of ``localsym.config.LearningRate``. The code-listed
     sources (demonstrations, structure, merge) need no model: the trainer runs them itself."""
-    return {"prompt": PromptOptimizer(lm, max_fields, max_change, params),
-            "tool": ToolOptimizer(lm, max_fields, max_change, params),
-            "pipeline": PipelineOptimizer(lm, max_actions, params)}
+    optimizers = (PromptOptimizer(lm, max_fields, max_change, params),
+                  ToolOptimizer(lm, max_fields, max_change, params),
+                  PipelineOptimizer(lm, max_actions, params))
+    return {o.name: o for o in optimizers}
+
+
+def build_trainer(spec, agent_lm, optimizer_lm=None, *, metric=None, loss: str = "language",
+                  tools=None, sampling=None, meta_sampling=None, train=None,
+                  learning_rate: dict | None = None, run_dir=None, log=print,
+                  progress: bool = False, budget=None) -> Trainer:
+    """The one assembly of a Trainer (``localsym train``, a deployment's rounds, ``localsym.train``):
+    the agent's pipeline on ``agent_lm``; the loss (``metric``: the metric's score and evidence;
+    ``logprob``: the expected answer's log-probability; ``language``: the metric's evidence where
+    there is a ground truth, else an LLM judge that sees the declared tools); one of each LLM
+    optimizer on ``optimizer_lm`` (default ``agent_lm``) with ``learning_rate``
+    (``localsym.config.LearningRate`` as a dict); every meta call sampled with ``meta_sampling``
+    (default META_PARAMS)."""
+    from localsym.agent import Pipeline, default_tools
+
+    meta_lm, meta = optimizer_lm or agent_lm, meta_sampling or META_PARAMS
+    pipeline = Pipeline(spec, agent_lm, tools or default_tools(), sampling)
+    if loss == "metric":
+        loss_fn = MetricLoss(metric)
+    elif loss == "logprob":
+        loss_fn = LogProbLoss(agent_lm)
+    else:
+        loss_fn = LanguageLoss(meta_lm, spec.description, metric, meta, spec.tools)
+    return Trainer(pipeline, loss_fn, default_optimizers(meta_lm, **(learning_rate or {}),
+                                                         params=meta),
+                   meta_lm, train, metric, run_dir, log=log, meta_params=meta, progress=progress,
+                   budget=budget)
 
 
 __all__ = ["Batch", "DemonstrationOptimizer", "ExampleGradients", "LanguageLoss", "LogProbLoss",
            "Loss", "LossRecord", "MetricLoss", "NodeGradient", "Optimizer", "PipelineOptimizer",
            "PromptOptimizer", "Proposal", "ToolOptimizer", "TrainConfig", "TrainState", "Trainer",
-           "UpdateRecord", "backward", "default_optimizers"]
+           "UpdateRecord", "backward", "build_trainer", "default_optimizers", "META_PARAMS"]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from localsym.agent.spec import PROMPT_FIELDS, PipelineSpec
 from localsym.agent.trajectory import Trajectory
+from localsym.errors import CallFailure
 from localsym.learn.loss import META_PARAMS, LossRecord
 from localsym.lm.base import LM, SamplingParams
 from localsym.templates import render
@@ -68,12 +69,12 @@ def backward(trajectory: Trajectory, loss: LossRecord, spec: PipelineSpec, lm: L
 
 def backward_batch(trajectories: list[Trajectory], losses: list[LossRecord], spec: PipelineSpec,
                    lm: LM, example_ids: list[str], params: SamplingParams | None = None,
-                   workflow: bool = True, failures: tuple = ()) -> list:
+                   workflow: bool = True, contain: bool = False) -> list:
     """``backward`` over a batch, layer by layer: the last node run of every example, then the
     one before it, ..., then the workflow gradients; each layer's calls go to the LM as one
     batch (``LM.call_batch``). Each example's gradients are exactly what
-    ``backward`` gives it alone. A call raising one of ``failures`` costs its example only:
-    its slot holds the exception."""
+    ``backward`` gives it alone. With ``contain``, a call that fails on its own (``CallFailure``)
+    costs its example only: its slot holds the exception."""
     params = params or META_PARAMS
     grads: list[dict[int, NodeGradient]] = [{} for _ in trajectories]
     failed: list[Exception | None] = [None] * len(trajectories)
@@ -88,7 +89,7 @@ def backward_batch(trajectories: list[Trajectory], losses: list[LossRecord], spe
             if prompt is not None:
                 layer.append((e, i, ([{"role": "user", "content": prompt}], NodeGradientAnswer,
                                      params)))
-        for (e, i, _), answer in zip(layer, _answers(lm, [c for _, _, c in layer], failures)):
+        for (e, i, _), answer in zip(layer, _answers(lm, [c for _, _, c in layer], contain)):
             if isinstance(answer, Exception):
                 failed[e] = answer
                 continue
@@ -106,7 +107,7 @@ def backward_batch(trajectories: list[Trajectory], losses: list[LossRecord], spe
             "workflow_gradient.j2", task=spec.description, spec=spec, trajectory=trajectories[e],
             loss=losses[e], node_gradients=nodes[e])}], WorkflowGradientAnswer, params)
             for e in todo]
-        for e, answer in zip(todo, _answers(lm, calls, failures)):
+        for e, answer in zip(todo, _answers(lm, calls, contain)):
             if isinstance(answer, Exception):
                 failed[e] = answer
             else:
@@ -116,11 +117,12 @@ def backward_batch(trajectories: list[Trajectory], losses: list[LossRecord], spe
                              workflow=flows[e]) for e in range(len(trajectories))]
 
 
-def _answers(lm: LM, calls: list, failures: tuple) -> list:
-    """The answers of ``calls`` in one batch; a failure not in ``failures`` is raised."""
+def _answers(lm: LM, calls: list, contain: bool) -> list:
+    """The answers of ``calls`` in one batch; a failure is raised unless ``contain`` and it is a
+    ``CallFailure``."""
     out = []
     for answer in lm.call_batch(calls) if calls else []:
-        if isinstance(answer, Exception) and not isinstance(answer, failures):
+        if isinstance(answer, Exception) and not (contain and isinstance(answer, CallFailure)):
             raise answer
         out.append(answer if isinstance(answer, Exception) else answer[0])
     return out

@@ -16,11 +16,13 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from localsym.agent.spec import Demonstration, DemoToolCall, FieldSpec, NodeSpec, PipelineSpec
+from localsym.agent.spec import (Demonstration, DemoToolCall, FieldSpec, NodeSpec, PipelineSpec,
+                                 ToolSpec)
 from localsym.agent.tools import ToolRegistry
 from localsym.agent.trajectory import Trajectory
 from localsym.data import Example
 from localsym.errors import ConfigError
+from localsym.learn.actions import RemoveNode, apply_action
 
 # Output patterns the search may try on a free str output: a bounded single-line value.
 GENERIC_OUTPUT_PATTERNS = (r'[^"\\\n]{1,40}',)
@@ -35,15 +37,11 @@ def _build(data: dict, source: str) -> PipelineSpec | None:
 
 
 def with_node(spec: PipelineSpec, node: NodeSpec, tools: dict | None = None) -> PipelineSpec | None:
-    """``spec`` with ``node`` replacing the node of its name (and ``tools``: name -> ToolSpec
-    replacing declared tools), or None if that is not a valid spec."""
-    data = spec.model_dump(mode="json")
-    data["nodes"] = [node.model_dump(mode="json") if n["name"] == node.name else n
-                     for n in data["nodes"]]
-    if tools:
-        data["tools"] = [tools[t["name"]].model_dump(mode="json") if t["name"] in tools else t
-                         for t in data["tools"]]
-    return _build(data, f"edit of {node.name}")
+    """``spec.replace(node, tools)``, or None if that is not a valid spec."""
+    try:
+        return spec.replace(node, tools)
+    except ConfigError:
+        return None
 
 
 def structural_edits(spec: PipelineSpec, registry: ToolRegistry) -> list[Candidate]:
@@ -55,90 +53,21 @@ def structural_edits(spec: PipelineSpec, registry: ToolRegistry) -> list[Candida
     pattern, remove a node. Listed in a fixed order (the nodes taking turns), so a run is
     reproducible."""
     declared = [t for t in spec.tools if t.name in registry.names()]
-
-    def add(edits: list[str], node: NodeSpec, tools: dict | None = None) -> None:
-        new = with_node(spec, node, tools)
-        if new is not None and new != spec:
-            out.append((edits, new))
-
     per_node: list[list[Candidate]] = []
     for node in spec.nodes:
-        out = []  # ``add`` appends here: this node's edits
-        per_node.append(out)
-        n = node.name
+        raw: list[_Raw] = []
         fields = [f for f in node.outputs if bindable_field(f)]
         for tspec in declared:
-            tool, t = registry.get(tspec.name), tspec.name
+            tool = registry.get(tspec.name)
             bindable = [f.name for f in fields if f.type != "str" or tool.returns == "text"]
-            menu = [(arg, p) for arg in tool.str_args() for p in tool.pattern_menu(arg)]
-            if t not in node.tools:
-                start = len(out)
-                attached = node.model_copy(update={"tools": node.tools + (t,)})
-                required = attached.model_copy(update={"tool_choice": "required"})
-                add([f"attach tool {t} to {n}"], attached)
-                add([f"attach tool {t} to {n}", f"require a tool call first in {n}"], required)
-                for arg, p in menu:
-                    pat = {t: tspec.model_copy(update={"patterns": {**tspec.patterns, arg: p}})}
-                    group = [f"attach tool {t} to {n}", f"require a tool call first in {n}",
-                             f"tool {t} argument {arg} pattern {p}"]
-                    add(group, required, pat)
-                    for f in bindable:
-                        add(group + [f"bind {n}.{f} to the result of {t}"],
-                            required.model_copy(update={"bind": {**node.bind, f: t}}), pat)
-                for f in bindable:
-                    add([f"attach tool {t} to {n}", f"require a tool call first in {n}",
-                         f"bind {n}.{f} to the result of {t}"],
-                        required.model_copy(update={"bind": {**node.bind, f: t}}))
-                for arg, source in _wirings(tool, node):
-                    wired = attached.model_copy(update={"arg_from": {f"{t}.{arg}": source}})
-                    group = [f"attach tool {t} to {n}", f"call {t} first with {arg} = {source}"]
-                    add(group, wired)
-                    for f in bindable:
-                        add(group + [f"bind {n}.{f} to the result of {t}"],
-                            wired.model_copy(update={"bind": {**node.bind, f: t}}))
-                # groups that make the tool give the answer first (a step screens a cut of them)
-                out[start:] = sorted(out[start:], key=lambda c: not any(
-                    e.startswith("bind ") for e in c[0]))
-                continue
-            if any(k.partition(".")[0] == t for k in node.arg_from):
-                add([f"{n}: drop the written call of {t}"],
-                    node.model_copy(update={"arg_from": {}}))
-            elif not node.arg_from:
-                for arg, source in _wirings(tool, node):
-                    add([f"call {t} first with {arg} = {source}"],
-                        node.model_copy(update={"arg_from": {f"{t}.{arg}": source}}))
-            add([f"detach tool {t} from {n}"], node.model_copy(update={
-                "tools": tuple(x for x in node.tools if x != t),
-                "bind": {k: v for k, v in node.bind.items() if v != t},
-                "arg_from": {k: v for k, v in node.arg_from.items()
-                             if k.partition(".")[0] != t}}))
-            flip = "auto" if node.tool_choice == "required" else "required"
-            add([f"tool_choice {flip} in {n}"], node.model_copy(update={"tool_choice": flip}))
-            for arg, p in menu:
-                if tspec.patterns.get(arg) != p:
-                    add([f"tool {t} argument {arg} pattern {p}"], node, {t: tspec.model_copy(
-                        update={"patterns": {**tspec.patterns, arg: p}})})
-            for arg in tspec.patterns:
-                add([f"tool {t} argument {arg}: drop the pattern"], node, {t: tspec.model_copy(
-                    update={"patterns": {a: p for a, p in tspec.patterns.items() if a != arg}})})
-            for f in bindable:
-                if node.bind.get(f) == t:
-                    add([f"unbind {n}.{f}"], node.model_copy(update={
-                        "bind": {k: v for k, v in node.bind.items() if k != f}}))
-                else:
-                    add([f"bind {n}.{f} to the result of {t}"],
-                        node.model_copy(update={"bind": {**node.bind, f: t}}))
-        for f in node.outputs:
-            if f.type == "str" and not f.choices and f.pattern is None:
-                for p in GENERIC_OUTPUT_PATTERNS:
-                    outputs = tuple(x.model_copy(update={"pattern": p}) if x.name == f.name else x
-                                    for x in node.outputs)
-                    add([f"{n}.{f.name} pattern {p}"], node.model_copy(update={"outputs": outputs}))
+            edits = _attach if tspec.name not in node.tools else _attached
+            raw += edits(node, tspec, tool, bindable)
+        raw += _output_patterns(node)
+        listed = [(edits, with_node(spec, new, tools)) for edits, new, tools in raw]
+        per_node.append([(e, new) for e, new in listed if new is not None and new != spec])
     # the nodes take turns, so a step's cut of candidates reaches every node
     out = [c for turn in zip_longest(*per_node) for c in turn if c is not None]
     if len(spec.nodes) > 1:
-        from localsym.learn.optim import RemoveNode, apply_action
-
         for node in spec.nodes:
             try:
                 new = apply_action(spec, RemoveNode(action="remove_node", name=node.name))
@@ -146,6 +75,90 @@ def structural_edits(spec: PipelineSpec, registry: ToolRegistry) -> list[Candida
                 continue
             out.append(([f"workflow: remove node {node.name}"], new))
     return out
+
+
+_Raw = tuple[list[str], NodeSpec, dict | None]  # edits, the node after them, replaced tool specs
+
+
+def _attach(node: NodeSpec, tspec: ToolSpec, tool, bindable: list[str]) -> list[_Raw]:
+    """The groups that give ``node`` the declared tool it lacks; those binding an output to the
+    tool's result first (a step screens a cut of the candidates)."""
+    t, n, out = tspec.name, node.name, []
+    attached = node.model_copy(update={"tools": node.tools + (t,)})
+    required = attached.model_copy(update={"tool_choice": "required"})
+    out.append(([f"attach tool {t} to {n}"], attached, None))
+    out.append(([f"attach tool {t} to {n}", f"require a tool call first in {n}"], required, None))
+    for arg, p in _menu(tool):
+        pat = {t: tspec.model_copy(update={"patterns": {**tspec.patterns, arg: p}})}
+        group = [f"attach tool {t} to {n}", f"require a tool call first in {n}",
+                 f"tool {t} argument {arg} pattern {p}"]
+        out.append((group, required, pat))
+        out += [(group + [f"bind {n}.{f} to the result of {t}"],
+                 required.model_copy(update={"bind": {**node.bind, f: t}}), pat) for f in bindable]
+    out += [([f"attach tool {t} to {n}", f"require a tool call first in {n}",
+              f"bind {n}.{f} to the result of {t}"],
+             required.model_copy(update={"bind": {**node.bind, f: t}}), None) for f in bindable]
+    for arg, source in _wirings(tool, node):
+        wired = attached.model_copy(update={"arg_from": {f"{t}.{arg}": source}})
+        group = [f"attach tool {t} to {n}", f"call {t} first with {arg} = {source}"]
+        out.append((group, wired, None))
+        out += [(group + [f"bind {n}.{f} to the result of {t}"],
+                 wired.model_copy(update={"bind": {**node.bind, f: t}}), None) for f in bindable]
+    return sorted(out, key=lambda c: not any(e.startswith("bind ") for e in c[0]))
+
+
+def _attached(node: NodeSpec, tspec: ToolSpec, tool, bindable: list[str]) -> list[_Raw]:
+    """The edits of a tool ``node`` already has: drop or write its first call, detach it, flip
+    ``tool_choice``, set or drop an argument pattern, bind or unbind an output."""
+    t, n, out = tspec.name, node.name, []
+    if any(k.partition(".")[0] == t for k in node.arg_from):
+        out.append(([f"{n}: drop the written call of {t}"],
+                    node.model_copy(update={"arg_from": {}}), None))
+    elif not node.arg_from:
+        out += [([f"call {t} first with {arg} = {source}"],
+                 node.model_copy(update={"arg_from": {f"{t}.{arg}": source}}), None)
+                for arg, source in _wirings(tool, node)]
+    out.append(([f"detach tool {t} from {n}"], node.model_copy(update={
+        "tools": tuple(x for x in node.tools if x != t),
+        "bind": {k: v for k, v in node.bind.items() if v != t},
+        "arg_from": {k: v for k, v in node.arg_from.items() if k.partition(".")[0] != t}}),
+        None))
+    flip = "auto" if node.tool_choice == "required" else "required"
+    out.append(([f"tool_choice {flip} in {n}"], node.model_copy(update={"tool_choice": flip}),
+                None))
+    for arg, p in _menu(tool):
+        if tspec.patterns.get(arg) != p:
+            out.append(([f"tool {t} argument {arg} pattern {p}"], node, {t: tspec.model_copy(
+                update={"patterns": {**tspec.patterns, arg: p}})}))
+    for arg in tspec.patterns:
+        out.append(([f"tool {t} argument {arg}: drop the pattern"], node, {t: tspec.model_copy(
+            update={"patterns": {a: p for a, p in tspec.patterns.items() if a != arg}})}))
+    for f in bindable:
+        if node.bind.get(f) == t:
+            out.append(([f"unbind {n}.{f}"], node.model_copy(update={
+                "bind": {k: v for k, v in node.bind.items() if k != f}}), None))
+        else:
+            out.append(([f"bind {n}.{f} to the result of {t}"],
+                        node.model_copy(update={"bind": {**node.bind, f: t}}), None))
+    return out
+
+
+def _output_patterns(node: NodeSpec) -> list[_Raw]:
+    """A bounded pattern on each free str output (a tiny model's free string can run on)."""
+    out = []
+    for f in node.outputs:
+        if f.type == "str" and not f.choices and f.pattern is None:
+            for p in GENERIC_OUTPUT_PATTERNS:
+                outputs = tuple(x.model_copy(update={"pattern": p}) if x.name == f.name else x
+                                for x in node.outputs)
+                out.append(([f"{node.name}.{f.name} pattern {p}"],
+                            node.model_copy(update={"outputs": outputs}), None))
+    return out
+
+
+def _menu(tool) -> list[tuple[str, str]]:
+    """(argument, pattern) pairs worth trying on a tool's str arguments."""
+    return [(arg, p) for arg in tool.str_args() for p in tool.pattern_menu(arg)]
 
 
 def _wirings(tool, node: NodeSpec) -> list[tuple[str, str]]:

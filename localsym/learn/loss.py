@@ -17,15 +17,16 @@ from pydantic import BaseModel, Field
 
 from localsym.agent.trajectory import Trajectory
 from localsym.data import Example
+from localsym.errors import CallFailure
 from localsym.metrics import Metric, MetricResult, score
-from localsym.lm.base import CALL_FAILURES, LM, SamplingParams, unwrap
+from localsym.lm.base import LM, SamplingParams, unwrap
 from localsym.templates import render
 
 
 # Sampling of every meta call (judge, gradients, optimizers): greedy, and an answer that runs past
 # the limit is closed (strings cut short) rather than lost, since a small model can loop in a string.
 # The repetition penalty (word tokens only) stops most such loops before the limit is reached.
-META_PARAMS = SamplingParams(max_tokens=256, max_tokens_limit=512, on_limit="close",
+META_PARAMS = SamplingParams(max_tokens=192, max_tokens_limit=384, on_limit="close",
                              repeat_penalty=1.3)
 
 
@@ -53,14 +54,14 @@ class Loss(ABC):
         ...
 
     def batch(self, pairs: list[tuple[Trajectory, Example]]) -> list[LossRecord | Exception]:
-        """The loss of many trajectories; a meta call that fails on its own (``CALL_FAILURES``)
+        """The loss of many trajectories; a meta call that fails on its own (``CallFailure``)
         is that example's result, never its neighbours'. Losses that call an LLM send the calls
         together (``LM.call_batch``)."""
         out = []
         for trajectory, example in pairs:
             try:
                 out.append(self(trajectory, example))
-            except CALL_FAILURES as err:
+            except CallFailure as err:
                 out.append(err)
         return out
 

@@ -10,23 +10,28 @@ earlier updates and whether they were accepted (``memory``), so it does not repe
 
 from __future__ import annotations
 
-import difflib
 from abc import ABC, abstractmethod
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, create_model
 
-from localsym.agent.spec import (PROMPT_FIELDS, FieldType,
-                                 NodeSpec, PipelineSpec, PromptWeights)
+from localsym.agent.spec import PROMPT_FIELDS, PipelineSpec, PromptWeights, node_param, tool_param
 from localsym.agent.trajectory import Trajectory
 from localsym.errors import ConfigError
+from localsym.learn.actions import (AddNode, EditNode, RemoveNode, Rewire, apply_action,
+                                    check_text_edit, describe_action)
 from localsym.learn.backward import ExampleGradients, NodeGradient
-from localsym.lm.base import LM, SamplingParams
+from localsym.learn.edits import demonstration_of
 from localsym.learn.loss import META_PARAMS
-from localsym.templates import render, variables_of
+from localsym.lm.base import LM, SamplingParams
+from localsym.templates import render
 
-MAX_TEXT = 2000  # characters in one prompt field or tool text
-MIN_EDIT = 200  # characters one edit may always change, however short the text (a "learning rate")
+# Where a step's candidates come from, by the names a config uses (``train.optimizers``): the LLM
+# optimizers below (``name`` of each class), written from the gradients, and the sources code
+# lists without a model (learn/edits.py).
+OptimizerName = Literal["prompt", "tool", "pipeline", "demonstrations", "structure", "merge"]
+LLM_OPTIMIZERS: tuple[OptimizerName, ...] = ("prompt", "tool", "pipeline")
+LISTED_SOURCES: tuple[OptimizerName, ...] = ("demonstrations", "structure", "merge")
 
 
 class Change(BaseModel):
@@ -76,32 +81,6 @@ class Optimizer(ABC):
         ...
 
 
-def replace_node(spec: PipelineSpec, node: NodeSpec) -> PipelineSpec:
-    nodes = tuple(node if n.name == node.name else n for n in spec.nodes)
-    return PipelineSpec.model_validate({**spec.model_dump(), "nodes": [n.model_dump() for n in nodes]})
-
-
-def check_text_edit(old: str, new: str, max_change: float, allowed_vars: set[str]) -> str | None:
-    """Why an edit of a prompt text is not allowed, or None. Enforces the learning rate: an edit
-    may change at most ``max_change`` of the old text's characters (and always MIN_EDIT)."""
-    if len(new) > MAX_TEXT:
-        return f"new text is {len(new)} characters (limit {MAX_TEXT})"
-    dropped = variables_of(old) - variables_of(new)
-    if dropped:
-        return f"drops the input variable(s) {sorted(dropped)}"
-    unknown = variables_of(new) - allowed_vars
-    if unknown:
-        return f"uses unknown variable(s) {sorted(unknown)}"
-    edited = sum(max(i2 - i1, j2 - j1) for op, i1, i2, j1, j2 in
-                 difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
-                 if op != "equal")
-    allowed = max(int(max_change * len(old)), MIN_EDIT)
-    if edited > allowed:
-        return (f"edits {edited} characters (the learning rate allows {allowed}: "
-                f"{max_change:.0%} of the text, at least {MIN_EDIT})")
-    return None
-
-
 def _history(memory: list[UpdateRecord], optimizer: str, about: str = "") -> list[str]:
     return [m.line() for m in memory if m.optimizer == optimizer and about in " ".join(m.changes)][-6:]
 
@@ -135,14 +114,14 @@ class PromptOptimizer(Optimizer):
                 continue
             prompt = render("optimize_prompt.j2", task=spec.description, node=node,
                             prompt_fields=PROMPT_FIELDS, gradients=grads[:8], max_fields=self.max_fields,
-                            history=_history(memory, self.name, f"nodes.{node.name}."),
+                            history=_history(memory, self.name, node_param(node.name)),
                             variables=list(node.inputs))
             update = self.lm.generate([{"role": "user", "content": prompt}], PromptUpdate, self.params)
             proposal.reasoning += f"[{node.name}] {update.reasoning}\n"
             fields = dict(node.prompt.model_dump())
             touched: set[str] = set()
             for edit in update.edits:
-                target = f"nodes.{node.name}.prompt.{edit.field}"
+                target = node_param(node.name, "prompt", edit.field)
                 old, new = fields[edit.field], edit.new_text.strip()
                 if new == old:
                     continue
@@ -161,7 +140,7 @@ class PromptOptimizer(Optimizer):
                 proposal.changes.append(Change(target=target, before=old, after=new))
             if touched:
                 node = node.model_copy(update={"prompt": PromptWeights(**fields)})
-                proposal.spec = replace_node(proposal.spec, node)
+                proposal.spec = proposal.spec.replace(node)
         return proposal
 
 
@@ -209,7 +188,7 @@ class ToolOptimizer(Optimizer):
         budget = self.max_edits
         tools = {t.name: t for t in spec.tools}
         for edit in update.edits:
-            target = f"tools.{edit.tool}.{edit.field}"
+            target = tool_param(edit.tool, edit.field)
             old, new = getattr(tools[edit.tool], edit.field), edit.new_text.strip()
             if new == old:
                 continue
@@ -230,13 +209,13 @@ class ToolOptimizer(Optimizer):
             if new == old:
                 continue
             if budget <= 0:
-                proposal.rejected.append(f"nodes.{sel.node}.tools: over the edit limit")
+                proposal.rejected.append(f"{node_param(sel.node, 'tools')}: over the edit limit")
                 continue
             nodes[sel.node] = nodes[sel.node].model_copy(update={
                 "tools": new, "bind": {k: v for k, v in nodes[sel.node].bind.items() if v in new},
                 "arg_from": {k: v for k, v in nodes[sel.node].arg_from.items()
                              if k.partition(".")[0] in new}})
-            proposal.changes.append(Change(target=f"nodes.{sel.node}.tools", before=list(old),
+            proposal.changes.append(Change(target=node_param(sel.node, "tools"), before=list(old),
                                            after=list(new)))
             budget -= 1
         if proposal.changes:
@@ -247,104 +226,6 @@ class ToolOptimizer(Optimizer):
 
 
 # -- the workflow ----------------------------------------------------------------------------------
-class NewField(BaseModel):
-    name: str = Field(pattern=r"^[a-z_][a-z0-9_]{0,30}$")
-    type: FieldType = "str"
-    description: str = ""
-
-
-class AddNode(BaseModel):
-    action: Literal["add_node"]
-    name: str = Field(pattern=r"^[a-z_][a-z0-9_]{0,30}$")
-    after: str
-    task: str
-    inputs: list[str] = Field(max_length=6)
-    outputs: list[NewField] = Field(min_length=1, max_length=4)
-
-
-class RemoveNode(BaseModel):
-    action: Literal["remove_node"]
-    name: str
-
-
-class EditNode(BaseModel):
-    action: Literal["edit_node"]
-    name: str
-    field: Literal[PROMPT_FIELDS]
-    new_text: str
-
-
-class Rewire(BaseModel):
-    action: Literal["rewire"]
-    source: str
-    target: str
-    connect: bool = Field(description="true adds the connection, false removes it")
-
-
-def apply_action(spec: PipelineSpec, action: BaseModel) -> PipelineSpec:
-    """Apply one typed edit; raises ConfigError (with the reason) if the result is not a valid
-    pipeline. Other nodes keep their weights untouched."""
-    data = spec.model_dump(mode="json")
-    names = [n.name for n in spec.nodes]
-    edges = [e.model_dump() for e in spec.effective_edges()]
-    explicit = bool(spec.edges)
-    if isinstance(action, AddNode):
-        if action.after not in names:
-            raise ConfigError(f"add_node after unknown node {action.after!r}", "")
-        node = {"name": action.name, "prompt": {"task": action.task},
-                "inputs": list(action.inputs), "outputs": [f.model_dump() for f in action.outputs]}
-        at = names.index(action.after) + 1
-        data["nodes"].insert(at, node)  # validated with the whole spec below
-        if explicit:
-            outgoing = [e for e in edges if e["source"] == action.after]
-            edges = [e for e in edges if e["source"] != action.after]
-            edges.append({"source": action.after, "target": action.name, "when": ""})
-            edges += [{**e, "source": action.name} for e in outgoing]
-            data["edges"] = edges
-    elif isinstance(action, RemoveNode):
-        if action.name not in names:
-            raise ConfigError(f"remove_node of unknown node {action.name!r}", "")
-        if len(names) == 1:
-            raise ConfigError("cannot remove the only node", "")
-        data["nodes"] = [n for n in data["nodes"] if n["name"] != action.name]
-        if explicit:
-            ins = [e["source"] for e in edges if e["target"] == action.name]
-            outs = [e["target"] for e in edges if e["source"] == action.name]
-            edges = [e for e in edges if action.name not in (e["source"], e["target"])]
-            edges += [{"source": a, "target": b, "when": ""} for a in ins for b in outs]
-            data["edges"] = edges
-        if spec.start == action.name:
-            data["start"] = None
-    elif isinstance(action, EditNode):
-        if action.name not in names:
-            raise ConfigError(f"edit_node of unknown node {action.name!r}", "")
-        node = spec.node(action.name)
-        why = check_text_edit(getattr(node.prompt, action.field), action.new_text.strip(), 1.0,
-                              set(node.inputs))
-        if why:
-            raise ConfigError(f"edit_node {action.name}.{action.field}: {why}", "")
-        data["nodes"][names.index(action.name)]["prompt"][action.field] = action.new_text.strip()
-    elif isinstance(action, Rewire):
-        pair = {"source": action.source, "target": action.target, "when": ""}
-        present = any(e["source"] == action.source and e["target"] == action.target for e in edges)
-        if action.connect and present or not action.connect and not present:
-            raise ConfigError(f"rewire {action.source} -> {action.target}: nothing to change", "")
-        edges = edges + [pair] if action.connect else [
-            e for e in edges if not (e["source"] == action.source and e["target"] == action.target)]
-        data["edges"] = edges
-    return PipelineSpec.from_data(data, source=f"{action.action} result")
-
-
-def describe_action(action: BaseModel) -> str:
-    if isinstance(action, AddNode):
-        return f"add node {action.name} after {action.after}"
-    if isinstance(action, RemoveNode):
-        return f"remove node {action.name}"
-    if isinstance(action, EditNode):
-        return f"edit {action.name}.{action.field}"
-    return f"{'connect' if action.connect else 'disconnect'} {action.source} -> {action.target}"
-
-
 class PipelineOptimizer(Optimizer):
     """Typed edits of the workflow: add, remove, edit nodes, rewire edges. Each action is applied
     and validated on its own; an invalid one is rejected with its reason, the valid ones stay."""
@@ -418,8 +299,6 @@ class DemonstrationOptimizer(Optimizer):
         self.min_score, self.max_demos, self.per_step = min_score, max_demos, per_step
 
     def step(self, spec: PipelineSpec, batch: Batch, memory: list[UpdateRecord]) -> Proposal:
-        from localsym.learn.edits import demonstration_of  # edits imports this module
-
         proposal = Proposal(spec=spec)
         added: dict[str, int] = {}
         for traj, grads in zip(batch.trajectories, batch.gradients):
@@ -434,9 +313,12 @@ class DemonstrationOptimizer(Optimizer):
                 if demo in node.demonstrations or added.get(node.name, 0) >= self.per_step:
                     continue
                 demos = (node.demonstrations + (demo,))[-self.max_demos:]
-                proposal.spec = replace_node(proposal.spec,
-                                             node.model_copy(update={"demonstrations": demos}))
+                proposal.spec = proposal.spec.replace(
+                    node.model_copy(update={"demonstrations": demos}))
                 added[node.name] = added.get(node.name, 0) + 1
-                proposal.changes.append(Change(target=f"nodes.{node.name}.demonstrations",
+                proposal.changes.append(Change(target=node_param(node.name, "demonstrations"),
                                                after=demo.model_dump()))
         return proposal
+
+
+assert (PromptOptimizer.name, ToolOptimizer.name, PipelineOptimizer.name) == LLM_OPTIMIZERS

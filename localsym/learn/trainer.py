@@ -23,23 +23,22 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from localsym.agent.pipeline import NODE_FAILURES, Pipeline
+from localsym.agent.pipeline import Pipeline
 from localsym.agent.spec import PipelineSpec
 from localsym.data import Example
 from localsym.metrics import Metric, score
-from localsym.errors import ConfigError
+from localsym.errors import CallFailure, ConfigError
 from localsym.faults import point
-from localsym.io import append_jsonl, atomic_write_text, read_jsonl, rewrite_jsonl
+from localsym.files import append_jsonl, atomic_write_text, read_jsonl, rewrite_jsonl
 from localsym.learn import edits as listed
 from localsym.learn.backward import backward_batch, loss_as_gradients
 from localsym.learn.loss import Loss
-from localsym.learn.optim import Batch, Optimizer, UpdateRecord
+from localsym.learn.optim import (LISTED_SOURCES, LLM_OPTIMIZERS, Batch, Optimizer, OptimizerName,
+                                  UpdateRecord)
 from localsym.learn.search import (Candidate, PoolEntry, best_index, dense_rank, dense_target,
                                    gate, minibatch, sample_parent, spec_key)
 from localsym.lm.base import LM, SamplingParams
 
-OptimizerName = Literal["prompt", "tool", "pipeline", "demonstrations", "structure", "merge"]
-LLM_OPTIMIZERS = ("prompt", "tool", "pipeline")
 
 
 class TrainConfig(BaseModel):
@@ -51,8 +50,7 @@ class TrainConfig(BaseModel):
                             "validation score beats its parent's by more than this (strict)")
     paired_test: bool = False
     alpha: float = Field(0.1, gt=0.0, lt=1.0)
-    optimizers: tuple[OptimizerName, ...] = ("prompt", "tool", "pipeline", "demonstrations",
-                                             "structure", "merge")
+    optimizers: tuple[OptimizerName, ...] = LLM_OPTIMIZERS + LISTED_SOURCES
     schedule: Literal["all", "cycle"] = Field(
         "all", description="all: every LLM optimizer every step; cycle: one per step, in turn")
     max_steps: int | None = Field(None, ge=1)
@@ -209,7 +207,7 @@ class Trainer:
                 lp, n = self.pipeline.lm.logprob(traj.records[-1].messages, target)
             except NotImplementedError:
                 return None
-            except NODE_FAILURES:
+            except CallFailure:
                 lp, n = -50.0, 1
             total.append(lp / max(n, 1))
         return round(float(np.mean(total)), 6) if total else None
@@ -283,7 +281,7 @@ class Trainer:
     def _count(self, counter: str) -> int:
         """A counter summed over both LMs (the same LM counted once)."""
         lms = {id(lm): lm for lm in (self.pipeline.lm, self.lm)}.values()
-        return sum(getattr(lm, counter, 0) for lm in lms)
+        return sum(lm.usage().get(counter, 0) for lm in lms)
 
     def _usage(self) -> dict[str, float]:
         return {"calls": self._count("misses"), "tokens": self._count("tokens_made"),
@@ -400,7 +398,7 @@ class Trainer:
             results = backward_batch([t for t, _, _ in failing], [l for _, _, l in failing],
                                      spec, self.lm, [ex.id for _, ex, _ in failing],
                                      params=self.meta_params, workflow=workflow,
-                                     failures=NODE_FAILURES)
+                                     contain=True)
         else:
             results = [loss_as_gradients(t, l, ex.id) for t, ex, l in failing]
         grads = []
@@ -426,7 +424,7 @@ class Trainer:
             for name in llm:
                 try:
                     proposal = self.optimizers[name].step(spec, data, state.memory)
-                except NODE_FAILURES as err:
+                except CallFailure as err:
                     failures.append(f"optimizer {name}: {type(err).__name__}: {err.cause}")
                     continue
                 rejected += [f"{name}: {r}" for r in proposal.rejected]

@@ -14,13 +14,9 @@ from typing import Literal, NamedTuple, Sequence, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from localsym.errors import (ConfigError, ContextOverflowError, InvalidOutputError,
-                             TruncatedOutputError)
+from localsym.errors import CallFailure, ConfigError, InvalidOutputError
 
 T = TypeVar("T", bound=BaseModel)
-# Failures that belong to one call: in a batch they are that call's result and never fail its
-# neighbours. Anything else (a missing model, a replay miss, a full disk) stops the whole batch.
-CALL_FAILURES = (TruncatedOutputError, InvalidOutputError, ContextOverflowError)
 
 
 class Message(BaseModel):
@@ -149,6 +145,16 @@ def with_overrides(params: SamplingParams | None, overrides: dict) -> SamplingPa
 class LM(ABC):
     """A language model that answers chat messages with an object of a given pydantic schema."""
 
+    max_concurrency: int = 1  # calls the default complete_batch runs at once (an endpoint's slots)
+    local: bool = False  # runs in this process: its speed can be measured here (budget estimate)
+
+    def load(self) -> None:
+        """Load what the first call would need (a model file), e.g. to leave it out of a timing."""
+
+    def usage(self) -> dict[str, float]:
+        """Counters of this LM's work so far (calls, tokens, seconds); those it keeps."""
+        return {}
+
     @abstractmethod
     def identity(self) -> dict:
         """Everything about this LM that can change an answer (model file hash, chat format...):
@@ -179,7 +185,7 @@ class LM(ABC):
 
     def complete_batch(self, calls: Sequence[Call], on_done=None) -> list[Completion | Exception]:
         """Answer many independent calls; results in the order of ``calls``. A call that fails
-        on its own (``CALL_FAILURES``: too long, cut off, invalid) gets its exception as its
+        on its own (``CallFailure``: too long, cut off, invalid) gets its exception as its
         result; any other error stops the batch. ``on_done(i, result)`` is called as each call
         finishes (the disk cache stores it then). Every result equals what ``complete`` gives
         the call alone.
@@ -190,13 +196,13 @@ class LM(ABC):
         def one(i: int):
             try:
                 result = self.complete(*calls[i])
-            except CALL_FAILURES as err:
+            except CallFailure as err:
                 result = err
             if on_done is not None:
                 on_done(i, result)
             return result
 
-        workers = int(getattr(self, "max_concurrency", 1))
+        workers = int(self.max_concurrency)
         if workers <= 1 or len(calls) <= 1:
             return [one(i) for i in range(len(calls))]
         from concurrent.futures import ThreadPoolExecutor

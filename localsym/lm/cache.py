@@ -77,7 +77,7 @@ class CachedLM(LM):
     @property
     def max_concurrency(self) -> int:
         """Calls the backend can take at once (an HTTP server's slots); 1 for a local model."""
-        return getattr(self.backend, "max_concurrency", 1)
+        return self.backend.max_concurrency
 
     def _add(self, counter: str) -> None:
         with self._counts_lock:
@@ -203,6 +203,19 @@ class CachedLM(LM):
         self.store.set(key, {"logprob": total, "tokens": n, "key": doc})
         self._add('stores')
         return total, n
+
+    @property
+    def local(self) -> bool:
+        return self.backend.local
+
+    def load(self) -> None:
+        self.backend.load()
+
+    def usage(self) -> dict[str, float]:
+        """Calls served from the cache (hits), made (misses), their tokens, and the backend's own
+        counters."""
+        return {"hits": self.hits, "misses": self.misses, "tokens_made": self.tokens_made,
+                **self.backend.usage()}
 
     def stats(self) -> dict:
         return {"hits": self.hits, "misses": self.misses, "stores": self.stores,

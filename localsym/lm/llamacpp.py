@@ -31,10 +31,10 @@ from collections import deque
 import numpy as np
 from pydantic import BaseModel
 
-from localsym.errors import (ConfigError, ContextOverflowError, ModelCorruptError,
+from localsym.errors import (CallFailure, ConfigError, ContextOverflowError, ModelCorruptError,
                              TruncatedOutputError)
 from localsym.lm import models
-from localsym.lm.base import (CALL_FAILURES, LM, Call, Completion, Message, SamplingParams,
+from localsym.lm.base import (LM, Call, Completion, Message, SamplingParams,
                               as_messages, unwrap)
 from localsym.lm.chat import ChatRenderer
 from localsym.lm.decoding import SeqState, TokenBytes, TokenChooser
@@ -65,6 +65,7 @@ class LlamaCpp(LM):
     was built with a GPU backend. chat_format: override the registry's (a llama-cpp-python
     format name such as "chatml", or a Jinja2 template string).
     """
+    local = True  # runs in this process (its speed is measured for budget estimates)
 
     def __init__(self, model=None, *, n_ctx: int | None = None, n_ctx_cap: int = 4096,
                  n_seq: int | None = None, kv_budget_mib: int = KV_BUDGET_MIB,
@@ -151,6 +152,14 @@ class LlamaCpp(LM):
     def eval_seconds(self) -> float:
         """Seconds inside llama.cpp's evaluation (prefill and decode)."""
         return self._streams.eval_seconds if self._streams else 0.0
+
+    def load(self) -> None:
+        self.llama
+
+    def usage(self) -> dict[str, float]:
+        return {"model_loads": self.loads, "eval_seconds": round(self.eval_seconds, 2),
+                "prompt_tokens_submitted": self.prompt_tokens_submitted,
+                "prompt_tokens_evaluated": self.prompt_tokens_evaluated}
 
     def _load(self) -> None:
         global LOADS
@@ -256,13 +265,13 @@ class LlamaCpp(LM):
                     i = waiting.popleft()
                     try:
                         running.append(self._begin(i, *jobs[i]))
-                    except CALL_FAILURES as err:
+                    except CallFailure as err:
                         finish(i, err)
                 step = []
                 for seq in list(running):
                     try:
                         token = self._advance(seq)
-                    except CALL_FAILURES as err:
+                    except CallFailure as err:
                         token = err
                     if isinstance(token, int):
                         step.append((seq, token))

@@ -1,4 +1,6 @@
-"""Durable file writes: a checkpoint or spec is either the old file or the new one, never torn."""
+"""Files: durable writes (a checkpoint or spec is either the old file or the new one, never torn;
+appended events are whole lines) and reading text, JSON lines and YAML/JSON documents with one
+clear error for a file that is missing, not UTF-8 or malformed."""
 
 from __future__ import annotations
 
