@@ -11,7 +11,7 @@ from localsym.agent import Pipeline, PipelineSpec, ToolRegistry, default_tools
 from localsym.data import Example
 from localsym.metrics import Metric, metric as find_metric
 from localsym.learn import LanguageLoss, TrainConfig, build_trainer
-from localsym.learn.trainer import evaluate as _evaluate
+from localsym.learn.evaluate import evaluate as _evaluate
 from localsym.lm import LM, SamplingParams, open_lm
 
 

@@ -166,7 +166,7 @@ def cmd_eval(args) -> int:
     from localsym.data import load_table
     from localsym.metrics import metric
     from localsym.learn import LanguageLoss
-    from localsym.learn.trainer import evaluate, progress_bar
+    from localsym.learn.evaluate import evaluate, progress_bar
     from localsym.lm import SamplingParams, open_lm
 
     spec = PipelineSpec.load(args.agent)

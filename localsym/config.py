@@ -16,7 +16,7 @@ from localsym.data import FieldMap
 from localsym.errors import ConfigError
 from localsym.files import load_document, validation_error
 from localsym.learn import META_PARAMS, build_trainer
-from localsym.learn.trainer import TrainConfig
+from localsym.learn.state import TrainConfig
 from localsym.lm.base import SamplingParams
 
 

@@ -122,7 +122,7 @@ def evaluation(example: str, n: int, n_seq: int) -> dict:
     from localsym.config import load_config
     from localsym.data import load_jsonl
     from localsym.learn import LanguageLoss
-    from localsym.learn.trainer import evaluate_runs
+    from localsym.learn.evaluate import evaluate_runs
     from localsym.lm import open_lm
     from localsym.metrics import metric
     from localsym.runner import load_spec

@@ -28,7 +28,7 @@ from localsym.agent import Pipeline, PipelineSpec  # noqa: E402
 from localsym.data import load_jsonl  # noqa: E402
 from localsym.metrics import metric  # noqa: E402
 from localsym.learn import LanguageLoss  # noqa: E402
-from localsym.learn.trainer import evaluate  # noqa: E402
+from localsym.learn.evaluate import evaluate  # noqa: E402
 from localsym.lm import SamplingParams, open_lm  # noqa: E402
 from localsym.lm.models import resolve  # noqa: E402
 

@@ -273,7 +273,7 @@ def test_agent_and_optimizer_may_be_different_models_and_schedule_cycles(tmp_pat
 
 
 def test_paired_test_needs_a_consistent_gain():
-    from localsym.learn.trainer import permutation_p_value
+    from localsym.learn.search import permutation_p_value
 
     assert permutation_p_value([1.0] * 12, [0.0] * 12) < 0.01
     assert permutation_p_value([1, 0, 1, 0], [0, 1, 0, 1]) > 0.4

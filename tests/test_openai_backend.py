@@ -22,7 +22,7 @@ from localsym.data import load_jsonl
 from localsym.metrics import metric
 from localsym.errors import EndpointError, InvalidOutputError, ModelNotFoundError
 from localsym.learn import LanguageLoss
-from localsym.learn.trainer import evaluate
+from localsym.learn.evaluate import evaluate
 from localsym.lm import SamplingParams, open_lm
 from localsym.lm.models import resolve
 

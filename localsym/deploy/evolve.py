@@ -33,7 +33,6 @@ from localsym.config import DeployConfig
 from localsym.data import Example, load_jsonl
 from localsym.metrics import metric
 from localsym.errors import ConfigError, LocalsymError
-from localsym.files import read_jsonl
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -341,7 +340,7 @@ class EvolvingAgent:
         if candidate == live_spec:
             # the gate already refused every proposal inside training: keep the last one as a
             # rejected version; or nothing was proposed at all
-            refused = [e for e in read_jsonl(trainer.run_dir / "events.jsonl")
+            refused = [e for e in trainer.dir.events()
                        if e.get("decision") == "rolled back"]
             if not refused:
                 self._finish(rid, "done", decision="no change", val_live=state.best_score,

@@ -5,7 +5,8 @@ from localsym.learn.loss import (META_PARAMS, LanguageLoss, LogProbLoss, Loss, L
                                  MetricLoss)
 from localsym.learn.optim import (Batch, DemonstrationOptimizer, Optimizer, PipelineOptimizer,
                                   PromptOptimizer, Proposal, ToolOptimizer, UpdateRecord)
-from localsym.learn.trainer import TrainConfig, Trainer, TrainState
+from localsym.learn.state import TrainConfig, TrainState
+from localsym.learn.trainer import Trainer
 
 
 def default_optimizers(lm, max_fields: int = 2, max_change: float = 0.8, max_actions: int = 1,

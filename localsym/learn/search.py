@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from localsym.agent.spec import PipelineSpec
+from localsym.learn.edits import merge
 
 Source = Literal["prompt", "tool", "pipeline", "demonstrations", "structure", "merge"]
 
@@ -137,3 +138,30 @@ def dense_target(spec: PipelineSpec, expected: dict) -> str | None:
     if not any(f.name in expected for f in node.outputs):
         return None
     return answer_text(node.model_dump(mode="json"), expected)
+
+
+def permutation_p_value(new: list[float], old: list[float], seed: int = 0,
+                        rounds: int = 4000) -> float:
+    """One-sided paired sign-flip test: the chance of a mean improvement at least this large if
+    the update changed nothing."""
+    d = np.asarray(new) - np.asarray(old)
+    if not d.any():
+        return 1.0
+    flips = np.random.default_rng(seed).choice([-1.0, 1.0], size=(rounds, d.size))
+    return float(((flips * d).mean(axis=1) >= d.mean()).mean())
+
+
+def merge_best(spec: PipelineSpec, eligible: list[Candidate], tried: list[str]
+               ) -> Candidate | None:
+    """The two best screened candidates from different sources, together (GEPA's merge), if
+    they combine and the result was never tried (its key is added to ``tried``)."""
+    ranked = sorted(eligible, key=lambda c: -c.minibatch)
+    for i, a in enumerate(ranked):
+        for b in ranked[i + 1:]:
+            if a.source == b.source:
+                continue
+            new = merge(spec, a.spec, b.spec)
+            if new is not None and spec_key(new) not in tried:
+                tried.append(spec_key(new))
+                return Candidate(source="merge", spec=new, edits=a.edits + b.edits)
+    return None

@@ -18,132 +18,25 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from localsym.agent.pipeline import Pipeline
 from localsym.agent.spec import PipelineSpec
 from localsym.data import Example
-from localsym.metrics import Metric, score
 from localsym.errors import CallFailure, ConfigError
 from localsym.faults import point
-from localsym.files import append_jsonl, atomic_write_text, read_jsonl, rewrite_jsonl
 from localsym.learn import edits as listed
 from localsym.learn.backward import backward_batch, loss_as_gradients
+from localsym.learn.checkpoint import RunDirectory
+from localsym.learn.evaluate import dense_score, evaluate_runs, forward_all, progress_bar
 from localsym.learn.loss import Loss
-from localsym.learn.optim import (LISTED_SOURCES, LLM_OPTIMIZERS, Batch, Optimizer, OptimizerName,
-                                  UpdateRecord)
-from localsym.learn.search import (Candidate, PoolEntry, best_index, dense_rank, dense_target,
-                                   gate, minibatch, sample_parent, spec_key)
+from localsym.learn.optim import LLM_OPTIMIZERS, Batch, Optimizer, UpdateRecord
+from localsym.learn.search import (Candidate, PoolEntry, best_index, dense_rank, gate, merge_best,
+                                   minibatch, permutation_p_value, sample_parent, spec_key)
+from localsym.learn.state import TrainConfig, TrainState
 from localsym.lm.base import LM, SamplingParams
-
-
-
-class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    epochs: int = Field(1, ge=1)
-    batch_size: int = Field(4, ge=1)
-    seed: int = Field(0, ge=0)
-    min_gain: float = Field(0.0, ge=0.0, description="a candidate is accepted only if its mean "
-                            "validation score beats its parent's by more than this (strict)")
-    paired_test: bool = False
-    alpha: float = Field(0.1, gt=0.0, lt=1.0)
-    optimizers: tuple[OptimizerName, ...] = LLM_OPTIMIZERS + LISTED_SOURCES
-    schedule: Literal["all", "cycle"] = Field(
-        "all", description="all: every LLM optimizer every step; cycle: one per step, in turn")
-    max_steps: int | None = Field(None, ge=1)
-    backprop: bool = Field(True, description="back-propagate language gradients node by node "
-                           "(false: every node gets the final loss's feedback alone, no "
-                           "gradient calls: the AutoPE-style ablation)")
-    screen_size: int = Field(8, ge=1, description="training examples each candidate is screened "
-                             "on (the parent's failures first)")
-    max_candidates: int = Field(16, ge=1, description="candidates screened per step")
-    max_validate: int = Field(3, ge=1, description="candidates scored on the whole validation "
-                              "split per step (the best of the screening)")
-    demo_sizes: tuple[int, ...] = Field((2, 4), description="how many demonstrations a "
-                                        "demonstration candidate shows")
-    tie_break: Literal["logprob", "none"] = Field(
-        "logprob", description="on an equal validation score with no example lost, accept a "
-        "candidate whose gold answers are likelier (needs a model with log-probabilities)")
-
-
-class TrainState(BaseModel):
-    """Everything needed to continue a run: the checkpoint."""
-
-    config: TrainConfig
-    step: int = 0
-    epoch: int = 0
-    batch_index: int = 0
-    spec: PipelineSpec
-    val_scores: list[float]
-    best_spec: PipelineSpec
-    best_score: float
-    memory: list[UpdateRecord] = []
-    pool: list[PoolEntry] = []  # every accepted agent with its validation scores
-    tried: list[str] = []  # keys of the specs already screened (never screened twice)
-    done: bool = False
-    spent: dict[str, float] = {}  # LLM calls made, their tokens, wall seconds: over all segments
-    stopped: str | None = None  # why the run stopped before its end (a budget)
-
-
-def progress_bar(items, desc: str, enabled: bool = True, total: int | None = None):
-    """A tqdm bar over ``items``, or (items None) one advanced by hand up to ``total``."""
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, leave=False, disable=not enabled, unit="ex", dynamic_ncols=True,
-                total=total)
-
-
-def forward_all(pipeline: Pipeline, examples: list[Example], bar=None) -> list:
-    """Trajectories of ``examples`` in order, their LM calls batched (``Pipeline.forward_batch``)."""
-    if bar is not None:
-        bar.reset(total=len(examples) * max(1, len(pipeline.spec.nodes)))
-        bar.unit = "call"
-    return pipeline.forward_batch([ex.inputs for ex in examples],
-                                  progress=bar.update if bar is not None else None)
-
-
-def evaluate(pipeline: Pipeline, examples: list[Example], metric: Metric | None, loss: Loss,
-             bar=None) -> list[float]:
-    """Run ``pipeline`` on each example and score it: the metric where the example has a ground
-    truth, else the loss's score (the judge). A run that failed scores 0 under the metric. The
-    examples' LM calls are batched; scores keep the examples' order."""
-    return evaluate_runs(pipeline, examples, metric, loss, bar)[0]
-
-
-def evaluate_runs(pipeline: Pipeline, examples: list[Example], metric: Metric | None, loss: Loss,
-                  bar=None) -> tuple[list[float], list]:
-    """``evaluate``, and the trajectories it scored."""
-    examples = list(examples)
-    trajectories = forward_all(pipeline, examples, bar)
-
-    out: list = [None] * len(examples)
-    judged = []
-    for i, (traj, ex) in enumerate(zip(trajectories, examples)):
-        if metric is not None and ex.expected is not None:
-            out[i] = 0.0 if not traj.ok else score(metric, traj.outputs, ex.expected).score
-        else:
-            judged.append(i)
-    for i, record in zip(judged, loss.batch([(trajectories[i], examples[i]) for i in judged])):
-        if isinstance(record, Exception):
-            raise record
-        out[i] = record.score
-    if bar is not None and out:
-        bar.set_postfix(score=f"{np.mean(out):.3f}")
-    return out, trajectories
-
-
-def permutation_p_value(new: list[float], old: list[float], seed: int = 0,
-                        rounds: int = 4000) -> float:
-    """One-sided paired sign-flip test: the chance of a mean improvement at least this large if
-    the update changed nothing."""
-    d = np.asarray(new) - np.asarray(old)
-    if not d.any():
-        return 1.0
-    flips = np.random.default_rng(seed).choice([-1.0, 1.0], size=(rounds, d.size))
-    return float(((flips * d).mean(axis=1) >= d.mean()).mean())
+from localsym.metrics import Metric
 
 
 class Trainer:
@@ -164,9 +57,9 @@ class Trainer:
         if unknown:
             raise ConfigError(f"config names optimizers {sorted(unknown)} that were not given",
                               f"given: {sorted(optimizers)}")
-        self.optimizers = optimizers
-        self.metric = metric
+        self.optimizers, self.metric = optimizers, metric
         self.run_dir = Path(run_dir) if run_dir else None
+        self.dir = RunDirectory(run_dir) if run_dir else None  # checkpoints and events
         self.log = log
         self.budget = budget  # localsym.budget.Budget, checked between steps
         self._origin = self._usage()  # what this process had spent before training
@@ -192,25 +85,11 @@ class Trainer:
         finally:
             self.pipeline.spec = saved
 
-    def dense(self, spec: PipelineSpec, examples: list[Example], trajectories: list) -> float | None:
-        """Mean per-token log-probability of the gold answers under the final node's prompt of
-        each run (the answer in the format that node gives), or None where it does not apply:
-        no ground truth, an answer bound to a tool, a model without log-probabilities."""
+    def _dense(self, spec: PipelineSpec, examples: list[Example], trajectories: list
+               ) -> float | None:
         if self.config.tie_break == "none":
             return None
-        total = []
-        for ex, traj in zip(examples, trajectories):
-            target = dense_target(spec, ex.expected) if ex.expected else None
-            if target is None or not traj.records:
-                return None
-            try:
-                lp, n = self.pipeline.lm.logprob(traj.records[-1].messages, target)
-            except NotImplementedError:
-                return None
-            except CallFailure:
-                lp, n = -50.0, 1
-            total.append(lp / max(n, 1))
-        return round(float(np.mean(total)), 6) if total else None
+        return dense_score(self.pipeline.lm, spec, examples, trajectories)
 
     def accept(self, new: list[float], old: list[float], step: int,
                dense_new: float | None = None, dense_old: float | None = None
@@ -232,8 +111,8 @@ class Trainer:
             raise ConfigError("training needs a non-empty train and validation split",
                               "give both splits at least one example")
         state = self.load_state() if resume else None
-        if resume:
-            self._reconcile_events(state)
+        if resume and self.dir is not None:
+            self.dir.reconcile_events(state)
         if state is not None and state.config != self.config:
             raise ConfigError(f"the checkpoint in {self.run_dir} was written with another training "
                               f"config ({state.config.model_dump()})",
@@ -298,70 +177,36 @@ class Trainer:
 
     def _step(self, state: TrainState, batch: list[Example], train: list[Example],
               val: list[Example]) -> None:
-        started = time.perf_counter()
-        calls_before = self._calls()
+        """One step, in phases: forward and loss, backward, propose, screen, validate and gate,
+        commit, log (the checkpoint is the caller's)."""
+        started, calls_before = time.perf_counter(), self._calls()
         state.step += 1
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, 7, state.step])
         parent_id = sample_parent(state.pool, rng)
         parent = state.pool[parent_id]
-        spec = parent.spec
-        self.pipeline.spec = spec
-        # forward and loss
-        with self.bar(None, f"step {state.step}: forward", len(batch)) as bar:
-            trajectories = forward_all(self.pipeline, batch, bar)
-        point("step.forward")
-        failures: list[str] = []
-        scored = []  # (trajectory, example, loss) of every example whose loss could be computed
-        for traj, ex, loss in zip(trajectories, batch, self.loss.batch(list(zip(trajectories,
-                                                                                 batch)))):
-            if isinstance(loss, Exception):  # a meta call that fails costs its example only
-                failures.append(f"example {ex.id}: {type(loss).__name__}: {loss.cause}")
-            else:
-                scored.append((traj, ex, loss))
+        spec = self.pipeline.spec = parent.spec
+        scored, failures = self._forward_loss(state, batch)
         # backward: gradients for the failing examples only (a success has nothing to correct)
-        llm = [n for n in self._optimizers_for(state.step) if n in LLM_OPTIMIZERS]
+        llm = [n for n in cfg.optimizers_for(state.step) if n in LLM_OPTIMIZERS]
         failing = [(t, ex, l) for t, ex, l in scored if l.score < 1.0]
         grads = self._backward(failing, spec, "pipeline" in llm, failures) if llm else []
         point("step.backward")
-        # propose
-        successes = [t for t, _, l in scored if l.score >= 1.0]
+        # propose, from a minibatch favouring the parent's failures
         by_id = {ex.id: ex for ex in train}
         mb_ids = minibatch([ex.id for ex in train], [ex.id for _, ex, _ in failing],
                            cfg.screen_size, rng)
         mb = [by_id[i] for i in mb_ids]
         parent_mb, parent_runs = self.runs(spec, mb, f"step {state.step}: screen parent")
-        successes += [t for t, sc in zip(parent_runs, parent_mb) if sc >= 1.0]
+        successes = [t for t, _, l in scored if l.score >= 1.0] + \
+            [t for t, sc in zip(parent_runs, parent_mb) if sc >= 1.0]
         candidates, rejected = self._propose(state, spec, llm, grads, failing, train, successes,
                                              failures)
-        # screen on the minibatch; the best few go on to validation
         base = float(np.mean(parent_mb))
-        eligible = [c for c in candidates if self._screen(c, mb, base, state.step)]
-        point("step.update")
-        merged = self._merge(spec, eligible, state)
-        if merged is not None:
-            candidates.append(merged)
-            if self._screen(merged, mb, base, state.step):
-                eligible.append(merged)
-        eligible.sort(key=lambda c: -c.minibatch)  # stable: ties keep the proposal order
-        for c in eligible[cfg.max_validate:]:
-            c.decision, c.reason = "screened out", f"not among the {cfg.max_validate} best " \
-                                                   "on the minibatch"
-        accepted = self._validate(state, parent_id, eligible[:cfg.max_validate], val)
+        chosen = self._screen_all(state, spec, candidates, mb, base)
+        accepted = self._validate(state, parent_id, chosen, val)
         point("step.validation")
-        for c in candidates:
-            if c.decision != "screened out" or c.source in LLM_OPTIMIZERS:
-                state.memory.append(UpdateRecord(
-                    step=state.step, optimizer=c.source, accepted=c.decision == "accepted",
-                    val_before=parent.mean,
-                    val_after=c.val if c.val is not None else c.minibatch, changes=c.edits))
-        if accepted:
-            top = max(accepted, key=lambda c: (c.val, dense_rank(c.dense)))
-            state.spec = top.spec
-            state.val_scores = next(e.scores for e in state.pool if e.spec == top.spec)
-        b = best_index(state.pool)
-        state.best_spec, state.best_score = state.pool[b].spec, state.pool[b].mean
-        validated = [c for c in candidates if c.val is not None]
+        top = self._commit(state, parent, candidates, accepted)
         event = {"event": "step", "step": state.step, "epoch": state.epoch,
                  "batch": [ex.id for ex in batch], "parent": parent_id,
                  "losses": [l.model_dump() for _, _, l in scored],
@@ -370,25 +215,68 @@ class Trainer:
                  "candidates": [c.summary() for c in candidates],
                  "changes": [f"{c.source}: {e}" for c in accepted for e in c.edits],
                  "rejected_edits": rejected, "val_before": parent.mean,
-                 "val_after": max((c.val for c in validated), default=parent.mean)}
-        if accepted:
-            event.update(decision="accepted", reason="; ".join(c.reason for c in accepted),
-                         proposed_spec=top.spec.model_dump(mode="json"), val_after=top.val)
-        elif validated:
-            event.update(decision="rolled back", reason=validated[0].reason,
-                         proposed_spec=validated[0].spec.model_dump(mode="json"))
-        else:
-            event.update(decision="no change", reason="no candidate beat the parent on the "
-                                                      "minibatch" if candidates else
-                         "no candidate proposed")
-        self.pipeline.spec = state.spec
-        event["seconds"] = round(time.perf_counter() - started, 3)
-        event["llm_calls"] = {k: v - calls_before[k] for k, v in self._calls().items()}
+                 **_decision(candidates, accepted, top, parent.mean),
+                 "seconds": round(time.perf_counter() - started, 3),
+                 "llm_calls": {k: v - calls_before[k] for k, v in self._calls().items()}}
         self._event(event)
         point("step.logged")  # logged, not yet checkpointed: resume must not log it twice
         self.log(f"step {state.step}: {event['decision']} (validation {event['val_before']:.3f}"
                  f" -> {event['val_after']:.3f}; {len(candidates)} candidate(s), "
-                 f"{len(validated)} validated, {len(accepted)} accepted)")
+                 f"{sum(c.val is not None for c in candidates)} validated, "
+                 f"{len(accepted)} accepted)")
+
+    def _forward_loss(self, state: TrainState, batch: list[Example]) -> tuple[list, list[str]]:
+        """(trajectory, example, loss) of each example whose loss could be computed, and why the
+        others could not (a meta call that fails costs its example only)."""
+        with self.bar(None, f"step {state.step}: forward", len(batch)) as bar:
+            trajectories = forward_all(self.pipeline, batch, bar)
+        point("step.forward")
+        failures: list[str] = []
+        scored = []
+        losses = self.loss.batch(list(zip(trajectories, batch)))
+        for traj, ex, loss in zip(trajectories, batch, losses):
+            if isinstance(loss, Exception):
+                failures.append(f"example {ex.id}: {type(loss).__name__}: {loss.cause}")
+            else:
+                scored.append((traj, ex, loss))
+        return scored, failures
+
+    def _screen_all(self, state: TrainState, spec: PipelineSpec, candidates: list[Candidate],
+                    mb: list[Example], base: float) -> list[Candidate]:
+        """Screen every candidate (and the merge of the best two) on the minibatch; the best
+        ``max_validate`` of those beating the parent go on to validation."""
+        eligible = [c for c in candidates if self._screen(c, mb, base, state.step)]
+        point("step.update")
+        merged = merge_best(spec, eligible, state.tried) if "merge" in self.config.optimizers \
+            else None
+        if merged is not None:
+            candidates.append(merged)
+            if self._screen(merged, mb, base, state.step):
+                eligible.append(merged)
+        eligible.sort(key=lambda c: -c.minibatch)  # stable: ties keep the proposal order
+        n = self.config.max_validate
+        for c in eligible[n:]:
+            c.decision, c.reason = "screened out", f"not among the {n} best on the minibatch"
+        return eligible[:n]
+
+    def _commit(self, state: TrainState, parent: PoolEntry, candidates: list[Candidate],
+                accepted: list[Candidate]) -> Candidate | None:
+        """Credit every candidate in the optimizers' memory; the best accepted one becomes the
+        current agent; the best of the pool is kept. Returns that accepted candidate."""
+        for c in candidates:
+            if c.decision != "screened out" or c.source in LLM_OPTIMIZERS:
+                state.memory.append(UpdateRecord(
+                    step=state.step, optimizer=c.source, accepted=c.decision == "accepted",
+                    val_before=parent.mean,
+                    val_after=c.val if c.val is not None else c.minibatch, changes=c.edits))
+        top = max(accepted, key=lambda c: (c.val, dense_rank(c.dense))) if accepted else None
+        if top is not None:
+            state.spec = top.spec
+            state.val_scores = next(e.scores for e in state.pool if e.spec == top.spec)
+        b = best_index(state.pool)
+        state.best_spec, state.best_score = state.pool[b].spec, state.pool[b].mean
+        self.pipeline.spec = state.spec
+        return top
 
     def _backward(self, failing: list, spec: PipelineSpec, workflow: bool,
                   failures: list[str]) -> list:
@@ -459,22 +347,6 @@ class Trainer:
         c.decision, c.reason = "screened out", f"minibatch {c.minibatch:.3f} <= parent {base:.3f}"
         return False
 
-    def _merge(self, spec: PipelineSpec, eligible: list[Candidate], state: TrainState
-               ) -> Candidate | None:
-        """The two best screened candidates from different sources, together."""
-        if "merge" not in self.config.optimizers:
-            return None
-        ranked = sorted(eligible, key=lambda c: -c.minibatch)
-        for i, a in enumerate(ranked):
-            for b in ranked[i + 1:]:
-                if a.source == b.source:
-                    continue
-                new = listed.merge(spec, a.spec, b.spec)
-                if new is not None and spec_key(new) not in state.tried:
-                    state.tried.append(spec_key(new))
-                    return Candidate(source="merge", spec=new, edits=a.edits + b.edits)
-        return None
-
     def _validate(self, state: TrainState, parent_id: int, chosen: list[Candidate],
                   val: list[Example]) -> list[Candidate]:
         """Score ``chosen`` on the validation split and gate each against the parent; the
@@ -486,9 +358,9 @@ class Trainer:
             tie = abs(c.val - parent.mean) <= 1e-12 and \
                 all(a >= b for a, b in zip(scores, parent.scores))
             if tie and parent.dense is None:
-                parent.dense = self.dense(parent.spec, val, self.runs(parent.spec, val)[1])
+                parent.dense = self._dense(parent.spec, val, self.runs(parent.spec, val)[1])
             if tie:
-                c.dense = self.dense(c.spec, val, runs)
+                c.dense = self._dense(c.spec, val, runs)
             ok, c.reason = self.accept(scores, parent.scores, state.step, c.dense, parent.dense)
             c.decision = "accepted" if ok else "rejected"
             if ok:
@@ -497,76 +369,32 @@ class Trainer:
                 accepted.append(c)
         return accepted
 
-    def _optimizers_for(self, step: int) -> list[str]:
-        """The optimizers of a step: ``cycle`` takes the LLM optimizers one per step in turn;
-        code-listed sources (demonstrations, structure, merge) run every step."""
-        names = list(self.config.optimizers)
-        if self.config.schedule == "cycle":
-            llm = [n for n in names if n in LLM_OPTIMIZERS]
-            return [n for n in names if n not in LLM_OPTIMIZERS] + \
-                ([llm[(step - 1) % len(llm)]] if llm else [])
-        return names
-
-    # -- checkpoints --------------------------------------------------------------------------
-    # state.json is the commit point of a step: the spec files are written first, the state last,
-    # each atomically (temporary file, fsync, rename). Every step's state is also kept under
-    # checkpoints/, so a state.json damaged on disk falls back to the newest good one.
+    # -- the run directory (nothing is written without one) -----------------------------------
     def save_state(self, state: TrainState) -> None:
-        if self.run_dir is None:
-            return
-        state.spec.save(self.run_dir / "specs" / f"step-{state.step:04d}.json")
-        state.best_spec.save(self.run_dir / "best_spec.json")
-        state.spent = self.spent()
-        text = state.model_dump_json(indent=1)
-        atomic_write_text(self.run_dir / "checkpoints" / f"step-{state.step:04d}.json", text)
-        atomic_write_text(self.run_dir / "state.json", text)
-        point("checkpoint.saved")
+        if self.dir is not None:
+            self.dir.save_state(state, self.spent())
 
     def load_state(self) -> TrainState | None:
-        """The checkpoint: state.json, or if that is missing or damaged (torn, truncated, not a
-        state) the newest readable file in checkpoints/. None when there is none at all."""
-        if self.run_dir is None:
-            return None
-        main = self.run_dir / "state.json"
-        candidates = [main] + sorted((self.run_dir / "checkpoints").glob("step-*.json"),
-                                     reverse=True)
-        problems = []
-        for path in candidates:
-            if not path.is_file():
-                continue
-            try:
-                state = TrainState.model_validate_json(path.read_text("utf-8", errors="replace"))
-            except ValueError as err:
-                problems.append(f"{path.name}: {str(err).splitlines()[0]}")
-                continue
-            if problems:
-                self.log(f"checkpoint damaged ({'; '.join(problems)}); resuming from "
-                         f"{path.relative_to(self.run_dir)} (step {state.step})")
-            return state
-        if problems:
-            raise ConfigError(f"no readable checkpoint in {self.run_dir}: {'; '.join(problems)}",
-                              "start a new run directory, or restore state.json") from None
-        return None
-
-    def _reconcile_events(self, state: TrainState | None) -> None:
-        """Make the event log agree with the checkpoint before resuming: keep its readable
-        records up to the checkpoint's step, each step once; drop torn lines and the events of
-        a step that was logged but not checkpointed (it runs again)."""
-        log = self.run_dir / "events.jsonl" if self.run_dir else None
-        if log is None or not log.is_file():
-            return
-        done = state.step if state is not None else -1
-        kept, seen = [], set()
-        for record in read_jsonl(log):
-            key = (record.get("event"), record.get("step", 0))
-            known = key[0] in ("start", "step", "stopped")
-            after = key[1] > done if key[0] != "start" else done < 0
-            if not known or key in seen or after:
-                continue
-            seen.add(key)
-            kept.append(record)
-        rewrite_jsonl(log, kept)
+        return self.dir.load_state(self.log) if self.dir is not None else None
 
     def _event(self, record: dict) -> None:
-        if self.run_dir is not None:
-            append_jsonl(self.run_dir / "events.jsonl", {"time": time.time(), **record})
+        if self.dir is not None:
+            self.dir.event(record)
+
+
+def _decision(candidates: list[Candidate], accepted: list[Candidate], top: Candidate | None,
+              before: float) -> dict:
+    """A step's decision for its event: accepted (the best accepted candidate), rolled back
+    (validated, none accepted) or no change (none got past screening)."""
+    validated = [c for c in candidates if c.val is not None]
+    if top is not None:
+        return {"val_after": top.val, "decision": "accepted",
+                "reason": "; ".join(c.reason for c in accepted),
+                "proposed_spec": top.spec.model_dump(mode="json")}
+    if validated:
+        return {"val_after": max(c.val for c in validated), "decision": "rolled back",
+                "reason": validated[0].reason,
+                "proposed_spec": validated[0].spec.model_dump(mode="json")}
+    return {"val_after": before, "decision": "no change",
+            "reason": "no candidate beat the parent on the minibatch" if candidates else
+            "no candidate proposed"}

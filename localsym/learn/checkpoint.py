@@ -1,0 +1,86 @@
+"""A training run's directory, the one place that reads and writes it: the checkpoint
+(``state.json``, one file per step under ``checkpoints/``, the spec of every step under
+``specs/``, ``best_spec.json``) and the event log (``events.jsonl``).
+
+``state.json`` is the commit point of a step: the spec files are written first, the state last,
+each atomically (temporary file, fsync, rename). Every step's state is also kept under
+checkpoints/, so a state.json damaged on disk falls back to the newest good one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from localsym.errors import ConfigError
+from localsym.faults import point
+from localsym.files import append_jsonl, atomic_write_text, read_jsonl, rewrite_jsonl
+from localsym.learn.state import TrainState
+
+
+class RunDirectory:
+    """Checkpoints and events of one run directory."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+
+    def save_state(self, state: TrainState, spent: dict[str, float]) -> None:
+        """Commit a step: its spec, the best spec, then the state (``spent`` so far)."""
+        state.spec.save(self.run_dir / "specs" / f"step-{state.step:04d}.json")
+        state.best_spec.save(self.run_dir / "best_spec.json")
+        state.spent = spent
+        text = state.model_dump_json(indent=1)
+        atomic_write_text(self.run_dir / "checkpoints" / f"step-{state.step:04d}.json", text)
+        atomic_write_text(self.run_dir / "state.json", text)
+        point("checkpoint.saved")
+
+    def load_state(self, log=print) -> TrainState | None:
+        """The checkpoint: state.json, or if that is missing or damaged (torn, truncated, not a
+        state) the newest readable file in checkpoints/. None when there is none at all."""
+        main = self.run_dir / "state.json"
+        candidates = [main] + sorted((self.run_dir / "checkpoints").glob("step-*.json"),
+                                     reverse=True)
+        problems = []
+        for path in candidates:
+            if not path.is_file():
+                continue
+            try:
+                state = TrainState.model_validate_json(path.read_text("utf-8", errors="replace"))
+            except ValueError as err:
+                problems.append(f"{path.name}: {str(err).splitlines()[0]}")
+                continue
+            if problems:
+                log(f"checkpoint damaged ({'; '.join(problems)}); resuming from "
+                         f"{path.relative_to(self.run_dir)} (step {state.step})")
+            return state
+        if problems:
+            raise ConfigError(f"no readable checkpoint in {self.run_dir}: {'; '.join(problems)}",
+                              "start a new run directory, or restore state.json") from None
+        return None
+
+    def reconcile_events(self, state: TrainState | None) -> None:
+        """Make the event log agree with the checkpoint before resuming: keep its readable
+        records up to the checkpoint's step, each step once; drop torn lines and the events of
+        a step that was logged but not checkpointed (it runs again)."""
+        log = self.run_dir / "events.jsonl"
+        if not log.is_file():
+            return
+        done = state.step if state is not None else -1
+        kept, seen = [], set()
+        for record in read_jsonl(log):
+            key = (record.get("event"), record.get("step", 0))
+            known = key[0] in ("start", "step", "stopped")
+            after = key[1] > done if key[0] != "start" else done < 0
+            if not known or key in seen or after:
+                continue
+            seen.add(key)
+            kept.append(record)
+        rewrite_jsonl(log, kept)
+
+    def event(self, record: dict) -> None:
+        append_jsonl(self.run_dir / "events.jsonl", {"time": time.time(), **record})
+
+    def events(self) -> list[dict]:
+        """The event log's records (a torn last line left out)."""
+        path = self.run_dir / "events.jsonl"
+        return read_jsonl(path) if path.is_file() else []

@@ -1,0 +1,69 @@
+"""What a training run is configured with (``TrainConfig``) and what it has reached
+(``TrainState``, the checkpoint: pool, memory, position in the data, what was spent)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from localsym.agent.spec import PipelineSpec
+from localsym.learn.optim import LISTED_SOURCES, LLM_OPTIMIZERS, OptimizerName, UpdateRecord
+from localsym.learn.search import PoolEntry
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(4, ge=1)
+    seed: int = Field(0, ge=0)
+    min_gain: float = Field(0.0, ge=0.0, description="a candidate is accepted only if its mean "
+                            "validation score beats its parent's by more than this (strict)")
+    paired_test: bool = False
+    alpha: float = Field(0.1, gt=0.0, lt=1.0)
+    optimizers: tuple[OptimizerName, ...] = LLM_OPTIMIZERS + LISTED_SOURCES
+    schedule: Literal["all", "cycle"] = Field(
+        "all", description="all: every LLM optimizer every step; cycle: one per step, in turn")
+    max_steps: int | None = Field(None, ge=1)
+    backprop: bool = Field(True, description="back-propagate language gradients node by node "
+                           "(false: every node gets the final loss's feedback alone, no "
+                           "gradient calls: the AutoPE-style ablation)")
+    screen_size: int = Field(8, ge=1, description="training examples each candidate is screened "
+                             "on (the parent's failures first)")
+    max_candidates: int = Field(16, ge=1, description="candidates screened per step")
+    max_validate: int = Field(3, ge=1, description="candidates scored on the whole validation "
+                              "split per step (the best of the screening)")
+    demo_sizes: tuple[int, ...] = Field((2, 4), description="how many demonstrations a "
+                                        "demonstration candidate shows")
+    tie_break: Literal["logprob", "none"] = Field(
+        "logprob", description="on an equal validation score with no example lost, accept a "
+        "candidate whose gold answers are likelier (needs a model with log-probabilities)")
+
+    def optimizers_for(self, step: int) -> list[str]:
+        """The optimizers of a step: ``cycle`` takes the LLM optimizers one per step in turn;
+        code-listed sources (demonstrations, structure, merge) run every step."""
+        names = list(self.optimizers)
+        if self.schedule == "cycle":
+            llm = [n for n in names if n in LLM_OPTIMIZERS]
+            return [n for n in names if n not in LLM_OPTIMIZERS] + \
+                ([llm[(step - 1) % len(llm)]] if llm else [])
+        return names
+
+
+class TrainState(BaseModel):
+    """Everything needed to continue a run: the checkpoint."""
+
+    config: TrainConfig
+    step: int = 0
+    epoch: int = 0
+    batch_index: int = 0
+    spec: PipelineSpec
+    val_scores: list[float]
+    best_spec: PipelineSpec
+    best_score: float
+    memory: list[UpdateRecord] = []
+    pool: list[PoolEntry] = []  # every accepted agent with its validation scores
+    tried: list[str] = []  # keys of the specs already screened (never screened twice)
+    done: bool = False
+    spent: dict[str, float] = {}  # LLM calls made, their tokens, wall seconds: over all segments
+    stopped: str | None = None  # why the run stopped before its end (a budget)
