@@ -8,31 +8,22 @@ validated pydantic object, on a local GGUF model, memoized on disk.
 Layers, bottom up: ``store`` (JSON documents on disk), ``base`` (the LM interface), ``decoding``
 (token choice under a schema), the backends (``llamacpp`` with ``streams``, ``openai``, ``stub``),
 ``cache`` (any backend memoized, and ``open_lm``, which imports only the backend it opens).
-The names below are imported on first use.
 """
 
 from __future__ import annotations
 
-import importlib
+from localsym.lm.base import LM, Completion, Message, SamplingParams
+from localsym.lm.cache import CachedLM, open_lm
+from localsym.lm.models import ModelRef, resolve
+from localsym.lm.store import default_cache_dir
 
-_NAMES = {
-    "LM": "localsym.lm.base", "Completion": "localsym.lm.base", "Message": "localsym.lm.base",
-    "SamplingParams": "localsym.lm.base", "CachedLM": "localsym.lm.cache",
-    "default_cache_dir": "localsym.lm.store", "LlamaCpp": "localsym.lm.llamacpp",
-    "ModelRef": "localsym.lm.models", "resolve": "localsym.lm.models",
-    "open_lm": "localsym.lm.cache",
-}
-__all__ = sorted(_NAMES)
+__all__ = ["LM", "CachedLM", "Completion", "LlamaCpp", "Message", "ModelRef", "SamplingParams",
+           "default_cache_dir", "open_lm", "resolve"]
 
 
 def __getattr__(name: str):
-    module = _NAMES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'localsym.lm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    if name == "LlamaCpp":  # the in-process backend: imported only when asked for
+        from localsym.lm.llamacpp import LlamaCpp
 
-
-def __dir__() -> list[str]:
-    return __all__
+        return LlamaCpp
+    raise AttributeError(f"module 'localsym.lm' has no attribute {name!r}")
