@@ -165,3 +165,21 @@ def merge_best(spec: PipelineSpec, eligible: list[Candidate], tried: list[str]
                 tried.append(spec_key(new))
                 return Candidate(source="merge", spec=new, edits=a.edits + b.edits)
     return None
+
+
+def admit(spec: PipelineSpec, proposed: list[Candidate], tried: list[str], limit: int
+          ) -> tuple[list[Candidate], list[str]]:
+    """The candidates a step screens, in proposal order: at most ``limit``, none screened
+    before (their keys are added to ``tried``), none that changes the agent's final outputs
+    (refused, with the reason)."""
+    finals, seen, out, refused = spec.final_outputs(), set(tried), [], []
+    for c in proposed:
+        key = spec_key(c.spec)
+        if c.spec.final_outputs() != finals:
+            refused.append(f"{c.source}: {'; '.join(c.edits)}: changes the final outputs "
+                           f"{finals} -> {c.spec.final_outputs()}")
+        elif key not in seen and len(out) < limit:
+            seen.add(key)
+            tried.append(key)
+            out.append(c)
+    return out, refused

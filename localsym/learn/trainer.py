@@ -32,8 +32,9 @@ from localsym.learn.checkpoint import RunDirectory
 from localsym.learn.evaluate import dense_score, evaluate_runs, forward_all, progress_bar
 from localsym.learn.loss import Loss
 from localsym.learn.optim import LLM_OPTIMIZERS, Batch, Optimizer, UpdateRecord
-from localsym.learn.search import (Candidate, PoolEntry, best_index, dense_rank, gate, merge_best,
-                                   minibatch, permutation_p_value, sample_parent, spec_key)
+from localsym.learn.search import (Candidate, PoolEntry, admit, best_index, dense_rank, gate,
+                                   merge_best, minibatch, permutation_p_value, sample_parent,
+                                   spec_key)
 from localsym.learn.state import TrainConfig, TrainState
 from localsym.lm.base import LM, SamplingParams
 from localsym.metrics import Metric
@@ -327,17 +328,8 @@ class Trainer:
         if "structure" in cfg.optimizers:
             for edits, new in listed.structural_edits(spec, self.pipeline.tools):
                 proposed.append(Candidate(source="structure", edits=edits, spec=new))
-        finals, tried, out = spec.final_outputs(), set(state.tried), []
-        for c in proposed:
-            key = spec_key(c.spec)
-            if c.spec.final_outputs() != finals:
-                rejected.append(f"{c.source}: {'; '.join(c.edits)}: changes the final outputs "
-                                f"{finals} -> {c.spec.final_outputs()}")
-            elif key not in tried and len(out) < cfg.max_candidates:
-                tried.add(key)
-                state.tried.append(key)
-                out.append(c)
-        return out, rejected
+        out, refused = admit(spec, proposed, state.tried, cfg.max_candidates)
+        return out, rejected + refused
 
     def _screen(self, c: Candidate, mb: list[Example], base: float, step: int) -> bool:
         """Score ``c`` on the minibatch; whether it beats the parent there (strictly)."""
