@@ -234,6 +234,25 @@ def test_a_step_screens_validates_and_accepts_only_a_strict_gain(tmp_path):
     assert cand["minibatch"] == 1.0 and cand["val"] == 1.0 and cand["decision"] == "accepted"
 
 
+def test_a_parent_with_full_marks_on_the_minibatch_is_not_screened_against(tmp_path):
+    lm = _counting_lm("MARK")  # the agent is right from the start
+    s = PipelineSpec.from_data({**ARITH, "tools": [], "nodes": [
+        {**ARITH["nodes"][0], "prompt": {"task": "MARK"}}]})
+    data = [Example(id=f"e{i}", inputs={"question": f"q{i}"}, expected={"answer": 36})
+            for i in range(4)]
+    trainer = Trainer(Pipeline(s, lm), MetricLoss(numeric_match), {}, lm,
+                      TrainConfig(optimizers=("demonstrations",), batch_size=2, max_steps=1,
+                                  screen_size=4, tie_break="none"),
+                      metric=numeric_match, run_dir=tmp_path, log=lambda *_: None)
+    state = trainer.fit(data, data)
+    (step,) = [json.loads(l) for l in (tmp_path / "events.jsonl").read_text().splitlines()
+               if json.loads(l)["event"] == "step"]
+    assert step["candidates"] and step["decision"] == "no change"  # listed, none scored
+    assert all(c["minibatch"] is None and "full marks" in c["reason"] for c in step["candidates"])
+    # validation at the start (4), the batch (2), the parent on the minibatch (4): nothing more
+    assert len(lm.calls) == 10 and state.memory == []
+
+
 def test_an_edit_that_changes_the_final_outputs_is_rejected_before_scoring(tmp_path):
     class DropOutput:
         name = "pipeline"

@@ -245,7 +245,13 @@ class Trainer:
     def _screen_all(self, state: TrainState, spec: PipelineSpec, candidates: list[Candidate],
                     mb: list[Example], base: float) -> list[Candidate]:
         """Screen every candidate (and the merge of the best two) on the minibatch; the best
-        ``max_validate`` of those beating the parent go on to validation."""
+        ``max_validate`` of those beating the parent go on to validation. A parent with full
+        marks there cannot be beaten: nothing is scored."""
+        if base >= 1.0:
+            for c in candidates:
+                c.decision, c.reason = "screened out", "the parent scores full marks on the " \
+                                                       "minibatch: nothing can beat it there"
+            return []
         eligible = [c for c in candidates if self._screen(c, mb, base, state.step)]
         point("step.update")
         merged = merge_best(spec, eligible, state.tried) if "merge" in self.config.optimizers \
@@ -265,7 +271,8 @@ class Trainer:
         """Credit every candidate in the optimizers' memory; the best accepted one becomes the
         current agent; the best of the pool is kept. Returns that accepted candidate."""
         for c in candidates:
-            if c.decision != "screened out" or c.source in LLM_OPTIMIZERS:
+            if c.minibatch is not None and (c.decision != "screened out" or
+                                            c.source in LLM_OPTIMIZERS):
                 state.memory.append(UpdateRecord(
                     step=state.step, optimizer=c.source, accepted=c.decision == "accepted",
                     val_before=parent.mean,
