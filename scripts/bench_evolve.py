@@ -67,8 +67,8 @@ def main() -> int:
     os.environ.setdefault("LOCALSYM_CACHE_DIR", str(work / "cache"))
 
     from localsym.config import load_deploy_config
-    from localsym.data import numeric_match
-    from localsym.evolve import EvolvingAgent
+    from localsym.metrics import numeric_match
+    from localsym.deploy.evolve import EvolvingAgent
 
     config, base = load_deploy_config(args.config)
     agent = EvolvingAgent(Path(args.dir or work / "deployment"), config, base,

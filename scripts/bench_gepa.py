@@ -72,7 +72,7 @@ def main() -> int:
     from gepa.core.adapter import EvaluationBatch
 
     from localsym.config import load_config
-    from localsym.data import score
+    from localsym.metrics import score
     from localsym.runner import Run
 
     config, base = load_config(ROOT / "examples" / args.task / "config.yaml")
