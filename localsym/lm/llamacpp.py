@@ -97,9 +97,7 @@ class LlamaCpp(LM):
         # agent answering while it retrains) take turns
         self._lock = threading.RLock()
         self._identity: dict | None = None
-        self._render = None
-        self._eos: int | None = None
-        self._vocabulary = None
+        self._render = self._eos = self._vocabulary = None  # made on load
         self.tokens: TokenBytes | None = None  # each token's bytes, made on load
         self._chooser = TokenChooser(lambda: self.tokens.pieces())  # how the next token is picked
         self._streams: Streams | None = None  # the llama.cpp context, made on load
@@ -203,6 +201,7 @@ class LlamaCpp(LM):
     # -- prompt ---------------------------------------------------------------------------------
     def render(self, messages: list[Message]) -> tuple[str, list[int]]:
         """The prompt text for ``messages`` in the model's chat format, and its tokens."""
+        self.llama  # the model, and its chat format with it, load on first use
         return self._render.render(messages)
 
     # -- structured generation ------------------------------------------------------------------
