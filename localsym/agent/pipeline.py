@@ -27,8 +27,6 @@ from localsym.data import unencodable
 
 PY_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list[str]}
 ROUTE_FIELD = "next_step"
-# LM failures that belong to one node run (recorded in the trajectory, the loss sees them);
-# anything else (a missing model, a replay miss) stops the run.
 
 
 @dataclass(frozen=True)
@@ -308,10 +306,10 @@ def demo_turns(node: NodeSpec, demo) -> list[dict[str, str]]:
 
 def wired_call(node: NodeSpec, inputs: dict[str, Any]) -> tuple[str, dict] | None:
     """The node's first tool call as its spec writes it (``arg_from``), or None."""
-    if not node.arg_from:
+    if node.call_tool is None:
         return None
     args = {key.partition(".")[2]: inputs.get(source) for key, source in node.arg_from.items()}
-    return next(iter(node.arg_from)).partition(".")[0], args
+    return node.call_tool, args
 
 
 def bound_outputs(node: NodeSpec, call) -> dict[str, Any]:

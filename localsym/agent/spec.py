@@ -167,6 +167,11 @@ class NodeSpec(Frozen):
                              "its first step is one call")
         return self
 
+    @property
+    def call_tool(self) -> str | None:
+        """The tool of the first call the spec writes (``arg_from``), or None."""
+        return next(iter(self.arg_from)).partition(".")[0] if self.arg_from else None
+
 
 class EdgeSpec(Frozen):
     """source -> target. When a node has several outgoing edges it chooses one (conditional

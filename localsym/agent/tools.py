@@ -243,8 +243,9 @@ print({mark!r} + json.dumps(value))
 
 
 def _isolated(fn: Callable, ref: str, base, timeout: float) -> Callable:
-    """``fn`` run in a child process with the sandbox's limits (``localsym.metrics.sandbox``): a tool
-    that hangs is killed at ``timeout`` with its whole process group, and cannot harm the run."""
+    """``fn`` run in a child process with the sandbox's limits (``localsym.metrics.sandbox``):
+    a tool that hangs is killed at ``timeout`` with its whole process group, and cannot harm the
+    run."""
     import functools
     import secrets
     import sys

@@ -24,7 +24,8 @@ def build_trainer(spec, agent_lm, optimizer_lm=None, *, metric=None, loss: str =
                   tools=None, sampling=None, meta_sampling=None, train=None,
                   learning_rate: dict | None = None, run_dir=None, log=print,
                   progress: bool = False, budget=None) -> Trainer:
-    """The one assembly of a Trainer (``localsym train``, a deployment's rounds, ``localsym.train``):
+    """The one assembly of a Trainer (``localsym train``, a deployment's rounds,
+    ``localsym.train``):
     the agent's pipeline on ``agent_lm``; the loss (``metric``: the metric's score and evidence;
     ``logprob``: the expected answer's log-probability; ``language``: the metric's evidence where
     there is a ground truth, else an LLM judge that sees the declared tools); one of each LLM

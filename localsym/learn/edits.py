@@ -111,7 +111,7 @@ def _attached(node: NodeSpec, tspec: ToolSpec, tool, bindable: list[str]) -> lis
     """The edits of a tool ``node`` already has: drop or write its first call, detach it, flip
     ``tool_choice``, set or drop an argument pattern, bind or unbind an output."""
     t, n, out = tspec.name, node.name, []
-    if any(k.partition(".")[0] == t for k in node.arg_from):
+    if node.call_tool == t:
         out.append(([f"{n}: drop the written call of {t}"],
                     node.model_copy(update={"arg_from": {}}), None))
     elif not node.arg_from:
@@ -121,7 +121,7 @@ def _attached(node: NodeSpec, tspec: ToolSpec, tool, bindable: list[str]) -> lis
     out.append(([f"detach tool {t} from {n}"], node.model_copy(update={
         "tools": tuple(x for x in node.tools if x != t),
         "bind": {k: v for k, v in node.bind.items() if v != t},
-        "arg_from": {k: v for k, v in node.arg_from.items() if k.partition(".")[0] != t}}),
+        "arg_from": {} if node.call_tool == t else node.arg_from}),
         None))
     flip = "auto" if node.tool_choice == "required" else "required"
     out.append(([f"tool_choice {flip} in {n}"], node.model_copy(update={"tool_choice": flip}),

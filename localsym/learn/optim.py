@@ -211,10 +211,10 @@ class ToolOptimizer(Optimizer):
             if budget <= 0:
                 proposal.rejected.append(f"{node_param(sel.node, 'tools')}: over the edit limit")
                 continue
-            nodes[sel.node] = nodes[sel.node].model_copy(update={
-                "tools": new, "bind": {k: v for k, v in nodes[sel.node].bind.items() if v in new},
-                "arg_from": {k: v for k, v in nodes[sel.node].arg_from.items()
-                             if k.partition(".")[0] in new}})
+            node = nodes[sel.node]
+            nodes[sel.node] = node.model_copy(update={
+                "tools": new, "bind": {k: v for k, v in node.bind.items() if v in new},
+                "arg_from": node.arg_from if node.call_tool in new else {}})
             proposal.changes.append(Change(target=node_param(sel.node, "tools"), before=list(old),
                                            after=list(new)))
             budget -= 1

@@ -161,8 +161,9 @@ def merge_best(spec: PipelineSpec, eligible: list[Candidate], tried: list[str]
             if a.source == b.source:
                 continue
             new = merge(spec, a.spec, b.spec)
-            if new is not None and spec_key(new) not in tried:
-                tried.append(spec_key(new))
+            key = spec_key(new) if new is not None else None
+            if key is not None and key not in tried:
+                tried.append(key)
                 return Candidate(source="merge", spec=new, edits=a.edits + b.edits)
     return None
 

@@ -59,7 +59,6 @@ class Trainer:
             raise ConfigError(f"config names optimizers {sorted(unknown)} that were not given",
                               f"given: {sorted(optimizers)}")
         self.optimizers, self.metric = optimizers, metric
-        self.run_dir = Path(run_dir) if run_dir else None
         self.dir = RunDirectory(run_dir) if run_dir else None  # checkpoints and events
         self.log = log
         self.budget = budget  # localsym.budget.Budget, checked between steps
@@ -115,8 +114,8 @@ class Trainer:
         if resume and self.dir is not None:
             self.dir.reconcile_events(state)
         if state is not None and state.config != self.config:
-            raise ConfigError(f"the checkpoint in {self.run_dir} was written with another training "
-                              f"config ({state.config.model_dump()})",
+            raise ConfigError(f"the checkpoint in {self.dir.run_dir} was written with another "
+                              f"training config ({state.config.model_dump()})",
                               "resume with the run's own config, or start a new run directory")
         if state is not None:
             self._base = dict(state.spent)
