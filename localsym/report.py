@@ -21,6 +21,7 @@ from markupsafe import Markup
 from localsym.agent.spec import PROMPT_FIELDS, PipelineSpec
 from localsym.errors import ConfigError, LocalsymError
 from localsym.files import atomic_write_text, read_jsonl
+from localsym.learn.checkpoint import RunDirectory
 
 
 def word_diff(old: str, new: str) -> Markup:
@@ -189,30 +190,28 @@ def _spec_or_none(data) -> PipelineSpec | None:
 
 
 def build_context(run_dir: Path) -> dict:
-    log = run_dir / "events.jsonl"
-    if not log.is_file():
+    log = RunDirectory(run_dir)
+    if not log.log.is_file():
         raise ConfigError(f"{run_dir} has no events.jsonl", "pass the directory of a training run")
-    events = read_jsonl(log)
-    start = next((e for e in events if e.get("event") == "start"), None)
+    start = log.start()
     if start is None:
-        raise ConfigError(f"{log} has no start event", "the run never started; train it first")
+        raise ConfigError(f"{log.log} has no start event", "the run never started; train it first")
     # a run can be left in any state (stopped by its budget, killed, a torn or hand-edited log):
-    # every field the page shows has a default, and a missing number shows as a dash
-    steps = [{"decision": "unknown", "val_before": None, "val_after": None, "seconds": None,
-              "changes": [], **e, "step": e.get("step", i + 1)}
-             for i, e in enumerate(e for e in events if e.get("event") == "step")]
-    kept = start.get("val_score")
+    # the directory reads only the records that are events, and a missing number shows as a dash
+    steps = log.steps()
+    kept = start.val_score
     points = [{"step": 0, "kept": kept, "candidate": kept, "decision": "start"}]
     rows = []
     for e in steps:
-        if e["decision"] == "accepted" and isinstance(e["val_after"], (int, float)):
-            kept = e["val_after"]
-        points.append({"step": e["step"], "kept": kept, "candidate": e["val_after"],
-                       "decision": e["decision"]})
-        before = _spec_at(run_dir, e["step"] - 1)
-        after = _spec_or_none(e.get("proposed_spec"))
+        if e.decision == "accepted" and e.val_after is not None:
+            kept = e.val_after
+        points.append({"step": e.step, "kept": kept, "candidate": e.val_after,
+                       "decision": e.decision})
+        before = _spec_at(run_dir, e.step - 1)
+        after = _spec_or_none(e.proposed_spec)
         changed = before is not None and after is not None and _shape(before) != _shape(after)
-        rows.append({**e, "diffs": spec_diffs(before, after) if before and after else [],
+        rows.append({**e.model_dump(mode="json"),
+                     "diffs": spec_diffs(before, after) if before and after else [],
                      "graph_before": graph_svg(before) if changed else None,
                      "graph_after": graph_svg(after) if changed else None})
     summary_path = run_dir / "summary.json"
@@ -222,10 +221,11 @@ def build_context(run_dir: Path) -> dict:
         summary = {}  # torn or unreadable: the page says so instead of failing
     summary = summary if isinstance(summary, dict) else {}
     first = _spec_at(run_dir, 0)
-    last = _spec_at(run_dir, steps[-1]["step"]) if steps else None
+    last = _spec_at(run_dir, steps[-1].step) if steps else None
     best = run_dir / "best_spec.json"
     return {"run_dir": str(run_dir), "summary": summary, "plot": score_plot(points),
-            "steps": rows, "start_score": start["val_score"],
+            "steps": rows, "start_score": start.val_score,
+            "unread": len(read_jsonl(log.log)) - len(log.events()),
             "graph_start": graph_svg(first) if first else None,
             "graph_final": graph_svg(last) if last else None,
             "graph_best": graph_svg(_spec_or_none(json.loads(best.read_text("utf-8"))))

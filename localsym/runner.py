@@ -21,7 +21,7 @@ from localsym.data import Example, load_table, split
 from localsym.generate import generate_examples
 from localsym.metrics import metric
 from localsym.errors import ConfigError
-from localsym.files import atomic_write_text, read_jsonl, read_text
+from localsym.files import atomic_write_text, read_text
 from localsym.learn import Trainer
 
 
@@ -144,14 +144,12 @@ class Run:
         # a run stopped by its budget is not scored on test (that would spend more)
         test_after = trainer.score(state.best_spec, test, "test (after)") \
             if test and not state.stopped else []
-        events = read_jsonl(self.run_dir / "events.jsonl")
-        steps = [e for e in events if e["event"] == "step"]
-        start = next(e for e in events if e["event"] == "start")
+        steps = trainer.dir.steps()
         summary = {
             "name": self.config.name, "steps": state.step,
-            "accepted": sum(e["decision"] == "accepted" for e in steps),
-            "rolled_back": sum(e["decision"] == "rolled back" for e in steps),
-            "val_before": start["val_score"], "val_after": state.best_score,
+            "accepted": sum(e.decision == "accepted" for e in steps),
+            "rolled_back": sum(e.decision == "rolled back" for e in steps),
+            "val_before": trainer.dir.start().val_score, "val_after": state.best_score,
             "test_before": _mean(test_before), "test_after": _mean(test_after),
             "test_size": len(test), "val_size": len(self.splits["val"]),
             "train_size": len(self.splits["train"]),

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import yaml
 
+from localsym.learn.checkpoint import RunDirectory
+
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-c", "import sys; from localsym.cli import main; sys.exit(main())"]
 VARIANTS = {
@@ -107,8 +109,7 @@ def main() -> int:
                           "calls_cached": sum(v["hits"] for v in calls.values()),
                           "wall_seconds": round(wall, 1), "model": args.model or "embedded",
                           "train_seconds": round(sum(
-                              json.loads(l).get("seconds", 0) for l in
-                              (run_dir / "events.jsonl").read_text().splitlines()), 1)}
+                              e.seconds or 0 for e in RunDirectory(run_dir).steps()), 1)}
                 done[(task, variant, seed)] = record
                 with out.open("a") as f:
                     f.write(json.dumps(record) + "\n")

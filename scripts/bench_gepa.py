@@ -31,22 +31,21 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from localsym.learn.checkpoint import RunDirectory
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def metric_calls_of(run_dir: Path) -> int:
     """Examples a localsym training run scored (GEPA's unit of budget), from its events."""
-    total = 0
-    for line in (run_dir / "events.jsonl").read_text().splitlines():
-        e = json.loads(line)
-        if e["event"] == "start":
-            val_size = json.loads((run_dir / "summary.json").read_text())["val_size"]
-            total += val_size
-        elif e["event"] == "step":
-            total += len(e["batch"]) + len(e["minibatch"])
-            for c in e["candidates"]:
-                total += len(e["minibatch"]) if c.get("minibatch") is not None else 0
-                total += val_size if c.get("val") is not None else 0
+    log = RunDirectory(run_dir)
+    val_size = json.loads((run_dir / "summary.json").read_text())["val_size"]
+    total = val_size if log.start() is not None else 0
+    for e in log.steps():
+        total += len(e.batch) + len(e.minibatch)
+        for c in e.candidates:
+            total += len(e.minibatch) if c.minibatch is not None else 0
+            total += val_size if c.val is not None else 0
     return total
 
 

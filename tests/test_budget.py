@@ -51,7 +51,11 @@ def test_a_budget_stops_at_a_checkpoint_and_resume_with_more_ends_the_same(tmp_p
     assert stopped.returncode == 3 and "budget of 30 calls spent" in stopped.stderr
     assert "--resume" in stopped.stderr
     state = json.loads((tmp_path / "cut" / "state.json").read_text())
-    assert 0 < state["step"] < 3 and not state["done"] and state["spent"]["calls"] >= 30
+    assert state["step"] < 3 and not state["done"] and state["spent"]["calls"] >= 30
+    # spent inside a step: the step is dropped (no event of it), and the resume runs it again
+    events = [json.loads(l) for l in (tmp_path / "cut" / "events.jsonl").read_text().split("\n")
+              if l]
+    assert [e["event"] for e in events] == ["start"] + ["step"] * state["step"] + ["stopped"]
     summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
     assert summary["stopped"] and summary["test_after"] is None  # no test spending when stopped
     bigger = config(tmp_path, {"calls": 100000}, "big.yaml")

@@ -253,6 +253,67 @@ def test_a_parent_with_full_marks_on_the_minibatch_is_not_screened_against(tmp_p
     assert len(lm.calls) == 10 and state.memory == []
 
 
+def test_the_budget_is_checked_between_candidates_inside_a_step(tmp_path):
+    from localsym.budget import Budget
+    from localsym.learn.checkpoint import RunDirectory
+    from localsym.learn.events import StartEvent, StoppedEvent
+
+    class Counted(RoutedLM):
+        def usage(self):
+            return {"misses": len(self.calls)}
+
+    data = [Example(id=f"e{i}", inputs={"question": f"q{i}"}, expected={"answer": 36})
+            for i in range(4)]
+
+    def fit(run_dir, budget=None, resume=False):
+        lm = Counted(_counting_lm("MARK").routes)
+        trainer = Trainer(Pipeline(PipelineSpec.from_data({**ARITH, "tools": []}), lm),
+                          MetricLoss(numeric_match), {"prompt": MarkerOptimizer()}, lm,
+                          TrainConfig(optimizers=("demonstrations", "prompt"), batch_size=2,
+                                      max_steps=2, screen_size=2, tie_break="none",
+                                      backprop=False),
+                          metric=numeric_match, run_dir=run_dir, log=lambda *_: None,
+                          budget=budget)
+        return trainer.fit(data, data, resume=resume), lm
+
+    # 4 calls validate the start, 2 forward the batch, 2 screen the parent, 2 the first
+    # candidate: the 9-call budget is spent before the second is screened, inside step 1
+    state, lm = fit(tmp_path / "cut", Budget(calls=9))
+    assert len(lm.calls) == 10 and state.step == 0 and state.stopped.startswith("budget of 9")
+    run = RunDirectory(tmp_path / "cut")
+    assert [type(e) for e in run.events()] == [StartEvent, StoppedEvent]  # the step is dropped
+    assert json.loads((tmp_path / "cut" / "state.json").read_text())["step"] == 0
+    resumed, _ = fit(tmp_path / "cut", resume=True)
+    unlimited, _ = fit(tmp_path / "full")
+    assert resumed.step == 2 and resumed.best_spec == unlimited.best_spec
+    assert resumed.best_score == 1.0  # the prompt edit the cut step had screened, accepted
+    assert [(e.step, e.decision) for e in run.steps()] == \
+        [(e.step, e.decision) for e in RunDirectory(tmp_path / "full").steps()]
+
+
+def test_the_run_directory_reads_events_typed_and_leaves_out_what_is_not_one(tmp_path):
+    from localsym.learn.checkpoint import RunDirectory
+    from localsym.learn.events import StartEvent, StepEvent
+
+    run = RunDirectory(tmp_path)
+    run.event(StartEvent(val_score=0.25))
+    run.event(StepEvent(step=1, decision="rolled back", val_before=0.25, val_after=0.2))
+    with open(run.log, "a") as f:
+        f.write(json.dumps({"event": "step", "decision": "<b>x</b>"}) + "\n")  # not an event
+        f.write(json.dumps({"event": "step", "step": 2, "decision": "no change",
+                            "from_a_newer_writer": [1]}) + "\n")
+        f.write('{"event": "step", "st')  # torn
+    assert run.start().val_score == 0.25
+    assert [(e.step, e.decision) for e in run.steps()] == [(1, "rolled back"), (2, "no change")]
+    state = type("State", (), {"step": 1})()  # checkpointed at step 1: step 2 runs again
+    run.reconcile_events(state)
+    assert [(e.event, e.step) for e in run.events()] == [("start", 0), ("step", 1)]
+    assert "from_a_newer_writer" not in run.log.read_text()
+    run.event(StepEvent(step=2, decision="accepted", candidates=[
+        {"source": "structure", "edits": ["attach tool calculator to solve"], "val": 1.0}]))
+    assert run.steps()[1].candidates[0].val == 1.0 and run.events()[0].time > 0
+
+
 def test_an_edit_that_changes_the_final_outputs_is_rejected_before_scoring(tmp_path):
     class DropOutput:
         name = "pipeline"

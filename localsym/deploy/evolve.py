@@ -340,18 +340,17 @@ class EvolvingAgent:
         if candidate == live_spec:
             # the gate already refused every proposal inside training: keep the last one as a
             # rejected version; or nothing was proposed at all
-            refused = [e for e in trainer.dir.events()
-                       if e.get("decision") == "rolled back"]
+            refused = [e for e in trainer.dir.steps() if e.decision == "rolled back"]
             if not refused:
                 self._finish(rid, "done", decision="no change", val_live=state.best_score,
                              reason="the optimizers proposed no change", **sizes)
                 return
             last = refused[-1]
-            vid = self._add_version(PipelineSpec.model_validate(last["proposed_spec"]), live,
-                                    rid, "rejected", last["reason"], last["val_after"])
-            self._finish(rid, "done", decision="rejected", reason=last["reason"], candidate=vid,
-                         val_live=last["val_before"], val_candidate=last["val_after"], **sizes)
-            self.log(f"round {rid}: rejected version {vid} ({last['reason']})")
+            vid = self._add_version(PipelineSpec.model_validate(last.proposed_spec), live,
+                                    rid, "rejected", last.reason, last.val_after)
+            self._finish(rid, "done", decision="rejected", reason=last.reason, candidate=vid,
+                         val_live=last.val_before, val_candidate=last.val_after, **sizes)
+            self.log(f"round {rid}: rejected version {vid} ({last.reason})")
             return
         # the same gate as in training: the candidate against the live version, same examples
         old = trainer.score(live_spec, val, "gate: live")

@@ -15,6 +15,7 @@ from pathlib import Path
 from localsym.errors import ConfigError
 from localsym.faults import point
 from localsym.files import append_jsonl, atomic_write_text, read_jsonl, rewrite_jsonl
+from localsym.learn.events import StartEvent, StepEvent, StoppedEvent, parse_event
 from localsym.learn.state import TrainState
 
 
@@ -23,6 +24,7 @@ class RunDirectory:
 
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
+        self.log = self.run_dir / "events.jsonl"
 
     def save_state(self, state: TrainState, spent: dict[str, float]) -> None:
         """Commit a step: its spec, the best spec, then the state (``spent`` so far)."""
@@ -59,28 +61,39 @@ class RunDirectory:
         return None
 
     def reconcile_events(self, state: TrainState | None) -> None:
-        """Make the event log agree with the checkpoint before resuming: keep its readable
-        records up to the checkpoint's step, each step once; drop torn lines and the events of
-        a step that was logged but not checkpointed (it runs again)."""
-        log = self.run_dir / "events.jsonl"
-        if not log.is_file():
+        """Make the event log agree with the checkpoint before resuming: keep its events up to
+        the checkpoint's step, each step once; drop torn lines, records that are not events,
+        and the events of a step that was logged but not checkpointed (it runs again)."""
+        if not self.log.is_file():
             return
         done = state.step if state is not None else -1
         kept, seen = [], set()
-        for record in read_jsonl(log):
-            key = (record.get("event"), record.get("step", 0))
-            known = key[0] in ("start", "step", "stopped")
+        for event in self.events():
+            key = (event.event, event.step)
             after = key[1] > done if key[0] != "start" else done < 0
-            if not known or key in seen or after:
+            if key in seen or after:
                 continue
             seen.add(key)
-            kept.append(record)
-        rewrite_jsonl(log, kept)
+            kept.append(event)
+        rewrite_jsonl(self.log, [_record(e) for e in kept])
 
-    def event(self, record: dict) -> None:
-        append_jsonl(self.run_dir / "events.jsonl", {"time": time.time(), **record})
+    def event(self, event: StartEvent | StepEvent | StoppedEvent) -> None:
+        """Append ``event``, stamped with the time."""
+        event.time = time.time()
+        append_jsonl(self.log, _record(event))
 
-    def events(self) -> list[dict]:
-        """The event log's records (a torn last line left out)."""
-        path = self.run_dir / "events.jsonl"
-        return read_jsonl(path) if path.is_file() else []
+    def events(self) -> list[StartEvent | StepEvent | StoppedEvent]:
+        """The log's events in order (a torn line or a record that is not an event left out)."""
+        if not self.log.is_file():
+            return []
+        return [e for e in map(parse_event, read_jsonl(self.log)) if e is not None]
+
+    def start(self) -> StartEvent | None:
+        return next((e for e in self.events() if isinstance(e, StartEvent)), None)
+
+    def steps(self) -> list[StepEvent]:
+        return [e for e in self.events() if isinstance(e, StepEvent)]
+
+
+def _record(event) -> dict:
+    return event.model_dump(mode="json")

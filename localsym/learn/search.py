@@ -13,32 +13,21 @@ even when its mean is not the highest.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from pydantic import BaseModel
 
 from localsym.agent.spec import PipelineSpec
 from localsym.learn.edits import merge
+from localsym.learn.events import CandidateRecord
 
-Source = Literal["prompt", "tool", "pipeline", "demonstrations", "structure", "merge"]
-
-
-class Candidate(BaseModel):
+class Candidate(CandidateRecord):
     """One proposed change of the parent, and what the search made of it."""
 
-    source: Source
-    edits: list[str]
     spec: PipelineSpec
-    minibatch: float | None = None  # mean score on the screening minibatch
-    val: float | None = None  # mean validation score, if it got that far
-    dense: float | None = None  # dense tie-break score, if computed
-    decision: str = "proposed"
-    reason: str = ""
 
-    def summary(self) -> dict:
+    def summary(self) -> CandidateRecord:
         """The candidate as the event log keeps it (the spec itself is kept for accepted ones)."""
-        return self.model_dump(mode="json", exclude={"spec"})
+        return CandidateRecord.model_validate(self.model_dump(exclude={"spec"}))
 
 
 class PoolEntry(BaseModel):
@@ -100,9 +89,22 @@ def sample_parent(pool: list[PoolEntry], rng: np.random.Generator) -> int:
 
 
 def gate(new: list[float], old: list[float], min_gain: float = 0.0,
-         dense_new: float | None = None, dense_old: float | None = None) -> tuple[bool, str]:
+         dense_new: float | None = None, dense_old: float | None = None,
+         alpha: float | None = None, seed: int = 0) -> tuple[bool, str]:
     """Accept only on evidence: a mean gain above ``min_gain`` (strict), or the same per-example
-    scores or better everywhere with an equal mean and a higher dense score."""
+    scores or better everywhere with an equal mean and a higher dense score; with ``alpha``, a
+    gain must also pass the paired sign-flip test at that level."""
+    ok, why = _gate(new, old, min_gain, dense_new, dense_old)
+    if ok and alpha is not None:
+        p = permutation_p_value(new, old, seed=seed)
+        if p >= alpha:
+            return False, f"no significant gain (paired test p={p:.3f} >= {alpha})"
+        return True, f"{why}, p={p:.3f}"
+    return ok, why
+
+
+def _gate(new: list[float], old: list[float], min_gain: float, dense_new: float | None,
+          dense_old: float | None) -> tuple[bool, str]:
     gain = float(np.mean(new) - np.mean(old))
     if gain > min_gain + 1e-12:
         return True, f"validation gain {gain:+.3f}"
@@ -184,3 +186,21 @@ def admit(spec: PipelineSpec, proposed: list[Candidate], tried: list[str], limit
             tried.append(key)
             out.append(c)
     return out, refused
+
+
+def decision(candidates: list[Candidate], accepted: list[Candidate], top: Candidate | None,
+             before: float) -> dict:
+    """A step's decision for its event: accepted (the best accepted candidate), rolled back
+    (validated, none accepted) or no change (none got past screening)."""
+    validated = [c for c in candidates if c.val is not None]
+    if top is not None:
+        return {"val_after": top.val, "decision": "accepted",
+                "reason": "; ".join(c.reason for c in accepted),
+                "proposed_spec": top.spec.model_dump(mode="json")}
+    if validated:
+        return {"val_after": max(c.val for c in validated), "decision": "rolled back",
+                "reason": validated[0].reason,
+                "proposed_spec": validated[0].spec.model_dump(mode="json")}
+    return {"val_after": before, "decision": "no change",
+            "reason": "no candidate beat the parent on the minibatch" if candidates else
+            "no candidate proposed"}

@@ -29,12 +29,12 @@ from localsym.faults import point
 from localsym.learn import edits as listed
 from localsym.learn.backward import backward_batch, loss_as_gradients
 from localsym.learn.checkpoint import RunDirectory
+from localsym.learn.events import StartEvent, StepEvent, StoppedEvent
 from localsym.learn.evaluate import dense_score, evaluate_runs, forward_all, progress_bar
 from localsym.learn.loss import Loss
 from localsym.learn.optim import LLM_OPTIMIZERS, Batch, Optimizer, UpdateRecord
-from localsym.learn.search import (Candidate, PoolEntry, admit, best_index, dense_rank, gate,
-                                   merge_best, minibatch, permutation_p_value, sample_parent,
-                                   spec_key)
+from localsym.learn.search import (Candidate, PoolEntry, admit, best_index, decision, dense_rank,
+                                   gate, merge_best, minibatch, sample_parent, spec_key)
 from localsym.learn.state import TrainConfig, TrainState
 from localsym.lm.base import LM, SamplingParams
 from localsym.metrics import Metric
@@ -61,7 +61,7 @@ class Trainer:
         self.optimizers, self.metric = optimizers, metric
         self.dir = RunDirectory(run_dir) if run_dir else None  # checkpoints and events
         self.log = log
-        self.budget = budget  # localsym.budget.Budget, checked between steps
+        self.budget = budget  # localsym.budget.Budget: checked between steps and candidates
         self._origin = self._usage()  # what this process had spent before training
         self._base: dict[str, float] = {}
 
@@ -94,13 +94,9 @@ class Trainer:
     def accept(self, new: list[float], old: list[float], step: int,
                dense_new: float | None = None, dense_old: float | None = None
                ) -> tuple[bool, str]:
-        ok, why = gate(new, old, self.config.min_gain, dense_new, dense_old)
-        if ok and self.config.paired_test:
-            p = permutation_p_value(new, old, seed=self.config.seed + step)
-            if p >= self.config.alpha:
-                return False, f"no significant gain (paired test p={p:.3f} >= {self.config.alpha})"
-            return True, f"{why}, p={p:.3f}"
-        return ok, why
+        cfg = self.config
+        return gate(new, old, cfg.min_gain, dense_new, dense_old,
+                    cfg.alpha if cfg.paired_test else None, cfg.seed + step)
 
     # -- the loop -----------------------------------------------------------------------------
     def order(self, n: int, epoch: int) -> list[int]:
@@ -128,7 +124,7 @@ class Trainer:
                                best_score=float(np.mean(scores)),
                                pool=[PoolEntry(spec=spec, scores=scores)],
                                tried=[spec_key(spec)])
-            self._event({"event": "start", "val_score": state.best_score})
+            self._event(StartEvent(val_score=state.best_score))
             self.save_state(state)
         self.pipeline.spec = state.spec
         cfg = self.config
@@ -138,18 +134,20 @@ class Trainer:
                 state.done = True
                 self.save_state(state)
                 break
-            over = self.budget.exceeded(self.spent()) if self.budget is not None else None
-            if over:
-                state.stopped = over
-                self.save_state(state)
-                self._event({"event": "stopped", "step": state.step, "reason": over,
-                             "spent": state.spent})
-                self.log(f"stopped after step {state.step}: {over}")
+            if over := self._over():
+                self._stop(state, over, f"stopped after step {state.step}")
                 break
             order = self.order(len(train), state.epoch)
             batch = [train[i] for i in order[state.batch_index * cfg.batch_size:
                                              (state.batch_index + 1) * cfg.batch_size]]
-            self._step(state, batch, train, val)
+            before = state.model_copy(deep=True)
+            try:
+                self._step(state, batch, train, val)
+            except _BudgetSpent as cut:  # the step runs again on resume, from the cache
+                state = before
+                self._stop(state, str(cut), f"stopped during step {state.step + 1} (it runs "
+                           "again on resume; its calls so far are cached)")
+                break
             state.batch_index += 1
             if state.batch_index >= batches:
                 state.epoch, state.batch_index = state.epoch + 1, 0
@@ -207,21 +205,19 @@ class Trainer:
         accepted = self._validate(state, parent_id, chosen, val)
         point("step.validation")
         top = self._commit(state, parent, candidates, accepted)
-        event = {"event": "step", "step": state.step, "epoch": state.epoch,
-                 "batch": [ex.id for ex in batch], "parent": parent_id,
-                 "losses": [l.model_dump() for _, _, l in scored],
-                 "gradients": [g.model_dump() for g in grads], "failures": failures,
-                 "minibatch": mb_ids, "parent_minibatch": base,
-                 "candidates": [c.summary() for c in candidates],
-                 "changes": [f"{c.source}: {e}" for c in accepted for e in c.edits],
-                 "rejected_edits": rejected, "val_before": parent.mean,
-                 **_decision(candidates, accepted, top, parent.mean),
-                 "seconds": round(time.perf_counter() - started, 3),
-                 "llm_calls": {k: v - calls_before[k] for k, v in self._calls().items()}}
+        event = StepEvent(
+            step=state.step, epoch=state.epoch, batch=[ex.id for ex in batch], parent=parent_id,
+            losses=[l for _, _, l in scored], gradients=grads, failures=failures,
+            minibatch=mb_ids, parent_minibatch=base, candidates=[c.summary() for c in candidates],
+            changes=[f"{c.source}: {e}" for c in accepted for e in c.edits],
+            rejected_edits=rejected, val_before=parent.mean,
+            **decision(candidates, accepted, top, parent.mean),
+            seconds=round(time.perf_counter() - started, 3),
+            llm_calls={k: v - calls_before[k] for k, v in self._calls().items()})
         self._event(event)
         point("step.logged")  # logged, not yet checkpointed: resume must not log it twice
-        self.log(f"step {state.step}: {event['decision']} (validation {event['val_before']:.3f}"
-                 f" -> {event['val_after']:.3f}; {len(candidates)} candidate(s), "
+        self.log(f"step {state.step}: {event.decision} (validation {event.val_before:.3f}"
+                 f" -> {event.val_after:.3f}; {len(candidates)} candidate(s), "
                  f"{sum(c.val is not None for c in candidates)} validated, "
                  f"{len(accepted)} accepted)")
 
@@ -339,6 +335,7 @@ class Trainer:
 
     def _screen(self, c: Candidate, mb: list[Example], base: float, step: int) -> bool:
         """Score ``c`` on the minibatch; whether it beats the parent there (strictly)."""
+        self._check_budget()
         c.minibatch = float(np.mean(self.score(c.spec, mb, f"step {step}: screen {c.source}")))
         if c.minibatch > base + 1e-12:
             return True
@@ -351,6 +348,7 @@ class Trainer:
         accepted ones join the pool."""
         parent, accepted = state.pool[parent_id], []
         for c in chosen:
+            self._check_budget()
             scores, runs = self.runs(c.spec, val, f"step {state.step}: validation")
             c.val = float(np.mean(scores))
             tie = abs(c.val - parent.mean) <= 1e-12 and \
@@ -367,6 +365,21 @@ class Trainer:
                 accepted.append(c)
         return accepted
 
+    def _over(self) -> str | None:
+        """Why the run's budget is spent, or None (no budget, or some of it left)."""
+        return self.budget.exceeded(self.spent()) if self.budget is not None else None
+
+    def _check_budget(self) -> None:
+        """Inside a step, before each candidate is scored: end the step if the budget is spent."""
+        if over := self._over():
+            raise _BudgetSpent(over)
+
+    def _stop(self, state: TrainState, over: str, what: str) -> None:
+        state.stopped = over
+        self.save_state(state)
+        self._event(StoppedEvent(step=state.step, reason=over, spent=state.spent))
+        self.log(f"{what}: {over}")
+
     # -- the run directory (nothing is written without one) -----------------------------------
     def save_state(self, state: TrainState) -> None:
         if self.dir is not None:
@@ -375,24 +388,10 @@ class Trainer:
     def load_state(self) -> TrainState | None:
         return self.dir.load_state(self.log) if self.dir is not None else None
 
-    def _event(self, record: dict) -> None:
+    def _event(self, event: StartEvent | StepEvent | StoppedEvent) -> None:
         if self.dir is not None:
-            self.dir.event(record)
+            self.dir.event(event)
 
 
-def _decision(candidates: list[Candidate], accepted: list[Candidate], top: Candidate | None,
-              before: float) -> dict:
-    """A step's decision for its event: accepted (the best accepted candidate), rolled back
-    (validated, none accepted) or no change (none got past screening)."""
-    validated = [c for c in candidates if c.val is not None]
-    if top is not None:
-        return {"val_after": top.val, "decision": "accepted",
-                "reason": "; ".join(c.reason for c in accepted),
-                "proposed_spec": top.spec.model_dump(mode="json")}
-    if validated:
-        return {"val_after": max(c.val for c in validated), "decision": "rolled back",
-                "reason": validated[0].reason,
-                "proposed_spec": validated[0].spec.model_dump(mode="json")}
-    return {"val_after": before, "decision": "no change",
-            "reason": "no candidate beat the parent on the minibatch" if candidates else
-            "no candidate proposed"}
+class _BudgetSpent(Exception):
+    """The budget ran out inside a step: it is dropped, and a resume runs it again."""

@@ -1,0 +1,93 @@
+"""The event log's records, typed: what a training run writes to ``events.jsonl`` and what the
+summary, the report and a deployment's rounds read back, one pydantic model per kind of event.
+They are written and read only through ``RunDirectory`` (learn/checkpoint.py).
+
+Fields a reader needs to place a record (``event``, a step's ``step`` and ``decision``) are
+required; the rest have defaults, so a log written by an earlier version still reads. A record
+that is not an event (torn, hand-edited) is left out by the reader, never guessed at."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from localsym.learn.backward import ExampleGradients
+from localsym.learn.loss import LossRecord
+
+Source = Literal["prompt", "tool", "pipeline", "demonstrations", "structure", "merge"]
+Decision = Literal["accepted", "rolled back", "no change"]
+
+
+class CandidateRecord(BaseModel):
+    """One candidate of a step as the log keeps it: where it came from, its edits, its scores
+    and what the search decided (``search.Candidate`` adds the spec)."""
+
+    source: Source
+    edits: list[str]
+    minibatch: float | None = None  # mean score on the screening minibatch
+    val: float | None = None  # mean validation score, if it got that far
+    dense: float | None = None  # dense tie-break score, if computed
+    decision: str = "proposed"
+    reason: str = ""
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="allow")  # a newer writer's fields survive a rewrite
+
+    time: float = 0.0
+
+
+class StartEvent(_Event):
+    """The run started: the untrained agent's validation score."""
+
+    event: Literal["start"] = "start"
+    step: int = 0
+    val_score: float
+
+
+class StepEvent(_Event):
+    """One training step, every phase of it."""
+
+    event: Literal["step"] = "step"
+    step: int
+    decision: Decision
+    epoch: int = 0
+    batch: list[str] = []
+    parent: int = 0  # the pool entry the step started from
+    losses: list[LossRecord] = []
+    gradients: list[ExampleGradients] = []
+    failures: list[str] = []  # calls that failed, each costing its example only
+    minibatch: list[str] = []  # the screening minibatch's example ids
+    parent_minibatch: float | None = None
+    candidates: list[CandidateRecord] = []
+    changes: list[str] = []  # the accepted edits
+    rejected_edits: list[str] = []
+    val_before: float | None = None
+    val_after: float | None = None
+    reason: str = ""
+    proposed_spec: dict | None = None  # the accepted candidate, or the best one rolled back
+    seconds: float | None = None
+    llm_calls: dict[str, int] = {}
+
+
+class StoppedEvent(_Event):
+    """The run stopped before its last step: its budget was spent (between steps, or inside
+    the step after ``step``, which a resume runs again)."""
+
+    event: Literal["stopped"] = "stopped"
+    step: int
+    reason: str
+    spent: dict[str, float] = {}
+
+
+Event = Annotated[Union[StartEvent, StepEvent, StoppedEvent], Field(discriminator="event")]
+_EVENT = TypeAdapter(Event)
+
+
+def parse_event(record: dict) -> StartEvent | StepEvent | StoppedEvent | None:
+    """``record`` as its event, or None where it is not one."""
+    try:
+        return _EVENT.validate_python(record)
+    except ValidationError:
+        return None
