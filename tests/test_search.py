@@ -162,6 +162,21 @@ def test_the_gate_is_strict_and_breaks_ties_by_dense_score_without_losses():
     assert not gate([1, 1, 0], [1, 0, 0], min_gain=0.5)[0]
 
 
+def test_a_gain_of_a_few_examples_is_noise_under_the_default_paired_test():
+    cfg = TrainConfig()  # paired_test: auto, alpha 0.05
+    old = [0.0] * 32
+    few = [1.0] * 3 + [0.0] * 29  # 3 examples of 32 gained, none lost: p = 1/8
+    ok, why = gate(few, old, alpha=cfg.paired_alpha(32), seed=1)
+    assert not ok and "no significant gain" in why
+    assert gate([1.0] * 32, old, alpha=cfg.paired_alpha(32))[0]  # a real gain passes
+    # a tie broken by the dense score is not a gain: the test does not apply to it
+    assert gate(old, old, dense_new=-0.5, dense_old=-0.9, alpha=cfg.paired_alpha(32))[0]
+    # auto: a split of 4 can never reach p < 0.05 (2^-4), so the test is skipped; true keeps it
+    assert cfg.paired_alpha(4) is None and cfg.paired_alpha(5) == 0.05
+    assert TrainConfig(paired_test=True).paired_alpha(4) == 0.05
+    assert TrainConfig(paired_test=False).paired_alpha(32) is None
+
+
 def test_pareto_front_keeps_per_example_winners_and_samples_from_them():
     s = PipelineSpec.from_data(ARITH)
     pool = [PoolEntry(spec=s, scores=[1, 0, 0, 0]), PoolEntry(spec=s, scores=[0, 1, 1, 0]),

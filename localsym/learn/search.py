@@ -93,12 +93,14 @@ def gate(new: list[float], old: list[float], min_gain: float = 0.0,
          alpha: float | None = None, seed: int = 0) -> tuple[bool, str]:
     """Accept only on evidence: a mean gain above ``min_gain`` (strict), or the same per-example
     scores or better everywhere with an equal mean and a higher dense score; with ``alpha``, a
-    gain must also pass the paired sign-flip test at that level."""
+    gain must also pass the paired sign-flip test at that level (a few examples of gain on a
+    small validation split are noise)."""
     ok, why = _gate(new, old, min_gain, dense_new, dense_old)
-    if ok and alpha is not None:
+    gained = float(np.mean(new) - np.mean(old)) > 1e-12
+    if ok and gained and alpha is not None:
         p = permutation_p_value(new, old, seed=seed)
         if p >= alpha:
-            return False, f"no significant gain (paired test p={p:.3f} >= {alpha})"
+            return False, f"{why}, but no significant gain (paired test p={p:.3f} >= {alpha})"
         return True, f"{why}, p={p:.3f}"
     return ok, why
 

@@ -19,8 +19,11 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0)
     min_gain: float = Field(0.0, ge=0.0, description="a candidate is accepted only if its mean "
                             "validation score beats its parent's by more than this (strict)")
-    paired_test: bool = False
-    alpha: float = Field(0.1, gt=0.0, lt=1.0)
+    paired_test: bool | Literal["auto"] = Field(
+        "auto", description="a gain must also pass a paired sign-flip test over the validation "
+        "examples at level alpha: true always, auto where the split is large enough for a gain "
+        "to pass it (2^-n < alpha), false never")
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
     optimizers: tuple[OptimizerName, ...] = LLM_OPTIMIZERS + LISTED_SOURCES
     schedule: Literal["all", "cycle"] = Field(
         "all", description="all: every LLM optimizer every step; cycle: one per step, in turn")
@@ -38,6 +41,13 @@ class TrainConfig(BaseModel):
     tie_break: Literal["logprob", "none"] = Field(
         "logprob", description="on an equal validation score with no example lost, accept a "
         "candidate whose gold answers are likelier (needs a model with log-probabilities)")
+
+    def paired_alpha(self, n: int) -> float | None:
+        """The paired test's level for a gate over ``n`` examples; None where it does not apply
+        (off, or auto and a split so small its smallest p-value, 2^-n, cannot reach alpha)."""
+        if self.paired_test is True or (self.paired_test == "auto" and 2.0 ** -n < self.alpha):
+            return self.alpha
+        return None
 
     def optimizers_for(self, step: int) -> list[str]:
         """The optimizers of a step: ``cycle`` takes the LLM optimizers one per step in turn;

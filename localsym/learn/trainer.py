@@ -95,8 +95,8 @@ class Trainer:
                dense_new: float | None = None, dense_old: float | None = None
                ) -> tuple[bool, str]:
         cfg = self.config
-        return gate(new, old, cfg.min_gain, dense_new, dense_old,
-                    cfg.alpha if cfg.paired_test else None, cfg.seed + step)
+        return gate(new, old, cfg.min_gain, dense_new, dense_old, cfg.paired_alpha(len(new)),
+                    cfg.seed + step)
 
     # -- the loop -----------------------------------------------------------------------------
     def order(self, n: int, epoch: int) -> list[int]:
@@ -106,6 +106,9 @@ class Trainer:
         if not train or not val:
             raise ConfigError("training needs a non-empty train and validation split",
                               "give both splits at least one example")
+        if self.config.paired_test == "auto" and self.config.paired_alpha(len(val)) is None:
+            self.log(f"note: {len(val)} validation examples are too few for the paired test: "
+                     "a gain is accepted without it")
         state = self.load_state() if resume else None
         if resume and self.dir is not None:
             self.dir.reconcile_events(state)
