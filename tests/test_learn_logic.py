@@ -304,7 +304,7 @@ def test_resume_with_another_config_is_refused(tmp_path):
     trainer(TrainConfig(optimizers=())).fit(data, data)
     from localsym.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="another training config"):
+    with pytest.raises(ConfigError, match=r"another training config \(seed: 0 -> 9\)"):
         trainer(TrainConfig(optimizers=(), seed=9)).fit(data, data, resume=True)
 
 

@@ -42,6 +42,11 @@ class TrainConfig(BaseModel):
         "logprob", description="on an equal validation score with no example lost, accept a "
         "candidate whose gold answers are likelier (needs a model with log-probabilities)")
 
+    def differences(self, other: "TrainConfig") -> str:
+        """The fields where ``other`` differs, as ``name: this -> other``."""
+        return ", ".join(f"{k}: {v!r} -> {getattr(other, k)!r}" for k, v in self
+                         if v != getattr(other, k))
+
     def paired_alpha(self, n: int) -> float | None:
         """The paired test's level for a gate over ``n`` examples; None where it does not apply
         (off, or auto and a split so small its smallest p-value, 2^-n, cannot reach alpha)."""

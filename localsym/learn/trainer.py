@@ -114,8 +114,9 @@ class Trainer:
             self.dir.reconcile_events(state)
         if state is not None and state.config != self.config:
             raise ConfigError(f"the checkpoint in {self.dir.run_dir} was written with another "
-                              f"training config ({state.config.model_dump()})",
-                              "resume with the run's own config, or start a new run directory")
+                              f"training config ({state.config.differences(self.config)})",
+                              "resume with the run's own config and localsym version, or start a "
+                              "new run directory (the cache makes the repeated calls free)")
         if state is not None:
             self._base = dict(state.spent)
             state.stopped = None  # resumed: perhaps with a larger budget
@@ -368,8 +369,7 @@ class Trainer:
                 accepted.append(c)
         return accepted
 
-    def _over(self) -> str | None:
-        """Why the run's budget is spent, or None (no budget, or some of it left)."""
+    def _over(self) -> str | None:  # why the run's budget is spent, or None
         return self.budget.exceeded(self.spent()) if self.budget is not None else None
 
     def _check_budget(self) -> None:
