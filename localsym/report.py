@@ -22,6 +22,7 @@ from localsym.agent.spec import PROMPT_FIELDS, PipelineSpec
 from localsym.errors import ConfigError, LocalsymError
 from localsym.files import atomic_write_text, read_jsonl
 from localsym.learn.checkpoint import RunDirectory
+from localsym.learn.events import StepEvent, StoppedEvent
 
 
 def word_diff(old: str, new: str) -> Markup:
@@ -198,7 +199,8 @@ def build_context(run_dir: Path) -> dict:
         raise ConfigError(f"{log.log} has no start event", "the run never started; train it first")
     # a run can be left in any state (stopped by its budget, killed, a torn or hand-edited log):
     # the directory reads only the records that are events, and a missing number shows as a dash
-    steps = log.steps()
+    events = log.events()
+    steps = [e for e in events if isinstance(e, StepEvent)]
     kept = start.val_score
     points = [{"step": 0, "kept": kept, "candidate": kept, "decision": "start"}]
     rows = []
@@ -225,7 +227,8 @@ def build_context(run_dir: Path) -> dict:
     best = run_dir / "best_spec.json"
     return {"run_dir": str(run_dir), "summary": summary, "plot": score_plot(points),
             "steps": rows, "start_score": start.val_score,
-            "unread": len(read_jsonl(log.log)) - len(log.events()),
+            "unread": len(read_jsonl(log.log)) - len(events),
+            "stopped": events[-1] if isinstance(events[-1], StoppedEvent) else None,
             "graph_start": graph_svg(first) if first else None,
             "graph_final": graph_svg(last) if last else None,
             "graph_best": graph_svg(_spec_or_none(json.loads(best.read_text("utf-8"))))

@@ -177,6 +177,8 @@ def test_report_handles_budget_stopped_torn_and_damaged_runs(tmp_path):
     proc = cli("train", config, "--run-dir", tmp_path / "run", "--quiet")
     assert proc.returncode == 3, proc.stderr  # stopped by its budget: a normal outcome
     assert cli("report", tmp_path / "run").returncode == 0
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "Stopped after step 0: budget of 1 calls spent" in html and "--resume" in html
     log = tmp_path / "run" / "events.jsonl"
     with open(log, "a") as f:
         f.write(json.dumps({"event": "step", "decision": "<b>x</b>"}) + "\n")
@@ -184,7 +186,7 @@ def test_report_handles_budget_stopped_torn_and_damaged_runs(tmp_path):
     (tmp_path / "run" / "summary.json").write_text('{"name": "x", "val_bef')
     assert cli("report", tmp_path / "run").returncode == 0
     html = (tmp_path / "run" / "report.html").read_text()
-    assert "<b>x</b>" not in html
+    assert "<b>x</b>" not in html and "1 record(s) of events.jsonl are not events" in html
 
 
 # 10 --------------------------------------------------------------------------------------------
