@@ -304,8 +304,12 @@ def test_resume_with_another_config_is_refused(tmp_path):
     trainer(TrainConfig(optimizers=())).fit(data, data)
     from localsym.errors import ConfigError
 
+    with open(tmp_path / "events.jsonl", "a") as f:
+        f.write('{"event": "note from another tool"}\n')
+    log = (tmp_path / "events.jsonl").read_bytes()
     with pytest.raises(ConfigError, match=r"another training config \(seed: 0 -> 9\)"):
         trainer(TrainConfig(optimizers=(), seed=9)).fit(data, data, resume=True)
+    assert (tmp_path / "events.jsonl").read_bytes() == log  # refused before any rewrite
 
 
 def test_workflow_schema_only_names_what_exists():

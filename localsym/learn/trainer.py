@@ -110,13 +110,13 @@ class Trainer:
             self.log(f"note: {len(val)} validation examples are too few for the paired test: "
                      "a gain is accepted without it")
         state = self.load_state() if resume else None
-        if resume and self.dir is not None:
-            self.dir.reconcile_events(state)
-        if state is not None and state.config != self.config:
+        if state is not None and state.config != self.config:  # refused before any rewrite
             raise ConfigError(f"the checkpoint in {self.dir.run_dir} was written with another "
                               f"training config ({state.config.differences(self.config)})",
                               "resume with the run's own config and localsym version, or start a "
                               "new run directory (the cache makes the repeated calls free)")
+        if resume and self.dir is not None:
+            self.dir.reconcile_events(state)
         if state is not None:
             self._base = dict(state.spent)
             state.stopped = None  # resumed: perhaps with a larger budget
