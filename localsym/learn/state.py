@@ -19,7 +19,7 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0)
     min_gain: float = Field(0.0, ge=0.0, description="a candidate is accepted only if its mean "
                             "validation score beats its parent's by more than this (strict)")
-    paired_test: bool | Literal["auto"] = Field(
+    paired_test: Literal[True, False, "auto"] = Field(
         "auto", description="a gain must also pass a paired sign-flip test over the validation "
         "examples at level alpha: true always, auto where the split is large enough for a gain "
         "to pass it (2^-n < alpha), false never")
