@@ -20,9 +20,9 @@ from markupsafe import Markup
 
 from localsym.agent.spec import PROMPT_FIELDS, PipelineSpec
 from localsym.errors import ConfigError, LocalsymError
-from localsym.files import atomic_write_text, read_jsonl
+from localsym.files import atomic_write_text
 from localsym.learn.checkpoint import RunDirectory
-from localsym.learn.events import StepEvent, StoppedEvent
+from localsym.learn.events import StartEvent, StepEvent, StoppedEvent
 
 
 def word_diff(old: str, new: str) -> Markup:
@@ -194,12 +194,12 @@ def build_context(run_dir: Path) -> dict:
     run = RunDirectory(run_dir)
     if not run.log.is_file():
         raise ConfigError(f"{run_dir} has no events.jsonl", "pass the directory of a training run")
-    start = run.start()
+    events, unread = run.read()
+    start = next((e for e in events if isinstance(e, StartEvent)), None)
     if start is None:
         raise ConfigError(f"{run.log} has no start event", "the run never started; train it first")
     # a run can be left in any state (stopped by its budget, killed, a torn or hand-edited log):
     # the directory reads only the records that are events, and a missing number shows as a dash
-    events = run.events()
     steps = [e for e in events if isinstance(e, StepEvent)]
     kept = start.val_score
     points = [{"step": 0, "kept": kept, "candidate": kept, "decision": "start"}]
@@ -227,7 +227,7 @@ def build_context(run_dir: Path) -> dict:
     best = run_dir / "best_spec.json"
     return {"run_dir": str(run_dir), "summary": summary, "plot": score_plot(points),
             "steps": rows, "start_score": start.val_score,
-            "unread": len(read_jsonl(run.log)) - len(events),
+            "unread": unread,
             "stopped": events[-1] if isinstance(events[-1], StoppedEvent) else None,
             "graph_start": graph_svg(first) if first else None,
             "graph_final": graph_svg(last) if last else None,

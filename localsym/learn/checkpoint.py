@@ -84,9 +84,13 @@ class RunDirectory:
 
     def events(self) -> list[StartEvent | StepEvent | StoppedEvent]:
         """The log's events in order (a torn line or a record that is not an event left out)."""
-        if not self.log.is_file():
-            return []
-        return [e for e in map(parse_event, read_jsonl(self.log)) if e is not None]
+        return self.read()[0]
+
+    def read(self) -> tuple[list[StartEvent | StepEvent | StoppedEvent], int]:
+        """The log's events, and how many of its readable records are not events."""
+        records = read_jsonl(self.log) if self.log.is_file() else []
+        events = [e for e in map(parse_event, records) if e is not None]
+        return events, len(records) - len(events)
 
     def start(self) -> StartEvent | None:
         return next((e for e in self.events() if isinstance(e, StartEvent)), None)

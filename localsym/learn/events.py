@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from localsym.learn.backward import ExampleGradients
 from localsym.learn.loss import LossRecord
+from localsym.learn.optim import OptimizerName
 
-Source = Literal["prompt", "tool", "pipeline", "demonstrations", "structure", "merge"]
 Decision = Literal["accepted", "rolled back", "no change"]
 
 
@@ -23,7 +23,7 @@ class CandidateRecord(BaseModel):
     """One candidate of a step as the log keeps it: where it came from, its edits, its scores
     and what the search decided (``search.Candidate`` adds the spec)."""
 
-    source: Source
+    source: OptimizerName  # the LLM optimizer or code-listed source that proposed it
     edits: list[str]
     minibatch: float | None = None  # mean score on the screening minibatch
     val: float | None = None  # mean validation score, if it got that far

@@ -20,6 +20,7 @@ from localsym.agent.spec import PipelineSpec
 from localsym.learn.edits import merge
 from localsym.learn.events import CandidateRecord
 
+
 class Candidate(CandidateRecord):
     """One proposed change of the parent, and what the search made of it."""
 
