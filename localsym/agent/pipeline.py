@@ -113,6 +113,10 @@ class Pipeline:
                                       "name one of the tool's arguments")
         self._spec = spec
 
+    def using(self, spec: PipelineSpec) -> "Pipeline":
+        """The same agent (model, tools, sampling) with the weights of ``spec``."""
+        return Pipeline(spec, self.lm, self.tools, self.params)
+
     # -- PyTorch-style access to the weights ----------------------------------------------------
     def parameters(self) -> list[Parameter]:
         out = []

@@ -160,3 +160,33 @@ def loss_as_gradients(trajectory: Trajectory, loss: LossRecord, example_id: str
     for g in nodes:
         g.analysis = f"{loss.analysis} Needed: {loss.feedback}"
     return ExampleGradients(example_id=example_id, loss=loss, nodes=nodes)
+
+
+class Backward:
+    """The backward pass of a step, beside ``Loss`` and the optimizers: language gradients for
+    the failing examples, last node to first (``backprop``), or each node given the final loss's
+    feedback alone (no calls: the AutoPE-style ablation). A meta call that fails costs its
+    example only: the reason is returned beside the gradients."""
+
+    def __init__(self, lm: LM, params: SamplingParams | None = None, backprop: bool = True):
+        self.lm, self.params, self.backprop = lm, params, backprop
+
+    def __call__(self, failing: list, spec: PipelineSpec, workflow: bool
+                 ) -> tuple[list[ExampleGradients], list[str]]:
+        """Gradients of ``failing`` (``ScoredExample``s), and why the others have none."""
+        if not failing:
+            return [], []
+        if self.backprop:
+            results = backward_batch([s.trajectory for s in failing], [s.loss for s in failing],
+                                     spec, self.lm, [s.example.id for s in failing],
+                                     params=self.params, workflow=workflow, contain=True)
+        else:
+            results = [loss_as_gradients(s.trajectory, s.loss, s.example.id) for s in failing]
+        grads, failures = [], []
+        for s, result in zip(failing, results):
+            if isinstance(result, Exception):
+                failures.append(f"example {s.example.id}: {type(result).__name__}: "
+                                f"{result.cause}")
+            else:
+                grads.append(result)
+        return grads, failures

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -38,6 +38,14 @@ class LossRecord(BaseModel):
     analysis: str
     feedback: str = Field(description="what the last node should have done differently")
     metric: float | None = None
+
+
+class ScoredExample(NamedTuple):
+    """One example of a step's batch after its forward pass and loss."""
+
+    trajectory: Trajectory
+    example: Example
+    loss: LossRecord
 
 
 class Judgement(BaseModel):

@@ -24,17 +24,17 @@ import numpy as np
 from localsym.agent.pipeline import Pipeline
 from localsym.agent.spec import PipelineSpec
 from localsym.data import Example
-from localsym.errors import CallFailure, ConfigError
+from localsym.errors import ConfigError
 from localsym.faults import point
-from localsym.learn import edits as listed
-from localsym.learn.backward import backward_batch, loss_as_gradients
+from localsym.learn.backward import Backward
 from localsym.learn.checkpoint import RunDirectory
 from localsym.learn.events import StartEvent, StepEvent, StoppedEvent
 from localsym.learn.evaluate import dense_score, evaluate_runs, forward_all, progress_bar
-from localsym.learn.loss import Loss
-from localsym.learn.optim import LLM_OPTIMIZERS, Batch, Optimizer, UpdateRecord
-from localsym.learn.search import (Candidate, PoolEntry, admit, best_index, decision, dense_rank,
-                                   gate, merge_best, minibatch, sample_parent, spec_key)
+from localsym.learn.loss import Loss, ScoredExample
+from localsym.learn.optim import LLM_OPTIMIZERS, Optimizer, UpdateRecord
+from localsym.learn.propose import Proposer
+from localsym.learn.search import (Candidate, PoolEntry, best_index, decision, dense_rank, gate,
+                                   merge_best, minibatch, sample_parent, spec_key)
 from localsym.learn.state import TrainConfig, TrainState
 from localsym.lm.base import LM, SamplingParams
 from localsym.metrics import Metric
@@ -59,6 +59,8 @@ class Trainer:
             raise ConfigError(f"config names optimizers {sorted(unknown)} that were not given",
                               f"given: {sorted(optimizers)}")
         self.optimizers, self.metric = optimizers, metric
+        self.backward = Backward(lm, meta_params, self.config.backprop)
+        self.propose = Proposer(optimizers, self.config, pipeline.tools)
         self.dir = RunDirectory(run_dir) if run_dir else None  # checkpoints and events
         self.log = log
         self.budget = budget  # localsym.budget.Budget: checked between steps and candidates
@@ -77,13 +79,8 @@ class Trainer:
     def runs(self, spec: PipelineSpec, examples: list[Example], desc: str = "validation"
              ) -> tuple[list[float], list]:
         """Per-example scores of ``spec`` and its trajectories."""
-        saved = self.pipeline.spec
-        self.pipeline.spec = spec
-        try:
-            with self.bar(None, desc, len(examples)) as bar:
-                return evaluate_runs(self.pipeline, examples, self.metric, self.loss, bar)
-        finally:
-            self.pipeline.spec = saved
+        with self.bar(None, desc, len(examples)) as bar:
+            return evaluate_runs(self.pipeline.using(spec), examples, self.metric, self.loss, bar)
 
     def _dense(self, spec: PipelineSpec, examples: list[Example], trajectories: list
                ) -> float | None:
@@ -187,23 +184,25 @@ class Trainer:
         rng = np.random.default_rng([cfg.seed, 7, state.step])
         parent_id = sample_parent(state.pool, rng)
         parent = state.pool[parent_id]
-        spec = self.pipeline.spec = parent.spec
-        scored, failures = self._forward_loss(state, batch)
+        spec = parent.spec
+        scored, failures = self._forward_loss(state, spec, batch)
         # backward: gradients for the failing examples only (a success has nothing to correct)
         llm = [n for n in cfg.optimizers_for(state.step) if n in LLM_OPTIMIZERS]
-        failing = [(t, ex, l) for t, ex, l in scored if l.score < 1.0]
-        grads = self._backward(failing, spec, "pipeline" in llm, failures) if llm else []
+        failing = [s for s in scored if s.loss.score < 1.0]
+        grads, lost = self.backward(failing, spec, "pipeline" in llm) if llm else ([], [])
+        failures += lost
         point("step.backward")
         # propose, from a minibatch favouring the parent's failures
         by_id = {ex.id: ex for ex in train}
-        mb_ids = minibatch([ex.id for ex in train], [ex.id for _, ex, _ in failing],
+        mb_ids = minibatch([ex.id for ex in train], [s.example.id for s in failing],
                            cfg.screen_size, rng)
         mb = [by_id[i] for i in mb_ids]
         parent_mb, parent_runs = self.runs(spec, mb, f"step {state.step}: screen parent")
-        successes = [t for t, _, l in scored if l.score >= 1.0] + \
+        successes = [s.trajectory for s in scored if s.loss.score >= 1.0] + \
             [t for t, sc in zip(parent_runs, parent_mb) if sc >= 1.0]
-        candidates, rejected = self._propose(state, spec, llm, grads, failing, train, successes,
-                                             failures)
+        candidates, rejected, lost = self.propose(spec, state.step, llm, grads, failing, train,
+                                                  successes, state.memory, state.tried)
+        failures += lost
         base = float(np.mean(parent_mb))
         chosen = self._screen_all(state, spec, candidates, mb, base)
         accepted = self._validate(state, parent_id, chosen, val)
@@ -211,7 +210,7 @@ class Trainer:
         top = self._commit(state, parent, candidates, accepted)
         event = StepEvent(
             step=state.step, epoch=state.epoch, batch=[ex.id for ex in batch], parent=parent_id,
-            losses=[l for _, _, l in scored], gradients=grads, failures=failures,
+            losses=[s.loss for s in scored], gradients=grads, failures=failures,
             minibatch=mb_ids, parent_minibatch=base, candidates=[c.summary() for c in candidates],
             changes=[f"{c.source}: {e}" for c in accepted for e in c.edits],
             rejected_edits=rejected, val_before=parent.mean,
@@ -225,11 +224,12 @@ class Trainer:
                  f"{sum(c.val is not None for c in candidates)} validated, "
                  f"{len(accepted)} accepted)")
 
-    def _forward_loss(self, state: TrainState, batch: list[Example]) -> tuple[list, list[str]]:
-        """(trajectory, example, loss) of each example whose loss could be computed, and why the
-        others could not (a meta call that fails costs its example only)."""
+    def _forward_loss(self, state: TrainState, spec: PipelineSpec, batch: list[Example]
+                      ) -> tuple[list[ScoredExample], list[str]]:
+        """Each example whose loss could be computed, and why the others could not (a meta call
+        that fails costs its example only)."""
         with self.bar(None, f"step {state.step}: forward", len(batch)) as bar:
-            trajectories = forward_all(self.pipeline, batch, bar)
+            trajectories = forward_all(self.pipeline.using(spec), batch, bar)
         point("step.forward")
         failures: list[str] = []
         scored = []
@@ -238,7 +238,7 @@ class Trainer:
             if isinstance(loss, Exception):
                 failures.append(f"example {ex.id}: {type(loss).__name__}: {loss.cause}")
             else:
-                scored.append((traj, ex, loss))
+                scored.append(ScoredExample(traj, ex, loss))
         return scored, failures
 
     def _screen_all(self, state: TrainState, spec: PipelineSpec, candidates: list[Candidate],
@@ -284,58 +284,6 @@ class Trainer:
         state.best_spec, state.best_score = state.pool[b].spec, state.pool[b].mean
         self.pipeline.spec = state.spec
         return top
-
-    def _backward(self, failing: list, spec: PipelineSpec, workflow: bool,
-                  failures: list[str]) -> list:
-        if not failing:
-            return []
-        if self.config.backprop:
-            results = backward_batch([t for t, _, _ in failing], [l for _, _, l in failing],
-                                     spec, self.lm, [ex.id for _, ex, _ in failing],
-                                     params=self.meta_params, workflow=workflow,
-                                     contain=True)
-        else:
-            results = [loss_as_gradients(t, l, ex.id) for t, ex, l in failing]
-        grads = []
-        for (_, ex, _), result in zip(failing, results):
-            if isinstance(result, Exception):
-                failures.append(f"example {ex.id}: {type(result).__name__}: {result.cause}")
-            else:
-                grads.append(result)
-        return grads
-
-    def _propose(self, state: TrainState, spec: PipelineSpec, llm: list[str], grads: list,
-                 failing: list, train: list[Example], successes: list, failures: list[str]
-                 ) -> tuple[list[Candidate], list[str]]:
-        """Every candidate of this step, in a fixed order (LLM optimizers, demonstrations,
-        structural edits), each a child of ``spec``; the ones that change the final outputs
-        or were tried before are left out."""
-        cfg, rejected = self.config, []
-        proposed: list[Candidate] = []
-        if grads:
-            ok_ids = {g.example_id for g in grads}
-            data = Batch(trajectories=[t for t, ex, _ in failing if ex.id in ok_ids],
-                         gradients=grads)
-            for name in llm:
-                try:
-                    proposal = self.optimizers[name].step(spec, data, state.memory)
-                except CallFailure as err:
-                    failures.append(f"optimizer {name}: {type(err).__name__}: {err.cause}")
-                    continue
-                rejected += [f"{name}: {r}" for r in proposal.rejected]
-                if proposal.changes:
-                    proposed.append(Candidate(source=name, spec=proposal.spec,
-                                              edits=[c.target for c in proposal.changes]))
-        if "demonstrations" in cfg.optimizers:
-            seed = cfg.seed * 1000 + state.step
-            for edits, new in listed.labeled_demonstrations(spec, train, cfg.demo_sizes, seed) + \
-                    listed.bootstrapped_demonstrations(spec, successes, cfg.demo_sizes, seed):
-                proposed.append(Candidate(source="demonstrations", edits=edits, spec=new))
-        if "structure" in cfg.optimizers:
-            for edits, new in listed.structural_edits(spec, self.pipeline.tools):
-                proposed.append(Candidate(source="structure", edits=edits, spec=new))
-        out, refused = admit(spec, proposed, state.tried, cfg.max_candidates)
-        return out, rejected + refused
 
     def _screen(self, c: Candidate, mb: list[Example], base: float, step: int) -> bool:
         """Score ``c`` on the minibatch; whether it beats the parent there (strictly)."""

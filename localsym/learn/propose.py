@@ -1,0 +1,67 @@
+"""Where a step's candidates come from: the LLM optimizers (written from the gradients), the
+demonstration sets and the structural edits code lists (``learn/edits.py``), in a fixed order,
+each a child of the parent; the search (``learn/search.py``) admits the ones it will screen."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from localsym.agent.spec import PipelineSpec
+from localsym.agent.tools import ToolRegistry
+from localsym.data import Example
+from localsym.errors import CallFailure
+from localsym.learn import edits as listed
+from localsym.learn.backward import ExampleGradients
+from localsym.learn.optim import Batch, Optimizer, UpdateRecord
+from localsym.learn.search import Candidate, admit
+from localsym.learn.state import TrainConfig
+
+
+class Proposed(NamedTuple):
+    """A step's candidates, the edits refused on the way (with why), and the optimizer calls
+    that failed (with why)."""
+
+    candidates: list[Candidate]
+    rejected: list[str]
+    failures: list[str]
+
+
+class Proposer:
+    """Every candidate of a step, from the sources the config names."""
+
+    def __init__(self, optimizers: dict[str, Optimizer], config: TrainConfig,
+                 tools: ToolRegistry):
+        self.optimizers, self.config, self.tools = optimizers, config, tools
+
+    def __call__(self, spec: PipelineSpec, step: int, llm: list[str],
+                 grads: list[ExampleGradients], failing: list, train: list[Example],
+                 successes: list, memory: list[UpdateRecord], tried: list[str]) -> Proposed:
+        """The candidates of step ``step`` in a fixed order (LLM optimizers, demonstrations,
+        structural edits), each a child of ``spec``; the ones that change the final outputs or
+        were tried before (``tried``) are left out."""
+        cfg, rejected, failures = self.config, [], []
+        proposed: list[Candidate] = []
+        if grads:
+            ok_ids = {g.example_id for g in grads}
+            data = Batch(trajectories=[s.trajectory for s in failing if s.example.id in ok_ids],
+                         gradients=grads)
+            for name in llm:
+                try:
+                    proposal = self.optimizers[name].step(spec, data, memory)
+                except CallFailure as err:
+                    failures.append(f"optimizer {name}: {type(err).__name__}: {err.cause}")
+                    continue
+                rejected += [f"{name}: {r}" for r in proposal.rejected]
+                if proposal.changes:
+                    proposed.append(Candidate(source=name, spec=proposal.spec,
+                                              edits=[c.target for c in proposal.changes]))
+        if "demonstrations" in cfg.optimizers:
+            seed = cfg.seed * 1000 + step
+            for edits, new in listed.labeled_demonstrations(spec, train, cfg.demo_sizes, seed) + \
+                    listed.bootstrapped_demonstrations(spec, successes, cfg.demo_sizes, seed):
+                proposed.append(Candidate(source="demonstrations", edits=edits, spec=new))
+        if "structure" in cfg.optimizers:
+            for edits, new in listed.structural_edits(spec, self.tools):
+                proposed.append(Candidate(source="structure", edits=edits, spec=new))
+        out, refused = admit(spec, proposed, tried, cfg.max_candidates)
+        return Proposed(out, rejected + refused, failures)
