@@ -107,6 +107,14 @@ def speeds(lm) -> dict:
     return measured
 
 
+def calls_per_example(spec) -> int:
+    """Model calls one example costs at most (a tool loop counted at two steps, a vote at its
+    samples, a check at its retries; a node whose call the spec writes still answers once)."""
+    return sum((1 + (min(n.max_tool_steps, 2) if n.tools else 0)) *
+               (n.vote.samples if n.vote else 1) + (n.check.retries if n.check else 0)
+               for n in spec.nodes)
+
+
 def estimate(run) -> Estimate:
     """The estimate for a ``localsym.runner.Run`` (see the module doc)."""
     c, spec, splits, pipe = run.config, run.spec, run.splits, run.pipeline
@@ -114,7 +122,7 @@ def estimate(run) -> Estimate:
     node_prompt = sum(len(m["content"]) for node in spec.nodes
                       for m in pipe.messages_for(node, {k: sample.get(k, "") for k in node.inputs})
                       ) / 3.6 / max(1, len(spec.nodes))
-    per_example = sum(1 + (min(n.max_tool_steps, 2) if n.tools else 0) for n in spec.nodes)
+    per_example = calls_per_example(spec)
     # a candidate may give a node a declared tool: count its calls as a tool node's
     per_candidate = sum(1 + (2 if n.tools or spec.tools else 0) for n in spec.nodes)
     # the judge runs only for examples without a ground truth (or with a person's feedback)
@@ -133,8 +141,10 @@ def estimate(run) -> Estimate:
     per_step = min(sum(o in opts for o in LLM_OPTIMIZERS) +
                    ("demonstrations" in opts) * 2 * len(t.demo_sizes), t.max_candidates) + \
         ("merge" in opts)
-    structural = min(len(structural_edits(spec, pipe.tools)), t.max_candidates) \
-        if "structure" in opts else 0
+    listed = structural_edits(spec, pipe.tools)[:t.max_candidates] if "structure" in opts else []
+    structural = len(listed)
+    # each listed candidate at its own cost (a vote runs a node several times, a check again)
+    listed_calls = sum(max(calls_per_example(new), per_candidate) for _, new in listed)
     screen = min(t.screen_size, len(splits["train"]))
     candidates = per_step + structural
     meta = {"loss": steps * batch * judge,
@@ -151,7 +161,7 @@ def estimate(run) -> Estimate:
              "workflow gradients": meta["workflow"],
              "optimizers": meta["prompt"] + meta["tool"] + meta["pipeline"],
              "screening (parent and candidates)": steps * screen * per_example * (1 + per_step)
-             + screen * structural * per_candidate,
+             + screen * listed_calls,
              "validation (candidates)": steps * min(t.max_validate, candidates) *
              len(splits["val"]) * per_candidate}
     agent_calls = calls["test (before and after)"] + calls["validation (start)"] + \

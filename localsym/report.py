@@ -39,6 +39,11 @@ def word_diff(old: str, new: str) -> Markup:
     return Markup(" ".join(out))
 
 
+def glued(source: str | None, via: tuple) -> str:
+    """A binding as a person reads it: its source, then its glue steps."""
+    return " | ".join([str(source)] + [op.describe() for op in via])
+
+
 def spec_diffs(before: PipelineSpec, after: PipelineSpec) -> list[dict]:
     """Every changed trainable text between two specs: {target, diff}."""
     rows = []
@@ -57,10 +62,14 @@ def spec_diffs(before: PipelineSpec, after: PipelineSpec) -> list[dict]:
             rows.append({"target": f"{node.name}.tools",
                          "diff": word_diff(", ".join(old.tools), ", ".join(node.tools))})
         structure = {"tool_choice": lambda n: n.tool_choice,
-                     "bind": lambda n: json.dumps(n.bind, sort_keys=True),
-                     "arg_from": lambda n: json.dumps(n.arg_from, sort_keys=True),
+                     "bind": lambda n: "; ".join(
+                         f"{o} = {glued(n.bound_tool(o), n.bound_via(o))}" for o in sorted(n.bind)),
+                     "arg_from": lambda n: "; ".join(
+                         f"{k} = {glued(*v)}" for k, v in sorted(n.wiring().items())),
                      "output patterns": lambda n: json.dumps(
-                         {f.name: f.pattern for f in n.outputs if f.pattern}, sort_keys=True)}
+                         {f.name: f.pattern for f in n.outputs if f.pattern}, sort_keys=True),
+                     "test-time compute": lambda n: json.dumps(n.model_dump(
+                         mode="json", include={"reasoning", "vote", "check"}), sort_keys=True)}
         for what, value in structure.items():
             if value(old) != value(node):
                 rows.append({"target": f"{node.name}.{what}",

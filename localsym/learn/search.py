@@ -13,6 +13,9 @@ even when its mean is not the highest.
 
 from __future__ import annotations
 
+import json
+from typing import NamedTuple
+
 import numpy as np
 from pydantic import BaseModel
 
@@ -25,10 +28,11 @@ class Candidate(CandidateRecord):
     """One proposed change of the parent, and what the search made of it."""
 
     spec: PipelineSpec
+    seen: list[str] = []  # training examples it was found on (never its further evidence)
 
     def summary(self) -> CandidateRecord:
         """The candidate as the event log keeps it (the spec itself is kept for accepted ones)."""
-        return CandidateRecord.model_validate(self.model_dump(exclude={"spec"}))
+        return CandidateRecord.model_validate(self.model_dump(exclude={"spec", "seen"}))
 
 
 class PoolEntry(BaseModel):
@@ -37,6 +41,7 @@ class PoolEntry(BaseModel):
     spec: PipelineSpec
     scores: list[float]
     dense: float | None = None
+    calls: float | None = None  # model calls per validation example, once measured
     parent: int | None = None
     step: int = 0
     source: str = "start"
@@ -89,29 +94,49 @@ def sample_parent(pool: list[PoolEntry], rng: np.random.Generator) -> int:
     return int(ids[rng.choice(len(ids), p=weights / weights.sum())])
 
 
+class Verdict(NamedTuple):
+    """The gate's answer: accepted or not, why, and whether the gain is there but not yet
+    significant (more evidence may decide: ``promising``)."""
+
+    accepted: bool
+    reason: str
+    promising: bool = False
+    p: float | None = None  # the paired test's p-value, where it ran
+
+
 def gate(new: list[float], old: list[float], min_gain: float = 0.0,
          dense_new: float | None = None, dense_old: float | None = None,
-         alpha: float | None = None, seed: int = 0) -> tuple[bool, str]:
+         alpha: float | None = None, seed: int = 0, calls_new: float | None = None,
+         calls_old: float | None = None) -> Verdict:
     """Accept only on evidence: a mean gain above ``min_gain`` (strict), or the same per-example
-    scores or better everywhere with an equal mean and a higher dense score; with ``alpha``, a
-    gain must also pass the paired sign-flip test at that level (a few examples of gain on a
-    small validation split are noise)."""
-    ok, why = _gate(new, old, min_gain, dense_new, dense_old)
-    gained = float(np.mean(new) - np.mean(old)) > 1e-12
-    if ok and gained and alpha is not None:
-        p = permutation_p_value(new, old, seed=seed)
-        if p >= alpha:
-            return False, f"{why}, but no significant gain (paired test p={p:.3f} >= {alpha})"
-        return True, f"{why}, p={p:.3f}"
-    return ok, why
-
-
-def _gate(new: list[float], old: list[float], min_gain: float, dense_new: float | None,
-          dense_old: float | None) -> tuple[bool, str]:
+    scores or better everywhere with an equal mean and a tie-break that never buys cost (fewer
+    model calls per example; or as many and a higher dense score); with ``alpha``, a gain must
+    also pass the paired sign-flip test at that level (a few examples of gain on a small
+    validation split are noise)."""
     gain = float(np.mean(new) - np.mean(old))
     if gain > min_gain + 1e-12:
-        return True, f"validation gain {gain:+.3f}"
+        why = f"validation gain {gain:+.3f}"
+        if alpha is None:
+            return Verdict(True, why)
+        p = permutation_p_value(new, old, seed=seed)
+        if p >= alpha:
+            return Verdict(False, f"{why}, but no significant gain (paired test p={p:.3f} >= "
+                                  f"{alpha:g})", promising=True, p=p)
+        return Verdict(True, f"{why}, p={p:.3f}", p=p)
+    return Verdict(*_tie(new, old, gain, min_gain, dense_new, dense_old, calls_new, calls_old))
+
+
+def _tie(new: list[float], old: list[float], gain: float, min_gain: float,
+         dense_new: float | None, dense_old: float | None, calls_new: float | None,
+         calls_old: float | None) -> tuple[bool, str]:
     lost = int(sum(a < b for a, b in zip(new, old)))
+    if abs(gain) <= 1e-12 and not lost and calls_new is not None and calls_old is not None:
+        if calls_new > calls_old + 1e-9:
+            return False, f"validation equal, but more model calls per example " \
+                          f"({calls_old:.2f} -> {calls_new:.2f}): a tie never buys cost"
+        if calls_new < calls_old - 1e-9:
+            return True, f"validation equal, no example lost, fewer model calls per example " \
+                         f"({calls_old:.2f} -> {calls_new:.2f})"
     if abs(gain) <= 1e-12 and not lost and dense_new is not None and dense_old is not None \
             and dense_new > dense_old + 1e-9:
         return True, f"validation equal, no example lost, dense score {dense_old:.3f} -> " \
@@ -121,6 +146,18 @@ def _gate(new: list[float], old: list[float], min_gain: float, dense_new: float 
     if gain <= min_gain and gain > 1e-12:
         return False, f"gain {gain:+.3f} not above min_gain {min_gain}"
     return False, "no gain on validation" + (f" ({lost} example(s) lost)" if lost else "")
+
+
+def unseen(examples: list, used: set[str], spec: PipelineSpec, limit: int,
+           rng: np.random.Generator) -> list:
+    """Up to ``limit`` of ``examples`` that took no part in proposing, picking or screening a
+    candidate (ids not in ``used``, inputs not shown as a demonstration in ``spec``), in a
+    seeded order: the further evidence a promising gain earns."""
+    shown = {json.dumps(d.inputs, sort_keys=True, default=str)
+             for n in spec.nodes for d in n.demonstrations}
+    fresh = [ex for ex in examples if ex.id not in used and
+             json.dumps(ex.inputs, sort_keys=True, default=str) not in shown]
+    return [fresh[i] for i in rng.permutation(len(fresh))][:limit]
 
 
 def minibatch(train_ids: list[str], failed: list[str], size: int,

@@ -23,7 +23,13 @@ class TrainConfig(BaseModel):
         "auto", description="a gain must also pass a paired sign-flip test over the validation "
         "examples at level alpha: true always, auto where the split is large enough for a gain "
         "to pass it (2^-n < alpha), false never")
-    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    alpha: float = Field(0.05, gt=0.0, lt=1.0, description="the chance that a change which does "
+                         "nothing is accepted, spent over the gate's looks (half at each of two "
+                         "when evidence > 0)")
+    evidence: int = Field(32, ge=0, description="when a candidate gains on validation but not yet "
+                          "significantly, score it and its parent on up to this many training "
+                          "examples that took no part in proposing, picking or screening it, and "
+                          "decide on all of it (0: one look, validation alone)")
     optimizers: tuple[OptimizerName, ...] = LLM_OPTIMIZERS + LISTED_SOURCES
     schedule: Literal["all", "cycle"] = Field(
         "all", description="all: every LLM optimizer every step; cycle: one per step, in turn")
@@ -48,10 +54,12 @@ class TrainConfig(BaseModel):
                          if v != getattr(other, k))
 
     def paired_alpha(self, n: int) -> float | None:
-        """The paired test's level for a gate over ``n`` examples; None where it does not apply
-        (off, or auto and a split so small its smallest p-value, 2^-n, cannot reach alpha)."""
-        if self.paired_test is True or (self.paired_test == "auto" and 2.0 ** -n < self.alpha):
-            return self.alpha
+        """The paired test's level at each look of a gate over ``n`` validation examples (alpha
+        split over the two looks when ``evidence`` allows a second one); None where it does not
+        apply (off, or auto and a split so small its smallest p-value, 2^-n, cannot reach it)."""
+        level = self.alpha / 2 if self.evidence else self.alpha
+        if self.paired_test is True or (self.paired_test == "auto" and 2.0 ** -n < level):
+            return level
         return None
 
     def optimizers_for(self, step: int) -> list[str]:

@@ -33,8 +33,10 @@ from localsym.learn.evaluate import dense_score, evaluate_runs, forward_all, pro
 from localsym.learn.loss import Loss, ScoredExample
 from localsym.learn.optim import LLM_OPTIMIZERS, Optimizer, UpdateRecord
 from localsym.learn.propose import Proposer
-from localsym.learn.search import (Candidate, PoolEntry, best_index, decision, dense_rank, gate,
-                                   merge_best, minibatch, sample_parent, spec_key)
+from localsym.learn.events import Evidence
+from localsym.learn.search import (Candidate, PoolEntry, Verdict, best_index, decision,
+                                   dense_rank, gate, merge_best, minibatch, sample_parent,
+                                   spec_key, unseen)
 from localsym.learn.state import TrainConfig, TrainState
 from localsym.lm.base import LM, SamplingParams
 from localsym.metrics import Metric
@@ -60,7 +62,7 @@ class Trainer:
                               f"given: {sorted(optimizers)}")
         self.optimizers, self.metric = optimizers, metric
         self.backward = Backward(lm, meta_params, self.config.backprop)
-        self.propose = Proposer(optimizers, self.config, pipeline.tools)
+        self.propose = Proposer(optimizers, self.config, pipeline.tools, metric)
         self.dir = RunDirectory(run_dir) if run_dir else None  # checkpoints and events
         self.log = log
         self.budget = budget  # localsym.budget.Budget: checked between steps and candidates
@@ -89,11 +91,14 @@ class Trainer:
         return dense_score(self.pipeline.lm, spec, examples, trajectories)
 
     def accept(self, new: list[float], old: list[float], step: int,
-               dense_new: float | None = None, dense_old: float | None = None
-               ) -> tuple[bool, str]:
+               dense_new: float | None = None, dense_old: float | None = None,
+               calls_new: float | None = None, calls_old: float | None = None,
+               n_val: int | None = None) -> Verdict:
+        """The gate at this run's settings (``n_val``: the validation examples among ``new``,
+        which decide whether the paired test applies)."""
         cfg = self.config
-        return gate(new, old, cfg.min_gain, dense_new, dense_old, cfg.paired_alpha(len(new)),
-                    cfg.seed + step)
+        return gate(new, old, cfg.min_gain, dense_new, dense_old,
+                    cfg.paired_alpha(n_val or len(new)), cfg.seed + step, calls_new, calls_old)
 
     # -- the loop -----------------------------------------------------------------------------
     def order(self, n: int, epoch: int) -> list[int]:
@@ -205,7 +210,8 @@ class Trainer:
         failures += lost
         base = float(np.mean(parent_mb))
         chosen = self._screen_all(state, spec, candidates, mb, base)
-        accepted = self._validate(state, parent_id, chosen, val)
+        used = {ex.id for ex in batch} | set(mb_ids)
+        accepted = self._validate(state, parent_id, chosen, val, train, used)
         point("step.validation")
         top = self._commit(state, parent, candidates, accepted)
         event = StepEvent(
@@ -295,27 +301,61 @@ class Trainer:
         return False
 
     def _validate(self, state: TrainState, parent_id: int, chosen: list[Candidate],
-                  val: list[Example]) -> list[Candidate]:
-        """Score ``chosen`` on the validation split and gate each against the parent; the
-        accepted ones join the pool."""
+                  val: list[Example], train: list[Example], used: set[str]) -> list[Candidate]:
+        """Score ``chosen`` on the validation split and gate each against the parent (a
+        promising gain earns a second look on unseen training examples); the accepted ones join
+        the pool."""
         parent, accepted = state.pool[parent_id], []
         for c in chosen:
+            if any(a.val is not None and a.val >= 1.0 for a in accepted):
+                c.decision, c.reason = "screened out", "a candidate validated before it scores " \
+                                                       "full marks: none can beat it"
+                continue
             self._check_budget()
             scores, runs = self.runs(c.spec, val, f"step {state.step}: validation")
-            c.val = float(np.mean(scores))
+            c.val, c.calls = float(np.mean(scores)), float(np.mean([t.calls for t in runs]))
             tie = abs(c.val - parent.mean) <= 1e-12 and \
                 all(a >= b for a, b in zip(scores, parent.scores))
-            if tie and parent.dense is None:
-                parent.dense = self._dense(parent.spec, val, self.runs(parent.spec, val)[1])
+            if tie and (parent.dense is None or parent.calls is None):
+                parent_runs = self.runs(parent.spec, val)[1]
+                parent.calls = float(np.mean([t.calls for t in parent_runs]))
+                parent.dense = self._dense(parent.spec, val, parent_runs)
             if tie:
                 c.dense = self._dense(c.spec, val, runs)
-            ok, c.reason = self.accept(scores, parent.scores, state.step, c.dense, parent.dense)
-            c.decision = "accepted" if ok else "rejected"
-            if ok:
+            verdict = self.accept(scores, parent.scores, state.step, c.dense, parent.dense,
+                                  c.calls if tie else None, parent.calls if tie else None)
+            if verdict.promising:
+                verdict = self._second_look(state, c, parent, scores, train, used, verdict)
+            c.reason, c.decision = verdict.reason, "accepted" if verdict.accepted else "rejected"
+            if verdict.accepted:
                 state.pool.append(PoolEntry(spec=c.spec, scores=scores, dense=c.dense,
-                                            parent=parent_id, step=state.step, source=c.source))
+                                            calls=c.calls, parent=parent_id, step=state.step,
+                                            source=c.source))
                 accepted.append(c)
         return accepted
+
+    def _second_look(self, state: TrainState, c: Candidate, parent: PoolEntry,
+                     scores: list[float], train: list[Example], used: set[str],
+                     first: Verdict) -> Verdict:
+        """A gain that is there but not yet significant: score the candidate and its parent on
+        up to ``evidence`` training examples that took no part in proposing, picking or
+        screening it, and decide on validation and those together (alpha spent over the two
+        looks)."""
+        rng = np.random.default_rng([self.config.seed, 11, state.step])
+        extra = unseen(train, used | set(c.seen), c.spec, self.config.evidence, rng)
+        if not extra:
+            return first._replace(reason=f"{first.reason}; no unseen examples left for a "
+                                         "second look")
+        self._check_budget()
+        new = self.score(c.spec, extra, f"step {state.step}: more evidence")
+        old = self.score(parent.spec, extra, f"step {state.step}: more evidence (parent)")
+        second = self.accept(scores + new, parent.scores + old, state.step, n_val=len(scores))
+        c.evidence = Evidence(examples=[ex.id for ex in extra], candidate=float(np.mean(new)),
+                              parent=float(np.mean(old)), p=second.p)
+        return second._replace(
+            promising=False, reason=f"{first.reason}; on {len(extra)} unseen training examples "
+            f"{c.evidence.parent:.3f} -> {c.evidence.candidate:.3f}, so on validation and them "
+            f"together: {second.reason}")
 
     def _over(self) -> str | None:  # why the run's budget is spent, or None
         return self.budget.exceeded(self.spent()) if self.budget is not None else None

@@ -1,0 +1,429 @@
+"""Glue: short chains of typed, parameterized, side-effect-free operations on a binding.
+
+A binding moves a value into a tool's argument (``arg_from``: from an input) or out of a tool's
+result (``bind``: into an output). A chain on it (``via``) reshapes the value on the way: the
+text after a delimiter, a prefix stripped, a bounded regex capture, the numbers of a text, item
+k of a list, a join, a case, a parse. The operations are data (pydantic models, saved in the
+spec, shown in the report), executed here without ``eval``, and bounded: every text and list an
+operation produces is capped, a regex runs under a timeout, a chain is at most ``MAX_OPS`` long.
+
+Values have three kinds: ``text`` (str), ``list`` (of str) and ``number`` (int or float). Each
+operation takes one kind and gives one; a chain is checked kind by kind when the spec is
+validated (a number is read as its text where an operation takes text). A step that cannot
+apply (no delimiter, no match, an index past the end, a text that is not a number) raises
+``GlueError``: the binding fails for that example, and the node goes on as if it were absent.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal, Union
+
+import regex
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
+
+Kind = Literal["text", "list", "number"]
+MAX_OPS = 6  # operations in one chain
+MAX_TEXT = 20_000  # characters of a text an operation may produce
+MAX_ITEMS = 2_000  # items of a list an operation may produce
+MAX_PARAM = 200  # characters of a text parameter (a delimiter, a prefix, a pattern)
+REGEX_TIMEOUT = 0.05  # seconds one regex search may take
+Param = Annotated[str, Field(min_length=1, max_length=MAX_PARAM)]
+
+
+class GlueError(ValueError):
+    """A glue step that cannot apply to this value (the binding fails for this example)."""
+
+
+class Op(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    takes: Kind = Field("text", exclude=True, repr=False)
+    gives: Kind = Field("text", exclude=True, repr=False)
+
+    def __call__(self, value: Any) -> Any:  # pragma: no cover - every op overrides it
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        params = ", ".join(repr(v) for k, v in self.model_dump(exclude_defaults=True).items()
+                           if k != "op")
+        return f"{self.op}({params})" if params else self.op  # type: ignore[attr-defined]
+
+
+def _find(text: str, delimiter: str, occurrence: str) -> int:
+    at = text.find(delimiter) if occurrence == "first" else text.rfind(delimiter)
+    if at < 0:
+        raise GlueError(f"no {delimiter!r} in {_clip(text)}")
+    return at
+
+
+class After(Op):
+    """The text after the first (or last) occurrence of ``delimiter``."""
+
+    op: Literal["after"] = "after"
+    delimiter: Param
+    occurrence: Literal["first", "last"] = "first"
+
+    def __call__(self, value: str) -> str:
+        return value[_find(value, self.delimiter, self.occurrence) + len(self.delimiter):]
+
+
+class Before(Op):
+    """The text before the first (or last) occurrence of ``delimiter``."""
+
+    op: Literal["before"] = "before"
+    delimiter: Param
+    occurrence: Literal["first", "last"] = "first"
+
+    def __call__(self, value: str) -> str:
+        return value[:_find(value, self.delimiter, self.occurrence)]
+
+
+class StripPrefix(Op):
+    """The text without ``prefix`` at its start (unchanged where it does not start with it)."""
+
+    op: Literal["strip_prefix"] = "strip_prefix"
+    prefix: Param
+
+    def __call__(self, value: str) -> str:
+        return value[len(self.prefix):] if value.startswith(self.prefix) else value
+
+
+class StripSuffix(Op):
+    """The text without ``suffix`` at its end (unchanged where it does not end with it)."""
+
+    op: Literal["strip_suffix"] = "strip_suffix"
+    suffix: Param
+
+    def __call__(self, value: str) -> str:
+        return value[:-len(self.suffix)] if value.endswith(self.suffix) else value
+
+
+class Trim(Op):
+    """The text without surrounding whitespace (or without the characters ``chars``)."""
+
+    op: Literal["trim"] = "trim"
+    chars: str | None = Field(None, min_length=1, max_length=MAX_PARAM)
+
+    def __call__(self, value: str) -> str:
+        return value.strip(self.chars)
+
+
+class Regex(Op):
+    """The first match of ``pattern`` (group ``group``; 0 = the whole match)."""
+
+    op: Literal["regex"] = "regex"
+    pattern: Param
+    group: int = Field(0, ge=0, le=9)
+
+    @model_validator(mode="after")
+    def _compiles(self):
+        try:
+            compiled = regex.compile(self.pattern)
+        except regex.error as err:
+            raise ValueError(f"regex {self.pattern!r} is not a valid pattern ({err})") from None
+        if self.group > compiled.groups:
+            raise ValueError(f"regex {self.pattern!r} has {compiled.groups} group(s), not "
+                             f"group {self.group}")
+        return self
+
+    def __call__(self, value: str) -> str:
+        try:
+            match = regex.search(self.pattern, value, timeout=REGEX_TIMEOUT)
+        except TimeoutError:
+            raise GlueError(f"regex {self.pattern!r} took over {REGEX_TIMEOUT}s") from None
+        if match is None or match.group(self.group) is None:
+            raise GlueError(f"regex {self.pattern!r} does not match {_clip(value)}")
+        return match.group(self.group)
+
+
+class Replace(Op):
+    """Every occurrence of ``old`` replaced by ``new``."""
+
+    op: Literal["replace"] = "replace"
+    old: Param
+    new: str = Field("", max_length=MAX_PARAM)
+
+    def __call__(self, value: str) -> str:
+        return value.replace(self.old, self.new)
+
+
+class Case(Op):
+    """The text in lower, upper, title or capitalized case."""
+
+    op: Literal["case"] = "case"
+    to: Literal["lower", "upper", "title", "capitalize"]
+
+    def __call__(self, value: str) -> str:
+        return getattr(value, self.to)()
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_WORD = re.compile(r"\w+(?:['-]\w+)*")
+
+
+class Numbers(Op):
+    """The numbers written in the text, in order (as texts: ``-12``, ``3.5``)."""
+
+    op: Literal["numbers"] = "numbers"
+    gives: Kind = Field("list", exclude=True, repr=False)
+
+    def __call__(self, value: str) -> list[str]:
+        return _NUMBER.findall(value)
+
+
+class Words(Op):
+    """The words of the text, in order (letters, digits, inner apostrophes and hyphens)."""
+
+    op: Literal["words"] = "words"
+    gives: Kind = Field("list", exclude=True, repr=False)
+
+    def __call__(self, value: str) -> list[str]:
+        return _WORD.findall(value)
+
+
+class Chars(Op):
+    """The characters of the text that are not whitespace, in order."""
+
+    op: Literal["chars"] = "chars"
+    gives: Kind = Field("list", exclude=True, repr=False)
+
+    def __call__(self, value: str) -> list[str]:
+        return [c for c in value if not c.isspace()]
+
+
+class Split(Op):
+    """The text split at ``separator`` (default: at runs of whitespace), empty items dropped."""
+
+    op: Literal["split"] = "split"
+    separator: str | None = Field(None, min_length=1, max_length=MAX_PARAM)
+    gives: Kind = Field("list", exclude=True, repr=False)
+
+    def __call__(self, value: str) -> list[str]:
+        return [p for p in value.split(self.separator) if p.strip()]
+
+
+class Item(Op):
+    """Item ``index`` of a list (0 the first, -1 the last)."""
+
+    op: Literal["item"] = "item"
+    index: int = Field(ge=-1000, le=1000)
+    takes: Kind = Field("list", exclude=True, repr=False)
+
+    def __call__(self, value: list[str]) -> str:
+        try:
+            return value[self.index]
+        except IndexError:
+            raise GlueError(f"no item {self.index} in a list of {len(value)}") from None
+
+
+class Join(Op):
+    """The items of a list joined by ``separator``."""
+
+    op: Literal["join"] = "join"
+    separator: str = Field(" ", max_length=MAX_PARAM)
+    takes: Kind = Field("list", exclude=True, repr=False)
+
+    def describe(self) -> str:
+        return f"join({self.separator!r})"
+
+    def __call__(self, value: list[str]) -> str:
+        return self.separator.join(value)
+
+
+class Count(Op):
+    """How many items a list has."""
+
+    op: Literal["count"] = "count"
+    takes: Kind = Field("list", exclude=True, repr=False)
+    gives: Kind = Field("number", exclude=True, repr=False)
+
+    def __call__(self, value: list[str]) -> int:
+        return len(value)
+
+
+class ToInt(Op):
+    """The text as a whole number (``42``, ``42.0``; not ``4.2``)."""
+
+    op: Literal["int"] = "int"
+    gives: Kind = Field("number", exclude=True, repr=False)
+
+    def __call__(self, value: str) -> int:
+        return whole_number(value)
+
+
+class ToFloat(Op):
+    """The text as a number."""
+
+    op: Literal["float"] = "float"
+    gives: Kind = Field("number", exclude=True, repr=False)
+
+    def __call__(self, value: str) -> float:
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise GlueError(f"{_clip(value)} is not a number") from None
+        if not math.isfinite(number):
+            raise GlueError(f"{_clip(value)} is not a finite number")
+        return number
+
+
+class Round(Op):
+    """The number rounded to ``digits`` decimals (0: a whole number)."""
+
+    op: Literal["round"] = "round"
+    digits: int = Field(0, ge=0, le=12)
+    takes: Kind = Field("number", exclude=True, repr=False)
+    gives: Kind = Field("number", exclude=True, repr=False)
+
+    def __call__(self, value: float) -> float | int:
+        return int(round(value)) if self.digits == 0 else round(float(value), self.digits)
+
+
+class Map(Op):
+    """The text looked up in a fixed table (``{"True": "yes", "False": "no"}``); a text not in
+    it fails the binding."""
+
+    op: Literal["map"] = "map"
+    table: dict[str, str] = Field(min_length=1, max_length=64)
+
+    @field_validator("table")
+    @classmethod
+    def _bounded(cls, table: dict[str, str]) -> dict[str, str]:
+        if any(len(k) > MAX_PARAM or len(v) > MAX_PARAM for k, v in table.items()):
+            raise ValueError(f"map keys and values are at most {MAX_PARAM} characters")
+        return table
+
+    def __call__(self, value: str) -> str:
+        if value not in self.table:
+            raise GlueError(f"{_clip(value)} is not in the map ({sorted(self.table)[:6]})")
+        return self.table[value]
+
+
+AnyOp = Annotated[Union[After, Before, StripPrefix, StripSuffix, Trim, Regex, Replace, Case,
+                        Numbers, Words, Chars, Split, Item, Join, Count, ToInt, ToFloat, Round,
+                        Map], Field(discriminator="op")]
+OP_TYPES = {t.model_fields["op"].default: t for t in AnyOp.__origin__.__args__}  # type: ignore
+# operations with no required parameter may be written as their bare name: ``via: [trim]``
+BARE_OPS = tuple(name for name, t in OP_TYPES.items()
+                 if not any(f.is_required() for f in t.model_fields.values()))
+
+
+# The operations an optimizer's structured output may name with one text parameter (``arg``):
+# the parameter each reads it into (None: no parameter). ``after_last``/``before_last`` are
+# ``after``/``before`` at the last occurrence.
+FLAT_OPS = {"after": "delimiter", "after_last": "delimiter", "before": "delimiter",
+            "before_last": "delimiter", "strip_prefix": "prefix", "strip_suffix": "suffix",
+            "trim": "chars", "regex": "pattern", "case": "to", "numbers": None, "words": None,
+            "chars": None, "split": "separator", "item": "index", "join": "separator",
+            "count": None, "int": None, "float": None, "round": "digits"}
+
+
+def from_flat(op: str, arg: str) -> Op:
+    """The operation an optimizer wrote as ``{op, arg}``; a ValueError names what is wrong."""
+    if op not in FLAT_OPS:
+        raise ValueError(f"unknown glue operation {op!r}")
+    param = FLAT_OPS[op]
+    kwargs: dict[str, Any] = {}
+    if op.endswith("_last"):
+        op, kwargs["occurrence"] = op[:-len("_last")], "last"
+    if param in ("index", "digits"):
+        try:
+            kwargs[param] = int(arg.strip() or "0")
+        except ValueError:
+            raise ValueError(f"glue {op}: {arg!r} is not a whole number") from None
+    elif param is not None and (arg or param not in ("chars", "separator")):
+        kwargs[param] = arg
+    try:
+        return OP_TYPES[op](**kwargs)
+    except ValidationError as err:
+        raise ValueError(f"glue {op}({arg!r}): {err.errors()[0]['msg']}") from None
+
+
+def check_chain(chain: tuple, start: Kind | None = None) -> Kind | None:
+    """The kind a chain gives, after checking that each step takes what the one before gives
+    (``start``: the kind of the value it starts from, None when not known); a ValueError names
+    the first step that does not fit."""
+    if len(chain) > MAX_OPS:
+        raise ValueError(f"a glue chain has at most {MAX_OPS} operations, not {len(chain)}")
+    kind = start
+    for i, op in enumerate(chain):
+        if kind is not None and not _fits(op.takes, kind):
+            raise ValueError(f"glue step {i + 1} ({op.describe()}) takes a {op.takes}, but gets "
+                             f"a {kind}")
+        kind = op.gives
+    return kind
+
+
+def _fits(takes: Kind, given: Kind) -> bool:
+    return takes == given or (takes == "text" and given == "number")
+
+
+def normalize_chain(value: Any) -> Any:
+    """A chain as a spec may write it: bare names (``trim``) become ``{"op": "trim"}``."""
+    if isinstance(value, (list, tuple)):
+        return [{"op": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
+def kind_of(value: Any) -> Kind:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "number"
+    return "text"
+
+
+def run(chain: tuple, value: Any) -> Any:
+    """``value`` through every step of ``chain``; GlueError where a step cannot apply."""
+    if value is None:
+        raise GlueError("there is no value to reshape")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, list)):
+        value = str(value)
+    for op in chain:
+        kind = kind_of(value)
+        if not _fits(op.takes, kind):
+            raise GlueError(f"{op.describe()} takes a {op.takes}, but gets a {kind}")
+        if op.takes == "text" and kind == "number":
+            value = number_text(value)
+        if op.takes == "list":
+            value = [str(v) for v in value]
+        value = op(value)
+        if isinstance(value, str) and len(value) > MAX_TEXT:
+            raise GlueError(f"{op.describe()} made a text of over {MAX_TEXT} characters")
+        if isinstance(value, list) and len(value) > MAX_ITEMS:
+            raise GlueError(f"{op.describe()} made a list of over {MAX_ITEMS} items")
+    return value
+
+
+def describe(chain: tuple) -> str:
+    return " | ".join(op.describe() for op in chain)
+
+
+def number_text(value: int | float) -> str:
+    """A number as text: whole numbers without a decimal point."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return str(value)
+
+
+def whole_number(text: str) -> int:
+    """``text`` as an int: written as one (``56088``) or as a float with nothing after the point
+    (``56088.0``); anything else is a GlueError."""
+    text = str(text).strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise GlueError(f"{_clip(text)} is not a number") from None
+    if not math.isfinite(value) or not value.is_integer():
+        raise GlueError(f"{_clip(text)} is not a whole number")
+    return int(value)
+
+
+def _clip(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:57] + "...")

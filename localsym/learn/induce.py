@@ -1,0 +1,366 @@
+"""Glue found from the data, without the model.
+
+For each declared tool and each node that reads example inputs, the glue chains worth trying are
+induced from the training inputs themselves (a prefix or suffix every input shares, a delimiter
+every input holds, the numbers or words of a text, one cut after another), the tool is run alone
+on the training examples with each chain's argument, and the tool's results are reshaped by the
+output chains induced from them (a trim, a case, a parse, a re-join, a small table when the
+results take a few values) and scored against the expected outputs with the run's metric. The
+best few (a written first call with its glue, the answer bound to the result through its glue)
+become structural candidates, screened and gated like every other. No LLM call is made here.
+
+Everything is bounded: the chains tried per argument, the argument combinations of a tool, the
+distinct tool calls (memoized across steps), and a tool that times out is given up on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from localsym.agent import glue
+from localsym.agent.bindings import coerce
+from localsym.agent.glue import (After, Before, Case, Chars, GlueError, Item, Join, Map,
+                                 Numbers, Regex, Round, Split, StripPrefix, StripSuffix, ToFloat,
+                                 Trim, Words)
+from localsym.agent.spec import InputBinding, NodeSpec, PipelineSpec, ToolBinding
+from localsym.agent.tools import ToolRegistry
+from localsym.data import Example
+from localsym.metrics import Metric, score
+
+MAX_EXAMPLES = 32  # training examples the chains are induced and scored on
+MAX_CHAINS = 400  # argument chains tried per argument (the simplest first)
+MAX_COMBOS = 64  # argument combinations tried per tool with several arguments
+PROBE = 4  # examples a combination is tried on first; it goes on only if one of them scores
+MAX_TOOL_CALLS = 4000  # distinct tool calls per enumeration
+KEEP = 3  # candidates returned
+MAX_DELIMITERS = 16
+
+
+@dataclass(frozen=True)
+class Found:
+    """A glue the data supports: the written call's arguments, the bound output, its score."""
+
+    node: str
+    tool: str
+    wiring: tuple[tuple[str, str, tuple], ...]  # (argument, input, chain)
+    output: str | None
+    out_via: tuple
+    score: float
+    complexity: int
+    predictions: tuple = ()  # what it answers on each example
+
+
+@dataclass
+class ToolMemo:
+    """Tool results by (tool, arguments), kept across steps, and tools given up on."""
+
+    results: dict[str, str | None] = field(default_factory=dict)
+    broken: set[str] = field(default_factory=set)
+    calls: int = 0
+
+
+def glue_edits(spec: PipelineSpec, registry: ToolRegistry, examples: list[Example],
+               metric: Metric | None, memo: ToolMemo | None = None, keep: int = KEEP
+               ) -> list[tuple[list[str], PipelineSpec]]:
+    """The best ``keep`` glue candidates for ``spec`` found on ``examples`` (see the module
+    doc), as ``(edits, spec)`` pairs, best first."""
+    rows = [ex for ex in examples if ex.expected][:MAX_EXAMPLES]
+    if metric is None or not rows:
+        return []
+    memo = memo if memo is not None else ToolMemo()
+    memo.calls = 0
+    names = {f.name for f in spec.inputs}
+    found: list[Found] = []
+    for node in spec.nodes:
+        sources = [i for i in node.inputs if i in names]
+        wanted = [f for f in node.outputs if any(f.name in ex.expected for ex in rows)]
+        if not sources or not wanted:
+            continue
+        for tspec in spec.tools:
+            if tspec.name in registry.names() and tspec.name not in memo.broken:
+                found += _for_tool(node, tspec.name, registry, rows, sources, wanted, metric,
+                                   memo)
+    found.sort(key=lambda f: (-f.score, f.complexity))
+    out: list[tuple[list[str], PipelineSpec]] = []
+    answers: set[tuple] = set()
+    for f in found:
+        if f.score <= 0 or len(out) >= keep:
+            break
+        if (f.node, f.output, f.predictions) in answers:
+            continue  # answers as a simpler one does: one of them is enough
+        answers.add((f.node, f.output, f.predictions))
+        edits, new = _candidate(spec, f, len(rows))
+        if new is not None and new != spec and all(new != s for _, s in out):
+            out.append((edits, new))
+    return out
+
+
+def _for_tool(node: NodeSpec, tool: str, registry: ToolRegistry, rows: list[Example],
+              sources: list[str], wanted: list, metric: Metric, memo: ToolMemo) -> list[Found]:
+    fields = registry.get(tool).args_model.model_fields
+    required = [a for a, f in fields.items() if f.is_required()]
+    if not 1 <= len(required) <= 3:
+        return []
+    per_arg = []
+    for arg in required:
+        chains = [(src, ch) for src in sources
+                  for ch in arg_chains([ex.inputs.get(src) for ex in rows], fields[arg].annotation)]
+        chains.sort(key=lambda c: _complexity(c[1]))
+        per_arg.append(chains[:MAX_CHAINS])
+    width = max(1, int(MAX_COMBOS ** (1 / len(required))))
+    combos = itertools.product(*[c[:width] if len(required) > 1 else c for c in per_arg])
+    found = []
+    for combo in combos:
+        probe = _results(tool, registry, rows[:PROBE], required, combo, memo)
+        if probe is None or not any(_best_output(probe, rows[:PROBE], f, metric)[0] > 0
+                                    for f in wanted):
+            if tool in memo.broken or memo.calls >= MAX_TOOL_CALLS:
+                break
+            continue  # nothing of the answer on the first examples: not worth every example
+        results = _results(tool, registry, rows, required, combo, memo)
+        if results is None:
+            if tool in memo.broken or memo.calls >= MAX_TOOL_CALLS:
+                break
+            continue
+        wiring = tuple((arg, src, ch) for arg, (src, ch) in zip(required, combo))
+        cost = sum(_complexity(ch) for _, _, ch in wiring)
+        for f in wanted:
+            best = _best_output(results, rows, f, metric)
+            if best[0] > 0:
+                found.append(Found(node.name, tool, wiring, f.name, best[1], best[0],
+                                   cost + _complexity(best[1]),
+                                   _predictions(results, best[1], f.type)))
+    return found
+
+
+def _predictions(results: list[str | None], chain: tuple, type_: str) -> tuple:
+    """What a found glue answers on each example (two glues that answer alike are one)."""
+    out = []
+    for r in results:
+        try:
+            out.append(repr(coerce(glue.run(chain, r), type_)) if r is not None else None)
+        except (GlueError, TypeError, ValueError, OverflowError):
+            out.append(None)
+    return tuple(out)
+
+
+def _results(tool: str, registry: ToolRegistry, rows: list[Example], args: list[str],
+             combo, memo: ToolMemo) -> list[str | None] | None:
+    """The tool's result on each example with the combination's arguments (None where it
+    failed); None if no call succeeded or the call budget is spent."""
+    out = []
+    for ex in rows:
+        try:
+            values = {a: glue.run(ch, ex.inputs.get(src)) if ch else ex.inputs.get(src)
+                      for a, (src, ch) in zip(args, combo)}
+        except GlueError:
+            out.append(None)
+            continue
+        key = f"{tool}\x00{sorted(values.items())!r}"
+        if key not in memo.results:
+            if memo.calls >= MAX_TOOL_CALLS:
+                return None
+            memo.calls += 1
+            call = registry.call(tool, values)
+            if call.error and call.error.startswith("timed out"):
+                memo.broken.add(tool)  # a tool that hangs is not enumerated any further
+                return None
+            memo.results[key] = call.result if call.ok else None
+        out.append(memo.results[key])
+    return out if any(r is not None for r in out) else None
+
+
+def _best_output(results: list[str | None], rows: list[Example], f, metric: Metric
+                 ) -> tuple[float, tuple]:
+    """(score, chain) of the output chain that scores best on the examples (the simplest on a
+    tie)."""
+    ok = [r for r in results if r is not None]
+    wants = [ex.expected.get(f.name) for ex, r in zip(rows, results) if r is not None]
+    best: tuple[float, tuple] = (0.0, ())
+    for chain in output_chains(ok, wants, f.type):
+        total = 0.0
+        for ex, r in zip(rows, results):
+            if r is None or f.name not in ex.expected:
+                continue
+            try:
+                value = coerce(glue.run(chain, r), f.type)
+            except (GlueError, TypeError, ValueError, OverflowError):
+                continue
+            if f.choices and value not in f.choices:
+                continue
+            total += score(metric, {f.name: value}, {f.name: ex.expected[f.name]}).score
+        mean = total / len(rows)
+        if mean > best[0] + 1e-12:
+            best = (mean, chain)
+        if mean >= 1.0:
+            break
+    return best
+
+
+# -- inducing chains from the data --------------------------------------------------------------
+def arg_chains(values: list[Any], annotation: Any = str) -> list[tuple]:
+    """Chains worth trying on a tool argument read from these values (one per distinct result
+    on them, the simplest first): whole, one cut, a cut then a second cut or an extraction,
+    each perhaps trimmed; those whose results the argument's type cannot take are left out."""
+    if not values or not all(isinstance(v, str) for v in values):
+        return [()]
+    first = _cuts(values)
+    chains: list[tuple] = [()] + [(c,) for c in first] + _extractors(values)
+    for cut in first:
+        after = _run_all((cut,), values)
+        if after is not None:
+            chains += [(cut, c) for c in _cuts(after)] + [(cut,) + e for e in _extractors(after)]
+    chains += [ch + (Trim(),) for ch in chains if not ch or not isinstance(ch[-1], Trim)]
+    return _distinct(chains, values, annotation)
+
+
+def output_chains(results: list[str], wants: list[Any], type_: str) -> list[tuple]:
+    """Chains worth trying from a tool's results to an output of ``type_``, the simplest first:
+    as it is, trimmed, a case, a number read from it (and rounded), a cut, a list re-joined, a
+    small table from result to answer."""
+    chains: list[tuple] = [(), (Trim(),)]
+    if type_ == "str":
+        chains += [(Case(to=t),) for t in ("lower", "upper", "title")]
+    chains += [(Numbers(), Item(index=0)), (Numbers(), Item(index=-1))]
+    if type_ in ("int", "float"):
+        chains += [(ToFloat(), Round(digits=d)) for d in range(4)]
+    if results:
+        chains += [(c,) for c in _cuts(results)]
+        splitters = [Chars(), Words()] + [Split(separator=s) for s in (",", ", ", ";", "\n")
+                                          if all(s in r for r in results)]
+        chains += [(s, Join(separator=j)) for s in splitters for j in (" ", ", ", ",", "")]
+        table = _table(results, wants)
+        if table:
+            chains.append((Map(table=table),))
+    return chains
+
+
+def _table(results: list[str], wants: list[Any]) -> dict[str, str] | None:
+    """A result -> answer table where the results take a few values, each seen at least twice,
+    always with the same answer (a tool that says True/False for an answer yes/no)."""
+    pairs: dict[str, set[str]] = {}
+    for r, w in zip(results, wants):
+        pairs.setdefault(r, set()).add(str(w))
+    if not 2 <= len(pairs) <= min(12, len(results) // 2) or \
+            any(len(v) != 1 or results.count(k) < 2 for k, v in pairs.items()):
+        return None
+    table = {k: next(iter(v)) for k, v in pairs.items()}
+    ok = all(len(k) <= glue.MAX_PARAM and len(v) <= glue.MAX_PARAM for k, v in table.items())
+    return table if ok and any(k != v for k, v in table.items()) else None
+
+
+def _cuts(values: list[str]) -> list[glue.Op]:
+    """Single cuts every value allows: strip the shared prefix or suffix (at a word boundary),
+    the text after or before a delimiter every value holds, a quoted part."""
+    out: list[glue.Op] = []
+    prefix = _boundary(os.path.commonprefix(values), from_end=False)
+    suffix = _boundary(os.path.commonprefix([v[::-1] for v in values])[::-1], from_end=True)
+    if prefix and len(prefix) <= glue.MAX_PARAM and prefix not in values:
+        out.append(StripPrefix(prefix=prefix))
+    if suffix and len(suffix) <= glue.MAX_PARAM and suffix not in values:
+        out.append(StripSuffix(suffix=suffix))
+    for d in _delimiters(values):
+        for occurrence in ("first", "last"):
+            out += [After(delimiter=d, occurrence=occurrence),
+                    Before(delimiter=d, occurrence=occurrence)]
+    for q in ('"', "'"):
+        if all(v.count(q) >= 2 for v in values):
+            out.append(Regex(pattern=f"{q}([^{q}]*){q}", group=1))
+    return out
+
+
+def _boundary(text: str, from_end: bool) -> str:
+    """A shared prefix (or suffix) cut back to whitespace, so it never ends inside a word."""
+    if not text:
+        return ""
+    if from_end:
+        at = next((i for i, c in enumerate(text) if c.isspace()), None)
+        return text if text[0].isspace() or not text[0].isalnum() else \
+            ("" if at is None else text[at:])
+    at = next((i for i in range(len(text) - 1, -1, -1) if text[i].isspace()), None)
+    return text if text[-1].isspace() or not text[-1].isalnum() else \
+        ("" if at is None else text[:at + 1])
+
+
+def _delimiters(values: list[str]) -> list[str]:
+    """Delimiters every value holds, in order of their first appearance in the first value:
+    runs of punctuation and space, single marks, and a word ending in a mark (``List:``)."""
+    first = values[0]
+    found = re.findall(r"[^\w]+", first) + [c for c in first if not c.isalnum() and c != " "] + \
+        re.findall(r"\w+[^\w\s]+", first)
+    found = sorted(set(found), key=first.index)
+    return [d for d in found if len(d) <= 40 and all(d in v for v in values)][:MAX_DELIMITERS]
+
+
+def _extractors(values: list[str]) -> list[tuple]:
+    """The k-th or last number or word of a text, where every value has one."""
+    out = []
+    for kind in (Numbers(), Words()):
+        counts = [len(kind(v)) for v in values]
+        if min(counts) > 0:
+            out += [(kind, Item(index=k)) for k in range(min(min(counts), 4))]
+            out.append((kind, Item(index=-1)))
+    return out
+
+
+def _run_all(chain: tuple, values: list[Any]) -> list[Any] | None:
+    try:
+        out = [glue.run(chain, v) for v in values]
+    except GlueError:
+        return None
+    return out if all(isinstance(o, str) and o.strip() for o in out) else None
+
+
+def _distinct(chains: list[tuple], values: list[str], annotation: Any) -> list[tuple]:
+    """One chain per distinct list of results (the simplest), the results all non-empty texts
+    the argument's type takes."""
+    seen, out = set(), []
+    for chain in sorted(chains, key=_complexity):
+        results = _run_all(chain, values)
+        if results is None or (annotation in (int, float) and not _parse_all(results, annotation)):
+            continue
+        key = tuple(results)
+        if key not in seen:
+            seen.add(key)
+            out.append(chain)
+    return out
+
+
+def _parse_all(results: list[str], annotation: Any) -> bool:
+    try:
+        for r in results:
+            glue.whole_number(r) if annotation is int else float(r)
+    except (GlueError, ValueError):
+        return False
+    return True
+
+
+def _complexity(chain: tuple) -> int:
+    """How much a chain assumes: its steps, then the length of its parameters."""
+    return 1000 * len(chain) + sum(len(str(v)) for op in chain
+                                   for v in op.model_dump(exclude_defaults=True).values())
+
+
+def _candidate(spec: PipelineSpec, f: Found, n: int) -> tuple[list[str], PipelineSpec | None]:
+    from localsym.learn.edits import with_node
+
+    node = spec.node(f.node)
+    t = f.tool
+    arg_from = {f"{t}.{arg}": (src if not ch else InputBinding(input=src, via=ch))
+                for arg, src, ch in f.wiring}
+    update: dict[str, Any] = {"arg_from": arg_from, "tools": node.tools + ((t,) if t not in
+                                                                         node.tools else ())}
+    edits = [] if t in node.tools else [f"attach tool {t} to {node.name}"]
+    edits += [f"call {t} first with {arg} = {' | '.join([src] + [o.describe() for o in ch])}"
+              for arg, src, ch in f.wiring]
+    if f.output is not None:
+        update["bind"] = {**node.bind, f.output: t if not f.out_via else
+                          ToolBinding(tool=t, via=f.out_via)}
+        edits.append(f"bind {node.name}.{f.output} to "
+                     f"{' | '.join([t] + [o.describe() for o in f.out_via])}")
+    edits.append(f"(glue found from {n} training examples: {f.score:.2f})")
+    return edits, with_node(spec, node.model_copy(update=update))
