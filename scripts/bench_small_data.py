@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("small_data.jsonl"))
+    parser.add_argument("--runs-dir", type=Path, default=None,
+                        help="where the run directories are kept (default: a new temporary "
+                             "directory, printed at the end)")
     args = parser.parse_args()
     done = {}
     if args.out.exists():
@@ -81,30 +84,31 @@ def main() -> None:
             row = json.loads(line)
             done[(row["task"], row["seed"])] = row
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = Path(tmp)
-        for task in args.tasks.split(","):
-            if (task, args.seed) in done:
-                rows.append(done[(task, args.seed)])
-                continue
-            cache = (args.cache_dir or runs / "cache") / task
-            summary = train(task, args.seed, cache, runs)
-            top = ceiling(task, cache)
-            row = {"task": task, "seed": args.seed, "untrained": summary["test_before"],
-                   "trained": summary["test_after"], "ceiling": top,
-                   "calls_made": summary["spent"]["calls"], "wall": summary["bench_wall"],
-                   "val": [summary["val_before"], summary["val_after"]]}
-            span = top - row["untrained"]
-            row["captured"] = round((row["trained"] - row["untrained"]) / span, 3) if span > 0 \
-                else 1.0
-            rows.append(row)
-            with args.out.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+    runs = args.runs_dir or Path(tempfile.mkdtemp(prefix="localsym-small-"))
+    runs.mkdir(parents=True, exist_ok=True)
+    for task in args.tasks.split(","):
+        if (task, args.seed) in done:
+            rows.append(done[(task, args.seed)])
+            continue
+        cache = (args.cache_dir or runs / "cache") / task
+        summary = train(task, args.seed, cache, runs)
+        top = ceiling(task, cache)
+        row = {"task": task, "seed": args.seed, "untrained": summary["test_before"],
+               "trained": summary["test_after"], "ceiling": top,
+               "calls_made": summary["spent"]["calls"], "wall": summary["bench_wall"],
+               "val": [summary["val_before"], summary["val_after"]]}
+        span = top - row["untrained"]
+        row["captured"] = round((row["trained"] - row["untrained"]) / span, 3) if span > 0 \
+            else 1.0
+        rows.append(row)
+        with args.out.open("a") as f:
+            f.write(json.dumps(row) + "\n")
     print("| task | untrained | trained | ceiling | captured | LLM calls made | wall |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['task']} | {r['untrained']:.3f} | {r['trained']:.3f} | {r['ceiling']:.3f} | "
               f"{r['captured']:.3f} | {r['calls_made']} | {r['wall']:.0f} s |")
+    print(f"(run directories: {runs})")
     mean = sum(r["captured"] for r in rows) / len(rows)
     print(f"captured: {mean:.3f}")
 
