@@ -30,12 +30,30 @@ def train(agent: PipelineSpec | str | Path, train: list[Example], val: list[Exam
     score = find_metric(metric) if metric is not None else None
     lm = lm or open_lm()
     meta = optimizer_lm or lm
-    config = TrainConfig.model_validate(config or {}) if not isinstance(config, TrainConfig) \
-        else config
+    config = _train_config(config)
     trainer = build_trainer(spec, lm, meta, metric=score, loss=loss, tools=tools,
                             sampling=sampling, train=config, run_dir=run_dir, log=log,
                             progress=progress)
     return trainer.fit(train, val, resume=resume).best_spec
+
+
+def _train_config(config: TrainConfig | dict | None) -> TrainConfig:
+    """The training config as given, validated: a bad field is one ConfigError line."""
+    from pydantic import ValidationError
+
+    from localsym.errors import ConfigError
+    from localsym.files import validation_error
+
+    if isinstance(config, TrainConfig):
+        return config
+    if config is not None and not isinstance(config, dict):
+        raise ConfigError(f"config {config!r} is not a TrainConfig or a dict",
+                          "pass e.g. config={'max_steps': 2}")
+    try:
+        return TrainConfig.model_validate(config or {})
+    except ValidationError as err:
+        raise validation_error(err, "invalid training config",
+                               "see localsym.learn.TrainConfig for the fields") from None
 
 
 def evaluate(agent: Pipeline | PipelineSpec | str | Path, examples: list[Example], *,
@@ -62,11 +80,26 @@ def init_task(directory: str | Path, force: bool = False) -> list[str]:
     """Write a small task of your own to start from into ``directory`` (``localsym init``):
     agent spec, config, CSV data, a metric and a tool. Refuses a non-empty directory unless
     ``force`` (files of the same name are then replaced). Returns the files written."""
+    from localsym.errors import ConfigError
+    from localsym.text import unencodable
+
+    if unencodable(str(directory)):
+        raise ConfigError(f"{str(directory).encode('utf-8', 'backslashreplace').decode()} holds "
+                          "a lone surrogate (not a name a file system can hold)",
+                          "give a directory name in valid Unicode")
+    target = Path(directory)
+    try:
+        return _write_task(target, force)
+    except OSError as err:
+        raise ConfigError(f"cannot write the task into {target}: {err.strerror or err}",
+                          "give a new directory in a writable place") from None
+
+
+def _write_task(target: Path, force: bool) -> list[str]:
     from importlib.resources import files
 
     from localsym.errors import ConfigError
 
-    target = Path(directory)
     if target.exists() and not target.is_dir():
         raise ConfigError(f"{target} is a file", "give a new directory")
     if target.exists() and any(target.iterdir()) and not force:

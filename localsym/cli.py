@@ -74,6 +74,10 @@ def cmd_train(args) -> int:
         config, base = load_config(args.config) if args.config else (None, None)
         if config is None:
             raise ConfigError("--estimate needs a config", "localsym train CONFIG --estimate")
+        if config.dataset.generate is not None:
+            raise ConfigError("--estimate cannot count a dataset the model has not written yet "
+                              "(dataset: generate)", "run it once without --estimate (the "
+                              "dataset is cached), or write the dataset to a file")
         run = Run(config, base, run_dir=args.run_dir, quiet=True)  # nothing is written
         try:
             est = run.estimate()
@@ -116,12 +120,29 @@ def cmd_train(args) -> int:
     return 0
 
 
+MAX_DEPTH = 32  # nesting of a JSON input
+
+
+def _depth(value, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
 def _parse_input(text: str) -> dict:
     if text.lstrip().startswith("{"):
         try:
             value = json.loads(text)
-        except ValueError as err:
-            raise ConfigError(f"INPUT is not valid JSON: {err}", "quote it: '{\"question\": \"...\"}'")
+        except (ValueError, RecursionError) as err:
+            raise ConfigError(f"INPUT is not valid JSON: {str(err)[:200]}",
+                              "quote it: '{\"question\": \"...\"}'") from None
+        if not isinstance(value, dict) or _depth(value) > MAX_DEPTH:
+            raise ConfigError(f"INPUT is {'nested over ' + str(MAX_DEPTH) + ' levels deep' if isinstance(value, dict) else 'not a JSON object'}",
+                              "give an object of the agent's inputs: '{\"question\": \"...\"}'")
         return value
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
@@ -168,10 +189,12 @@ def cmd_eval(args) -> int:
     from localsym.learn import LanguageLoss
     from localsym.learn.evaluate import evaluate, progress_bar
     from localsym.lm import SamplingParams, open_lm
+    from localsym.runner import check_examples
 
     spec = PipelineSpec.load(args.agent)
     examples = load_table(args.dataset)[: args.limit]
     score_fn = metric(args.metric, Path.cwd()) if args.metric else None
+    check_examples({"dataset": examples}, spec, args.metric)  # what train refuses, eval does
     tools = add_references(default_tools(), args.tool, Path.cwd())
     lm = open_lm(args.model, cache_dir=args.cache_dir, endpoint=args.endpoint,
                  endpoint_options={"concurrency": args.concurrency})
@@ -230,6 +253,14 @@ def cmd_cache(args) -> int:
     from localsym.lm.store import JsonStore, default_cache_dir
 
     directory = default_cache_dir(args.cache_dir) / "calls"
+    if args.action == "clear":
+        indexes = default_cache_dir(args.cache_dir) / "indexes"
+        removed = 0
+        for path in indexes.glob("*.index") if indexes.is_dir() else ():
+            path.unlink()  # compiled schema indexes: recompiled when next needed
+            removed += 1
+        if removed:
+            print(f"removed {removed} compiled schema indexes from {indexes}")
     if args.action == "clear" and not JsonStore.healthy(directory):
         JsonStore.rebuild(directory)  # a corrupt database cannot be cleared entry by entry
         print(f"the cache at {directory} was corrupt: rebuilt it empty")
@@ -268,13 +299,24 @@ def cmd_init(args) -> int:
     return 0
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a count, a limit, a token budget)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number (give 1 or more)")
+    return value
+
+
 def _model_args(p: argparse.ArgumentParser, cache_mode: bool = False) -> None:
     """The options of a command that calls a model: which model, where, and its cache."""
     p.add_argument("--model", default=None,
                    help="registry name, GGUF path or file name (default: embedded)")
     p.add_argument("--endpoint", help="an OpenAI-compatible server's base URL (.../v1); "
                                       "--model names its model")
-    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--max-tokens", type=positive, default=128)
     p.add_argument("--cache-dir", default=None)
     if cache_mode:
         p.add_argument("--cache-mode", choices=["readwrite", "replay", "off"], default=None)
@@ -304,8 +346,9 @@ def _agent_commands(sub) -> None:
     ev.add_argument("--metric", help="exact_match, numeric_match, humaneval, or your own: "
                     "FILE.py:FUNCTION or MODULE:FUNCTION (default: the language loss's judge)")
     _tool_arg(ev)
-    ev.add_argument("--limit", type=int, default=None)
-    ev.add_argument("--concurrency", type=int, default=4,
+    ev.add_argument("--limit", type=positive, default=None,
+                    help="score only the first N examples")
+    ev.add_argument("--concurrency", type=positive, default=4,
                     help="requests in flight at once to an endpoint")
     _model_args(ev)
     ev.add_argument("--quiet", action="store_true")
@@ -337,8 +380,17 @@ def _serve_command(sub) -> None:
     srv.set_defaults(func=cmd_serve)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a wrong argument as one line (cause and fix) and exit status 2, like every
+    other error a user can cause."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"localsym: error: {message} Fix: see `{self.prog} --help`", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="localsym", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="localsym", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _agent_commands(sub)
 
@@ -393,6 +445,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("localsym: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # a path the user named: read-only, missing, full, not allowed
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"localsym: error: {err.strerror or err}{where} Fix: check that the path exists "
+              "and is writable (a read-only file system, a full disk, permissions)",
+              file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - one line, never a traceback; debug shows it
+        import os
+
+        if os.environ.get("LOCALSYM_DEBUG"):
+            raise
+        print(f"localsym: internal error: {type(err).__name__}: {str(err)[:300]} (a bug in "
+              "localsym: rerun with LOCALSYM_DEBUG=1 for the traceback, and report it)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

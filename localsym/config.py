@@ -39,7 +39,9 @@ class DatasetConfig(Strict):
     val: str | None = None
     test: str | None = None
     path: str | None = None
-    split: tuple[float, float, float] = (0.5, 0.25, 0.25)
+    split: tuple[float, float, float] = Field((0.5, 0.25, 0.25), description="shares of train, "
+                                              "validation, test (each >= 0, train and "
+                                              "validation > 0)")
     generate: GenerateConfig | None = None
     limit: int | None = Field(None, ge=1, description="at most this many examples per split")
     fields: FieldMap | None = Field(None, description="for CSV files or flat JSONL rows: "
@@ -52,6 +54,9 @@ class DatasetConfig(Strict):
             raise ValueError("give exactly one of: train (with val, test), path, generate")
         if self.train is not None and self.val is None:
             raise ValueError("train needs val too (the validation gate scores on it)")
+        if any(x < 0 for x in self.split) or self.split[0] <= 0 or self.split[1] <= 0:
+            raise ValueError(f"split {list(self.split)}: the shares must be >= 0, with train and "
+                             "validation above 0 (e.g. [0.5, 0.25, 0.25])")
         return self
 
 
@@ -135,6 +140,8 @@ class AgentConfig(Strict):
     task: str | None = Field(None, description="the task description (default: the spec's)")
     models: ModelsConfig = ModelsConfig()
     metric: str | None = MetricRef
+    metric_timeout: float = Field(30.0, gt=0, description="seconds a metric of your own may take "
+                                  "on one example (past it, that example scores 0)")
     tools: list[str | ToolRef] = ToolRefs
     sampling: SamplingParams = SamplingParams(max_tokens=128, max_tokens_limit=256)
     meta_sampling: SamplingParams = META_PARAMS
@@ -166,13 +173,23 @@ class RunConfig(AgentConfig):
         return self
 
 
+def run_name(path: Path) -> str:
+    """A run's name from its config file (its folder's name for ``config.yaml``), safe as the
+    start of a directory name: never empty, never starting with ``-`` or ``.``."""
+    import re
+
+    raw = path.resolve().parent.name if path.stem == "config" else path.stem
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", raw).lstrip("-.")
+    return name or "run"
+
+
 def load_config(path: str | Path) -> tuple[RunConfig, Path]:
     """The config and the directory its relative paths start from."""
     path = Path(path)
     data = load_document(path, "config", "check the path (examples/*/config.yaml are ready-made)")
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} is not a mapping", "write it as key: value pairs")
-    data.setdefault("name", path.parent.name if path.stem == "config" else path.stem)
+    data.setdefault("name", run_name(path))
     try:
         return RunConfig.model_validate(data), path.parent
     except ValidationError as err:

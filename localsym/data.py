@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from localsym.text import unencodable  # noqa: F401 - its old home
 from localsym.errors import ConfigError
 from localsym.files import jsonl_lines, read_text, validation_error
 
@@ -28,30 +29,6 @@ class Example(BaseModel):
         if bad:
             raise ValueError(f"{bad} holds a lone surrogate (not valid Unicode text)")
         return self
-
-
-def unencodable(value, where: str = "") -> str | None:
-    """Where in ``value`` (nested dicts, lists, strings) a string cannot be encoded as UTF-8 (a
-    lone surrogate such as "\\ud800", which JSON allows and no file or cache key can hold);
-    None if nowhere."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return where or "the text"
-        return None
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, (list, tuple)):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        found = unencodable(item, f"{where}.{key}" if where else str(key)) or \
-            unencodable(key, f"{where}.{key}" if where else str(key))
-        if found:
-            return found
-    return None
 
 
 def load_jsonl(path: str | Path) -> list[Example]:
@@ -118,8 +95,21 @@ def _csv_rows(path: Path) -> list[tuple[int, dict]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-            return [(no, row) for no, row in enumerate(reader, 2)
-                    if any((v or "").strip() for v in row.values())]
+            header = reader.fieldnames or []
+            twice = sorted({c for c in header if header.count(c) > 1})
+            if twice:
+                raise ConfigError(f"dataset {path}: the header names the column(s) {twice} more "
+                                  "than once", "give every column its own name")
+            rows = []
+            for no, row in enumerate(reader, 2):
+                if None in row or any(v is None for v in row.values()):
+                    raise ConfigError(f"{path}:{no}: {len(header)} columns in the header, "
+                                      f"another number in this row",
+                                      "give every row one value per column (quote values with "
+                                      "commas)")
+                if any((v or "").strip() for v in row.values()):
+                    rows.append((no, row))
+            return rows
     except OSError as err:
         raise ConfigError(f"cannot read dataset {path}: {err.strerror}", "check the path") from None
     except (UnicodeDecodeError, csv.Error) as err:

@@ -90,6 +90,10 @@ def read_text(path: str | os.PathLike, what: str, fix: str = "check the path") -
     except UnicodeDecodeError as err:
         raise ConfigError(f"{what} {path} is not UTF-8 text ({err.reason} at byte {err.start})",
                           "save the file as UTF-8") from None
+    except UnicodeEncodeError:  # the path itself: a lone surrogate no file system can hold
+        shown = str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+        raise ConfigError(f"cannot read {what} {shown}: the path holds a lone surrogate", fix) \
+            from None
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
@@ -98,7 +102,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     for line in jsonl_lines(Path(path).read_text("utf-8", errors="replace")):
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(record, dict):
             out.append(record)

@@ -6,7 +6,9 @@ recorded model calls, offline, in milliseconds.
         assert agent.forward({"question": "What is 6 times 7?"}).ok
 
 ``pytest --localsym-record`` (or ``LOCALSYM_RECORD=1``) runs the real model and writes every call
-of the test to a cassette: ``cassettes/<test name>/`` next to the test file, one JSON file per
+of the test to a cassette: ``cassettes/<test file>/<test name>/`` next to the test file (a name
+that had to be changed to be a directory name gets a short hash of the real one, so ``[a b]``,
+``[a/b]`` and ``[a_b]`` never share a cassette), one JSON file per
 call in the disk cache's own key and value format (reviewable, diff-able, committed with the
 test), plus ``lm.json`` (the model's identity). Without it (the default, and what CI runs), the
 calls are answered from the cassette with no model file at all, and a call that was never
@@ -42,8 +44,13 @@ class CassetteStore:
         path = self._file(key)
         if not path.is_file():
             return None
-        doc = json.loads(path.read_text("utf-8"))
-        return doc if doc.get("sha256") == key else None
+        try:
+            doc = json.loads(path.read_text("utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cassette file {path} is not JSON ({str(err)[:100]})",
+                              "restore it from version control, or record the test again "
+                              "with pytest --localsym-record") from None
+        return doc if isinstance(doc, dict) and doc.get("sha256") == key else None
 
     def set(self, key: str, doc: dict) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -106,6 +113,17 @@ def open_cassette(directory: str | Path, record: bool, model: str | None = None)
                       record=False)
 
 
+def cassette_dir(test_file: Path, test_name: str) -> Path:
+    """Where a test's cassette lives: ``cassettes/<file stem>/<name>`` beside the test file; a
+    name that is not already a safe directory name gets a hash of itself appended."""
+    import hashlib
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name).strip(".") or "test"
+    if safe != test_name:
+        safe = f"{safe[:80]}-{hashlib.sha256(test_name.encode()).hexdigest()[:8]}"
+    return test_file.parent / "cassettes" / test_file.stem / safe
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("localsym")
     group.addoption("--localsym-record", action="store_true", default=False,
@@ -126,8 +144,7 @@ def localsym_lm(request):
         os.environ.get("LOCALSYM_RECORD", "") not in ("", "0")
     marker = request.node.get_closest_marker("localsym")
     model = marker.kwargs.get("model") if marker else None
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-    directory = Path(str(request.node.fspath)).parent / "cassettes" / name
+    directory = cassette_dir(Path(str(request.node.fspath)), request.node.name)
     if record and directory.is_dir():  # a re-recording starts from an empty cassette
         for old in directory.glob("*.json"):
             old.unlink()

@@ -228,7 +228,7 @@ def build_context(run_dir: Path) -> dict:
     summary_path = run_dir / "summary.json"
     try:
         summary = json.loads(summary_path.read_text("utf-8")) if summary_path.is_file() else {}
-    except (ValueError, OSError):
+    except (ValueError, OSError, RecursionError):
         summary = {}  # torn or unreadable: the page says so instead of failing
     summary = summary if isinstance(summary, dict) else {}
     first = _spec_at(run_dir, 0)
@@ -240,15 +240,21 @@ def build_context(run_dir: Path) -> dict:
             "stopped": events[-1] if isinstance(events[-1], StoppedEvent) else None,
             "graph_start": graph_svg(first) if first else None,
             "graph_final": graph_svg(last) if last else None,
-            "graph_best": graph_svg(_spec_or_none(json.loads(best.read_text("utf-8"))))
-            if best.is_file() and _readable_json(best) else None}
+            "graph_best": _graph_or_none(best)}
+
+
+def _graph_or_none(path: Path) -> str | None:
+    """The workflow graph of the spec in ``path``, or None where it is missing or not a spec."""
+    spec = _spec_or_none(json.loads(path.read_text("utf-8"))) \
+        if path.is_file() and _readable_json(path) else None
+    return graph_svg(spec) if spec is not None else None
 
 
 def _readable_json(path: Path) -> bool:
     try:
         json.loads(path.read_text("utf-8"))
         return True
-    except (ValueError, OSError):
+    except (ValueError, OSError, RecursionError):
         return False
 
 

@@ -78,6 +78,8 @@ def check_examples(parts: dict[str, list[Example]], spec: PipelineSpec, metric_n
                         f"(its answer has {sorted(finals)}): {metric_name} would score every "
                         "example 0", "rename the expected fields to the agent's outputs (a field "
                         "map can: dataset.fields), or give the last node those outputs")
+    if "train" not in parts or "val" not in parts:
+        return
     seen = {ex.id: ex for ex in parts["train"]}
     inputs = {json.dumps(ex.inputs, sort_keys=True, default=str) for ex in parts["train"]}
     both = [ex.id for ex in parts["val"] if ex.id in seen or
@@ -99,7 +101,8 @@ class Run:
         self.run_dir = Path(run_dir or config.run_dir or
                             Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
         # the user's own code first: a bad reference fails before anything is loaded
-        self.metric = metric(config.metric, base) if config.metric else None
+        self.metric = metric(config.metric, base, config.metric_timeout) if config.metric \
+            else None
         self.tools = add_references(default_tools(), config.tools, base)
         cache = config.cache
         models = config.models
@@ -167,6 +170,27 @@ class Run:
 
 def _mean(scores: list[float]) -> float | None:
     return round(float(np.mean(scores)), 4) if scores else None
+
+
+RUN_FILES = {"lock", "run.json", "config.yaml", "state.json", "events.jsonl", "specs",
+             "checkpoints", "best_spec.json", "summary.json", "report.html"}
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """A new run writes its files into ``run_dir``: refuse a file, and a directory that holds
+    anything but a run's own files (``--run-dir .`` would overwrite the user's config.yaml)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} is a file, not a directory",
+                          "give a new directory for the run (it is created)")
+    if (run_dir / "run.json").exists() or (run_dir / "state.json").exists():
+        return  # a run's own directory: refused below as "already holds a run"
+    if run_dir.is_dir():
+        foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in RUN_FILES)
+        if foreign:
+            raise ConfigError(f"--run-dir {run_dir} is not a run directory: it holds "
+                              f"{', '.join(foreign[:4])}{' ...' if len(foreign) > 4 else ''}, "
+                              "which the run's own files (config.yaml, summary.json, ...) could "
+                              "overwrite", "give a new or empty directory for the run")
 
 
 def lock_run_dir(run_dir: Path):
@@ -266,6 +290,7 @@ def open_run(config_path: str | Path | None, resume_dir: str | Path | None = Non
     config, base = load_config(config_path)
     chosen = run_dir or config.run_dir  # lock it before building anything; a default one after
     if chosen:
+        check_new_run_dir(Path(chosen))
         lock_run_dir(Path(chosen))
     run = Run(config, base, run_dir, quiet)
     if not chosen:

@@ -29,7 +29,12 @@ LOCALSYM = [str(Path(sys.executable).parent / "localsym")]
 PIECES = ["{", "[1, 2", "a: [", "\u2028", "nodes: 3", "{% for %}", "agent: ../../../etc/passwd",
           "null", "1e999", "- - -", "\ud800", "agent: agent.yaml\ndataset: {train: x}",
           "nodes: [{name: a}]", "metric: nosuch:fn", "tools: [x.py:y]", "models: {agent: stub}",
-          "dataset: {path: /dev/null}", "name: [1]", '{"inputs": {}}', "\x00\x01", "é" * 50]
+          "dataset: {path: /dev/null}", "name: [1]", '{"inputs": {}}', "\x00\x01", "é" * 50,
+          # round two (issue 23)
+          "{{ 'x'|center(1500000000) }}", "{{ ((((9**64)**64)**64)**64)**64 }}",
+          "pattern: '[a-z ]{1,30000}'", "split: [0, 0, 0]", "max_steps: 2\nedges: []",
+          "metric_timeout: -1", "name: ''", "via: [{op: regex, pattern: '(a+)+$'}]",
+          "arg_from: {t.x: {input: q, via: [teleport]}}", "id,q,q\n1,a,b", "NaN", "[" * 300]
 
 
 def junk(rng: random.Random) -> bytes:
@@ -48,12 +53,16 @@ def cli_case(rng: random.Random, verb: str, tmp: Path) -> list[str]:
     agent = ROOT / "examples" / "object_counting" / "agent.yaml"
     pick = rng.choice
     return {
-        "train": lambda: ["train", bad, "--run-dir", tmp / "run", "--quiet"],
+        "train": lambda: ["train", bad, "--run-dir", pick([tmp / "run", tmp, bad]), "--quiet"],
         "eval": lambda: ["eval", pick([bad, agent]), bad, "--model", "stub",
                          *pick([[], ["--metric", pick(["x.py:f", "nope", "a:b:c"])]])],
         "run": lambda: ["run", pick([bad, agent]), pick(["q=1", "{", '{"question": 3}',
-                                                         '{"question": "\\ud800"}']),
-                        "--model", "stub", *pick([[], ["--tool", "nope.py:f"]])],
+                                                         '{"question": "\\ud800"}',
+                                                         "{" + '"a": {' * 300]),
+                        "--model", "stub", *pick([[], ["--tool", pick(["nope.py:f",
+                                                                       "collections:OrderedDict",
+                                                                       "os:getcwd"])],
+                                                  ["--max-tokens", pick(["0", "-1", "x"])]])],
         "report": lambda: ["report", pick([tmp, bad, tmp / "none"])],
         "serve": lambda: ["serve", pick([bad, agent]), "--dir", pick([bad, tmp / "dep"]),
                           "--port", str(pick([0, 99999, -1, 70000])),  # never a valid serve
@@ -64,6 +73,49 @@ def cli_case(rng: random.Random, verb: str, tmp: Path) -> list[str]:
         "cache": lambda: ["cache", pick(["stats", "clear"]), "--cache-dir", pick([bad, tmp])],
         "init": lambda: ["init", pick([bad, tmp])],
     }[verb]()
+
+
+def run_api(cases: int, seed: int) -> dict:
+    """The Python API's top-level functions on generated bad arguments: each returns or raises
+    a LocalsymError (one line with its fix), never anything else."""
+    import localsym
+    from localsym.data import Example
+    from localsym.errors import LocalsymError
+
+    rng = random.Random(seed)
+    agent = ROOT / "examples" / "object_counting" / "agent.yaml"
+    lm = localsym.open_lm("stub")
+    junk_values = [None, 0, -1, "", "bogus", "x.py:f", {}, [], "\ud800", 10**23, agent]
+    rows = [Example(id="1", inputs={"question": "2 apples?"}, expected={"answer": 2})]
+    calls = {
+        "train": lambda v: localsym.train(agent, rows, rows, lm=lm, metric=rng.choice(
+            [v, "numeric_match"]), loss=rng.choice([v, "metric"]),
+            config=rng.choice([{"max_steps": v}, {"batch_size": v}, {"evidence": v}])),
+        "evaluate": lambda v: localsym.evaluate(rng.choice([agent, v]), rows, lm=lm,
+                                                metric=rng.choice([v, "exact_match"])),
+        "init_task": lambda v: localsym.init_task(Path(tempfile.mkdtemp()) / str(v)[:20]),
+        "open_lm": lambda v: localsym.open_lm(v if isinstance(v, str) else "stub",
+                                              cache_mode=rng.choice([v, "off"])),
+        "PipelineSpec.load": lambda v: localsym.PipelineSpec.load(v if isinstance(
+            v, (str, Path)) else "nope.yaml"),
+    }
+    out = {}
+    for name, call in calls.items():
+        outcomes, broken = Counter(), []
+        for _ in range(cases):
+            value = rng.choice(junk_values)
+            try:
+                call(value)
+                outcomes["returned"] += 1
+            except LocalsymError as err:
+                outcomes["LocalsymError"] += 1
+                if "Fix:" not in str(err):
+                    broken.append((name, repr(value), str(err)[:200]))
+            except Exception as err:  # noqa: BLE001 - what the sweep is looking for
+                broken.append((name, repr(value), f"{type(err).__name__}: {str(err)[:200]}"))
+        out[name] = {"cases": cases, "outcomes": dict(outcomes), "broken": broken}
+    lm.close()
+    return out
 
 
 def run_cli(per_verb: int, seed: int) -> dict:
@@ -112,7 +164,8 @@ def run_service(per_endpoint: int, seed: int) -> dict:
         config = config.model_copy(update={"models": config.models.model_copy(
             update={"agent": "stub"}), "evolve": config.evolve.model_copy(update={"every": None})})
         evolving = EvolvingAgent(Path(tmp) / "dep", config, base, log=lambda _: None)
-        client = TestClient(create_app(evolving), raise_server_exceptions=False)
+        client = TestClient(create_app(evolving), raise_server_exceptions=False,
+                            base_url="http://127.0.0.1")
         values = [None, 0, -1, 10**23, 1.5, "x", "\\ud800", [], {}, True, "a" * 5000]
         endpoints = {
             "POST /run": lambda: ("post", "/run", {"inputs": rng.choice(values + [
@@ -155,6 +208,12 @@ def main() -> None:
     args = ap.parse_args()
     cli = run_cli(args.per_verb, args.seed)
     service = run_service(args.per_endpoint, args.seed)
+    api = run_api(args.per_verb, args.seed)
+    for name, row in api.items():
+        print(f"{name:18s} {row['cases']:4d} cases  {row['outcomes']}  broken "
+              f"{len(row['broken'])}")
+        for b in row["broken"][:3]:
+            print("   ", b)
     for verb, row in cli.items():
         print(f"{verb:9s} {row['cases']:4d} cases  exit {row['exit codes']}  "
               f"{row['distinct errors']} distinct errors  broken {len(row['broken'])}")
@@ -165,8 +224,7 @@ def main() -> None:
               f"5xx {len(row['broken'])}")
         for b in row["broken"][:3]:
             print("   ", b)
-    bad = sum(len(r["broken"]) for r in cli.values()) + sum(len(r["broken"])
-                                                            for r in service.values())
+    bad = sum(len(r["broken"]) for part in (cli, service, api) for r in part.values())
     print(json.dumps({"cli_cases": sum(r["cases"] for r in cli.values()),
                       "distinct_cli_errors": sum(r["distinct errors"] for r in cli.values()),
                       "service_cases": sum(r["cases"] for r in service.values()),

@@ -204,8 +204,27 @@ def test_service_bounds_and_serve_arguments(tmp_path):
         update={"agent": "stub"})})
     evolving = EvolvingAgent(tmp_path / "dep", config, base, log=lambda _: None)
     try:
-        client = TestClient(create_app(evolving), raise_server_exceptions=False)
+        client = TestClient(create_app(evolving), raise_server_exceptions=False,
+                            base_url="http://127.0.0.1:8765")
         assert client.post("/rollback", json={"version": 10**23}).status_code == 422
+        # no web page can drive the loopback service: a rebinding page's Host, a foreign
+        # Origin, a simple cross-site POST with no JSON content type
+        rebound = client.get("/versions", headers={"host": "attacker.example"})
+        assert rebound.status_code == 421 and "Fix:" in rebound.json()["error"]
+        assert client.get("/versions", headers={"host": "localhost:8765"}).status_code == 200
+        assert client.get("/versions", headers={"host": "[::1]:8765"}).status_code == 200
+        foreign = client.post("/evolve", content="", headers={
+            "origin": "http://attacker.example", "content-type": "text/plain"})
+        assert foreign.status_code == 403
+        assert client.post("/evolve", headers={"sec-fetch-site": "cross-site",
+                                               "content-type": "application/json"}
+                           ).status_code == 403
+        simple = client.post("/evolve", content="", headers={"content-type": "text/plain"})
+        assert simple.status_code == 415 and "application/json" in simple.json()["error"]
+        assert client.post("/rollback", content='{"version": 1}').status_code == 415
+        same = client.post("/rollback", json={"version": 1},
+                           headers={"origin": "http://127.0.0.1:8765"})
+        assert same.status_code == 200
         assert client.get(f"/versions/{10**23}").status_code in (404, 422)
         raw = client.post("/run", content='{"inputs": {"question": "a\\ud800b"}}',
                           headers={"content-type": "application/json"})

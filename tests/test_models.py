@@ -71,7 +71,7 @@ def test_gguf_reader_rejects_bad_and_cut_headers(tmp_path):
     src = models.resolve().path.read_bytes()[:5000]  # cut inside the vocabulary array
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(src)
-    with pytest.raises(GGUFFormatError, match="ends inside"):
+    with pytest.raises(GGUFFormatError, match="ends inside|past the end"):
         read_metadata(cut)
     old = tmp_path / "old.gguf"
     old.write_bytes(b"GGUF" + struct.pack("<I", 1) + b"\0" * 16)

@@ -204,7 +204,7 @@ def test_pytest_plugin_records_on_the_real_model_and_replays_without_it(tmp_path
     record = subprocess.run(run + ["--localsym-record"], cwd=tmp_path, capture_output=True,
                             text=True, env=env, timeout=300)
     assert record.returncode == 0, record.stdout[-2000:]
-    cassette = tmp_path / "cassettes" / "test_the_agent_answers"
+    cassette = tmp_path / "cassettes" / "test_agent" / "test_the_agent_answers"
     calls = [json.loads(p.read_text()) for p in cassette.glob("*.json") if p.name != "lm.json"]
     assert calls and all("completion" in c and "key" in c for c in calls)  # reviewable JSON
     # replay with the embedded model hidden: a package of the same name without the file
@@ -220,6 +220,25 @@ def test_pytest_plugin_records_on_the_real_model_and_replays_without_it(tmp_path
     miss = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, env=hidden)
     assert miss.returncode == 1 and "no recorded answer for the call" in miss.stdout
     assert "8 times 9" in miss.stdout
+    # a hand-edited cassette that is not JSON is one clear error, not a traceback
+    (tmp_path / "test_agent.py").write_text(AGENT_TEST.format(spec=str(spec)))
+    for path in cassette.glob("*.json"):
+        if path.name != "lm.json":
+            path.write_text("{not json")
+    torn = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, env=hidden)
+    assert torn.returncode == 1 and "is not JSON" in torn.stdout and "record the test again" \
+        in torn.stdout
+
+
+def test_cassettes_of_tests_with_the_same_name_or_close_ids_never_collide(tmp_path):
+    from localsym.pytest_plugin import cassette_dir
+
+    names = {cassette_dir(tmp_path / f, n) for f in ("test_a.py", "test_b.py")
+             for n in ("test_agent", "test_x[a b]", "test_x[a/b]", "test_x[a_b]")}
+    assert len(names) == 8
+    assert cassette_dir(tmp_path / "test_a.py", "test_agent") == \
+        tmp_path / "cassettes" / "test_a" / "test_agent"
+    assert all(".." not in p.parts and p.parent.parent == tmp_path / "cassettes" for p in names)
 
 
 def test_serve_refuses_a_public_address_without_a_token(tmp_path):

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import uuid
 
@@ -118,3 +119,82 @@ def test_a_hostile_solution_scores_zero_and_the_caller_goes_on():
         assert score({"code": code}, expected) == 0.0, code
         assert time.monotonic() - started < 15
     assert subprocess.run(["true"]).returncode == 0  # the parent can still start processes
+
+
+HARNESS = """
+import json, os, sys
+from localsym.metrics.sandbox import run_python
+result = run_python(sys.argv[1], timeout=float(sys.argv[2]), audit=sys.argv[3] == "1")
+print(json.dumps({"ok": result.ok, "output": result.output, "timed_out": result.timed_out}))
+"""
+
+
+def contained(code: str, audit: bool, timeout: float = 5) -> dict:
+    """Run ``code`` in the sandbox from a harness process of its own: the harness is the
+    process a hostile program would try to kill. Returns the result; fails if the harness
+    died."""
+    proc = subprocess.run([sys.executable, "-c", HARNESS, code, str(timeout), "1" if audit else "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"the process running the sandbox died: {proc.returncode} " \
+                                 f"{proc.stderr[-500:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def os_layers(audit: bool, need: str) -> None:
+    if not audit and not containment()[need]:
+        pytest.skip(f"no {need} on this kernel: only the audit hook holds here")
+
+
+@pytest.mark.parametrize("audit", [True, False], ids=["with-audit-hook", "os-layers-only"])
+def test_the_sandbox_is_a_boundary_for_files(tmp_path, audit):
+    os_layers(audit, "landlock_files")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    new = tmp_path / f"new-{uuid.uuid4().hex}"
+    attacks = {
+        "dir_fd": f"import os\nfd = os.open({str(tmp_path)!r}, os.O_RDONLY)\n"
+                  f"os.write(os.open('victim.txt', os.O_WRONLY | os.O_TRUNC, dir_fd=fd), b'x')",
+        "dir_fd create": f"import os\nfd = os.open({str(tmp_path)!r}, os.O_RDONLY)\n"
+                         f"os.open({new.name!r}, os.O_WRONLY | os.O_CREAT, dir_fd=fd)",
+        "symlink": f"import os\nos.symlink({str(victim)!r}, 'link')\nopen('link', 'w').write('x')",
+        "hard link": f"import os\nos.link({str(victim)!r}, 'hard')\nopen('hard', 'w').write('x')",
+        "rename out": f"open('x', 'w').write('x')\nimport os\nos.rename('x', {str(new)!r})",
+        "proc fd": f"import os\nfd = os.open({str(tmp_path)!r}, os.O_RDONLY)\n"
+                   f"open(f'/proc/self/fd/{{fd}}/victim.txt', 'w').write('x')",
+    }
+    for name, code in attacks.items():
+        result = contained(code, audit)
+        assert not result["ok"], name
+    assert victim.read_text() == "keep me" and not new.exists()
+
+
+@pytest.mark.parametrize("audit", [True, False], ids=["with-audit-hook", "os-layers-only"])
+def test_the_code_cannot_signal_the_process_that_runs_it(audit):
+    os_layers(audit, "landlock_signals")
+    for code in ("import os, signal\nsignal.pidfd_send_signal(os.pidfd_open(os.getppid()), 9)",
+                 "import os\nos.kill(os.getppid(), 9)",
+                 "import os, signal\nos.killpg(os.getpgid(os.getppid()), 9)",
+                 "import os, signal\nsignal.pthread_kill(0, 0)\nos.kill(1, 9)"):
+        result = contained(code, audit)  # the harness survives, or this fails
+        assert not result["ok"], code
+
+
+def test_a_process_that_outlives_its_timeout_is_killed(tmp_path):
+    if not containment()["pids_cgroup"]:
+        pytest.skip("no pids cgroup here: a process that leaves its process group survives")
+    marker = str(31000 + os.getpid() % 1000)
+    code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n"
+            f"    os.execv('/bin/sleep', ['sleep', '{marker}'])\ntime.sleep(60)")
+    result = contained(code, audit=False, timeout=2)
+    assert result["timed_out"]
+    time.sleep(0.5)
+    alive = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == f"sleep {marker}"]
+    assert not alive
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""

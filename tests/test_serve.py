@@ -48,7 +48,8 @@ class Service:
             [sys.executable, "-c", "import sys; from localsym.cli import main; sys.exit(main())",
              "serve", str(config), "--dir", str(directory), "--port", str(self.port)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=300)
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=300,
+                                   headers={"content-type": "application/json"})
         wait_http(f"http://127.0.0.1:{self.port}/health", self.proc)
 
     def kill(self) -> None:  # no clean shutdown: what a crash does

@@ -59,9 +59,18 @@ def test_each_invalid_spec_gives_its_clear_error(changes, message):
 
 
 def test_bounded_cycle_is_valid_and_bad_files_are_clear_errors(tmp_path):
-    looped = spec(edges=[{"source": "plan", "target": "solve"},
-                         {"source": "solve", "target": "plan", "when": "if wrong"}], max_steps=6)
-    assert looped.max_steps == 6
+    # a cycle with a way out: solve goes back to plan when wrong, or on to the answer
+    three = {"nodes": [*TWO_NODES["nodes"], {"name": "report", "inputs": ["answer"],
+                                             "outputs": [{"name": "final"}]}]}
+    looped = spec(**three, edges=[{"source": "plan", "target": "solve"},
+                                  {"source": "solve", "target": "plan", "when": "if wrong"},
+                                  {"source": "solve", "target": "report", "when": "if right"}],
+                  max_steps=6)
+    assert looped.max_steps == 6 and looped.final_outputs() == ["final"]
+    # a cycle with no way out has no node that gives the answer (it validated, then crashed)
+    with pytest.raises(ConfigError, match="no node gives the answer"):
+        spec(edges=[{"source": "plan", "target": "solve"},
+                    {"source": "solve", "target": "plan", "when": "if wrong"}], max_steps=6)
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):

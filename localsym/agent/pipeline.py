@@ -25,7 +25,7 @@ from localsym.agent.trajectory import NodeRecord, Trajectory
 from localsym.errors import CallFailure, ConfigError
 from localsym.lm.base import LM, SamplingParams
 from localsym.templates import render, render_text
-from localsym.data import unencodable
+from localsym.text import unencodable
 
 PY_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list[str]}
 ROUTE_FIELD = "next_step"

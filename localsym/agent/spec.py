@@ -17,6 +17,8 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Di
                       Field, Tag, ValidationError, model_validator)
 
 from localsym.agent.glue import AnyOp, check_chain, normalize_chain
+from localsym.lm.schema_index import MAX_REPEAT_STATES, repeat_states
+from localsym.text import unencodable
 
 
 Identifier = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -49,6 +51,10 @@ def check_pattern(pattern: str | None, where: str) -> str | None:
     if pattern.startswith("^") or pattern.endswith("$"):
         raise ValueError(f"{where}: pattern {pattern!r} must not be anchored with ^ or $ (the "
                          "whole value always matches it)")
+    if repeat_states(pattern) > MAX_REPEAT_STATES:
+        raise ValueError(f"{where}: pattern {pattern!r} repeats up to {repeat_states(pattern)} "
+                         f"times (over {MAX_REPEAT_STATES}): the decoder's index would not fit in "
+                         "memory; lower its {m,n} bounds or use * and +")
     return pattern
 
 
@@ -402,10 +408,17 @@ class PipelineSpec(Frozen):
                 except ValueError as err:
                     raise ValueError(f"node {n.name!r} fills {key!r} from {source!r}: {err}") \
                         from None
+        bad = unencodable(self.model_dump(mode="python"))
+        if bad:
+            raise ValueError(f"the spec's text at {bad} holds a lone surrogate (not valid "
+                             "Unicode); write it as UTF-8 text")
         cyclic = [m for m in names if m in reach[m]]
         if cyclic and self.max_steps is None:
             raise ValueError(f"the edges form a cycle through {cyclic} without a bound; set "
                              "max_steps to bound the number of node runs")
+        if all(self.successors(n) for n in names):
+            raise ValueError("every node has an outgoing edge, so no node gives the answer; "
+                             "leave at least one node without outgoing edges (the last)")
         return self
 
     def _reachable(self) -> dict[str, set[str]]:
@@ -441,7 +454,12 @@ class PipelineSpec(Frozen):
 
     @classmethod
     def load(cls, path: str | Path) -> "PipelineSpec":
+        from localsym.errors import ConfigError
         from localsym.files import load_document
+
+        if not isinstance(path, (str, Path)):
+            raise ConfigError(f"{path!r} is not the path of an agent spec",
+                              "give the path of a YAML or JSON spec (or a PipelineSpec)")
 
         return cls.from_data(load_document(path, "agent spec"), source=str(path))
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, create_model
 
 from localsym.agent.spec import ToolSpec
 from localsym.errors import ConfigError
+from localsym.text import valid_text
 
 _ARG_TYPES = {str: str, int: int, float: float, bool: bool}
 RESULT_LIMIT = 2000  # characters of a tool result kept in the trajectory and shown to the model
@@ -150,12 +151,12 @@ class ToolRegistry:
         if worker.is_alive():
             record.error = f"timed out after {tool.timeout:g}s"
         elif "error" in box:
-            record.error = box["error"]
+            record.error = valid_text(box["error"])
         else:
             try:
                 value = box["value"]
                 text = value if isinstance(value, str) else json.dumps(value)
-                record.result = text[:RESULT_LIMIT]
+                record.result = valid_text(text[:RESULT_LIMIT])  # a lone surrogate: U+FFFD
             except (TypeError, ValueError) as err:
                 record.error = f"returned a value that is not JSON ({type(box['value']).__name__}): {err}"
         return record
@@ -226,6 +227,10 @@ def add_references(registry: ToolRegistry, entries, base) -> ToolRegistry:
             registry.register(fn, timeout=timeout + (5.0 if isolated else 0.0))
         except ConfigError as err:
             raise ConfigError(f"tool reference {ref!r}: {err.cause}", err.fix) from None
+        except Exception as err:  # a class, a builtin, something with no readable signature
+            raise ConfigError(f"tool reference {ref!r} is not a function with typed arguments "
+                              f"({type(err).__name__}: {str(err)[:120]})",
+                              "point at a def with str/int/float/bool arguments") from None
     return registry
 
 

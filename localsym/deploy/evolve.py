@@ -32,6 +32,7 @@ from localsym.agent.tools import add_references
 from localsym.config import DeployConfig
 from localsym.data import Example, load_jsonl
 from localsym.metrics import metric
+from localsym.text import not_storable
 from localsym.errors import ConfigError, LocalsymError
 
 SCHEMA = """
@@ -109,7 +110,8 @@ class EvolvingAgent:
                  agent_lm=None, optimizer_lm=None, log=print):
         self.directory, self.config, self.base, self.log = Path(directory), config, base, log
         self.store = Store(self.directory / "agent.db")
-        self.metric = metric(config.metric, base)  # the user's code first: fails before a load
+        # the user's code first: a bad reference fails before a model is loaded
+        self.metric = metric(config.metric, base, config.metric_timeout)
         self.tools = add_references(default_tools(), config.tools, base)
         models, cache = config.models, config.cache
         self.agent_lm = agent_lm or models.open("agent", cache)
@@ -185,6 +187,7 @@ class EvolvingAgent:
 
     def run(self, inputs: dict[str, Any]) -> dict:
         """Answer with the live version; the sample is stored before this returns."""
+        _storable(inputs, "inputs")
         vid = self.live_version
         pipe = self._pipeline(vid)
         missing = [f.name for f in pipe.spec.inputs if f.name not in inputs]
@@ -204,6 +207,9 @@ class EvolvingAgent:
                 "error": traj.error}
 
     def sample(self, sample_id: str) -> dict:
+        if not_storable(sample_id):
+            raise NotFound(f"no sample {sample_id.encode('utf-8', 'backslashreplace').decode()}",
+                           "use the id that /run returned")
         rows = self.store.rows("SELECT id, version, inputs, outputs, error, created FROM samples "
                                "WHERE id=?", (sample_id,))
         if not rows:
@@ -224,6 +230,7 @@ class EvolvingAgent:
                               'send e.g. {"id": ..., "score": 0.0, "text": "wrong"}')
         if score is not None and not 0.0 <= score <= 1.0:
             raise ConfigError(f"score {score} is outside [0, 1]", "send a score from 0 to 1")
+        _storable({"expected": expected, "text": text}, "feedback")
         self.sample(sample_id)
         fid = self.store.write("INSERT INTO feedback (sample, score, expected, text, created) "
                                "VALUES (?, ?, ?, ?, ?)",
@@ -378,3 +385,10 @@ class EvolvingAgent:
         if self.optimizer_lm is not self.agent_lm:
             self.optimizer_lm.close()
         self.store.close()
+
+
+def _storable(value: Any, what: str) -> None:
+    """A request's data must be storable as JSON and read back (or it would be a 500 later)."""
+    why = not_storable(value)
+    if why:
+        raise ConfigError(f"{what}: {why}", "send valid UTF-8 text and finite numbers")

@@ -13,6 +13,10 @@
 Security: bound to a loopback address by default. Any other address needs a token (``--token``
 or ``$LOCALSYM_TOKEN``): with one, every endpoint but ``/health`` needs ``Authorization: Bearer
 <token>`` (401 without it). Request bodies over ``max_body`` bytes (1 MiB) are refused (413).
+No web page can drive it: without a token, a request whose ``Host`` is not a loopback name is
+refused (421: a DNS-rebinding page names its own host), a state-changing request from a foreign
+``Origin`` (or marked ``Sec-Fetch-Site: cross-site``) is refused (403), and every POST must say
+``content-type: application/json`` (415), which no form or simple cross-site request can send.
 
 Handlers are plain functions, so FastAPI runs them in its thread pool: requests are answered
 while a round trains (model calls take turns on the one llama.cpp context). A request a user got
@@ -52,6 +56,29 @@ class RollbackRequest(BaseModel):
 
 MAX_BODY = 1 << 20
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def _host_name(value: str) -> str:
+    """The host of a Host header or an Origin (``http://[::1]:8765`` -> ``::1``)."""
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(value if "//" in value else f"//{value}").hostname
+    except ValueError:
+        return ""
+    return (host or "").lower()
+
+
+def _loopback_name(host: str) -> bool:
+    import ipaddress
+
+    if host in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_bind(host: str, token: str | None) -> None:
@@ -82,8 +109,28 @@ def create_app(agent: EvolvingAgent, token: str | None = None,
 def _guard(app: FastAPI, token: str | None, max_body: int) -> None:
     import hmac
 
+    def refuse(status: int, cause: str, fix: str) -> JSONResponse:
+        return JSONResponse(status_code=status, content={"error": f"{cause} Fix: {fix}"})
+
     @app.middleware("http")
     async def guard(request: Request, call_next):
+        host = _host_name(request.headers.get("host", ""))
+        if not token and not _loopback_name(host):
+            return refuse(421, f"Host {request.headers.get('host', '')!r} is not this machine's "
+                          "loopback name (a web page rebinding its own name to 127.0.0.1?)",
+                          "call http://127.0.0.1:PORT or http://localhost:PORT, or serve with "
+                          "a token")
+        if request.method in STATE_CHANGING:
+            origin = request.headers.get("origin")
+            if (origin is not None and not token and not _loopback_name(_host_name(origin))) \
+                    or request.headers.get("sec-fetch-site") == "cross-site":
+                return refuse(403, f"a request from another site ({origin or 'cross-site'}) may "
+                              "not change this agent", "call it from this machine, not a web page")
+            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind != "application/json":
+                return refuse(415, f"a POST needs content-type application/json, not "
+                              f"{kind or 'none'!r}", "send -H 'content-type: application/json' "
+                              "(and a JSON body where the endpoint takes one)")
         if token and request.url.path != "/health":
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):

@@ -34,6 +34,13 @@ def build_trainer(spec, agent_lm, optimizer_lm=None, *, metric=None, loss: str =
     (default META_PARAMS)."""
     from localsym.agent import Pipeline, default_tools
 
+    from localsym.errors import ConfigError
+
+    if loss not in ("language", "metric", "logprob"):
+        raise ConfigError(f"unknown loss {loss!r}", "use language, metric or logprob")
+    if loss == "metric" and metric is None:
+        raise ConfigError("loss metric needs a metric", "give metric= (exact_match, "
+                          "numeric_match, humaneval, or your own function)")
     meta_lm, meta = optimizer_lm or agent_lm, meta_sampling or META_PARAMS
     pipeline = Pipeline(spec, agent_lm, tools or default_tools(), sampling)
     if loss == "metric":

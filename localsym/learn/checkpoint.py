@@ -64,7 +64,7 @@ class RunDirectory:
         """Make the event log agree with the checkpoint before resuming: keep its events up to
         the checkpoint's step, each step once; drop torn lines, records that are not events,
         and the events of a step that was logged but not checkpointed (it runs again)."""
-        if not self.log.is_file():
+        if not self.log.is_file() and state is None:
             return
         done = state.step if state is not None else -1
         kept, seen = [], set()
@@ -75,6 +75,10 @@ class RunDirectory:
                 continue
             seen.add(key)
             kept.append(event)
+        pool = getattr(state, "pool", None)
+        if pool and not any(e.event == "start" for e in kept):
+            # an emptied or truncated log: its start is known from the checkpoint's pool
+            kept.insert(0, StartEvent(val_score=pool[0].mean))
         rewrite_jsonl(self.log, [_record(e) for e in kept])
 
     def event(self, event: StartEvent | StepEvent | StoppedEvent) -> None:

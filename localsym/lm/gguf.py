@@ -30,29 +30,50 @@ def _take(f: BinaryIO, st: struct.Struct):
     return st.unpack(data)[0]
 
 
+def _left(f: BinaryIO) -> int:
+    """Bytes from here to the end of the file."""
+    here = f.tell()
+    end = f.seek(0, 2)
+    f.seek(here)
+    return end - here
+
+
 def _string(f: BinaryIO) -> str:
     n = _take(f, _U64)
+    if n > _left(f):  # a crafted length: never allocate what the file does not hold
+        raise GGUFFormatError("a GGUF string runs past the end of the file")
     data = f.read(n)
     if len(data) != n:
         raise GGUFFormatError("file ends inside the GGUF header")
     return data.decode("utf-8", errors="replace")
 
 
-def _value(f: BinaryIO, vtype: int):
+def _value(f: BinaryIO, vtype: int, depth: int = 0):
     if vtype in _SCALARS:
         return _take(f, _SCALARS[vtype])
     if vtype == _STRING:
         return _string(f)
     if vtype == _ARRAY:
         etype, count = _take(f, _U32), _take(f, _U64)
+        if depth > 2:
+            raise GGUFFormatError("GGUF arrays nested too deep")
         if etype in _SCALARS:  # fixed-size elements: one seek
+            if _SCALARS[etype].size * count > _left(f):
+                raise GGUFFormatError("a GGUF array runs past the end of the file")
             f.seek(_SCALARS[etype].size * count, 1)
         elif etype == _STRING:  # skip each string by its length, without decoding it
+            if count * 8 > _left(f):
+                raise GGUFFormatError("a GGUF array runs past the end of the file")
             for _ in range(count):
-                f.seek(_take(f, _U64), 1)
+                n = _take(f, _U64)
+                if n > _left(f):
+                    raise GGUFFormatError("a GGUF string runs past the end of the file")
+                f.seek(n, 1)
         else:
+            if count > _left(f):
+                raise GGUFFormatError("a GGUF array runs past the end of the file")
             for _ in range(count):
-                _value(f, etype)
+                _value(f, etype, depth + 1)
         return f"<array of {count}>"
     raise GGUFFormatError(f"unknown GGUF value type {vtype}")
 
@@ -68,6 +89,8 @@ def read_metadata(path: str | Path) -> dict:
             raise GGUFFormatError(f"GGUF version {version} is too old (need 2 or later)")
         _take(f, _U64)  # tensor count
         n_kv = _take(f, _U64)
+        if n_kv > _left(f):
+            raise GGUFFormatError("the GGUF header claims more keys than the file holds")
         meta: dict = {"GGUF.version": version}
         for _ in range(n_kv):
             key = _string(f)

@@ -9,8 +9,10 @@ does not load is reported, removed and recompiled.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -22,6 +24,7 @@ from localsym.lm.base import schema_of
 from localsym.lm.store import canonical_json, sha256_hex
 
 log = logging.getLogger(__name__)
+MAGIC = b"localsym-index-1\n"  # then the sha256 of the index bytes, then the bytes
 
 
 def schema_regex(schema: type[BaseModel], whitespace: str) -> str:
@@ -35,6 +38,49 @@ def schema_regex(schema: type[BaseModel], whitespace: str) -> str:
         raise ConfigError(f"schema {schema.__name__} cannot be compiled for decoding: {err}",
                           "simplify the schema (outlines-core supports most of JSON "
                           "schema, not every keyword)") from None
+
+
+MAX_REPEAT_STATES = 4096  # counted repetitions a schema's regex may unroll into, in all
+
+
+def repeat_states(regex: str) -> int:
+    """About how many states the counted repetitions of ``regex`` unroll into (``x{1,30000}``:
+    30000; nested ones multiply): what makes a compiled index large. 0 if it does not parse."""
+    import re._parser as parser  # the standard library's own regex parser
+
+    try:
+        tree = parser.parse(regex)
+    except (re.error, RecursionError, OverflowError):
+        return 0
+
+    def cost(items) -> int:
+        total = 0
+        for op, arg in items:
+            if op in (parser.MAX_REPEAT, parser.MIN_REPEAT):
+                low, high, sub = arg
+                inner = max(cost(sub), 1)
+                total += inner * (max(low, 1) if high == parser.MAXREPEAT else high)
+            elif op == parser.SUBPATTERN:
+                total += cost(arg[-1])
+            elif op == parser.BRANCH:
+                total += sum(cost(b) for b in arg[1])
+        return total
+
+    try:
+        return cost(tree)
+    except RecursionError:
+        return MAX_REPEAT_STATES + 1
+
+
+def check_size(regex: str, name: str) -> None:
+    """Refuse a schema whose compiled index would take all memory (a pattern or a max_length
+    with a counted repeat of tens of thousands), before compiling it."""
+    states = repeat_states(regex)
+    if states > MAX_REPEAT_STATES:
+        raise ConfigError(f"schema {name} unrolls into about {states} counted repetitions (over "
+                          f"{MAX_REPEAT_STATES}): its compiled index would not fit in memory",
+                          "lower the bound of its patterns' {m,n} repeats or its max_length "
+                          "(or use * and + for an unbounded length)")
 
 
 def vocabulary(pieces: list[bytes], eos: int, is_control: Callable[[int], bool]):
@@ -73,11 +119,12 @@ class IndexStore:
         regex = schema_regex(schema, whitespace)
         index = self._memory.get(regex)
         if index is None:
-            key = sha256_hex(canonical_json({"regex": regex, **model}))
+            key = sha256_hex(canonical_json({"regex": regex, "format": 2, **model}))
             index = self.load(key)
             if index is None:
                 from outlines_core import Index
 
+                check_size(regex, schema.__name__)
                 index = Index(regex, vocab())
                 self.save(key, index)
             self._memory[regex] = index
@@ -91,11 +138,17 @@ class IndexStore:
 
         path = self.path(key)
         try:
-            data = path.read_bytes()
+            stored = path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as err:
             log.warning("cannot read compiled index %s (%s); recompiling", path, err)
+            return None
+        digest, data = stored[len(MAGIC):len(MAGIC) + 32], stored[len(MAGIC) + 32:]
+        if not stored.startswith(MAGIC) or hashlib.sha256(data).digest() != digest:
+            log.warning("compiled index %s is damaged or tampered with (its checksum does not "
+                        "match); removing and recompiling", path)
+            path.unlink(missing_ok=True)
             return None
         try:
             index = Index.from_binary(data)
@@ -113,8 +166,9 @@ class IndexStore:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
             try:
+                data = index_bytes(index)
                 with os.fdopen(fd, "wb") as f:
-                    f.write(index_bytes(index))
+                    f.write(MAGIC + hashlib.sha256(data).digest() + data)
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, self.path(key))

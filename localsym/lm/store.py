@@ -96,10 +96,13 @@ class JsonStore:
             self._cache = diskcache.Cache(str(self.directory), timeout=60, disk=_json_disk(),
                                           eviction_policy="none", size_limit=2**62)
         except (OSError, sqlite3.Error) as err:
+            if self.directory.is_dir() and not os.access(self.directory, os.W_OK):
+                raise CacheError(f"cannot open the cache at {self.directory}: the directory is "
+                                 "read-only", "point LOCALSYM_CACHE_DIR (or cache_dir=) at a "
+                                 "writable directory, or replay from this one (cache mode "
+                                 "replay)") from None
             if not self.healthy(self.directory):
-                raise CacheError(f"the cache at {self.directory} is corrupt ({err})",
-                                 "rebuild it with `localsym cache clear` (its entries are "
-                                 "recomputed), or point LOCALSYM_CACHE_DIR elsewhere") from None
+                raise _corrupt(self.directory, err) from None
             raise CacheError(f"cannot open the cache at {self.directory}: {err}",
                              "point LOCALSYM_CACHE_DIR (or cache_dir=) at a writable directory")
 
@@ -110,8 +113,10 @@ class JsonStore:
         db = Path(directory) / "cache.db"
         if not db.exists():
             return True
+        # a read-only directory cannot hold SQLite's shared-memory file: read it as immutable
+        mode = "ro" if os.access(db.parent, os.W_OK) else "ro&immutable=1"
         try:
-            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+            con = sqlite3.connect(f"file:{db}?mode={mode}", uri=True, timeout=10)
             try:
                 return con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
             finally:
@@ -132,6 +137,8 @@ class JsonStore:
         or corrupted) is reported and treated as absent."""
         try:
             raw = self._cache.get(key, default=None, retry=True)
+        except sqlite3.DatabaseError as err:
+            raise _corrupt(self.directory, err) from None
         except PickledEntry as err:
             self.report(key, f"is corrupt ({err}); ignoring it, never unpickling it")
             return None
@@ -169,26 +176,50 @@ class JsonStore:
 
     def add_counts(self, counts: dict[str, int]) -> None:
         """Add to persistent counters (one transaction per counter with a non-zero delta)."""
-        for name, delta in counts.items():
-            if delta:
-                self._cache.incr(f"__count__:{name}", delta, default=0, retry=True)
+        with self._database():
+            for name, delta in counts.items():
+                if delta:
+                    self._cache.incr(f"__count__:{name}", delta, default=0, retry=True)
 
     def counts(self) -> dict[str, int]:
-        return {k.split(":", 1)[1]: int(self._cache.get(k, 0)) for k in self._cache.iterkeys()
-                if isinstance(k, str) and k.startswith("__count__:")}
+        with self._database():
+            return {k.split(":", 1)[1]: int(self._cache.get(k, 0))
+                    for k in self._cache.iterkeys()
+                    if isinstance(k, str) and k.startswith("__count__:")}
 
     def __len__(self) -> int:
-        return len(self._cache)
+        with self._database():
+            return len(self._cache)
 
     def volume(self) -> int:
         """Bytes on disk."""
-        return self._cache.volume()
+        with self._database():
+            return self._cache.volume()
 
     def clear(self) -> int:
-        return self._cache.clear(retry=True)
+        with self._database():
+            return self._cache.clear(retry=True)
+
+    def _database(self):
+        """A context in which a database damaged past its header is one CacheError."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def guarded():
+            try:
+                yield
+            except sqlite3.DatabaseError as err:
+                raise _corrupt(self.directory, err) from None
+        return guarded()
 
     def close(self) -> None:
         self._cache.close()
+
+
+def _corrupt(directory: Path, err: Exception) -> CacheError:
+    return CacheError(f"the cache at {directory} is corrupt ({err})",
+                      "rebuild it with `localsym cache clear` (its entries are recomputed), or "
+                      "point LOCALSYM_CACHE_DIR elsewhere")
 
 
 class ReadOnlyStore:

@@ -52,7 +52,8 @@ def score(metric: Metric, outputs: dict[str, Any], expected: dict[str, Any],
                 not 0.0 <= float(number) <= 1.0:
             raise TypeError(f"returned {number!r}, not a number in [0, 1]")
         result = MetricResult(float(number), str(result.feedback or ""))
-    except Exception as err:  # the user's code: any failure costs the example, not the run
+    except (Exception, SystemExit) as err:  # the user's code: a failure (an exit too) costs
+        # the example, not the run
         reason = f"metric {name} failed: {type(err).__name__}: {err}"[:500]
         if reason not in _failures_reported:
             _failures_reported.add(reason)
@@ -109,23 +110,61 @@ METRICS: dict[str, Metric] = {"exact_match": exact_match, "numeric_match": numer
                               "humaneval": humaneval}
 
 
+def with_timeout(fn: Metric, seconds: float) -> Metric:
+    """``fn`` run in a thread of its own: a result in ``seconds``, or a TimeoutError (the thread
+    is left behind, a daemon; a metric cannot be killed, only abandoned)."""
+    import functools
+    import threading
+
+    @functools.wraps(fn)
+    def timed(outputs: dict, expected: dict):
+        box: dict[str, Any] = {}
+
+        def target():
+            try:
+                box["value"] = fn(outputs, expected)
+            except BaseException as err:  # noqa: BLE001 - re-raised in the caller
+                box["error"] = err
+
+        worker = threading.Thread(target=target, daemon=True, name="localsym-metric")
+        worker.start()
+        worker.join(seconds)
+        if worker.is_alive():
+            raise TimeoutError(f"it did not return within {seconds:g}s")
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    timed.localsym_timeout = seconds  # type: ignore[attr-defined]
+    return timed
+
+
 def register_metric(name: str, fn: Metric) -> Metric:
     """Make ``fn`` available by name (``metric: NAME`` in a config, ``--metric NAME``)."""
     METRICS[name] = fn
     return fn
 
 
-def metric(name: str | Metric, base: str | Path = ".") -> Metric:
+METRIC_TIMEOUT = 30.0  # seconds a metric of the user's own may take on one example
+
+
+def metric(name: str | Metric, base: str | Path = ".", timeout: float = METRIC_TIMEOUT
+           ) -> Metric:
     """A metric by name (a built-in or registered one), by reference (``pkg.mod:fn``, or
-    ``file.py:fn`` relative to ``base``), or a callable itself."""
+    ``file.py:fn`` relative to ``base``; run under ``timeout`` seconds an example: one that
+    hangs costs its example, never the run), or a callable itself."""
     from localsym import refs
 
     if callable(name):
         return name
+    if not isinstance(name, str):
+        raise ConfigError(f"metric {name!r} is neither a name nor a function",
+                          f"use one of {sorted(METRICS)}, FILE.py:FUNCTION, MODULE:FUNCTION, or "
+                          "a function (outputs, expected) -> float")
     if refs.is_reference(name):
         fn = refs.resolve(name, base, "metric", "metrics.py:partial_credit")
         refs.check_arity(fn, 2, name, "metric", "(outputs: dict, expected: dict) -> float")
-        return fn
+        return with_timeout(fn, timeout)
     if name not in METRICS:
         raise ConfigError(f"unknown metric {name!r}",
                           f"use one of {sorted(METRICS)}, or your own function as "

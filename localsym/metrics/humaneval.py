@@ -9,8 +9,47 @@ def _program(outputs: dict, expected: dict, nonce: str) -> str:
     if f"def {entry}" not in code and "prompt" in expected:  # a body only: put it under its header
         code = expected["prompt"] + code
     # the tests passed only if the program reaches its last line: an early exit(0) in the
-    # model's code cannot pass, since it cannot know the nonce
-    return f"{code}\n\n{expected['test']}\n\ncheck({entry})\nprint({nonce!r})\n"
+    # model's code cannot pass, since it cannot know the nonce; and the tests see the solution's
+    # results only as plain values (an object whose __eq__ says yes to anything fails)
+    guard = _GUARD.replace("NONCE", nonce.replace("-", "_"))
+    return f"{code}\n\n{expected['test']}\n\n{guard}\n" \
+        f"check(_plain_{nonce.replace('-', '_')}({entry}))\nprint({nonce!r})\n"
+
+
+# Defined after the model's code and the tests, from literals only (a solution may rebind
+# builtins such as type or all, never the types of literals): the results a test compares must
+# be made of the built-in value types, exactly.
+_GUARD = """
+def _plain_NONCE(fn, _type=(0).__class__.__class__, _values=((0).__class__, (0.0).__class__,
+        ''.__class__, (True).__class__, (None).__class__, (0j).__class__, b''.__class__),
+        _seqs=([].__class__, ().__class__, set().__class__, frozenset().__class__),
+        _map={}.__class__):
+    def plain(v, depth):
+        t = _type(v)
+        if t in _values:
+            return True
+        if depth > 20:
+            return False
+        if t in _seqs:
+            for x in v:
+                if not plain(x, depth + 1):
+                    return False
+            return True
+        if t is _map:
+            for k in v:
+                if not plain(k, depth + 1) or not plain(v[k], depth + 1):
+                    return False
+            return True
+        return False
+
+    def guarded(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        if not plain(result, 0):
+            raise TypeError("the solution returned a " + _type(result).__name__ +
+                            ", not a plain value")
+        return result
+    return guarded
+"""
 
 
 def _run_tests(outputs: dict, expected: dict):

@@ -11,10 +11,19 @@ Layers, each used where the platform allows (``containment()`` says which are ac
   environment without any of the parent's variables (no inherited secrets), ``python -I``;
 - a new user namespace and a new, empty network namespace where the kernel allows them (Linux;
   for root too): no network at all, and no capabilities, so even a child of root is held by
-  the process limit and cannot signal or trace other processes;
+  the process limit and cannot trace other processes;
+- **the boundary**: a Landlock domain (Linux 5.13+, applied with no_new_privs just before the
+  code starts, inherited by everything it starts, and never lifted): it may create, write,
+  truncate, rename, link and delete only inside its working directory (writes through a
+  ``dir_fd``, a symlink or a hard link are checked on the path the kernel resolves; linking a
+  file from outside in is refused), open no TCP connection, and, from Linux 6.12 (Landlock
+  ABI 6), send no signal and reach no abstract unix socket outside its own domain: it cannot
+  kill or stop the process that runs it;
 - inside the interpreter, an audit hook (PEP 578) that refuses writes, deletes and renames
-  outside the working directory, sockets, starting processes, forking, and ctypes. A hook is not
-  a security boundary on its own (it is the in-process layer); the OS layers above are.
+  outside the working directory, sockets, starting processes, forking, ctypes, signals
+  (``os.kill``, ``pthread_kill``, ``pidfd_open``/``pidfd_send_signal``) and ``dir_fd`` forms. A
+  hook is not a security boundary on its own (it is the in-process layer); the OS layers above
+  are, and ``containment()`` says which of them hold on this machine.
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ _blocked = {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
             "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
             "os.fork", "os.forkpty", "os.kill", "os.killpg", "ctypes.dlopen", "ctypes.dlsym",
             "ctypes.cdata", "ctypes.call_function", "sys.addaudithook", "os.chroot",
-            "os.setuid"}
+            "os.setuid", "signal.pthread_kill"}
 _modules = {"_posixsubprocess", "_ctypes", "ctypes", "multiprocessing", "_multiprocessing"}
 _paths = {"os.remove": (0,), "os.rename": (0, 1), "os.rmdir": (0,), "os.mkdir": (0,),
           "os.symlink": (0, 1), "os.link": (0, 1), "os.chmod": (0,), "os.chown": (0,),
@@ -74,6 +83,29 @@ def _hook(event, args):
                 raise PermissionError(f"sandbox: {event} on {args[i]!r} outside the working "
                                       f"directory")
 
+def _refuse(name):
+    def refused(*args, **kwargs):
+        raise PermissionError(f"sandbox: {name} is not allowed")
+    return refused
+
+def _no_dir_fd(name, fn):
+    def guarded(*args, **kwargs):
+        if any(kwargs.get(k) is not None for k in ("dir_fd", "src_dir_fd", "dst_dir_fd")):
+            raise PermissionError(f"sandbox: {name} with a dir_fd is not allowed")
+        return fn(*args, **kwargs)
+    return guarded
+
+import posix, signal
+for _mod in (os, posix):
+    for _name in ("open", "mkdir", "remove", "unlink", "rename", "replace", "rmdir", "symlink",
+                  "link", "chmod", "chown", "utime", "mkfifo", "mknod", "truncate"):
+        if hasattr(_mod, _name):
+            setattr(_mod, _name, _no_dir_fd(_name, getattr(_mod, _name)))
+    if hasattr(_mod, "pidfd_open"):
+        setattr(_mod, "pidfd_open", _refuse("pidfd_open"))
+for _name in ("pidfd_send_signal", "pthread_kill", "killpg"):
+    if hasattr(signal, _name):
+        setattr(signal, _name, _refuse(_name))
 sys.addaudithook(_hook)
 _code = sys.stdin.read()
 exec(compile(_code, "<solution>", "exec"), {"__name__": "__main__"})
@@ -150,7 +182,73 @@ def _empty_cgroup(group: Path) -> None:
         pass
 
 
-def _limits(cpu_seconds: int, memory_bytes: int, nproc: int, group: Path | None):
+# Landlock (include/uapi/linux/landlock.h): syscalls, access rights, scopes.
+_LL_CREATE, _LL_ADD_RULE, _LL_RESTRICT = 444, 445, 446
+_LL_RULE_PATH_BENEATH, _LL_CREATE_VERSION, _PR_SET_NO_NEW_PRIVS = 1, 1, 38
+_FS_WRITE_FILE, _FS_REMOVE_DIR, _FS_REMOVE_FILE = 1 << 1, 1 << 4, 1 << 5
+_FS_MAKE = sum(1 << b for b in range(6, 13))  # char, dir, reg, sock, fifo, block, sym
+_FS_REFER, _FS_TRUNCATE, _FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
+_NET_ALL = (1 << 0) | (1 << 1)  # bind and connect TCP
+_SCOPE_ALL = (1 << 0) | (1 << 1)  # abstract unix sockets, signals
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64)]
+
+
+class _PathBeneath(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def landlock_abi() -> int:
+    """The Landlock ABI version this kernel offers (0: none)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return max(0, libc.syscall(_LL_CREATE, None, ctypes.c_size_t(0), _LL_CREATE_VERSION))
+    except (OSError, AttributeError):
+        return 0
+
+
+def _landlock(writable: str) -> int:
+    """Confine this process and everything it starts: create, write and delete only beneath
+    ``writable``; no TCP; no signals or abstract sockets outside its domain (ABI 6+). Returns
+    the ABI applied (0: not applied). Runs in the child before exec."""
+    abi = landlock_abi()
+    if abi < 1:
+        return 0
+    libc = ctypes.CDLL(None, use_errno=True)
+    fs = _FS_WRITE_FILE | _FS_REMOVE_DIR | _FS_REMOVE_FILE | _FS_MAKE | \
+        (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0) | \
+        (_FS_IOCTL_DEV if abi >= 5 else 0)
+    attr = _RulesetAttr(fs, _NET_ALL if abi >= 4 else 0, _SCOPE_ALL if abi >= 6 else 0)
+    size = ctypes.sizeof(_RulesetAttr) if abi >= 6 else \
+        (16 if abi >= 4 else 8)  # the struct as this ABI knows it
+    ruleset = libc.syscall(_LL_CREATE, ctypes.byref(attr), ctypes.c_size_t(size), 0)
+    if ruleset < 0:
+        return 0
+    try:
+        for path, allowed in ((writable, fs), ("/dev/null", _FS_WRITE_FILE |
+                                               (_FS_TRUNCATE if abi >= 3 else 0))):
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            try:
+                rule = _PathBeneath(allowed, fd)
+                if libc.syscall(_LL_ADD_RULE, ruleset, _LL_RULE_PATH_BENEATH,
+                                ctypes.byref(rule), 0) < 0:
+                    return 0
+            finally:
+                os.close(fd)
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 or \
+                libc.syscall(_LL_RESTRICT, ruleset, 0) < 0:
+            return 0
+        return abi
+    finally:
+        os.close(ruleset)
+
+
+def _limits(cpu_seconds: int, memory_bytes: int, nproc: int, group: Path | None,
+            writable: str):
     def apply():  # runs in the child, before exec
         import resource
 
@@ -165,6 +263,7 @@ def _limits(cpu_seconds: int, memory_bytes: int, nproc: int, group: Path | None)
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        _landlock(writable)  # last: the boundary the code starts inside
     return apply
 
 
@@ -178,9 +277,11 @@ def containment() -> dict:
     group = _pids_cgroup(MAX_PROCESSES)
     if group is not None:
         _empty_cgroup(group)
+    abi = landlock_abi()
     return {"network_namespace": result.ok and names in ("['lo']", "[]"),
             "interfaces_seen": names, "pids_cgroup": group is not None,
-            "process_rlimit": os.geteuid() != 0, "audit_hook": True}
+            "process_rlimit": os.geteuid() != 0, "audit_hook": True,
+            "landlock_files": abi >= 1, "landlock_signals": abi >= 6, "landlock_abi": abi}
 
 
 def run_python(code: str, timeout: float = 10.0, memory_mb: int = 1024,
@@ -205,12 +306,22 @@ def _run(code: str, timeout: float, memory_mb: int, audit: bool, nproc: int,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 errors="replace",
                                 preexec_fn=_limits(int(timeout) + 1, memory_mb << 20, nproc,
-                                                   group))
+                                                   group, os.path.realpath(cwd)))
         try:
             out, _ = proc.communicate(code, timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc.pid)
-            out, _ = proc.communicate()
+            if group is not None:  # and whatever left the process group (setsid)
+                _empty_cgroup(group)
+            try:
+                out, _ = proc.communicate(timeout=2)
+            except subprocess.TimeoutExpired:  # a survivor holds the output pipe: let it go
+                proc.kill()
+                for pipe in (proc.stdout, proc.stdin):
+                    if pipe is not None:
+                        pipe.close()
+                proc.wait()
+                out = ""
             return RunResult(False, None, (out or "")[-2000:], timed_out=True)
         finally:
             _kill_group(proc.pid)  # whatever it left running (a fork bomb's survivors)
