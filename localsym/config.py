@@ -73,6 +73,10 @@ class ModelsConfig(Strict):
     n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; default one per "
                                   "free core")
     n_gpu_layers: int = 0
+    decoding: Literal["v1", "v2"] = Field(
+        "v2", description="how the in-process model evaluates a call: v2 reuses a shared prefix "
+        "of messages whole and appends the text the schema forces in one evaluation; v1 is the "
+        "scheme before it (its cache entries stay valid under v1)")
     endpoint: str | None = Field(None, description="an OpenAI-compatible base URL (.../v1): "
                                  "the agent's model is then the model of that name there")
     optimizer_endpoint: str | None = Field(None, description="the optimizer model's server "
@@ -97,7 +101,7 @@ class ModelsConfig(Strict):
                                              "timeout": self.timeout})
         return open_lm(name, cache_dir=cache.dir, cache_mode=cache.mode, n_ctx=self.n_ctx,
                        n_seq=self.n_seq, n_threads=self.n_threads,
-                       n_gpu_layers=self.n_gpu_layers)
+                       n_gpu_layers=self.n_gpu_layers, decoding=self.decoding)
 
     def shared(self) -> bool:
         """Whether the optimizer is the agent's own model (one LM serves both)."""

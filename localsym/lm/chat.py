@@ -86,6 +86,39 @@ class ChatRenderer:
         return prompt, tokens
 
 
+    def render_segments(self, messages: list[Message]) -> tuple[str, list[int], list[int]]:
+        """The prompt for ``messages``, its tokens, and where each message's segment starts: a
+        segment is the template's text before a message and the message's text (the last one,
+        the template's tail). Each piece is tokenized on its own (the template's with special
+        tokens, a message's as plain text), so a prefix of messages always gives the same
+        tokens and the same segment starts, whatever follows: the KV of a prefix is the same
+        wherever it was computed (``Streams`` evaluates each segment in chunks aligned to its
+        own start). A template that drops or merges a message (gemma's puts the system message
+        into the first user turn) gives one segment: reuse then works from position 0 only."""
+        llm = self.llm
+        msgs = [m.model_dump() for m in messages]
+        prompt, add_bos = self._format(msgs)
+        slots = [f"LOCALSYMSLOT{i}X{os.getpid()}" for i in range(len(msgs))]
+        slotted, _ = self._format([{**m, "content": slots[i]} for i, m in enumerate(msgs)])
+        tokens: list[int] = []
+        starts: list[int] = []
+        rest, first = slotted, True
+        for i, slot in enumerate(slots):
+            head, sep, rest = rest.partition(slot)
+            if not sep:  # the template drops or merges a message: the prompt is one segment
+                prompt, whole = self.render(messages)
+                return prompt, whole, [0]
+            starts.append(len(tokens))
+            tokens += llm.tokenize(head.encode("utf-8"), add_bos=add_bos and first, special=True)
+            tokens += llm.tokenize(msgs[i]["content"].encode("utf-8"), add_bos=False,
+                                   special=False)
+            first = False
+        if rest:
+            starts.append(len(tokens))
+            tokens += llm.tokenize(rest.encode("utf-8"), add_bos=add_bos and first, special=True)
+        return prompt, tokens, [s for k, s in enumerate(starts) if k == 0 or s > starts[k - 1]]
+
+
 def _rendered(response) -> tuple[str, bool]:
     """(prompt, add_bos) from a llama-cpp-python ChatFormatterResponse."""
     return response.prompt, not getattr(response, "added_special", False)

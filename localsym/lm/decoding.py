@@ -65,6 +65,7 @@ class SeqState:
     out: list[int] = field(default_factory=list)
     retries: int = 0
     closing: bool = False
+    index: object = None  # the guide's compiled index (to find the text it forces)
 
 
 class TokenChooser:
@@ -137,3 +138,72 @@ class TokenChooser:
             order, probs = order[:keep], probs[:keep] / probs[:keep].sum()
         return int(order[min(int(np.searchsorted(np.cumsum(probs), rng.random())),
                              len(order) - 1)])
+
+
+class ForcedText:
+    """Text a schema leaves no choice about (a key, a brace, the rest of an enum value, a
+    string's closing quote), found from an outlines-core ``Index`` state and given as the
+    tokens to append in one evaluation instead of decoding them one by one.
+
+    The text is walked byte by byte over the single-byte tokens while every token the index
+    allows starts with the same byte (and the answer may not end there), then tokenized the
+    model's own way (``tokenize``: its canonical tokens), so an answer is the same whatever
+    came before it. Results are kept per (index, state): a schema's forced texts are found once.
+    """
+
+    MAX_BYTES = 256
+
+    def __init__(self, pieces: Callable[[], list[bytes]], tokenize: Callable[[bytes], list[int]],
+                 eos: int):
+        self._pieces, self._tokenize, self._eos = pieces, tokenize, eos
+        self._byte_token: dict[int, int] | None = None
+        self._first: np.ndarray | None = None
+        self._known: dict[tuple[int, int], tuple[list[int], int]] = {}
+
+    def _tables(self) -> None:
+        pieces = self._pieces()
+        self._byte_token = {}
+        for tok, p in enumerate(pieces):
+            if len(p) == 1 and p[0] not in self._byte_token:
+                self._byte_token[p[0]] = tok
+        self._first = np.array([p[0] if p else 256 for p in pieces], dtype=np.int16)
+
+    def _forced_byte(self, index, state: int) -> int | None:
+        allowed = np.asarray(index.get_allowed_tokens(state), dtype=np.int64)
+        if not allowed.size or self._eos in allowed or index.is_final_state(state):
+            return None
+        firsts = self._first[allowed[allowed < self._first.size]]
+        return int(firsts[0]) if firsts.size and (firsts == firsts[0]).all() and \
+            firsts[0] < 256 else None
+
+    def tokens(self, index, state: int) -> tuple[list[int], int]:
+        """The tokens of the forced text at ``state`` (empty if the next token is a choice)
+        and the state after them."""
+        key = (id(index), state)
+        if key in self._known:
+            return self._known[key]
+        if self._byte_token is None:
+            self._tables()
+        text, s = b"", state
+        while len(text) < self.MAX_BYTES:
+            b = self._forced_byte(index, s)
+            token = self._byte_token.get(b) if b is not None else None
+            nxt = index.get_next_state(s, token) if token is not None else None
+            if nxt is None:
+                break
+            text, s = text + bytes([b]), nxt
+        while text:  # whole UTF-8 characters only
+            try:
+                text.decode("utf-8")
+                break
+            except UnicodeDecodeError:
+                text = text[:-1]
+        out: tuple[list[int], int] = ([], state)
+        if text:
+            tokens, s = self._tokenize(text), state
+            for t in tokens:  # the model's tokens for it must be a path of the index
+                s = index.get_next_state(s, t) if s is not None else None
+            if s is not None:
+                out = (tokens, s)
+        self._known[key] = out
+        return out

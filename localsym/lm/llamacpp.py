@@ -14,11 +14,14 @@ Batching: ``complete_batch`` decodes up to ``n_seq`` calls together, one KV stre
 batch of one.
 
 Determinism: greedy by default; sampling draws from a numpy generator seeded per call (each call
-its own). The prompt is evaluated in ``prefill_chunk``-token chunks aligned at position 0 (64 by
-default), one stream at a time, and only whole chunks evaluated the same way (same tokens, same
-positions) are reused, from the call's own stream or copied from another; a stream's logits do
-not depend on the other streams in a step. So an answer never depends on the calls before it or
-beside it (tests/test_batch.py).
+its own). Under ``decoding="v2"`` (the default) the prompt is tokenized message by message and
+each message is evaluated in ``prefill_chunk``-token chunks aligned to its own start (under
+"v1", the scheme before it: chunks aligned at position 0), one stream at a time, and only whole
+chunks evaluated the same way (same tokens, same positions, same cuts) are reused, from the
+call's own stream or copied from another; the text the schema forces is appended in one
+evaluation of the call's own (``decoder``); a stream's logits do not depend on the other streams
+in a step (a sliding-window model's do: its steps are decoded one sequence at a time). So an
+answer never depends on the calls before it or beside it (tests/test_batch.py).
 """
 
 from __future__ import annotations
@@ -26,35 +29,43 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 
 import numpy as np
 from pydantic import BaseModel
 
-from localsym.errors import (CallFailure, ConfigError, ContextOverflowError, ModelCorruptError,
-                             TruncatedOutputError)
+from localsym.errors import ConfigError, ContextOverflowError, ModelCorruptError
 from localsym.lm import models
 from localsym.lm.base import (LM, Call, Completion, Message, SamplingParams,
                               as_messages, unwrap)
 from localsym.lm.chat import ChatRenderer
-from localsym.lm.decoding import SeqState, TokenBytes, TokenChooser
+from localsym.lm.decoder import DecodingLoop
+from localsym.lm.decoding import ForcedText, TokenBytes, TokenChooser
 from localsym.lm.gguf import GGUFFormatError, context_length, read_metadata
 from localsym.lm.schema_index import IndexStore, vocabulary
 from localsym.lm.store import default_cache_dir, library_versions
-from localsym.lm.streams import KV_BUDGET_MIB, Streams, default_slots, default_threads
+from localsym.lm.streams import (KV_BUDGET_MIB, Streams, chunk_starts, default_slots,
+                                 default_threads)
 
 log = logging.getLogger(__name__)
 
-# JSON whitespace allowed between tokens: at most one space. Unbounded whitespace lets a small
-# model loop on newlines until the budget runs out.
+# JSON whitespace between tokens: at most one space (scheme v1); exactly one space wherever
+# JSON allows whitespace (v2: so a brace, a key, a colon or a comma is text the schema decides,
+# never a choice). Decided on measurement: with no whitespace at all the embedded model writes
+# free-text strings two to four times as long (3 of 6 yes/no reasons ran to their limit); with
+# one space they stay as short as under v1. Unbounded whitespace lets a small model loop on
+# newlines until the budget runs out.
 COMPACT_WHITESPACE = r"[ ]?"
+ONE_SPACE = " "
+# How a call is evaluated (part of the cache key): v1, a prompt cut in chunks from position 0
+# and every answer token decoded on its own; v2, a prompt cut at its messages (a shared prefix
+# of messages is reused whole) and the text the schema forces appended in one evaluation.
+DECODINGS = ("v1", "v2")
 # llama_token_attr bits of tokens that never belong in an answer: unknown, unused, control.
 _SKIP_ATTRS = 1 | 2 | 8
-CLOSING_ALLOWANCE = 64  # tokens allowed to close the JSON after max_tokens_limit (on_limit=close)
 LOADS = 0  # model loads in this process, all instances (tests assert a cached run makes none)
 
 
-class LlamaCpp(LM):
+class LlamaCpp(DecodingLoop, LM):
     """A GGUF model in this process. Nothing is loaded until a call needs the model.
 
     model: a registry name, a path, or a GGUF file name in a models directory (default: the
@@ -72,7 +83,7 @@ class LlamaCpp(LM):
                  n_threads: int | None = None, n_batch: int = 512, prefill_chunk: int | None = None,
                  n_gpu_layers: int = 0,
                  chat_format: str | None = None, cache_dir=None,
-                 whitespace: str = COMPACT_WHITESPACE):
+                 whitespace: str | None = None, decoding: str = "v2", reuse: bool = True):
         self.ref = models.resolve(model)
         if n_ctx is not None and n_ctx < 16:
             raise ConfigError(f"n_ctx={n_ctx} is too small", "use at least a few hundred tokens")
@@ -90,7 +101,11 @@ class LlamaCpp(LM):
         self.n_gpu_layers = n_gpu_layers
         self.chat_format = chat_format or self.ref.chat_format
         self.cache_dir = default_cache_dir(cache_dir)
-        self.whitespace = whitespace
+        if decoding not in DECODINGS:
+            raise ConfigError(f"unknown decoding {decoding!r}", f"use one of {DECODINGS}")
+        self.decoding, self.reuse = decoding, reuse
+        self.whitespace = whitespace if whitespace is not None else \
+            (COMPACT_WHITESPACE if decoding == "v1" else ONE_SPACE)
         self.indexes = IndexStore(self.cache_dir / "indexes")
         self._llama = None
         # one llama.cpp context does one thing at a time: calls from several threads (a served
@@ -110,6 +125,8 @@ class LlamaCpp(LM):
                 "backend": "llama.cpp", "model_sha256": models.model_sha256(self.ref, self.cache_dir),
                 "chat_format": self.chat_format, "whitespace": self.whitespace,
                 "n_batch": self.n_batch, "prefill_chunk": self.prefill_chunk}
+            if self.decoding != "v1":  # v1's keys are the keys it always had
+                self._identity["decoding"] = self.decoding
         return self._identity
 
     def describe(self) -> str:
@@ -155,9 +172,12 @@ class LlamaCpp(LM):
         self.llama
 
     def usage(self) -> dict[str, float]:
+        streams = self._streams
         return {"model_loads": self.loads, "eval_seconds": round(self.eval_seconds, 2),
                 "prompt_tokens_submitted": self.prompt_tokens_submitted,
-                "prompt_tokens_evaluated": self.prompt_tokens_evaluated}
+                "prompt_tokens_evaluated": self.prompt_tokens_evaluated,
+                "answer_tokens": streams.tokens_decoded if streams else 0,
+                "answer_passes": streams.answer_passes if streams else 0}
 
     def _load(self) -> None:
         global LOADS
@@ -192,8 +212,11 @@ class LlamaCpp(LM):
         self.n_threads = threads
         log.info("loaded %s (n_ctx=%d, %d sequences, %d threads) in %.2fs", path.name,
                  streams.n_ctx, n_seq, threads, time.perf_counter() - start)
+        streams.reuse = self.reuse
         self._llama, self._streams, self._eos = model, streams, model.token_eos()
         self.tokens = TokenBytes(model)
+        self._forced = ForcedText(self.tokens.pieces, lambda text: model.tokenize(
+            text, add_bos=False, special=False), self._eos)
         self._render = render.bind(model)
         self.loads += 1
         LOADS += 1
@@ -210,7 +233,7 @@ class LlamaCpp(LM):
         return self.indexes.index_for(schema, self.whitespace, {
             "model_sha256": self.identity()["model_sha256"], "eos": self._eos,
             "skip_attrs": _SKIP_ATTRS, "outlines_core": library_versions()["outlines-core"]},
-            self._vocab)
+            self._vocab, bounded_numbers=self.decoding != "v1")
 
     def _vocab(self):
         """The outlines-core Vocabulary of the model, control tokens left out."""
@@ -233,7 +256,9 @@ class LlamaCpp(LM):
 
         self.llama  # load before the index (the index key needs the eos token)
         with self._lock:
-            jobs = [(c.messages, Guide(self._index_for(c.schema)), c.params) for c in calls]
+            indexes = [self._index_for(c.schema) for c in calls]
+            jobs = [(c.messages, Guide(index), c.params, index)
+                    for c, index in zip(calls, indexes)]
             return self._decode(jobs, on_done)
 
     def complete_text(self, messages, params: SamplingParams | None = None) -> Completion:
@@ -244,122 +269,8 @@ class LlamaCpp(LM):
                             ) -> list[Completion | Exception]:
         self.llama
         with self._lock:
-            return self._decode([(as_messages(m), None, params or SamplingParams())
+            return self._decode([(as_messages(m), None, params or SamplingParams(), None)
                                  for m in batch])
-
-    # -- the decoding loop: many sequences, one token each per llama.cpp call ------------------
-    def _decode(self, jobs: list[tuple], on_done=None) -> list[Completion | Exception]:
-        """Run ``jobs`` (messages, guide or None, params): admit waiting calls while a stream is
-        free, then pick one token for every running call and evaluate them in one batch."""
-        streams, results = self._streams, [None] * len(jobs)
-        waiting, running = deque(range(len(jobs))), []
-
-        def finish(i: int, result) -> None:
-            results[i] = result
-            if on_done is not None:
-                on_done(i, result)
-        try:
-            while waiting or running:
-                while waiting and streams.free():
-                    i = waiting.popleft()
-                    try:
-                        running.append(self._begin(i, *jobs[i]))
-                    except CallFailure as err:
-                        finish(i, err)
-                step = []
-                for seq in list(running):
-                    try:
-                        token = self._advance(seq)
-                    except CallFailure as err:
-                        token = err
-                    if isinstance(token, int):
-                        step.append((seq, token))
-                        continue
-                    running.remove(seq)
-                    streams.release(seq.slot)
-                    finish(seq.i, token or self._completion(seq))
-                if step:
-                    rows = streams.step([(seq.slot, token, len(seq.tokens) + len(seq.out) - 1)
-                                         for seq, token in step])
-                    for (seq, _), row in zip(step, rows):
-                        seq.logits = row
-        except BaseException:
-            for seq in running:  # their streams hold half an answer: start them afresh next time
-                streams.forget(seq.slot)
-            raise
-        return results
-
-    def _begin(self, i: int, messages: list[Message], guide, params: SamplingParams) -> SeqState:
-        """Render the call, check it fits, and evaluate its prompt in a free stream."""
-        start = time.perf_counter()
-        prompt, tokens = self.render(messages)
-        n_ctx = self._streams.n_ctx
-        if len(tokens) + params.max_tokens > n_ctx:
-            raise ContextOverflowError(
-                f"prompt of {len(tokens)} tokens plus an answer budget of {params.max_tokens} "
-                f"tokens exceeds the context of {n_ctx} tokens ({self.ref.name})",
-                "shorten the prompt, lower max_tokens, or raise n_ctx (up to the model's "
-                "trained context)")
-        slot, begin = self._streams.acquire(tokens)
-        try:
-            logits = self._streams.prefill(slot, tokens, begin)
-        except BaseException:
-            self._streams.forget(slot)
-            raise
-        return SeqState(i=i, guide=guide, params=params, prompt=prompt, tokens=tokens, slot=slot,
-                    logits=logits, budget=params.max_tokens, rng=np.random.default_rng(params.seed),
-                    mask=np.zeros((len(logits) + 31) // 32, dtype=np.int32),
-                    evaluated=len(tokens) - begin, start=start,
-                    prefill_seconds=time.perf_counter() - start)
-
-    def _advance(self, seq: SeqState) -> int | None:
-        """The call's next token, or None when its answer is complete. Raises when the answer
-        runs out of budget or context."""
-        params, guide, out, n_ctx = seq.params, seq.guide, seq.out, self._streams.n_ctx
-        if guide is not None and guide.is_finished():
-            return None
-        while len(out) >= seq.budget or len(seq.tokens) + len(out) >= n_ctx:
-            room = n_ctx - len(seq.tokens)
-            if seq.budget < min(params.max_tokens_limit, room):
-                # greedy or seeded: going on equals re-running with the larger budget
-                seq.budget, seq.retries = min(seq.budget * 2, params.max_tokens_limit, room), \
-                    seq.retries + 1
-                continue
-            if params.on_limit == "close" and guide is not None and not seq.closing \
-                    and room - len(out) > CLOSING_ALLOWANCE:
-                seq.closing, seq.budget = True, len(out) + CLOSING_ALLOWANCE
-                continue
-            if len(seq.tokens) + len(out) >= n_ctx or seq.budget >= room:
-                raise ContextOverflowError(  # the context ran out, not the budget
-                    f"the answer reached the end of the {n_ctx}-token context after "
-                    f"{len(out)} tokens (prompt {len(seq.tokens)} tokens, {self.ref.name})",
-                    "shorten the prompt, ask for a shorter answer, or raise n_ctx")
-            raise TruncatedOutputError(
-                f"the answer was cut off after {len(out)} tokens (budget {params.max_tokens}, "
-                f"doubled {seq.retries} times up to max_tokens_limit={params.max_tokens_limit}, "
-                f"context {n_ctx}, prompt {len(seq.tokens)} tokens); it starts "
-                f"{self.tokens.text(out[:30])!r} and ends {self.tokens.text(out[-30:])!r}",
-                "raise max_tokens_limit, ask for a shorter answer (fewer or shorter fields), "
-                "or use a larger n_ctx")
-        logits = seq.logits
-        if params.repeat_penalty > 1.0 and out:
-            logits = self._chooser.penalize(logits, out[-params.repeat_window:],
-                                            params.repeat_penalty)
-        token = self._chooser.closing_pick(logits, guide, seq.mask) if seq.closing else \
-            self._chooser.pick(logits, guide, params, seq.rng, seq.mask)
-        if token == self._eos:
-            return None
-        if guide is not None:
-            guide.advance(token_id=token, return_tokens=False)
-        out.append(token)
-        return token
-
-    def _completion(self, seq: SeqState) -> Completion:
-        return Completion(text=self.tokens.text(seq.out), prompt=seq.prompt,
-                          prompt_tokens=len(seq.tokens), prompt_tokens_evaluated=seq.evaluated,
-                          completion_tokens=len(seq.out), retries=seq.retries,
-                          closed_early=seq.closing, seconds=time.perf_counter() - seq.start,
-                          prefill_seconds=seq.prefill_seconds)
 
     def logprob(self, messages, text: str) -> tuple[float, int]:
         """Log-probability of ``text`` as the answer to ``messages``, from the logits."""
@@ -368,15 +279,20 @@ class LlamaCpp(LM):
 
     def _logprob(self, messages, text: str) -> tuple[float, int]:
         llm, streams = self.llama, self._streams
-        _, tokens = self.render(as_messages(messages))
+        if self.decoding == "v1":
+            _, tokens = self.render(as_messages(messages))
+            chunks = None
+        else:
+            _, tokens, segments = self._render.render_segments(as_messages(messages))
+            chunks = chunk_starts(len(tokens), self.prefill_chunk, segments)
         target = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
         if len(tokens) + len(target) > streams.n_ctx:
             raise ContextOverflowError(
                 f"prompt of {len(tokens)} tokens plus a {len(target)}-token answer exceeds the "
                 f"context of {streams.n_ctx} tokens", "shorten the prompt or raise n_ctx")
-        slot, begin = streams.acquire(tokens)
+        slot, begin = streams.acquire(tokens, chunks)
         try:
-            logits = streams.prefill(slot, tokens, begin)
+            logits = streams.prefill(slot, tokens, begin, chunks)
             total = 0.0
             for k, token in enumerate(target):
                 x = logits.astype(np.float64)

@@ -27,17 +27,27 @@ log = logging.getLogger(__name__)
 MAGIC = b"localsym-index-1\n"  # then the sha256 of the index bytes, then the bytes
 
 
-def schema_regex(schema: type[BaseModel], whitespace: str) -> str:
-    """The regex outlines-core decodes ``schema`` with; a schema it cannot compile is a
-    ConfigError."""
+# JSON numbers as outlines-core writes them, and bounded: at most 18 digits before the point,
+# 17 after, 3 in an exponent (a model that loves zeros cannot run a number on to its limit)
+_NUMBER_PARTS = (("(0|[1-9][0-9]*)", "(0|[1-9][0-9]{0,17})"), (r"(\.[0-9]+)?", r"(\.[0-9]{1,17})?"),
+                 ("([eE][+-][0-9]+)?", "([eE][+-][0-9]{1,3})?"))
+
+
+def schema_regex(schema: type[BaseModel], whitespace: str, bounded_numbers: bool = False) -> str:
+    """The regex outlines-core decodes ``schema`` with (``bounded_numbers``: every number at
+    most 18 digits long); a schema it cannot compile is a ConfigError."""
     from outlines_core.json_schema import build_regex_from_schema
 
     try:
-        return build_regex_from_schema(canonical_json(schema_of(schema)), whitespace)
+        regex = build_regex_from_schema(canonical_json(schema_of(schema)), whitespace)
     except Exception as err:  # outlines-core raises its own ValueError subclasses
         raise ConfigError(f"schema {schema.__name__} cannot be compiled for decoding: {err}",
                           "simplify the schema (outlines-core supports most of JSON "
                           "schema, not every keyword)") from None
+    if bounded_numbers:
+        for old, new in _NUMBER_PARTS:
+            regex = regex.replace(old, new)
+    return regex
 
 
 MAX_REPEAT_STATES = 4096  # counted repetitions a schema's regex may unroll into, in all
@@ -112,11 +122,11 @@ class IndexStore:
         self._memory: dict[str, object] = {}  # regex -> Index, this process
 
     def index_for(self, schema: type[BaseModel], whitespace: str, model: dict,
-                  vocab: Callable[[], object]):
+                  vocab: Callable[[], object], bounded_numbers: bool = False):
         """The compiled Index for ``schema``: from memory, from disk, or compiled against
         ``vocab()`` and stored. ``model``: what else the index depends on (the model file's
         sha256, its end token, the library version), part of the file's key."""
-        regex = schema_regex(schema, whitespace)
+        regex = schema_regex(schema, whitespace, bounded_numbers)
         index = self._memory.get(regex)
         if index is None:
             key = sha256_hex(canonical_json({"regex": regex, "format": 2, **model}))

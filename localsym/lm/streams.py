@@ -7,12 +7,14 @@ to seven others, while a unified KV buffer moves them by up to 0.5 (and changed 
 in 8). So a batched answer is the one-at-a-time answer, and a cached run stays reproducible
 whatever the batch held.
 
-A prompt is evaluated in ``chunk``-token pieces aligned at position 0, one sequence at a time
-(evaluating several sequences' chunks in one ``llama_decode`` also changes logits, and is no
-faster); a decode step evaluates one token of every running sequence in one ``llama_decode``,
-which is where batching pays. Whole aligned chunks already in a stream are reused; a prefix that
-another stream holds (the node's prompt and demonstrations) is copied from it
-(``llama_memory_seq_cp``) rather than evaluated again.
+A prompt is evaluated in ``chunk``-token pieces, aligned at position 0 or at the start of each
+of its segments (its messages: ``chunk_starts``), one sequence at a time (evaluating several
+sequences' chunks in one ``llama_decode`` also changes logits, and is no faster); a decode step
+evaluates one token of every running sequence in one ``llama_decode``, which is where batching
+pays. Whole chunks already in a stream, cut the same way, are reused; a prefix that another
+stream holds (the node's prompt and demonstrations) is copied from it (``llama_memory_seq_cp``)
+rather than evaluated again; a memory that cannot give that prefix whole (a hole left by a
+sliding window, a recurrent state that cannot be cut) is evaluated again instead.
 """
 
 from __future__ import annotations
@@ -96,26 +98,44 @@ def default_slots(n_ctx: int, meta: dict, budget_mib: int = KV_BUDGET_MIB) -> in
     return max(1, min(MAX_SLOTS, budget_mib * 2**20 // (n_ctx * per_token)))
 
 
+def chunk_starts(n: int, chunk: int, segments: list[int] | None = None) -> list[int]:
+    """Where the chunks of an ``n``-token prompt start: every ``chunk`` tokens from position 0
+    (``segments`` None), or from the start of each segment (a message: see
+    ``ChatRenderer.render_segments``), so a prefix of segments is always cut the same way."""
+    if not segments:
+        return list(range(0, n, chunk))
+    bounds = [s for s in segments if s < n] + [n]
+    return [c for a, b in zip(bounds, bounds[1:]) for c in range(a, b, chunk)]
+
+
 @dataclass
 class Slot:
-    """One KV stream: the prompt tokens it holds, evaluated as whole aligned chunks up to
-    ``aligned_end``, and whether a sequence is decoding in it."""
+    """One KV stream: the prompt tokens it holds, evaluated in chunks starting at ``chunks``,
+    and whether a sequence is decoding in it."""
 
     seq: int
     tokens: list[int] = field(default_factory=list)
-    aligned_end: int = 0
+    chunks: list[int] = field(default_factory=list)
     busy: bool = False
 
-    def reusable(self, tokens: list[int], chunk: int) -> int:
-        """Where evaluating ``tokens`` in this stream would start: the end of the whole aligned
-        chunks it shares with them (at least one token is always evaluated, for its logits)."""
-        held = self.tokens[:self.aligned_end]
+    def reusable(self, tokens: list[int], chunks: list[int]) -> int:
+        """Where evaluating ``tokens`` (to be cut at ``chunks``) in this stream would start: the
+        last chunk start of theirs that ends a run of whole chunks this stream evaluated the
+        same way (the same tokens, cut at the same places), at most the last token (which is
+        always evaluated, for its logits). Only such a prefix has the very KV a fresh
+        evaluation would give."""
+        held = self.tokens
         n = min(len(held), len(tokens))
         if n == 0:
             return 0
         diff = np.nonzero(np.asarray(held[:n]) != np.asarray(tokens[:n]))[0]
-        common = int(diff[0]) if len(diff) else n
-        return (min(common, len(tokens) - 1) // chunk) * chunk
+        limit = min(int(diff[0]) if len(diff) else n, len(tokens) - 1)
+        mine = self.chunks + [len(held)]
+        for k in range(len(chunks) - 1, -1, -1):
+            p = chunks[k]
+            if p <= limit and p in mine and chunks[:k] == mine[:mine.index(p)]:
+                return p
+        return 0
 
 
 class Streams:
@@ -133,6 +153,10 @@ class Streams:
         params.kv_unified = False
         params.n_threads = params.n_threads_batch = n_threads
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        # a sliding-window model keeps every position's KV, so a shared prefix is whole when
+        # copied (llama.cpp otherwise drops the positions outside the window)
+        self.sliding = int(llama_cpp.llama_model_n_swa(model.model)) > 0
+        params.swa_full = self.sliding
         self.ctx = _internals.LlamaContext(model=model, params=params, verbose=False)
         self.n_ctx = int(llama_cpp.llama_n_ctx_seq(self.ctx.ctx))
         self.n_vocab = model.n_vocab()
@@ -143,18 +167,24 @@ class Streams:
         self.eval_seconds = 0.0  # inside llama_decode, prompts and answers
         self.prefill_seconds = 0.0  # of which prompts
         self.copies = 0  # prefixes copied from another stream
+        self.reuse = True  # False: evaluate every prompt whole (benchmarks, tests)
+        self.refused_reuse = 0  # reuse the memory could not give (a hole, a partial remove)
         self.tokens_decoded = 0  # answer tokens evaluated in decode steps
+        self.forward_passes = 0  # llama_decode calls for prompts
+        self.answer_passes = 0  # a sequence's share of the decode calls for answers
 
     def free(self) -> bool:
         return any(not s.busy for s in self.slots)
 
-    def acquire(self, tokens: list[int]) -> tuple[Slot, int]:
-        """A free stream for a sequence with prompt ``tokens``, holding as much of the prompt
-        as any stream has; returns it and where its prompt evaluation starts."""
+    def acquire(self, tokens: list[int], chunks: list[int] | None = None) -> tuple[Slot, int]:
+        """A free stream for a sequence with prompt ``tokens`` (cut at ``chunks``; default every
+        ``chunk`` tokens from 0), holding as much of the prompt as any stream has; returns it and
+        where its prompt evaluation starts."""
         import llama_cpp
 
+        chunks = chunks if chunks is not None else chunk_starts(len(tokens), self.chunk)
         free = [s for s in self.slots if not s.busy]
-        starts = {s.seq: s.reusable(tokens, self.chunk) for s in self.slots}
+        starts = {s.seq: s.reusable(tokens, chunks) if self.reuse else 0 for s in self.slots}
         # ties go to the lowest stream: running sequences stay packed in few streams, and a
         # decode step costs by the span of streams it touches
         own = max(free, key=lambda s: (starts[s.seq], -s.seq))
@@ -166,36 +196,67 @@ class Streams:
             llama_cpp.llama_memory_seq_rm(self.ctx.memory, own.seq, -1, -1)
             # across streams llama.cpp copies whole streams; the tail is then cut below
             llama_cpp.llama_memory_seq_cp(self.ctx.memory, source.seq, own.seq, -1, -1)
-            own.tokens, own.aligned_end = list(source.tokens), source.aligned_end
+            own.tokens, own.chunks = list(source.tokens), list(source.chunks)
             start = starts[source.seq]
             self.copies += 1
-        llama_cpp.llama_memory_seq_rm(self.ctx.memory, own.seq, start, -1)
+        removed = llama_cpp.llama_memory_seq_rm(self.ctx.memory, own.seq, start, -1)
+        if start and (not removed or
+                      llama_cpp.llama_memory_seq_pos_min(self.ctx.memory, own.seq) > 0):
+            # a memory that cannot cut a stream (recurrent) or has a hole at its start (a
+            # window dropped old positions): evaluate the prompt again rather than decode
+            # from a context with a hole
+            llama_cpp.llama_memory_seq_rm(self.ctx.memory, own.seq, -1, -1)
+            own.tokens, own.chunks, start = [], [], 0
+            self.refused_reuse += 1
         own.busy = True
         return own, start
 
-    def prefill(self, slot: Slot, tokens: list[int], start: int) -> np.ndarray:
-        """Evaluate ``tokens[start:]`` in ``slot`` chunk by chunk; the logits after the last."""
+    def prefill(self, slot: Slot, tokens: list[int], start: int,
+                chunks: list[int] | None = None) -> np.ndarray:
+        """Evaluate ``tokens[start:]`` in ``slot``, chunk by chunk (``chunks``: where each
+        starts; default every ``chunk`` tokens from 0); the logits after the last token."""
+        chunks = chunks if chunks is not None else chunk_starts(len(tokens), self.chunk)
         t0 = time.perf_counter()
-        for s in range(start, len(tokens), self.chunk):
-            piece = tokens[s:s + self.chunk]
-            self._decode([(t, s + k, slot.seq, k == len(piece) - 1) for k, t in enumerate(piece)])
+        ends = chunks[1:] + [len(tokens)]
+        for s, e in zip(chunks, ends):
+            if s >= start:
+                piece = tokens[s:e]
+                self._decode([(t, s + k, slot.seq, k == len(piece) - 1)
+                              for k, t in enumerate(piece)])
+                self.forward_passes += 1
         self.eval_seconds += time.perf_counter() - t0
         self.prefill_seconds += time.perf_counter() - t0
-        slot.tokens, slot.aligned_end = list(tokens), (len(tokens) // self.chunk) * self.chunk
+        slot.tokens, slot.chunks = list(tokens), list(chunks)
         self.prompt_tokens_submitted += len(tokens)
         self.prompt_tokens_evaluated += len(tokens) - start
         return self.logits(-1)
+
+    def extend(self, slot: Slot, tokens: list[int], position: int) -> np.ndarray:
+        """Evaluate an answer's run of tokens (one chosen, the rest forced by its schema) in
+        ``slot`` in one decode of its own, from ``position``; the logits after the last."""
+        t0 = time.perf_counter()
+        self._decode([(t, position + k, slot.seq, k == len(tokens) - 1)
+                      for k, t in enumerate(tokens)])
+        self.eval_seconds += time.perf_counter() - t0
+        self.tokens_decoded += len(tokens)
+        self.answer_passes += 1
+        return self.logits(len(tokens) - 1)
 
     def step(self, entries: list[tuple[Slot, int, int]]) -> list[np.ndarray]:
         """One token (slot, token, position) for each running sequence, in one decode; each
         sequence's next logits, in the order of ``entries``. The tokens go in stream order:
         llama.cpp computes attention over the span of streams in a batch, and out of order the
         same step took 1.6-2.3 times as long."""
+        if self.sliding and len(entries) > 1:
+            # a sliding-window model's logits move with the batch beside them (measured on
+            # gemma3): each sequence is decoded on its own, so its answer stays its own
+            return [self.step([entry])[0] for entry in entries]
         order = sorted(range(len(entries)), key=lambda j: entries[j][0].seq)
         t0 = time.perf_counter()
         self._decode([(entries[j][1], entries[j][2], entries[j][0].seq, True) for j in order])
         self.eval_seconds += time.perf_counter() - t0
         self.tokens_decoded += len(entries)
+        self.answer_passes += len(entries)
         rows: list = [None] * len(entries)
         for row, j in enumerate(order):
             rows[j] = self.logits(row)
@@ -215,7 +276,7 @@ class Streams:
         import llama_cpp
 
         llama_cpp.llama_memory_seq_rm(self.ctx.memory, slot.seq, -1, -1)
-        slot.tokens, slot.aligned_end, slot.busy = [], 0, False
+        slot.tokens, slot.chunks, slot.busy = [], [], False
 
     def _decode(self, entries) -> None:
         import llama_cpp
