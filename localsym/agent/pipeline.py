@@ -382,10 +382,15 @@ def demo_turns(node: NodeSpec, demo) -> list[dict[str, str]]:
 
 def drive(lm: LM, runs: list) -> list:
     """Run generators of LM calls (see ``Pipeline._forward_steps``) to completion, the pending
-    call of every one of them sent to ``lm.call_batch`` together, in the order of ``runs`` (so
-    a batch is the same every time). Returns each generator's return value, in order."""
+    call of every active one sent to ``lm.call_batch`` together, in the order of ``runs`` (so
+    a batch is the same every time). At most ``lm.batch_hint`` runs are active at once (the
+    calls the backend decodes together; 0: all): a run's next call then finds its own earlier
+    prompt still in a KV stream, and as one run ends the next begins. Returns each generator's
+    return value, in order."""
     results: list = [None] * len(runs)
     pending: dict[int, tuple] = {}
+    window = max(1, int(lm.batch_hint or len(runs)))
+    waiting = iter(range(len(runs)))
 
     def advance(i: int, answer) -> None:
         try:
@@ -396,10 +401,17 @@ def drive(lm: LM, runs: list) -> list:
             return
         pending[i] = call
 
-    for i in range(len(runs)):
-        advance(i, None)
+    def fill() -> None:
+        while len(pending) < window:
+            i = next(waiting, None)
+            if i is None:
+                return
+            advance(i, None)
+
+    fill()
     while pending:
         order = sorted(pending)
         for i, answer in zip(order, lm.call_batch([pending[i] for i in order])):
             advance(i, answer)
+        fill()
     return results

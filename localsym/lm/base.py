@@ -146,6 +146,7 @@ class LM(ABC):
     """A language model that answers chat messages with an object of a given pydantic schema."""
 
     max_concurrency: int = 1  # calls the default complete_batch runs at once (an endpoint's slots)
+    batch_hint: int = 0  # calls worth sending at once (the streams decoded together; 0: any)
     local: bool = False  # runs in this process: its speed can be measured here (budget estimate)
 
     def load(self) -> None:

@@ -75,6 +75,10 @@ class CachedLM(LM):
         return self.backend.describe()
 
     @property
+    def batch_hint(self) -> int:
+        return self.backend.batch_hint
+
+    @property
     def max_concurrency(self) -> int:
         """Calls the backend can take at once (an HTTP server's slots); 1 for a local model."""
         return self.backend.max_concurrency

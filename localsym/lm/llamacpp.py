@@ -43,8 +43,8 @@ from localsym.lm.decoding import ForcedText, TokenBytes, TokenChooser
 from localsym.lm.gguf import GGUFFormatError, context_length, read_metadata
 from localsym.lm.schema_index import IndexStore, vocabulary
 from localsym.lm.store import default_cache_dir, library_versions
-from localsym.lm.streams import (KV_BUDGET_MIB, Streams, chunk_starts, default_slots,
-                                 default_threads)
+from localsym.lm.streams import (KV_BUDGET_MIB, MAX_SLOTS, Streams, chunk_starts,
+                                 default_slots, default_threads)
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,14 @@ class LlamaCpp(DecodingLoop, LM):
         """The context of one call."""
         self.llama
         return self._streams.n_ctx
+
+    @property
+    def batch_hint(self) -> int:  # type: ignore[override]
+        """The calls decoded together (known without loading the model where it was asked for;
+        else the streams made, or the most there can be)."""
+        if self._streams is not None:
+            return len(self._streams.slots)
+        return self.n_seq_request or MAX_SLOTS
 
     @property
     def n_seq(self) -> int:
