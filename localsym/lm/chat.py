@@ -87,13 +87,14 @@ class ChatRenderer:
 
 
     def render_segments(self, messages: list[Message]) -> tuple[str, list[int], list[int]]:
-        """The prompt for ``messages``, its tokens, and where each message's segment starts: a
-        segment is the template's text before a message and the message's text (the last one,
-        the template's tail). Each piece is tokenized on its own (the template's with special
-        tokens, a message's as plain text), so a prefix of messages always gives the same
-        tokens and the same segment starts, whatever follows: the KV of a prefix is the same
-        wherever it was computed (``Streams`` evaluates each segment in chunks aligned to its
-        own start). A template that drops or merges a message (gemma's puts the system message
+        """The prompt for ``messages``, its tokens, and where each segment starts: the template's
+        text before a message, the message's text, and, last, the template's tail. Each piece
+        is tokenized on its own (the template's with special tokens, a message's as plain text),
+        so a prefix of messages always gives the same tokens and the same segment starts,
+        whatever follows: the KV of a prefix is the same wherever it was computed (``Streams``
+        evaluates each segment in chunks aligned to its own start), and the template's text
+        before the last message (``<|im_start|>user``) is shared by every call that shares
+        what came before it. A template that drops or merges a message (gemma's puts the system message
         into the first user turn) gives one segment: reuse then works from position 0 only."""
         llm = self.llm
         msgs = [m.model_dump() for m in messages]
@@ -110,6 +111,7 @@ class ChatRenderer:
                 return prompt, whole, [0]
             starts.append(len(tokens))
             tokens += llm.tokenize(head.encode("utf-8"), add_bos=add_bos and first, special=True)
+            starts.append(len(tokens))  # the template's text between messages is shared too
             tokens += llm.tokenize(msgs[i]["content"].encode("utf-8"), add_bos=False,
                                    special=False)
             first = False

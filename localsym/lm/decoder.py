@@ -103,7 +103,7 @@ class DecodingLoop:
                 "trained context)")
         slot, begin = self._streams.acquire(tokens + forced, chunks)
         try:
-            logits = self._streams.prefill(slot, tokens + forced, begin, chunks)
+            logits = self._streams.prefill(slot, tokens + forced, begin, chunks, len(tokens))
         except BaseException:
             self._streams.forget(slot)
             raise

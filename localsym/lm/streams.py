@@ -212,9 +212,11 @@ class Streams:
         return own, start
 
     def prefill(self, slot: Slot, tokens: list[int], start: int,
-                chunks: list[int] | None = None) -> np.ndarray:
+                chunks: list[int] | None = None, prompt: int | None = None) -> np.ndarray:
         """Evaluate ``tokens[start:]`` in ``slot``, chunk by chunk (``chunks``: where each
-        starts; default every ``chunk`` tokens from 0); the logits after the last token."""
+        starts; default every ``chunk`` tokens from 0); the logits after the last token.
+        ``prompt``: how many of the tokens are the prompt (the rest, the start of the answer the
+        schema forces, is counted as answer tokens)."""
         chunks = chunks if chunks is not None else chunk_starts(len(tokens), self.chunk)
         t0 = time.perf_counter()
         ends = chunks[1:] + [len(tokens)]
@@ -227,8 +229,10 @@ class Streams:
         self.eval_seconds += time.perf_counter() - t0
         self.prefill_seconds += time.perf_counter() - t0
         slot.tokens, slot.chunks = list(tokens), list(chunks)
-        self.prompt_tokens_submitted += len(tokens)
-        self.prompt_tokens_evaluated += len(tokens) - start
+        prompt = len(tokens) if prompt is None else prompt
+        self.prompt_tokens_submitted += prompt
+        self.prompt_tokens_evaluated += max(0, prompt - start)
+        self.tokens_decoded += len(tokens) - max(prompt, start)
         return self.logits(-1)
 
     def extend(self, slot: Slot, tokens: list[int], position: int) -> np.ndarray:
