@@ -109,8 +109,10 @@ def speeds(lm) -> dict:
 
 def calls_per_example(spec) -> int:
     """Model calls one example costs at most (a tool loop counted at two steps, a vote at its
-    samples, a check at its retries; a node whose call the spec writes still answers once)."""
-    return sum((1 + (min(n.max_tool_steps, 2) if n.tools else 0)) *
+    samples, a check at its retries, a node with roles at its turn limit, and its controller's
+    choices; a node whose call the spec writes still answers once)."""
+    return sum(n.team.max_turns * (2 if n.team.policy == "model" else 1) if n.roles else
+               (1 + (min(n.max_tool_steps, 2) if n.tools else 0)) *
                (n.vote.samples if n.vote else 1) + (n.check.retries if n.check else 0)
                for n in spec.nodes)
 

@@ -17,6 +17,7 @@ from pydantic import Field, create_model
 
 from localsym.agent.bindings import (bound_outputs, check_feedback, glue_failure, majority,
                                      run_check, wired_call)
+from localsym.agent.conversation import conversation
 from localsym.agent.glue import GlueError
 from localsym.agent.spec import (PROMPT_FIELDS, REASONING_FIELD, FieldSpec, NodeSpec,
                                  PipelineSpec, node_param, tool_param)
@@ -128,6 +129,12 @@ class Pipeline:
                                  n.demonstrations))
             if n.tools or self.spec.tools:
                 out.append(Parameter(node_param(n.name, "tools"), "tool_selection", n.tools))
+            for r in n.roles:  # each role's prompt pieces, and the controller, are weights
+                out += [Parameter(node_param(n.name, "roles", r.name, "prompt", f), "prompt",
+                                  getattr(r.prompt, f)) for f in PROMPT_FIELDS]
+            if n.roles:
+                out.append(Parameter(node_param(n.name, "controller"), "workflow",
+                                     n.team.model_dump()))
         for t in self.spec.tools:
             out.append(Parameter(tool_param(t.name, "description"), "tool", t.description))
             out.append(Parameter(tool_param(t.name, "usage_notes"), "tool", t.usage_notes))
@@ -226,7 +233,10 @@ class Pipeline:
 
     def _node_run(self, node: NodeSpec, state: dict[str, Any], step: int):
         """One node run as its spec asks: once, or ``vote.samples`` times and the majority's
-        outputs; then, with ``check``, checked and answered again while the check fails."""
+        outputs; then, with ``check``, checked and answered again while the check fails. A node
+        with roles runs its conversation (``agent.conversation``)."""
+        if node.roles:
+            return (yield from self._team_run(node, state, step))
         record = yield from self._node_steps(node, state, step)
         if node.vote is not None and not record.error:
             runs = [record]
@@ -239,6 +249,26 @@ class Pipeline:
             record.seconds = sum(r.seconds for r in runs)
         if node.check is not None and not record.error:
             yield from self._checked(node, record, step)
+        return record
+
+    def _team_run(self, node: NodeSpec, state: dict[str, Any], step: int):
+        """A node with roles: its conversation, recorded turn by turn."""
+        start = time.perf_counter()
+        inputs = {i: state[i] for i in node.inputs if i in state}
+        record = NodeRecord(node=node.name, inputs=inputs, weights=node.model_dump(mode="json"),
+                            messages=[])
+        missing = [i for i in node.inputs if i not in state]
+        if missing:
+            record.error = f"inputs {missing} were never produced on this path"
+            return record
+        try:
+            yield from conversation(self, node, inputs, step, record, PY_TYPES)
+        except CallFailure as err:
+            record.error = f"{type(err).__name__}: {err}"
+        spoken = [t for t in record.turns if t.messages]
+        record.messages = spoken[-1].messages if spoken else []
+        record.tool_calls = [t.tool_call for t in record.turns if t.tool_call is not None]
+        record.seconds = time.perf_counter() - start
         return record
 
     def _checked(self, node: NodeSpec, record: NodeRecord, step: int):
@@ -353,7 +383,8 @@ def check_tools(spec: PipelineSpec, tools: ToolRegistry) -> None:
         tools.get(t.name)
     for node in spec.nodes:
         keys = list(node.arg_from) + ([f"{node.check.tool}.{a}" for a in node.check.args]
-                                      if node.check else [])
+                                      if node.check else []) + \
+            [f"{r.tool}.{a}" for r in node.roles if r.tool for a in r.args]
         for key in keys:
             tool, _, arg = key.partition(".")
             known = list(tools.get(tool).args_model.model_fields)

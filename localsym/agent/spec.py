@@ -195,6 +195,36 @@ class Check(Frozen):
 REASONING_FIELD = "reasoning"  # the free-text draft a node with ``reasoning`` writes first
 
 
+class RoleSpec(Frozen):
+    """One of a node's roles (the seed's agents inside an SOP state): its own prompt pieces and
+    the node outputs it may write, taking turns in the node's conversation; or, with ``tool``, a
+    checker that runs a declared tool on the draft (arguments from the node's inputs and the
+    outputs written so far) and hands its verdict back, with no model call."""
+
+    name: str = Identifier
+    description: str = ""
+    prompt: PromptWeights = PromptWeights()
+    writes: tuple[str, ...] = Field((), description="the node outputs this role may write")
+    tool: str | None = Field(None, description="a checker: the declared tool it runs")
+    args: dict[str, str] = Field({}, description="a checker's tool argument -> one of the "
+                                 "node's inputs or outputs")
+
+
+class Controller(Frozen):
+    """Who speaks next in a node with roles, and when the node is done: in ``order``, by
+    ``rule`` (``next``: role -> the role after it), at ``random`` (seeded per example and turn),
+    or chosen by the ``model`` under an enum schema and ``prompt``. The node is done when the
+    ``finisher`` (default: the last role) says so, or after ``max_turns`` turns (a weight); its
+    outputs are the last written (by ``outputs_from``, if named)."""
+
+    policy: Literal["order", "rule", "random", "model"] = "order"
+    next: dict[str, str] = {}
+    prompt: str = ""
+    max_turns: int = Field(4, ge=1, le=32)
+    finisher: str | None = None
+    outputs_from: str | None = None
+
+
 class NodeSpec(Frozen):
     """A layer of the network."""
 
@@ -222,6 +252,10 @@ class NodeSpec(Frozen):
                               "outputs")
     check: Check | None = Field(None, description="check the outputs with a declared tool and "
                                 "answer again when the check fails")
+    roles: tuple[RoleSpec, ...] = Field((), description="several roles taking turns in a "
+                                        "conversation inside the node (none: one call)")
+    controller: Controller | None = Field(None, description="who speaks next among the roles, "
+                                          "and when the node is done (default: in order)")
 
     @model_validator(mode="after")
     def _unique_outputs(self):
@@ -253,6 +287,8 @@ class NodeSpec(Frozen):
         if len(wired) > 1:
             raise ValueError(f"node {self.name!r} arg_from names several tools {sorted(wired)}: "
                              "its first step is one call")
+        if self.roles:
+            self._valid_roles(names)
         if self.check is not None:
             known = set(self.inputs) | set(names)
             wrong = sorted(v for v in self.check.args.values() if v not in known)
@@ -260,6 +296,42 @@ class NodeSpec(Frozen):
                 raise ValueError(f"node {self.name!r} checks with {self.check.tool!r} reading "
                                  f"{wrong}, which are not its inputs or outputs {sorted(known)}")
         return self
+
+    def _valid_roles(self, names: list[str]) -> None:
+        roles = [r.name for r in self.roles]
+        twice = sorted({r for r in roles if roles.count(r) > 1})
+        if twice:
+            raise ValueError(f"node {self.name!r} has duplicate roles {twice}")
+        if self.tools or self.bind or self.arg_from or self.vote or self.check or self.reasoning:
+            raise ValueError(f"node {self.name!r} has roles and tools, bindings, a vote, a check "
+                             "or a reasoning draft: give those to its roles (a checker role runs a "
+                             "tool), or drop the roles")
+        known = set(self.inputs) | set(names)
+        for r in self.roles:
+            if set(r.writes) - set(names):
+                raise ValueError(f"role {r.name!r} of node {self.name!r} writes "
+                                 f"{sorted(set(r.writes) - set(names))}, not outputs of the node")
+            if r.tool is None and r.args:
+                raise ValueError(f"role {r.name!r} has tool arguments but no tool")
+            if r.tool is not None and (r.writes or not r.args or
+                                       set(r.args.values()) - known):
+                raise ValueError(f"checker role {r.name!r} of node {self.name!r} needs args "
+                                 f"from {sorted(known)} and writes nothing")
+        unwritten = sorted(set(names) - {w for r in self.roles for w in r.writes})
+        if unwritten:
+            raise ValueError(f"no role of node {self.name!r} writes {unwritten}; give those "
+                             "outputs to a role (writes: [...])")
+        ctrl = self.controller or Controller()
+        named = [v for v in (ctrl.finisher, ctrl.outputs_from) if v is not None] + \
+            list(ctrl.next) + list(ctrl.next.values())
+        if set(named) - set(roles):
+            raise ValueError(f"node {self.name!r}'s controller names {sorted(set(named) - set(roles))}, "
+                             f"which are not its roles {roles}")
+
+    @property
+    def team(self) -> "Controller":
+        """The node's controller (the default one where the spec names none)."""
+        return self.controller or Controller()
 
     def bound_tool(self, output: str) -> str | None:
         """The tool whose result ``output`` is bound to, or None."""
@@ -371,7 +443,8 @@ class PipelineSpec(Frozen):
                                      f"(nodes: {names})")
         tool_names = {t.name for t in self.tools}
         for n in self.nodes:
-            for t in n.tools + ((n.check.tool,) if n.check else ()):
+            for t in n.tools + ((n.check.tool,) if n.check else ()) + \
+                    tuple(r.tool for r in n.roles if r.tool):
                 if t not in tool_names:
                     raise ValueError(f"node {n.name!r} uses tool {t!r}, which is not declared "
                                      f"in tools (declared: {sorted(tool_names)})")

@@ -9,6 +9,20 @@ from pydantic import BaseModel, Field
 from localsym.agent.tools import ToolCallRecord
 
 
+class Turn(BaseModel):
+    """One turn of a node with roles: who spoke, what they saw, what they said and wrote, their
+    tool call (a checker), whether they called the node done, and how the controller chose
+    them."""
+
+    role: str
+    message: str = ""
+    outputs: dict[str, Any] = {}
+    done: bool = False
+    messages: list[dict[str, str]] = []
+    tool_call: ToolCallRecord | None = None
+    chosen_by: str = "order"
+
+
 class NodeRecord(BaseModel):
     """One execution of one node."""
 
@@ -27,6 +41,7 @@ class NodeRecord(BaseModel):
     seconds: float = 0.0
     cached: bool = False
     calls: int = Field(0, description="model calls this node run made")
+    turns: list[Turn] = Field([], description="the conversation of a node with roles")
 
 
 class Trajectory(BaseModel):

@@ -8,9 +8,10 @@ from __future__ import annotations
 import difflib
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from localsym.agent.spec import PROMPT_FIELDS, FieldType, PipelineSpec
+from localsym.agent.spec import (PROMPT_FIELDS, FieldType, NodeSpec, PipelineSpec, PromptWeights,
+                                 RoleSpec)
 from localsym.errors import ConfigError
 from localsym.templates import variables_of
 
@@ -73,9 +74,66 @@ class Rewire(BaseModel):
     connect: bool = Field(description="true adds the connection, false removes it")
 
 
+class AddRole(BaseModel):
+    """Give a node with roles one more role, with the prompt the optimizer writes."""
+
+    action: Literal["add_role"]
+    node: str
+    name: str = Field(pattern=r"^[a-z_][a-z0-9_]{0,30}$")
+    description: str = Field(max_length=200)
+    task: str = Field(max_length=600)
+    writes: list[str] = Field([], max_length=4)
+
+
+class RemoveRole(BaseModel):
+    action: Literal["remove_role"]
+    node: str
+    name: str
+
+
+class EditController(BaseModel):
+    """Change who speaks next in a node with roles, or its turn limit."""
+
+    action: Literal["edit_controller"]
+    node: str
+    policy: Literal["order", "rule", "random", "model"]
+    max_turns: int = Field(ge=1, le=32)
+
+
+ROLE_ACTIONS = (AddRole, RemoveRole, EditController)
+
+
+def _team_action(spec: PipelineSpec, action: BaseModel) -> PipelineSpec:
+    """A role action on one node: the other roles and nodes keep their weights."""
+    try:
+        node = spec.node(action.node)
+    except KeyError:
+        raise ConfigError(f"{action.action} on unknown node {action.node!r}", "") from None
+    if not node.roles:
+        raise ConfigError(f"{action.action}: node {node.name!r} has no roles", "")
+    if isinstance(action, AddRole):
+        role = RoleSpec(name=action.name, description=action.description,
+                        prompt=PromptWeights(task=action.task), writes=tuple(action.writes))
+        new = node.model_copy(update={"roles": node.roles + (role,)})
+    elif isinstance(action, RemoveRole):
+        new = node.model_copy(update={"roles": tuple(r for r in node.roles
+                                                     if r.name != action.name)})
+        if new.roles == node.roles:
+            raise ConfigError(f"remove_role of unknown role {action.name!r}", "")
+    else:
+        new = node.model_copy(update={"controller": node.team.model_copy(
+            update={"policy": action.policy, "max_turns": action.max_turns})})
+    return spec.replace(NodeSpec.model_validate(new.model_dump()))
+
+
 def apply_action(spec: PipelineSpec, action: BaseModel) -> PipelineSpec:
     """Apply one typed edit; raises ConfigError (with the reason) if the result is not a valid
     pipeline. Other nodes keep their weights untouched."""
+    if isinstance(action, ROLE_ACTIONS):
+        try:
+            return _team_action(spec, action)
+        except ValidationError as err:
+            raise ConfigError(f"{action.action}: {err.errors()[0]['msg']}", "") from None
     data = spec.model_dump(mode="json")
     names = [n.name for n in spec.nodes]
     edges = [e.model_dump() for e in spec.effective_edges()]
@@ -128,6 +186,12 @@ def apply_action(spec: PipelineSpec, action: BaseModel) -> PipelineSpec:
 
 
 def describe_action(action: BaseModel) -> str:
+    if isinstance(action, AddRole):
+        return f"add role {action.name} to {action.node}"
+    if isinstance(action, RemoveRole):
+        return f"remove role {action.name} from {action.node}"
+    if isinstance(action, EditController):
+        return f"{action.node}: controller {action.policy}, up to {action.max_turns} turns"
     if isinstance(action, AddNode):
         return f"add node {action.name} after {action.after}"
     if isinstance(action, RemoveNode):

@@ -49,6 +49,7 @@ class NodeGradient(BaseModel):
     tool_feedback: str
     requirement: str
     loss_score: float
+    role: str | None = None  # a node with roles: one gradient per role that spoke
 
 
 class ExampleGradients(BaseModel):
@@ -76,7 +77,7 @@ def backward_batch(trajectories: list[Trajectory], losses: list[LossRecord], spe
     ``backward`` gives it alone. With ``contain``, a call that fails on its own (``CallFailure``)
     costs its example only: its slot holds the exception."""
     params = params or META_PARAMS
-    grads: list[dict[int, NodeGradient]] = [{} for _ in trajectories]
+    grads: list[dict[tuple[int, str | None], NodeGradient]] = [{} for _ in trajectories]
     failed: list[Exception | None] = [None] * len(trajectories)
     depth = max((len(t.records) for t in trajectories), default=0)
     for k in range(depth):  # k-th run from the end of every trajectory: one batch of calls
@@ -85,21 +86,21 @@ def backward_batch(trajectories: list[Trajectory], losses: list[LossRecord], spe
             i = len(trajectory.records) - 1 - k
             if i < 0 or failed[e] is not None:
                 continue
-            prompt = _gradient_prompt(trajectory.records, i, grads[e], losses[e], spec)
-            if prompt is not None:
-                layer.append((e, i, ([{"role": "user", "content": prompt}], NodeGradientAnswer,
-                                     params)))
-        for (e, i, _), answer in zip(layer, _answers(lm, [c for _, _, c in layer], contain)):
+            later = {j: g for (j, _), g in sorted(grads[e].items(), key=_order, reverse=True)}
+            for role, prompt in _gradient_prompts(trajectory.records, i, later, losses[e], spec):
+                layer.append((e, (i, role), ([{"role": "user", "content": prompt}],
+                                             NodeGradientAnswer, params)))
+        for (e, key, _), answer in zip(layer, _answers(lm, [c for _, _, c in layer], contain)):
             if isinstance(answer, Exception):
                 failed[e] = answer
                 continue
-            record = trajectories[e].records[i]
-            grads[e][i] = NodeGradient(
+            record = trajectories[e].records[key[0]]
+            grads[e][key] = NodeGradient(
                 node=record.node, example_id=example_ids[e], analysis=answer.analysis,
                 suggestions={s.field: s.suggestion for s in answer.suggestions},
                 tool_feedback=answer.tool_feedback, requirement=answer.requirement,
-                loss_score=losses[e].score)
-    nodes = [[g[i] for i in sorted(g)] for g in grads]
+                loss_score=losses[e].score, role=key[1])
+    nodes = [[g[k] for k in sorted(g, key=_order)] for g in grads]
     flows: list = [None] * len(trajectories)
     if workflow:
         todo = [e for e in range(len(trajectories)) if failed[e] is None]
@@ -128,19 +129,57 @@ def _answers(lm: LM, calls: list, contain: bool) -> list:
     return out
 
 
+def _order(key: tuple[int, str | None]) -> tuple[int, str]:
+    return key[0], key[1] or ""
+
+
+def _gradient_prompts(records, i: int, later: dict[int, NodeGradient], loss: LossRecord,
+                      spec: PipelineSpec) -> list[tuple[str | None, str]]:
+    """(role, prompt) of each gradient of run ``i``: one for a plain node; for a node with roles,
+    one per model role that spoke (gradients are aggregated by role, never by turn index)."""
+    record = records[i]
+    if not record.turns:
+        prompt = _gradient_prompt(records, i, later, loss, spec)
+        return [(None, prompt)] if prompt is not None else []
+    try:
+        node = spec.node(record.node)
+    except KeyError:
+        return []
+    out = []
+    for role in node.roles:
+        turns = [t for t in record.turns if t.role == role.name]
+        if role.tool is None and turns:
+            out.append((role.name, render(
+                "role_gradient.j2", task=spec.description, node=node, role=role, record=record,
+                turns=turns, feedback=_feedback(records, i, later, loss),
+                prompt_fields=PROMPT_FIELDS)))
+    if node.team.policy == "model":
+        out.append(("controller", render(
+            "role_gradient.j2", task=spec.description, node=node, role=None, record=record,
+            turns=record.turns, feedback=_feedback(records, i, later, loss),
+            prompt_fields=("task",))))
+    return out
+
+
+def _feedback(records, i: int, later: dict[int, NodeGradient], loss: LossRecord) -> list[dict]:
+    """What came after run ``i``: the loss for the last run, the requirements of the later runs
+    that read its outputs (the chain rule, in words)."""
+    record = records[i]
+    feedback = [{"source": "the judge", "text": f"{loss.analysis} Needed: {loss.feedback}"}] \
+        if i == len(records) - 1 else []
+    for j in range(i + 1, len(records)):
+        if j in later and set(records[j].inputs) & set(record.outputs):
+            feedback.append({"source": f"step {records[j].node}", "text": later[j].requirement})
+    return feedback or [{"source": "the workflow", "text": "no later step used this output"}]
+
+
 def _gradient_prompt(records, i: int, later: dict[int, NodeGradient], loss: LossRecord,
                      spec: PipelineSpec) -> str | None:
     """The prompt for the gradient of run ``i``, from the loss (last run) and the requirements
     of the later runs that read its outputs: the chain rule, in words. None when the node was
     removed since the trajectory was recorded."""
     record = records[i]
-    feedback = [{"source": "the judge", "text": f"{loss.analysis} Needed: {loss.feedback}"}] \
-        if i == len(records) - 1 else []
-    for j in range(i + 1, len(records)):  # the later runs that read this run's outputs
-        if j in later and set(records[j].inputs) & set(record.outputs):
-            feedback.append({"source": f"step {records[j].node}", "text": later[j].requirement})
-    if not feedback:
-        feedback = [{"source": "the workflow", "text": "no later step used this output"}]
+    feedback = _feedback(records, i, later, loss)
     try:
         node = spec.node(record.node)
     except KeyError:

@@ -16,8 +16,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from localsym.agent.spec import (REASONING_FIELD, Check, Demonstration, DemoToolCall, FieldSpec,
-                                 NodeSpec, PipelineSpec, ToolSpec, Vote)
+from localsym.agent.spec import (REASONING_FIELD, Check, Controller, Demonstration, DemoToolCall,
+                                 FieldSpec, NodeSpec, PipelineSpec, PromptWeights, RoleSpec,
+                                 ToolSpec, Vote)
 from localsym.agent.tools import ToolRegistry
 from localsym.agent.trajectory import Trajectory
 from localsym.data import Example
@@ -57,13 +58,14 @@ def structural_edits(spec: PipelineSpec, registry: ToolRegistry) -> list[Candida
     for node in spec.nodes:
         raw: list[_Raw] = []
         fields = [f for f in node.outputs if bindable_field(f)]
-        for tspec in declared:
+        for tspec in declared if not node.roles else ():  # a team: only its own edits
             tool = registry.get(tspec.name)
             bindable = [f.name for f in fields if tool.returns != "bool" and
                         (f.type != "str" or tool.returns == "text")]
             edits = _attach if tspec.name not in node.tools else _attached
             raw += edits(node, tspec, tool, bindable)
-        raw += _output_patterns(node) + _test_time(node, spec, registry)
+        raw += _team(node, spec, registry) if node.roles else \
+            _output_patterns(node) + _test_time(node, spec, registry) + _team(node, spec, registry)
         listed = [(edits, with_node(spec, new, tools)) for edits, new, tools in raw]
         per_node.append([(e, new) for e, new in listed if new is not None and new != spec])
     # the nodes take turns, so a step's cut of candidates reaches every node
@@ -190,6 +192,59 @@ def _test_time(node: NodeSpec, spec: PipelineSpec, registry: ToolRegistry) -> li
             check = Check(tool=tspec.name, args={a: a for a in args})
             out.append(([f"{n}: check the answer with {tspec.name}, answer again once if it "
                          "fails"], node.model_copy(update={"check": check}), None))
+    return out
+
+
+EDITOR = RoleSpec(name="editor", description="reviews the draft",
+                  prompt=PromptWeights(task="Read the latest draft against the task. Say in one or "
+                                            "two sentences what to fix, or set done to true when "
+                                            "it is good."))
+
+
+def _team(node: NodeSpec, spec: PipelineSpec, registry: ToolRegistry) -> list[_Raw]:
+    """Roles as structure. A plain node whose outputs are free text may grow into a writer and
+    an editor; a plain node may gain a checker role that runs a declared tool (arguments by
+    name from its inputs and outputs) on the draft. A node with roles may lose one, or change
+    its controller's policy or turn limit. Each edit keeps the other roles as they are."""
+    n, out = node.name, []
+    if node.roles:
+        ctrl = node.team
+        for r in node.roles:
+            kept = tuple(x for x in node.roles if x.name != r.name)
+            finisher = ctrl.finisher if ctrl.finisher != r.name else None
+            out.append(([f"{n}: remove role {r.name}"], node.model_copy(update={
+                "roles": kept, "controller": ctrl.model_copy(update={"finisher": finisher})}),
+                None))
+        for turns in sorted({max(1, ctrl.max_turns - 2), min(32, ctrl.max_turns + 2)} -
+                            {ctrl.max_turns}):
+            out.append(([f"{n}: turn limit {turns}"], node.model_copy(update={
+                "controller": ctrl.model_copy(update={"max_turns": turns})}), None))
+        other = "model" if ctrl.policy != "model" else "order"
+        out.append(([f"{n}: controller policy {other}"], node.model_copy(update={
+            "controller": ctrl.model_copy(update={"policy": other})}), None))
+        return out
+    if node.tools or node.bind or node.arg_from or node.vote or node.check or node.reasoning:
+        return out
+    worker = RoleSpec(name="writer", description="writes the step's outputs", prompt=node.prompt,
+                      writes=tuple(f.name for f in node.outputs))
+    team = {"prompt": PromptWeights(task=node.prompt.task), "demonstrations": ()}
+    if all(f.type == "str" and not f.choices for f in node.outputs):
+        out.append(([f"{n}: grow into a writer and an editor (up to 4 turns)"], node.model_copy(
+            update={**team, "roles": (worker, EDITOR), "controller": Controller(
+                max_turns=4, finisher="editor", outputs_from="writer")}), None))
+    fields = set(node.inputs) | {f.name for f in node.outputs}
+    for tspec in spec.tools:
+        if tspec.name not in registry.names() or registry.get(tspec.name).returns == "number":
+            continue
+        args = [a for a, f in registry.get(tspec.name).args_model.model_fields.items()
+                if f.is_required()]
+        if args and set(args) <= fields and set(args) & {f.name for f in node.outputs}:
+            checker = RoleSpec(name="checker", description=f"runs {tspec.name} on the draft",
+                               tool=tspec.name, args={a: a for a in args})
+            out.append(([f"{n}: a writer and a checker that runs {tspec.name} on the draft (up "
+                         "to 4 turns)"], node.model_copy(update={
+                             **team, "roles": (worker, checker),
+                             "controller": Controller(max_turns=4, finisher="checker")}), None))
     return out
 
 

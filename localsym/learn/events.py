@@ -43,6 +43,32 @@ class CandidateRecord(BaseModel):
     reason: str = ""
 
 
+class ConversationTurn(BaseModel):
+    """One turn of a node with roles, as the log keeps it."""
+
+    role: str
+    message: str = ""
+    outputs: dict = {}
+    done: bool = False
+    chosen_by: str = ""
+
+
+class Conversation(BaseModel):
+    """The conversation inside a node with roles, on one example of a step's batch."""
+
+    example_id: str
+    node: str
+    turns: list[ConversationTurn]
+
+
+def conversations_of(scored: list) -> list[Conversation]:
+    """The conversations of the nodes with roles in a step's scored examples."""
+    return [Conversation(example_id=s.example.id, node=r.node, turns=[
+        ConversationTurn(**t.model_dump(include={"role", "message", "outputs", "done",
+                                                 "chosen_by"})) for t in r.turns])
+        for s in scored for r in s.trajectory.records if r.turns]
+
+
 class _Event(BaseModel):
     model_config = ConfigDict(extra="allow")  # a newer writer's fields survive a rewrite
 
@@ -69,6 +95,7 @@ class StepEvent(_Event):
     losses: list[LossRecord] = []
     gradients: list[ExampleGradients] = []
     failures: list[str] = []  # calls that failed, each costing its example only
+    conversations: list[Conversation] = []  # inside the batch's nodes with roles
     minibatch: list[str] = []  # the screening minibatch's example ids
     parent_minibatch: float | None = None
     candidates: list[CandidateRecord] = []

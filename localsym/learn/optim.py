@@ -11,6 +11,7 @@ earlier updates and whether they were accepted (``memory``), so it does not repe
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from types import SimpleNamespace
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, ValidationError, create_model
@@ -20,8 +21,9 @@ from localsym.agent.spec import (PROMPT_FIELDS, InputBinding, NodeSpec, Pipeline
                                  PromptWeights, ToolBinding, node_param, tool_param)
 from localsym.agent.trajectory import Trajectory
 from localsym.errors import ConfigError
-from localsym.learn.actions import (AddNode, EditNode, RemoveNode, Rewire, apply_action,
-                                    check_text_edit, describe_action)
+from localsym.learn.actions import (AddNode, AddRole, EditController, EditNode, RemoveNode,
+                                    RemoveRole, Rewire, apply_action, check_text_edit,
+                                    describe_action)
 from localsym.learn.backward import ExampleGradients, NodeGradient
 from localsym.learn.edits import demonstration_of
 from localsym.learn.loss import META_PARAMS
@@ -109,41 +111,70 @@ class PromptOptimizer(Optimizer):
         self.params = params or META_PARAMS
 
     def step(self, spec: PipelineSpec, batch: Batch, memory: list[UpdateRecord]) -> Proposal:
+        """One rewrite of every node's prompt that has gradients; for a node with roles, one of
+        every role's (its gradients aggregated by role)."""
         proposal = Proposal(spec=spec)
         for node in spec.nodes:
             grads = batch.node_gradients(node.name)
             if not grads:
                 continue
-            prompt = render("optimize_prompt.j2", task=spec.description, node=node,
-                            prompt_fields=PROMPT_FIELDS, gradients=grads[:8], max_fields=self.max_fields,
-                            history=_history(memory, self.name, node_param(node.name)),
-                            variables=list(node.inputs))
-            update = self.lm.generate([{"role": "user", "content": prompt}], PromptUpdate, self.params)
-            proposal.reasoning += f"[{node.name}] {update.reasoning}\n"
-            fields = dict(node.prompt.model_dump())
-            touched: set[str] = set()
-            for edit in update.edits:
-                target = node_param(node.name, "prompt", edit.field)
-                old, new = fields[edit.field], edit.new_text.strip()
-                if new == old:
+            if not node.roles:
+                fields = self._rewrite(proposal, spec, node, node, grads, memory,
+                                       node_param(node.name, "prompt"), node_param(node.name))
+                if fields is not None:
+                    node = node.model_copy(update={"prompt": PromptWeights(**fields)})
+                    proposal.spec = proposal.spec.replace(node)
+                continue
+            roles = list(node.roles)
+            for k, role in enumerate(roles):
+                mine = [g for g in grads if g.role == role.name]
+                if role.tool is not None or not mine:
                     continue
-                if edit.field in touched:
-                    proposal.rejected.append(f"{target}: a second edit of the same field")
-                    continue
-                if len(touched) >= self.max_fields:
-                    proposal.rejected.append(f"{target}: over the {self.max_fields}-field limit")
-                    continue
-                why = check_text_edit(old, new, self.max_change, set(node.inputs))
-                if why:
-                    proposal.rejected.append(f"{target}: {why}")
-                    continue
-                fields[edit.field] = new
-                touched.add(edit.field)
-                proposal.changes.append(Change(target=target, before=old, after=new))
-            if touched:
-                node = node.model_copy(update={"prompt": PromptWeights(**fields)})
-                proposal.spec = proposal.spec.replace(node)
+                view = SimpleNamespace(name=f"{node.name} (team member {role.name})",
+                                       inputs=node.inputs, prompt=role.prompt,
+                                       outputs=[f for f in node.outputs if f.name in role.writes])
+                fields = self._rewrite(proposal, spec, node, view, mine, memory,
+                                       node_param(node.name, "roles", role.name, "prompt"),
+                                       node_param(node.name, "roles", role.name))
+                if fields is not None:
+                    roles[k] = role.model_copy(update={"prompt": PromptWeights(**fields)})
+            if tuple(roles) != node.roles:
+                proposal.spec = proposal.spec.replace(node.model_copy(
+                    update={"roles": tuple(roles)}))
         return proposal
+
+    def _rewrite(self, proposal: Proposal, spec: PipelineSpec, node, holder, grads: list,
+                 memory: list[UpdateRecord], prefix: str, about: str) -> dict | None:
+        """The new prompt fields of ``holder`` (a node, or a role seen as one) from its
+        gradients, the learning rate enforced (changes and rejections go into ``proposal``);
+        None when nothing changed."""
+        prompt = render("optimize_prompt.j2", task=spec.description, node=holder,
+                        prompt_fields=PROMPT_FIELDS, gradients=grads[:8],
+                        max_fields=self.max_fields, history=_history(memory, self.name, about),
+                        variables=list(node.inputs))
+        update = self.lm.generate([{"role": "user", "content": prompt}], PromptUpdate, self.params)
+        proposal.reasoning += f"[{holder.name}] {update.reasoning}\n"
+        fields = dict(holder.prompt.model_dump())
+        touched: set[str] = set()
+        for edit in update.edits:
+            target = f"{prefix}.{edit.field}"
+            old, new = fields[edit.field], edit.new_text.strip()
+            if new == old:
+                continue
+            if edit.field in touched:
+                proposal.rejected.append(f"{target}: a second edit of the same field")
+                continue
+            if len(touched) >= self.max_fields:
+                proposal.rejected.append(f"{target}: over the {self.max_fields}-field limit")
+                continue
+            why = check_text_edit(old, new, self.max_change, set(node.inputs))
+            if why:
+                proposal.rejected.append(f"{target}: {why}")
+                continue
+            fields[edit.field] = new
+            touched.add(edit.field)
+            proposal.changes.append(Change(target=target, before=old, after=new))
+        return fields if touched else None
 
 
 # -- tools -----------------------------------------------------------------------------------------
@@ -295,7 +326,17 @@ class PipelineOptimizer(Optimizer):
         edit = create_model("EditNodeAction", __base__=EditNode, name=(nodes, ...))
         rewire = create_model("RewireAction", __base__=Rewire, source=(nodes, ...),
                               target=(nodes, ...))
-        action = Annotated[Union[add, remove, edit, rewire], Field(discriminator="action")]
+        kinds: tuple = (add, remove, edit, rewire)
+        teams = tuple(n.name for n in spec.nodes if n.roles)
+        if teams:  # role actions exist only where a node has roles (a plain spec's schema stays)
+            team = Literal[teams]
+            roles = Literal[tuple(sorted({r.name for n in spec.nodes for r in n.roles}))]
+            kinds += (create_model("AddRoleAction", __base__=AddRole, node=(team, ...)),
+                      create_model("RemoveRoleAction", __base__=RemoveRole, node=(team, ...),
+                                   name=(roles, ...)),
+                      create_model("EditControllerAction", __base__=EditController,
+                                   node=(team, ...)))
+        action = Annotated[Union[kinds], Field(discriminator="action")]
         return create_model("WorkflowUpdate", reasoning=(str, ...),
                             actions=(list[action], Field(max_length=3)))
 

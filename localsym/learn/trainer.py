@@ -28,7 +28,7 @@ from localsym.errors import ConfigError
 from localsym.faults import point
 from localsym.learn.backward import Backward
 from localsym.learn.checkpoint import RunDirectory
-from localsym.learn.events import StartEvent, StepEvent, StoppedEvent
+from localsym.learn.events import StartEvent, StepEvent, StoppedEvent, conversations_of
 from localsym.learn.evaluate import dense_score, evaluate_runs, forward_all, progress_bar
 from localsym.learn.loss import Loss, ScoredExample
 from localsym.learn.optim import LLM_OPTIMIZERS, Optimizer, UpdateRecord
@@ -217,6 +217,7 @@ class Trainer:
         event = StepEvent(
             step=state.step, epoch=state.epoch, batch=[ex.id for ex in batch], parent=parent_id,
             losses=[s.loss for s in scored], gradients=grads, failures=failures,
+            conversations=conversations_of(scored),
             minibatch=mb_ids, parent_minibatch=base, candidates=[c.summary() for c in candidates],
             changes=[f"{c.source}: {e}" for c in accepted for e in c.edits],
             rejected_edits=rejected, val_before=parent.mean,
