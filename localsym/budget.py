@@ -135,7 +135,7 @@ def estimate(run) -> Estimate:
         steps = min(steps, c.train.max_steps)
     batch = min(c.train.batch_size, len(splits["train"]))
     opts, n_nodes, t = c.train.optimizers, len(spec.nodes), c.train
-    from localsym.learn.edits import structural_edits
+    from localsym.learn.propose.structure import structural_edits
     from localsym.learn.optim import LLM_OPTIMIZERS
     # per step: one candidate per LLM optimizer, per demonstration size (labeled and
     # bootstrapped) and a merge; the structural edits are listed once (a spec is never screened

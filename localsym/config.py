@@ -15,7 +15,7 @@ from localsym.budget import Budget
 from localsym.data import FieldMap
 from localsym.errors import ConfigError
 from localsym.files import load_document, validation_error
-from localsym.learn import META_PARAMS, build_trainer
+from localsym.learn import META_PARAMS, LearningRate, build_trainer
 from localsym.learn.state import TrainConfig
 from localsym.lm.base import SamplingParams
 
@@ -109,12 +109,6 @@ class ModelsConfig(Strict):
             (self.optimizer_endpoint or self.endpoint) == self.endpoint
 
 
-class LearningRate(Strict):
-    max_fields: int = Field(2, ge=1)
-    max_change: float = Field(0.8, gt=0.0, le=1.0)
-    max_actions: int = Field(1, ge=0)
-
-
 class ToolRef(Strict):
     """A tool of your own, with how to run it."""
 
@@ -158,7 +152,7 @@ class AgentConfig(Strict):
         """This config's Trainer (``learn.build_trainer``)."""
         return build_trainer(spec, agent_lm, optimizer_lm, metric=metric, loss=loss, tools=tools,
                              sampling=self.sampling, meta_sampling=self.meta_sampling,
-                             train=self.train, learning_rate=self.learning_rate.model_dump(),
+                             train=self.train, learning_rate=self.learning_rate,
                              run_dir=run_dir, **kwargs)
 
 

@@ -14,13 +14,13 @@ def generate_examples(lm, spec, count: int, seed: int = 0, with_expected: bool =
     final outputs. Sampled with a per-example seed, duplicates dropped; deterministic."""
     from pydantic import create_model
 
-    from localsym.agent.pipeline import PY_TYPES, outputs_model
+    from localsym.agent.schemas import PY_TYPES, outputs_model
     from localsym.lm.base import SamplingParams
     from localsym.templates import render
 
     inputs_model = create_model("GeneratedInputs",
                                 **{f.name: (PY_TYPES[f.type], ...) for f in spec.inputs})
-    last = [n for n in spec.nodes if not spec.successors(n.name)][-1]
+    last = spec.final_node()
     fields = {"inputs": (inputs_model, ...)}
     if with_expected:
         fields["expected"] = (outputs_model(f"{last.name}_expected", last.outputs, ()), ...)

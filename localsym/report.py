@@ -18,7 +18,8 @@ from pathlib import Path
 from jinja2 import Environment, select_autoescape
 from markupsafe import Markup
 
-from localsym.agent.spec import PROMPT_FIELDS, PipelineSpec
+from localsym.agent.spec import PipelineSpec
+from localsym.agent.weights import PROMPT_FIELDS
 from localsym.errors import ConfigError, LocalsymError
 from localsym.files import atomic_write_text
 from localsym.learn.checkpoint import RunDirectory

@@ -9,7 +9,7 @@ import pytest
 from localsym.agent import Pipeline, PipelineSpec
 from localsym.data import Example
 from localsym.metrics import numeric_match
-from localsym.learn import LanguageLoss, LogProbLoss, TrainConfig, Trainer, default_optimizers
+from localsym.learn import LanguageLoss, LearningRate, LogProbLoss, TrainConfig, Trainer, default_optimizers
 from localsym.lm import SamplingParams, open_lm
 
 SPEC = {
@@ -61,7 +61,7 @@ def test_one_training_step_on_the_embedded_model(lm, tmp_path):
     train = [Example(id="t1", inputs={"question": "What is 3 times 12?"}, expected={"answer": 36})]
     val = [Example(id="v1", inputs={"question": "What is 2 plus 5?"}, expected={"answer": 7})]
     trainer = Trainer(pipe, LanguageLoss(lm, spec.description, numeric_match, params=SMALL),
-                      default_optimizers(lm, max_change=1.0), lm,
+                      default_optimizers(lm, LearningRate(max_change=1.0)), lm,
                       TrainConfig(batch_size=1, max_steps=1, optimizers=("prompt", "tool", "pipeline"),
                                   screen_size=1, max_validate=1), metric=numeric_match,
                       run_dir=tmp_path, meta_params=SMALL, log=lambda *_: None)

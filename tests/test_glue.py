@@ -10,15 +10,16 @@ import pytest
 from pydantic import TypeAdapter
 
 from conftest import RoutedLM
+from localsym.learn.optim import LearningRate
 from localsym.agent import Pipeline, PipelineSpec
-from localsym.agent import glue
+from localsym.agent import chain
 from localsym.agent.glue import AnyOp, GlueError
 from localsym.agent.tools import ToolRegistry, default_tools
 from localsym.data import Example
 from localsym.errors import ConfigError
 from localsym.learn import MetricLoss, ToolOptimizer, TrainConfig, Trainer
-from localsym.learn import edits as listed
-from localsym.learn.induce import ToolMemo, arg_chains, glue_edits
+from localsym.learn.propose.structure import structural_edits
+from localsym.learn.propose.glue import ToolMemo, arg_chains, glue_edits
 from localsym.learn.search import Candidate, PoolEntry
 from localsym.learn.state import TrainState
 from localsym.metrics import exact_match
@@ -54,7 +55,7 @@ OP = TypeAdapter(AnyOp)
     ({"op": "map", "table": {"True": "yes", "False": "no"}}, "True", "yes"),
 ])
 def test_each_transform(op, value, want):
-    assert glue.run((OP.validate_python(op),), value) == want
+    assert chain.run((OP.validate_python(op),), value) == want
 
 
 @pytest.mark.parametrize("op, value, why", [
@@ -68,16 +69,16 @@ def test_each_transform(op, value, want):
 ])
 def test_a_transform_that_cannot_apply_fails_the_binding_not_the_run(op, value, why):
     with pytest.raises(GlueError, match=why):
-        glue.run((OP.validate_python(op),), value)
+        chain.run((OP.validate_python(op),), value)
 
 
 def test_a_regex_that_runs_away_is_stopped_and_outputs_are_bounded():
     slow = OP.validate_python({"op": "regex", "pattern": "(a+)+$"})
     with pytest.raises(GlueError, match="took over"):
-        glue.run((slow,), "a" * 5000 + "b")
+        chain.run((slow,), "a" * 5000 + "b")
     huge = OP.validate_python({"op": "replace", "old": "a", "new": "a" * 200})
     with pytest.raises(GlueError, match="over 20000 characters"):
-        glue.run((huge,), "a" * 200)
+        chain.run((huge,), "a" * 200)
 
 
 NODE = {"name": "answer", "inputs": ["question"], "outputs": [{"name": "answer"}],
@@ -166,7 +167,7 @@ def test_the_enumerator_finds_the_argument_and_the_reformat_with_no_model():
     edits, best = found[0]
     node = best.node("answer")
     source, via = node.wiring()["shout.text"]
-    assert source == "question" and glue.run(via, "Please shout the word below.\nWord: x").strip() == "x"
+    assert source == "question" and chain.run(via, "Please shout the word below.\nWord: x").strip() == "x"
     # the tool's "!" is cut from its result: the answer is bound through an output chain
     assert node.bound_tool("answer") == "shout" and node.bound_via("answer")
     assert "1.00" in edits[-1] and 0 < memo.calls <= 4000
@@ -213,7 +214,7 @@ def test_the_enumerator_reads_a_bool_tool_through_a_table_and_gives_up_on_a_hang
 
 def test_chains_are_induced_from_the_inputs_never_from_a_menu_of_task_words():
     values = ["Sort these: pear fig", "Sort these: kiwi apple plum"]
-    results = {glue.describe(c): [glue.run(c, v) for v in values] for c in arg_chains(values)}
+    results = {chain.describe(c): [chain.run(c, v) for v in values] for c in arg_chains(values)}
     assert any(r == ["pear fig", "kiwi apple plum"] for r in results.values()), results
     assert arg_chains([1, 2]) == [()]  # numbers are passed as they are
 
@@ -227,7 +228,7 @@ def test_the_tool_optimizer_writes_glue_in_the_same_typed_form():
                             "steps": [{"op": "regex", "arg": "(unclosed"}]}]}
     lm = RoutedLM({**ROUTES, "ToolUpdate": lambda m: answer})
     s = spec()
-    proposal = ToolOptimizer(lm, max_edits=2).step(s, batch_for(s, lm), [])
+    proposal = ToolOptimizer(lm, LearningRate(max_fields=2)).step(s, batch_for(s, lm), [])
     node = proposal.spec.node("plan")
     source, via = node.wiring()["calculator.expression"]
     assert source == "question" and [op.op for op in via] == ["after", "trim"]
@@ -247,7 +248,7 @@ def test_test_time_compute_is_listed_and_a_vote_takes_the_majority():
                                 "tools": [{"name": "is_upper", "description": "Checks."}],
                                 "nodes": [{"name": "answer", "inputs": ["question"],
                                            "outputs": [{"name": "answer"}]}]})
-    found = {"; ".join(e): new for e, new in listed.structural_edits(s, registry)}
+    found = {"; ".join(e): new for e, new in structural_edits(s, registry)}
     assert found["answer: self-consistency, the majority of 3 runs"].node("answer").vote
     assert found["answer: a reasoning draft of up to 160 characters before the answer"] \
         .node("answer").reasoning == 160

@@ -8,10 +8,11 @@ import json
 import pytest
 
 from conftest import RoutedLM
+from localsym.learn.optim import LearningRate
 from localsym.agent import Pipeline, PipelineSpec
 from localsym.data import Example
 from localsym.metrics import numeric_match
-from localsym.learn import (Batch, DemonstrationOptimizer, MetricLoss, PipelineOptimizer,
+from localsym.learn import (Batch, MetricLoss, PipelineOptimizer,
                             PromptOptimizer, ToolOptimizer, TrainConfig, Trainer, backward)
 from localsym.learn.actions import AddNode, EditNode, RemoveNode, Rewire
 from test_spec import TWO_NODES
@@ -72,7 +73,7 @@ def test_prompt_optimizer_enforces_its_learning_rate_and_keeps_variables():
              {"field": "style", "new_text": "Terse."}]
     lm = RoutedLM({**ROUTES, "PromptUpdate": lambda m: {"reasoning": "r", "edits": edits}})
     s = spec()
-    proposal = PromptOptimizer(lm, max_fields=2).step(s, batch_for(s, lm), [])
+    proposal = PromptOptimizer(lm, LearningRate(max_fields=2)).step(s, batch_for(s, lm), [])
     plan = proposal.spec.node("plan")
     assert plan.prompt.task == edits[0]["new_text"] and plan.prompt.rules == edits[1]["new_text"]
     assert plan.prompt.style == ""  # third field: over the limit
@@ -88,12 +89,12 @@ def test_prompt_optimizer_enforces_its_learning_rate_and_keeps_variables():
                     TWO_NODES["nodes"][1]])
     rewrite = [{"field": "rules", "new_text": "x" * 600}]
     lm.routes["PromptUpdate"] = lambda m: {"reasoning": "r", "edits": rewrite}
-    proposal = PromptOptimizer(lm, max_change=0.3).step(s, batch_for(s, lm), [])
+    proposal = PromptOptimizer(lm, LearningRate(max_change=0.3)).step(s, batch_for(s, lm), [])
     assert proposal.spec.node("plan").prompt.rules == long_rules
     assert any("the learning rate allows 374: 30% of the text" in r for r in proposal.rejected)
     small = [{"field": "rules", "new_text": long_rules + " Rule 60: check twice."}]
     lm.routes["PromptUpdate"] = lambda m: {"reasoning": "r", "edits": small}
-    proposal = PromptOptimizer(lm, max_change=0.3).step(s, batch_for(s, lm), [])
+    proposal = PromptOptimizer(lm, LearningRate(max_change=0.3)).step(s, batch_for(s, lm), [])
     assert proposal.spec.node("plan").prompt.rules.endswith("check twice.")
 
 
@@ -112,7 +113,7 @@ def test_tool_optimizer_rewrites_descriptions_and_selection():
 
 def test_workflow_edits_apply_and_an_invalid_one_is_rejected_alone():
     s = spec()
-    opt = PipelineOptimizer(RoutedLM({}), max_actions=4)
+    opt = PipelineOptimizer(RoutedLM({}), LearningRate(max_actions=4))
     proposal = opt.apply(s, [
         AddNode(action="add_node", name="check", after="solve", task="Check the answer.",
                 inputs=["answer"], outputs=[{"name": "answer", "type": "int"}]),
@@ -135,16 +136,6 @@ def test_workflow_edits_apply_and_an_invalid_one_is_rejected_alone():
     assert ("plan", "check") in [(e.source, e.target) for e in rewired.spec.effective_edges()]
     removed = opt.apply(rewired.spec, [RemoveNode(action="remove_node", name="solve")])
     assert [n.name for n in removed.spec.nodes] == ["plan", "check"] or removed.rejected
-
-
-def test_demonstrations_come_from_successful_trajectories_only():
-    lm = RoutedLM(ROUTES)
-    s = spec()
-    good = DemonstrationOptimizer(max_demos=2).step(s, batch_for(s, lm, expected=36), [])
-    assert good.spec.node("plan").demonstrations[-1].outputs == {"expression": "3*12"}
-    assert len(good.spec.node("solve").demonstrations) == 2
-    bad = DemonstrationOptimizer().step(s, batch_for(s, lm, expected=99), [])
-    assert bad.spec == s and not bad.changes
 
 
 class WorseningOptimizer:
@@ -211,7 +202,7 @@ def test_resumed_run_ends_with_the_same_agent(tmp_path):
     def run(run_dir, resume=False):
         lm = RoutedLM({**ROUTES, "PromptUpdate": prompt_update})
         trainer = Trainer(Pipeline(spec(), lm), MetricLoss(numeric_match),
-                          {"prompt": PromptOptimizer(lm, max_change=1.0)}, lm,
+                          {"prompt": PromptOptimizer(lm, LearningRate(max_change=1.0))}, lm,
                           TrainConfig(optimizers=("prompt",), batch_size=1, epochs=2, seed=3),
                           metric=numeric_match, run_dir=run_dir, log=lambda *_: None)
         return trainer.fit(data, data[:1], resume=resume)
@@ -328,7 +319,7 @@ def test_workflow_schema_only_names_what_exists():
                 {"action": "remove_node", "name": "ghost"}):
         with pytest.raises(ValidationError):
             schema.model_validate({"reasoning": "r", "actions": [bad]})
-    PipelineOptimizer(RoutedLM({}), max_actions=2).apply(spec(), ok.actions)  # they apply
+    PipelineOptimizer(RoutedLM({}), LearningRate(max_actions=2)).apply(spec(), ok.actions)  # they apply
 
 
 def test_an_add_node_that_breaks_node_rules_is_rejected_with_its_reason():

@@ -10,12 +10,13 @@ import json
 import pytest
 
 from conftest import RoutedLM
+from localsym.learn.optim import LearningRate
 from localsym.agent import Pipeline, PipelineSpec
 from localsym.agent.tools import default_tools
 from localsym.data import Example
 from localsym.errors import ConfigError
 from localsym.learn import MetricLoss, PromptOptimizer, TrainConfig, Trainer
-from localsym.learn import edits as listed
+from localsym.learn.propose.structure import structural_edits
 from localsym.learn.actions import AddRole, EditController, RemoveRole, apply_action
 from localsym.learn.backward import backward
 from localsym.learn.optim import Batch, PipelineOptimizer
@@ -152,7 +153,7 @@ def test_gradients_reach_each_role_and_the_controller_and_the_optimizer_edits_on
     lm.routes["PromptUpdate"] = lambda m: {"reasoning": "r", "edits": [
         {"field": "style", "new_text": "Vivid." if "member writer" in m[-1]["content"]
          else "Kind."}]}
-    proposal = PromptOptimizer(lm, max_change=1.0).step(spec, Batch(trajectories=[traj],
+    proposal = PromptOptimizer(lm, LearningRate(max_change=1.0)).step(spec, Batch(trajectories=[traj],
                                                                    gradients=[grads]), [])
     roles = {r.name: r for r in proposal.spec.node("write").roles}
     assert roles["writer"].prompt.style == "Vivid." and roles["editor"].prompt.style == "Kind."
@@ -184,11 +185,11 @@ def test_each_team_edit_is_local_and_the_parent_stays_as_it_was():
     assert "add_role" not in str(PipelineOptimizer.schema(plain).model_json_schema())
     # code-listed: a plain node grows into a writer and an editor; a team loses a role, changes
     # its turn limit or its policy
-    grown = {"; ".join(e): s for e, s in listed.structural_edits(plain, default_tools())}
+    grown = {"; ".join(e): s for e, s in structural_edits(plain, default_tools())}
     team_spec = grown["n: grow into a writer and an editor (up to 4 turns)"]
     assert [r.name for r in team_spec.node("n").roles] == ["writer", "editor"]
     assert team_spec.final_outputs() == plain.final_outputs()
-    listed_team = {"; ".join(e) for e, _ in listed.structural_edits(spec, default_tools())}
+    listed_team = {"; ".join(e) for e, _ in structural_edits(spec, default_tools())}
     assert {"write: remove role editor", "write: turn limit 2", "write: turn limit 6",
             "write: controller policy model"} <= listed_team
 
@@ -213,7 +214,7 @@ def test_a_resumed_run_with_a_team_ends_with_the_same_agent(tmp_path):
         lm, _ = scripted()
         lm.routes.update({"NodeGradientAnswer": gradient_answer, "PromptUpdate": prompt_update})
         trainer = Trainer(Pipeline(team(max_turns=2), lm), MetricLoss(exact_match),
-                          {"prompt": PromptOptimizer(lm, max_change=1.0)}, lm,
+                          {"prompt": PromptOptimizer(lm, LearningRate(max_change=1.0))}, lm,
                           TrainConfig(optimizers=("prompt",), batch_size=1, epochs=2, seed=3),
                           metric=exact_match, run_dir=run_dir, log=lambda *_: None)
         return trainer.fit(data, data[:1], resume=resume)

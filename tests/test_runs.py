@@ -15,6 +15,7 @@ import yaml
 from conftest import RoutedLM
 from test_cli import run
 from test_learn_logic import ROUTES, spec as two_node_spec
+from localsym.learn.optim import LearningRate
 from localsym.agent import Pipeline
 from localsym.config import load_config
 from localsym.data import Example, load_jsonl
@@ -156,7 +157,7 @@ def scripted_run(run_dir: Path) -> Path:
              Example(id="e1", inputs={"question": "q"}, expected={"answer": 2})]
     val = [Example(id="v0", inputs={"question": "q"}, expected={"answer": 36})]
     Trainer(Pipeline(two_node_spec(), lm), MetricLoss(numeric_match),
-            {"prompt": PromptOptimizer(lm, max_change=1.0)}, lm,
+            {"prompt": PromptOptimizer(lm, LearningRate(max_change=1.0))}, lm,
             TrainConfig(optimizers=("prompt",), batch_size=1, screen_size=1, tie_break="none"),
             metric=numeric_match, run_dir=run_dir, log=lambda *_: None).fit(train, val)
     return write_report(run_dir)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import RoutedLM
+from localsym.learn.optim import LearningRate
 from localsym.agent import Pipeline, PipelineSpec
 from localsym.agent.spec import PromptWeights
 from localsym.agent.tools import default_tools
@@ -17,7 +18,9 @@ from localsym.data import Example
 from localsym.metrics import numeric_match
 from localsym.errors import ConfigError
 from localsym.learn import MetricLoss, ToolOptimizer, TrainConfig, Trainer
-from localsym.learn import edits as listed
+from localsym.learn.propose.demos import labeled_demonstrations
+from localsym.learn.propose.merge import merge
+from localsym.learn.propose.structure import structural_edits, with_node
 from localsym.learn.search import PoolEntry, gate, minibatch, pareto_front, sample_parent
 from test_learn_logic import ROUTES, batch_for, spec
 
@@ -37,7 +40,7 @@ def test_structural_edits_attach_every_declared_tool_with_patterns_and_bindings(
 
     s = PipelineSpec.from_data({**ARITH, "tools": ARITH["tools"] + [
         {"name": "lookup", "description": "Look up."}]})
-    found = {"; ".join(e): new for e, new in listed.structural_edits(s, registry)}
+    found = {"; ".join(e): new for e, new in structural_edits(s, registry)}
     assert "attach tool calculator to solve" in found and "attach tool lookup to solve" in found
     group = [k for k in found if "bind solve.answer to the result of calculator" in k
              and "pattern [0-9]{1,9} ?[-+*/] ?[0-9]{1,9}" in k]
@@ -51,7 +54,7 @@ def test_structural_edits_attach_every_declared_tool_with_patterns_and_bindings(
     assert any("tool lookup argument word pattern" in k for k in found)
     # once attached: detach, flip tool_choice, unbind are listed
     attached = found[group[0]]
-    again = {"; ".join(e) for e, _ in listed.structural_edits(attached, registry)}
+    again = {"; ".join(e) for e, _ in structural_edits(attached, registry)}
     assert {"detach tool calculator from solve", "tool_choice auto in solve",
             "unbind solve.answer"} <= again
 
@@ -93,13 +96,13 @@ def test_a_written_first_call_takes_the_input_as_it_is_and_no_model_call():
     assert "ERROR" in traj.records[0].messages[-1]["content"]
     # listed as structural edits: the input wired into the tool's one required argument
     found = {"; ".join(e): new for e, new in
-             listed.structural_edits(PipelineSpec.from_data(ARITH), default_tools())}
+             structural_edits(PipelineSpec.from_data(ARITH), default_tools())}
     key = ("attach tool calculator to solve; call calculator first with expression = question; "
            "bind solve.answer to the result of calculator")
     assert found[key].node("solve").arg_from == {"calculator.expression": "question"}
-    again = {"; ".join(e) for e, _ in listed.structural_edits(found[key], default_tools())}
+    again = {"; ".join(e) for e, _ in structural_edits(found[key], default_tools())}
     assert "solve: drop the written call of calculator" in again
-    detached = {"; ".join(e): n for e, n in listed.structural_edits(found[key], default_tools())}
+    detached = {"; ".join(e): n for e, n in structural_edits(found[key], default_tools())}
     assert detached["detach tool calculator from solve"].node("solve").arg_from == {}
     with pytest.raises(ConfigError, match="has the arguments"):
         Pipeline(PipelineSpec.from_data({**ARITH, "nodes": [{
@@ -148,7 +151,7 @@ def test_tool_selection_is_never_starved_by_text_edits():
               "selection": [{"node": "plan", "add": ["calculator"], "remove": []}]}
     lm = RoutedLM({**ROUTES, "ToolUpdate": lambda m: answer})
     s = spec()
-    proposal = ToolOptimizer(lm, max_edits=1).step(s, batch_for(s, lm), [])
+    proposal = ToolOptimizer(lm, LearningRate(max_fields=1)).step(s, batch_for(s, lm), [])
     assert proposal.spec.tool("calculator").description == "Computes."
     assert proposal.spec.node("plan").tools == ("calculator",), proposal.rejected
 
@@ -208,13 +211,13 @@ def test_pareto_front_keeps_per_example_winners_and_samples_from_them():
 def test_merge_combines_disjoint_edits_and_refuses_conflicts():
     s = PipelineSpec.from_data(ARITH)
     node = s.node("solve")
-    a = listed.with_node(s, node.model_copy(update={"tools": ("calculator",)}))
-    b = listed.with_node(s, node, {"calculator": s.tool("calculator").model_copy(
+    a = with_node(s, node.model_copy(update={"tools": ("calculator",)}))
+    b = with_node(s, node, {"calculator": s.tool("calculator").model_copy(
         update={"description": "Computes."})})
-    m = listed.merge(s, a, b)
+    m = merge(s, a, b)
     assert m.node("solve").tools == ("calculator",) and m.tool("calculator").description == "Computes."
-    c = listed.with_node(s, node.model_copy(update={"prompt": PromptWeights(task="Other.")}))
-    assert listed.merge(s, a, c) is None  # both changed the node
+    c = with_node(s, node.model_copy(update={"prompt": PromptWeights(task="Other.")}))
+    assert merge(s, a, c) is None  # both changed the node
 
 
 def test_labeled_demonstrations_are_label_balanced():
@@ -222,7 +225,7 @@ def test_labeled_demonstrations_are_label_balanced():
         {"name": "j", "inputs": ["q"], "outputs": [{"name": "answer", "choices": ["yes", "no"]}]}]})
     train = [Example(id=f"y{i}", inputs={"q": f"y{i}"}, expected={"answer": "yes"}) for i in range(6)]
     train += [Example(id="n0", inputs={"q": "n0"}, expected={"answer": "no"})]
-    (edits, new), = listed.labeled_demonstrations(s, train, [2], seed=0)
+    (edits, new), = labeled_demonstrations(s, train, [2], seed=0)
     assert sorted(d.outputs["answer"] for d in new.node("j").demonstrations) == ["no", "yes"]
 
 
@@ -242,7 +245,7 @@ class MarkerOptimizer:
     def step(self, spec, batch, memory):
         from localsym.learn.optim import Change, Proposal
         node = spec.node("solve")
-        good = listed.with_node(spec, node.model_copy(update={"prompt": PromptWeights(task="MARK")}))
+        good = with_node(spec, node.model_copy(update={"prompt": PromptWeights(task="MARK")}))
         return Proposal(spec=good, changes=[Change(target="nodes.solve.prompt.task")])
 
 
@@ -379,8 +382,6 @@ def test_a_short_run_on_the_embedded_model_attaches_the_calculator(tmp_path):
     import subprocess
     import sys
 
-    from localsym.learn.edits import final_node  # noqa: F401  (import check)
-
     example = tmp_path / "arith"
     shutil.copytree("examples/arithmetic", example)
     for split, n in (("train", 4), ("val", 4), ("test", 4)):
@@ -419,7 +420,7 @@ def test_the_report_diff_names_the_structural_edits():
     from localsym.report import spec_diffs
 
     s = PipelineSpec.from_data(ARITH)
-    (_, found), = [(e, new) for e, new in listed.structural_edits(s, default_tools())
+    (_, found), = [(e, new) for e, new in structural_edits(s, default_tools())
                    if len(e) == 4 and "pattern [0-9]{1,9} ?[-+*/] ?[0-9]{1,9}" in e[2]]
     targets = {r["target"] for r in spec_diffs(s, found)}
     assert {"solve.tools", "solve.tool_choice", "solve.bind", "tool calculator.patterns"} <= targets
@@ -442,7 +443,7 @@ def test_a_free_text_output_can_be_bound_to_a_text_tool_but_not_a_constrained_on
                        "outputs": [{"name": "sorted"},
                                    {"name": "kind", "choices": ["short", "long"]}]}]}
     found = {"; ".join(e): new for e, new in
-             listed.structural_edits(PipelineSpec.from_data(data), registry)}
+             structural_edits(PipelineSpec.from_data(data), registry)}
     assert any(k.endswith("bind sort.sorted to the result of sort_words") for k in found)
     assert not any("bind sort.kind" in k for k in found)  # choices: the model's to write
     # at run time a bound value must still fit the field: choices and patterns are kept
@@ -461,7 +462,7 @@ def test_a_free_text_output_can_be_bound_to_a_text_tool_but_not_a_constrained_on
         {"name": "read", "inputs": ["question"], "outputs": [{"name": "expression"}]},
         {"name": "solve", "inputs": ["expression"], "outputs": [{"name": "answer", "type": "int"}]}],
         "edges": [{"source": "read", "target": "solve"}]})
-    listing = [e for e, _ in listed.structural_edits(two, default_tools())]
+    listing = [e for e, _ in structural_edits(two, default_tools())]
     assert not any("bind read.expression" in x for e in listing for x in e)
     assert "read" in listing[0][0] and "solve" in listing[1][0]
     # a group that binds the answer comes before the partial ones of its tool

@@ -19,7 +19,8 @@ import yaml
 from conftest import free_port, wait_http
 from localsym.agent import PipelineSpec
 from localsym.config import DeployConfig
-from localsym.deploy.evolve import Busy, EvolvingAgent, NotFound
+from localsym.deploy.evolve import EvolvingAgent
+from localsym.deploy.store import Busy, NotFound
 
 ROOT = Path(__file__).resolve().parent.parent
 SPORTS = ROOT / "examples" / "sports_understanding"

@@ -2,8 +2,9 @@
 trajectories."""
 
 from localsym.agent.pipeline import Parameter, Pipeline
-from localsym.agent.spec import (PROMPT_FIELDS, Demonstration, EdgeSpec, FieldSpec, NodeSpec,
-                                 PipelineSpec, PromptWeights, ToolSpec)
+from localsym.agent.node import NodeSpec
+from localsym.agent.spec import EdgeSpec, PipelineSpec
+from localsym.agent.weights import Demonstration, FieldSpec, PROMPT_FIELDS, PromptWeights, ToolSpec
 from localsym.agent.tools import ToolCallRecord, ToolRegistry, default_tools
 from localsym.agent.trajectory import NodeRecord, Trajectory
 

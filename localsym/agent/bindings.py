@@ -8,8 +8,8 @@ import json
 import re
 from typing import Any
 
-from localsym.agent import glue
-from localsym.agent.spec import NodeSpec
+from localsym.agent import chain, glue
+from localsym.agent.node import NodeSpec
 from localsym.agent.tools import ToolCallRecord, ToolRegistry
 
 
@@ -21,7 +21,7 @@ def wired_call(node: NodeSpec, inputs: dict[str, Any]) -> tuple[str, dict] | Non
     args = {}
     for key, (source, via) in node.wiring().items():
         value = inputs.get(source)
-        args[key.partition(".")[2]] = glue.run(via, value) if via else value
+        args[key.partition(".")[2]] = chain.run(via, value) if via else value
     return node.call_tool, args
 
 
@@ -41,7 +41,7 @@ def bound_outputs(node: NodeSpec, call: ToolCallRecord) -> dict[str, Any]:
         if node.bound_tool(f.name) != call.tool:
             continue
         try:
-            value = coerce(glue.run(node.bound_via(f.name), call.result), f.type)
+            value = coerce(chain.run(node.bound_via(f.name), call.result), f.type)
         except (glue.GlueError, TypeError, ValueError, OverflowError):
             continue
         if (f.choices and value not in f.choices) or \
@@ -61,7 +61,7 @@ def coerce(value: Any, type_: str) -> Any:
     if isinstance(value, list):
         raise ValueError("a list where one value is wanted")
     if type_ == "str":
-        return glue.number_text(value) if glue.kind_of(value) == "number" else str(value)
+        return glue.number_text(value) if chain.kind_of(value) == "number" else str(value)
     if type_ == "int":
         return glue.whole_number(value)
     if type_ == "float":

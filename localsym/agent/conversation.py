@@ -16,7 +16,9 @@ from typing import Any, Literal
 
 from pydantic import Field, create_model
 
-from localsym.agent.spec import NodeSpec, PipelineSpec, RoleSpec
+from localsym.agent.node import NodeSpec, RoleSpec
+from localsym.agent.schemas import PY_TYPES
+from localsym.agent.spec import PipelineSpec
 from localsym.agent.tools import ToolRegistry
 from localsym.agent.trajectory import NodeRecord, Turn
 from localsym.errors import CallFailure
@@ -27,14 +29,14 @@ STOP = "stop"  # the model controller's word for "the node is done"
 PASSED = ("true", "pass", "passed", "ok", "yes")  # a checker's tool result that is a pass
 
 
-def turn_model(node: NodeSpec, role: RoleSpec, py_types: dict):
+def turn_model(node: NodeSpec, role: RoleSpec):
     """The schema of a model role's turn: done first (a short choice), then the outputs it may
     write, then its message."""
     fields: dict[str, Any] = {"done": (bool, Field(description="true when the node's work is "
                                                    "finished"))}
     for f in node.outputs:
         if f.name in role.writes:
-            fields[f.name] = (Literal[f.choices] if f.choices else py_types[f.type],
+            fields[f.name] = (Literal[f.choices] if f.choices else PY_TYPES[f.type],
                               Field(description=f.description or None, pattern=f.pattern))
     fields["message"] = (str, Field(max_length=MESSAGE_CHARS, description="what you say to the "
                                     "team"))
@@ -59,8 +61,7 @@ def role_messages(spec: PipelineSpec, node: NodeSpec, role: RoleSpec, inputs: di
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def conversation(pipeline, node: NodeSpec, inputs: dict, step: int, record: NodeRecord,
-                 py_types: dict):
+def conversation(pipeline, node: NodeSpec, inputs: dict, step: int, record: NodeRecord):
     """Run the roles of ``node`` on ``inputs``, filling ``record`` (turns, outputs, calls);
     yields each LM call and is sent its (value, completion)."""
     spec, ctrl, tools = pipeline.spec, node.team, pipeline.tools
@@ -77,7 +78,7 @@ def conversation(pipeline, node: NodeSpec, inputs: dict, step: int, record: Node
         else:
             messages = role_messages(spec, node, speaker, inputs, turns)
             record.calls += 1
-            value, completion = yield (messages, turn_model(node, speaker, py_types),
+            value, completion = yield (messages, turn_model(node, speaker),
                                        pipeline._params(node, step * 64 + t, 200 + t))
             record.cached = record.cached or completion.cached
             answer = value.model_dump()

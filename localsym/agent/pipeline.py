@@ -10,26 +10,23 @@ import json
 import time
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Annotated, Any, Literal, Union
-
-from pydantic import Field, create_model
+from typing import Any, Literal
 
 from localsym.agent.bindings import (bound_outputs, check_feedback, glue_failure, majority,
                                      run_check, wired_call)
 from localsym.agent.conversation import conversation
+from localsym.agent.drive import drive
 from localsym.agent.glue import GlueError
-from localsym.agent.spec import (PROMPT_FIELDS, REASONING_FIELD, FieldSpec, NodeSpec,
-                                 PipelineSpec, node_param, tool_param)
+from localsym.agent.node import REASONING_FIELD, NodeSpec
+from localsym.agent.schemas import ROUTE_FIELD, outputs_model, step_model
+from localsym.agent.spec import PipelineSpec
+from localsym.agent.weights import PROMPT_FIELDS, node_param, tool_param
 from localsym.agent.tools import ToolRegistry, default_tools
 from localsym.agent.trajectory import NodeRecord, Trajectory
 from localsym.errors import CallFailure, ConfigError
 from localsym.lm.base import LM, SamplingParams
 from localsym.templates import render, render_text
 from localsym.text import unencodable
-
-PY_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list[str]}
-ROUTE_FIELD = "next_step"
 
 
 @dataclass(frozen=True)
@@ -39,60 +36,6 @@ class Parameter:
     name: str
     kind: Literal["prompt", "demonstrations", "tool", "tool_selection", "workflow"]
     value: Any
-
-
-@lru_cache(maxsize=256)
-def outputs_model(name: str, outputs: tuple[FieldSpec, ...], routes: tuple[str, ...],
-                  reasoning: int = 0):
-    """The schema of a node's answer: a free-text draft of at most ``reasoning`` characters
-    first (if any), its typed outputs, and its routing choice if it has one."""
-    fields: dict[str, Any] = {}
-    if reasoning:
-        fields[REASONING_FIELD] = (str, Field(max_length=reasoning))
-    fields.update({
-        f.name: (Literal[f.choices] if f.choices else PY_TYPES[f.type],
-                 Field(description=f.description or None, pattern=f.pattern))
-        for f in outputs})
-    if len(routes) > 1:
-        fields[ROUTE_FIELD] = (Literal[routes], ...)
-    return create_model(f"{name}_output", **fields)
-
-
-def args_model(registry: ToolRegistry, tool: str, patterns: tuple[tuple[str, str], ...] = ()):
-    """A tool's argument schema, with the spec's argument patterns enforced on str arguments."""
-    spec = registry.get(tool)
-    base = spec.args_model
-    if not patterns:
-        return base
-    fields = {}
-    for arg, pattern in patterns:
-        if arg not in spec.str_args():
-            raise ConfigError(f"tool {tool!r} has a pattern for {arg!r}, which is not one of its "
-                              f"str arguments ({spec.str_args()})",
-                              "name a str argument of the tool, or drop the pattern")
-        info = base.model_fields[arg]
-        fields[arg] = (str, Field(... if info.is_required() else info.default, pattern=pattern))
-    return create_model(f"{tool}_args", __base__=base, **fields)
-
-
-@lru_cache(maxsize=256)
-def step_model(name: str, outputs: tuple[FieldSpec, ...], routes: tuple[str, ...],
-               tools: tuple[str, ...], registry: ToolRegistry, may_finish: bool = True,
-               patterns: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (),
-               reasoning: int = 0):
-    """The schema of one tool-loop step: call one of the tools (typed args) or finish.
-    ``patterns``: (tool, ((argument, regex), ...)) for the tools whose arguments have one."""
-    by_tool = dict(patterns)
-    variants = [create_model(f"call_{t}", tool=(Literal[t], ...),
-                             args=(args_model(registry, t, by_tool.get(t, ())), ...))
-                for t in tools]
-    if may_finish:
-        variants.append(create_model(f"{name}_finish", tool=(Literal["finish"], ...),
-                                     outputs=(outputs_model(name, outputs, routes, reasoning),
-                                              ...)))
-    action = Annotated[Union[tuple(variants)], Field(discriminator="tool")] \
-        if len(variants) > 1 else variants[0]
-    return create_model(f"{name}_step", action=(action, ...))
 
 
 class Pipeline:
@@ -262,7 +205,7 @@ class Pipeline:
             record.error = f"inputs {missing} were never produced on this path"
             return record
         try:
-            yield from conversation(self, node, inputs, step, record, PY_TYPES)
+            yield from conversation(self, node, inputs, step, record)
         except CallFailure as err:
             record.error = f"{type(err).__name__}: {err}"
         spoken = [t for t in record.turns if t.messages]
@@ -306,54 +249,19 @@ class Pipeline:
         missing = [i for i in node.inputs if i not in state]
         inputs = {i: state[i] for i in node.inputs if i in state}
         record = NodeRecord(node=node.name, inputs=inputs, weights=node.model_dump(mode="json"),
-                            messages=[])
+                            messages=self.messages_for(node, inputs) if not missing else [])
         if missing:
             record.error = f"inputs {missing} were never produced on this path"
             return record
-        messages = self.messages_for(node, inputs)
         out_model = outputs_model(node.name, node.outputs, routes, node.reasoning)
         try:
             answer, bound = None, {}
             if node.tools:
-                try:
-                    wired = wired_call(node, inputs)
-                except GlueError as err:  # the model makes the first call instead
-                    wired = None
-                    record.tool_calls.append(glue_failure(node, err))
-                for i in range(node.max_tool_steps):
-                    if i == 0 and wired is not None:  # the spec writes the first call
-                        tool, args = wired
-                        text = json.dumps({"action": {"tool": tool, "args": args}},
-                                          ensure_ascii=False)
-                    else:
-                        may_finish = i > 0 or node.tool_choice == "auto"
-                        record.calls += 1
-                        value, completion = yield (messages,
-                                                   self._step_schema(node, routes, may_finish),
-                                                   self._params(node, step * 64 + i, sample))
-                        record.cached = record.cached or completion.cached
-                        if value.action.tool == "finish":
-                            answer = value.action.outputs
-                            break
-                        tool, args = value.action.tool, value.action.args.model_dump()
-                        text = completion.text
-                    call = self.tools.call(tool, args)
-                    record.tool_calls.append(call)
-                    seen = call.result if call.ok else f"ERROR: {call.error}"
-                    messages = messages + [
-                        {"role": "assistant", "content": text},
-                        {"role": "user", "content": f"Result of {call.tool}: {seen}"}]
-                    bound.update(bound_outputs(node, call))
-                    if node.bind and len(routes) <= 1 and \
-                            all(f.name in bound for f in node.outputs):
-                        answer = out_model.model_validate(bound)  # every output is bound
-                        break
-                if answer is None:  # the loop is bounded: the last word is an answer
-                    messages = messages + [{"role": "user",
-                                            "content": "Give your final answer now."}]
+                answer, bound = yield from self._tool_loop(node, routes, out_model, inputs, step,
+                                                           sample, record)
             if answer is None:
                 record.calls += 1
-                answer, completion = yield (messages, out_model,
+                answer, completion = yield (record.messages, out_model,
                                             self._params(node, step * 64 + 63, sample))
                 record.cached = record.cached or completion.cached
             outputs = {**answer.model_dump(), **bound}
@@ -362,9 +270,49 @@ class Pipeline:
             record.outputs = outputs
         except CallFailure as err:
             record.error = f"{type(err).__name__}: {err}"  # cause and fix
-        record.messages = messages  # the whole conversation, tool turns included, even on failure
         record.seconds = time.perf_counter() - start
         return record
+
+    def _tool_loop(self, node: NodeSpec, routes: tuple[str, ...], out_model, inputs: dict,
+                   step: int, sample: int, record: NodeRecord):
+        """A node's bounded tool loop: the first call written by the spec (``arg_from``) or the
+        model's, then a call or ``finish`` each step, every turn added to ``record.messages``
+        (the whole conversation, kept even on a failure); returns (answer or None, the outputs
+        bound to a result)."""
+        bound: dict[str, Any] = {}
+        try:
+            wired = wired_call(node, inputs)
+        except GlueError as err:  # the model makes the first call instead
+            wired = None
+            record.tool_calls.append(glue_failure(node, err))
+        for i in range(node.max_tool_steps):
+            if i == 0 and wired is not None:  # the spec writes the first call
+                tool, args = wired
+                text = json.dumps({"action": {"tool": tool, "args": args}}, ensure_ascii=False)
+            else:
+                may_finish = i > 0 or node.tool_choice == "auto"
+                record.calls += 1
+                value, completion = yield (record.messages,
+                                           self._step_schema(node, routes, may_finish),
+                                           self._params(node, step * 64 + i, sample))
+                record.cached = record.cached or completion.cached
+                if value.action.tool == "finish":
+                    return value.action.outputs, bound
+                tool, args = value.action.tool, value.action.args.model_dump()
+                text = completion.text
+            call = self.tools.call(tool, args)
+            record.tool_calls.append(call)
+            seen = call.result if call.ok else f"ERROR: {call.error}"
+            record.messages = record.messages + [
+                {"role": "assistant", "content": text},
+                {"role": "user", "content": f"Result of {call.tool}: {seen}"}]
+            bound.update(bound_outputs(node, call))
+            if node.bind and len(routes) <= 1 and all(f.name in bound for f in node.outputs):
+                return out_model.model_validate(bound), bound  # every output is bound
+        # the loop is bounded: the last word is an answer
+        record.messages = record.messages + [{"role": "user",
+                                              "content": "Give your final answer now."}]
+        return None, bound
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, path) -> None:
@@ -409,40 +357,3 @@ def demo_turns(node: NodeSpec, demo) -> list[dict[str, str]]:
         turns.append({"role": "assistant", "content": json.dumps(
             {"action": {"tool": "finish", "outputs": demo.outputs}})})
     return turns
-
-
-def drive(lm: LM, runs: list) -> list:
-    """Run generators of LM calls (see ``Pipeline._forward_steps``) to completion, the pending
-    call of every active one sent to ``lm.call_batch`` together, in the order of ``runs`` (so
-    a batch is the same every time). At most ``lm.batch_hint`` runs are active at once (the
-    calls the backend decodes together; 0: all): a run's next call then finds its own earlier
-    prompt still in a KV stream, and as one run ends the next begins. Returns each generator's
-    return value, in order."""
-    results: list = [None] * len(runs)
-    pending: dict[int, tuple] = {}
-    window = max(1, int(lm.batch_hint or len(runs)))
-    waiting = iter(range(len(runs)))
-
-    def advance(i: int, answer) -> None:
-        try:
-            call = runs[i].throw(answer) if isinstance(answer, Exception) else runs[i].send(answer)
-        except StopIteration as stop:
-            results[i] = stop.value
-            pending.pop(i, None)
-            return
-        pending[i] = call
-
-    def fill() -> None:
-        while len(pending) < window:
-            i = next(waiting, None)
-            if i is None:
-                return
-            advance(i, None)
-
-    fill()
-    while pending:
-        order = sorted(pending)
-        for i, answer in zip(order, lm.call_batch([pending[i] for i in order])):
-            advance(i, answer)
-        fill()
-    return results

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, Field, create_model
 
-from localsym.agent.spec import ToolSpec
+from localsym.agent.weights import ToolSpec
 from localsym.errors import ConfigError
 from localsym.text import valid_text
 

@@ -3,6 +3,7 @@ feedback and rounds in one SQLite database) and the HTTP service around it (``se
 
 from __future__ import annotations
 
-from localsym.deploy.evolve import Busy, EvolvingAgent, NotFound
+from localsym.deploy.evolve import EvolvingAgent
+from localsym.deploy.store import Busy, NotFound
 
 __all__ = ["Busy", "EvolvingAgent", "NotFound"]

@@ -33,7 +33,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from localsym.errors import ConfigError, LocalsymError
-from localsym.deploy.evolve import Busy, EvolvingAgent, NotFound
+from localsym.deploy.evolve import EvolvingAgent
+from localsym.deploy.store import Busy, NotFound
 
 
 class RunRequest(BaseModel):

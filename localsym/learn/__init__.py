@@ -3,26 +3,25 @@
 from localsym.learn.backward import ExampleGradients, NodeGradient, backward
 from localsym.learn.loss import (META_PARAMS, LanguageLoss, LogProbLoss, Loss, LossRecord,
                                  MetricLoss)
-from localsym.learn.optim import (Batch, DemonstrationOptimizer, Optimizer, PipelineOptimizer,
+from localsym.learn.optim import (Batch, LearningRate, Optimizer, PipelineOptimizer,
                                   PromptOptimizer, Proposal, ToolOptimizer, UpdateRecord)
 from localsym.learn.state import TrainConfig, TrainState
 from localsym.learn.trainer import Trainer
 
 
-def default_optimizers(lm, max_fields: int = 2, max_change: float = 0.8, max_actions: int = 1,
-                       params=None) -> dict[str, Optimizer]:
-    """One of each LLM optimizer, driven by ``lm`` (``params``: their sampling; default
-    ``META_PARAMS``), with the learning rates of ``localsym.config.LearningRate``. The code-listed
-    sources (demonstrations, structure, merge) need no model: the trainer runs them itself."""
-    optimizers = (PromptOptimizer(lm, max_fields, max_change, params),
-                  ToolOptimizer(lm, max_fields, max_change, params),
-                  PipelineOptimizer(lm, max_actions, params))
+def default_optimizers(lm, rate: LearningRate = LearningRate(),
+                       params=META_PARAMS) -> dict[str, Optimizer]:
+    """One of each LLM optimizer, driven by ``lm`` (``params``: their sampling), with the
+    learning ``rate``. The code-listed sources (demonstrations, structure, merge) need no model:
+    the trainer runs them itself."""
+    optimizers = (PromptOptimizer(lm, rate, params), ToolOptimizer(lm, rate, params),
+                  PipelineOptimizer(lm, rate, params))
     return {o.name: o for o in optimizers}
 
 
 def build_trainer(spec, agent_lm, optimizer_lm=None, *, metric=None, loss: str = "language",
                   tools=None, sampling=None, meta_sampling=None, train=None,
-                  learning_rate: dict | None = None, run_dir=None, log=print,
+                  learning_rate: LearningRate | dict | None = None, run_dir=None, log=print,
                   progress: bool = False, budget=None) -> Trainer:
     """The one assembly of a Trainer (``localsym train``, a deployment's rounds,
     ``localsym.train``):
@@ -30,7 +29,7 @@ def build_trainer(spec, agent_lm, optimizer_lm=None, *, metric=None, loss: str =
     ``logprob``: the expected answer's log-probability; ``language``: the metric's evidence where
     there is a ground truth, else an LLM judge that sees the declared tools); one of each LLM
     optimizer on ``optimizer_lm`` (default ``agent_lm``) with ``learning_rate``
-    (``localsym.config.LearningRate`` as a dict); every meta call sampled with ``meta_sampling``
+    (``LearningRate``, or the same as a dict); every meta call sampled with ``meta_sampling``
     (default META_PARAMS)."""
     from localsym.agent import Pipeline, default_tools
 
@@ -49,13 +48,13 @@ def build_trainer(spec, agent_lm, optimizer_lm=None, *, metric=None, loss: str =
         loss_fn = LogProbLoss(agent_lm)
     else:
         loss_fn = LanguageLoss(meta_lm, spec.description, metric, meta, spec.tools)
-    return Trainer(pipeline, loss_fn, default_optimizers(meta_lm, **(learning_rate or {}),
-                                                         params=meta),
+    rate = LearningRate.model_validate(learning_rate or {})
+    return Trainer(pipeline, loss_fn, default_optimizers(meta_lm, rate, params=meta),
                    meta_lm, train, metric, run_dir, log=log, meta_params=meta, progress=progress,
                    budget=budget)
 
 
-__all__ = ["Batch", "DemonstrationOptimizer", "ExampleGradients", "LanguageLoss", "LogProbLoss",
+__all__ = ["Batch", "LearningRate", "ExampleGradients", "LanguageLoss", "LogProbLoss",
            "Loss", "LossRecord", "MetricLoss", "NodeGradient", "Optimizer", "PipelineOptimizer",
            "PromptOptimizer", "Proposal", "ToolOptimizer", "TrainConfig", "TrainState", "Trainer",
            "UpdateRecord", "backward", "build_trainer", "default_optimizers", "META_PARAMS"]

@@ -10,8 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from localsym.agent.spec import (PROMPT_FIELDS, FieldType, NodeSpec, PipelineSpec, PromptWeights,
-                                 RoleSpec)
+from localsym.agent.node import NodeSpec, RoleSpec
+from localsym.agent.spec import PipelineSpec
+from localsym.agent.weights import FieldType, PROMPT_FIELDS, PromptWeights
 from localsym.errors import ConfigError
 from localsym.templates import variables_of
 

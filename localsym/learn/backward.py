@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from localsym.agent.spec import PROMPT_FIELDS, PipelineSpec
+from localsym.agent.spec import PipelineSpec
+from localsym.agent.weights import PROMPT_FIELDS
 from localsym.agent.trajectory import Trajectory
 from localsym.errors import CallFailure
 from localsym.learn.loss import META_PARAMS, LossRecord

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from localsym.agent.spec import PipelineSpec
-from localsym.learn.edits import merge
+from localsym.learn.propose.merge import merge
 from localsym.learn.events import CandidateRecord
 
 
@@ -176,7 +176,7 @@ def dense_target(spec: PipelineSpec, expected: dict) -> str | None:
     answer is bound to a tool result (nothing for the model to be likely about)."""
     from localsym.learn.loss import answer_text
 
-    node = [n for n in spec.nodes if not spec.successors(n.name)][-1]
+    node = spec.final_node()
     if not any(f.name in expected for f in node.outputs):
         return None
     return answer_text(node.model_dump(mode="json"), expected)

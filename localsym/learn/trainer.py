@@ -32,7 +32,7 @@ from localsym.learn.events import StartEvent, StepEvent, StoppedEvent, conversat
 from localsym.learn.evaluate import dense_score, evaluate_runs, forward_all, progress_bar
 from localsym.learn.loss import Loss, ScoredExample
 from localsym.learn.optim import LLM_OPTIMIZERS, Optimizer, UpdateRecord
-from localsym.learn.propose import Proposer
+from localsym.learn.propose.proposer import Proposer
 from localsym.learn.events import Evidence
 from localsym.learn.search import (Candidate, PoolEntry, Verdict, best_index, decision,
                                    dense_rank, gate, merge_best, minibatch, sample_parent,

@@ -22,13 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from localsym.agent import glue
+from localsym.agent.chain import run as run_chain
 from localsym.agent.bindings import coerce
 from localsym.agent.glue import (After, Before, Case, Chars, GlueError, Item, Join, Map,
                                  Numbers, Regex, Round, Split, StripPrefix, StripSuffix, ToFloat,
                                  Trim, Words)
-from localsym.agent.spec import InputBinding, NodeSpec, PipelineSpec, ToolBinding
+from localsym.agent.node import InputBinding, NodeSpec, ToolBinding
+from localsym.agent.spec import PipelineSpec
 from localsym.agent.tools import ToolRegistry
 from localsym.data import Example
+from localsym.learn.propose.structure import with_node
 from localsym.metrics import Metric, score
 
 MAX_EXAMPLES = 32  # training examples the chains are induced and scored on
@@ -144,7 +147,7 @@ def _predictions(results: list[str | None], chain: tuple, type_: str) -> tuple:
     out = []
     for r in results:
         try:
-            out.append(repr(coerce(glue.run(chain, r), type_)) if r is not None else None)
+            out.append(repr(coerce(run_chain(chain, r), type_)) if r is not None else None)
         except (GlueError, TypeError, ValueError, OverflowError):
             out.append(None)
     return tuple(out)
@@ -157,7 +160,7 @@ def _results(tool: str, registry: ToolRegistry, rows: list[Example], args: list[
     out = []
     for ex in rows:
         try:
-            values = {a: glue.run(ch, ex.inputs.get(src)) if ch else ex.inputs.get(src)
+            values = {a: run_chain(ch, ex.inputs.get(src)) if ch else ex.inputs.get(src)
                       for a, (src, ch) in zip(args, combo)}
         except GlueError:
             out.append(None)
@@ -189,7 +192,7 @@ def _best_output(results: list[str | None], rows: list[Example], f, metric: Metr
             if r is None or f.name not in ex.expected:
                 continue
             try:
-                value = coerce(glue.run(chain, r), f.type)
+                value = coerce(run_chain(chain, r), f.type)
             except (GlueError, TypeError, ValueError, OverflowError):
                 continue
             if f.choices and value not in f.choices:
@@ -311,7 +314,7 @@ def _extractors(values: list[str]) -> list[tuple]:
 
 def _run_all(chain: tuple, values: list[Any]) -> list[Any] | None:
     try:
-        out = [glue.run(chain, v) for v in values]
+        out = [run_chain(chain, v) for v in values]
     except GlueError:
         return None
     return out if all(isinstance(o, str) and o.strip() for o in out) else None
@@ -348,7 +351,6 @@ def _complexity(chain: tuple) -> int:
 
 
 def _candidate(spec: PipelineSpec, f: Found, n: int) -> tuple[list[str], PipelineSpec | None]:
-    from localsym.learn.edits import with_node
 
     node = spec.node(f.node)
     t = f.tool

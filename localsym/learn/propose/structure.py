@@ -1,36 +1,33 @@
-"""Candidate edits that code lists, with no LLM: structural edits of the spec, demonstration
-sets, and merges of two candidates.
+"""Structural edits that code lists from the spec and the tool registry, with no LLM: attach a
+declared tool (alone, required, with a vetted argument pattern, with an output bound to its
+result, called first with an input), detach it, flip tool_choice, set or drop a pattern, bind
+or unbind an output, write or drop the first call, a bounded pattern on a free text output,
+test-time compute (a reasoning draft, a vote, a check), roles (grow a team, remove a role, a
+turn limit, a policy), remove a node.
 
 Each function returns ``(edits, spec)`` pairs: the edits are one line each (what a person reads
 in the report and what the optimizers' memory credits), the spec is the parent with exactly those
 edits applied, validated by the same schema as any spec. An edit whose result is not a valid
-spec is left out. The search (``learn/search.py``) screens every candidate on data, so a listed
-edit that does not help costs screening time, never correctness.
+spec is left out. The search screens every candidate on data, so a listed edit that does not
+help costs screening time, never correctness.
 """
 
 from __future__ import annotations
 
-import json
 from itertools import zip_longest
-from typing import Any, Iterable
 
-import numpy as np
-
-from localsym.agent.spec import (REASONING_FIELD, Check, Controller, Demonstration, DemoToolCall,
-                                 FieldSpec, NodeSpec, PipelineSpec, PromptWeights, RoleSpec,
-                                 ToolSpec, Vote)
+from localsym.agent.node import REASONING_FIELD, Check, Controller, NodeSpec, RoleSpec, Vote
+from localsym.agent.spec import PipelineSpec
 from localsym.agent.tools import ToolRegistry
-from localsym.agent.trajectory import Trajectory
-from localsym.data import Example
+from localsym.agent.weights import FieldSpec, PromptWeights, ToolSpec
 from localsym.errors import ConfigError
 from localsym.learn.actions import RemoveNode, apply_action
 
-# Output patterns the search may try on a free str output: a bounded single-line value.
 GENERIC_OUTPUT_PATTERNS = (r'[^"\\\n]{1,40}',)
-Candidate = tuple[list[str], PipelineSpec]
+Listed = tuple[list[str], PipelineSpec]  # one candidate's edits (a line each) and its spec
 
 
-def _build(data: dict, source: str) -> PipelineSpec | None:
+def build(data: dict, source: str) -> PipelineSpec | None:
     try:
         return PipelineSpec.from_data(data, source=source)
     except ConfigError:
@@ -45,7 +42,7 @@ def with_node(spec: PipelineSpec, node: NodeSpec, tools: dict | None = None) -> 
         return None
 
 
-def structural_edits(spec: PipelineSpec, registry: ToolRegistry) -> list[Candidate]:
+def structural_edits(spec: PipelineSpec, registry: ToolRegistry) -> list[Listed]:
     """Every structural edit the spec and the tool registry allow, each one atomic or one
     coherent group: attach a declared tool to a node (alone; required; with each vetted argument
     pattern; with an output bound to the tool's result; called first with an input as its
@@ -54,7 +51,7 @@ def structural_edits(spec: PipelineSpec, registry: ToolRegistry) -> list[Candida
     pattern, remove a node. Listed in a fixed order (the nodes taking turns), so a run is
     reproducible."""
     declared = [t for t in spec.tools if t.name in registry.names()]
-    per_node: list[list[Candidate]] = []
+    per_node: list[list[Listed]] = []
     for node in spec.nodes:
         raw: list[_Raw] = []
         fields = [f for f in node.outputs if bindable_field(f)]
@@ -266,110 +263,3 @@ def bindable_field(field: FieldSpec) -> bool:
     binds to a tool that returns text, never to one that returns a number."""
     return field.type in ("int", "float") or (field.type == "str" and not field.choices
                                                 and field.pattern is None)
-
-
-def final_node(spec: PipelineSpec) -> NodeSpec:
-    return [n for n in spec.nodes if not spec.successors(n.name)][-1]
-
-
-def _balanced(rows: list, key, k: int, rng: np.random.Generator) -> list:
-    """``k`` rows in a seeded order, taking turns over the groups of ``key`` (label balance)."""
-    groups: dict[str, list] = {}
-    for i in rng.permutation(len(rows)):
-        groups.setdefault(key(rows[i]), []).append(rows[i])
-    out, queues = [], [groups[g] for g in sorted(groups)]
-    while len(out) < k and any(queues):
-        for q in queues:
-            if q and len(out) < k:
-                out.append(q.pop(0))
-    return out
-
-
-def labeled_demonstrations(spec: PipelineSpec, train: list[Example], sizes: Iterable[int],
-                           seed: int) -> list[Candidate]:
-    """Demonstrations written from the ground truth, for the final node when it reads only
-    example inputs and has no tools (a tool node's demonstrations must show its tool calls,
-    which a label does not have: those come from bootstrapped runs). Label-balanced over the
-    node's choice outputs; one candidate per size."""
-    node = final_node(spec)
-    names = [f.name for f in node.outputs]
-    inputs = {f.name for f in spec.inputs}
-    if node.tools or not set(node.inputs) <= inputs:
-        return []
-    rows = [ex for ex in train if ex.expected and set(names) <= set(ex.expected)]
-    choice = [f.name for f in node.outputs if f.choices]
-    out = []
-    for k in sizes:
-        rng = np.random.default_rng([seed, k])
-        chosen = _balanced(rows, lambda ex: json.dumps([ex.expected[c] for c in choice]), k, rng)
-        demos = tuple(Demonstration(inputs={i: ex.inputs[i] for i in node.inputs},
-                                    outputs={n: ex.expected[n] for n in names}) for ex in chosen)
-        if len(demos) == k and demos != node.demonstrations:
-            new = with_node(spec, node.model_copy(update={"demonstrations": demos}))
-            if new is not None:
-                out.append(([f"{node.name}: {k} labeled demonstrations "
-                             f"({', '.join(ex.id for ex in chosen)})"], new))
-    return out
-
-
-def demonstration_of(record) -> Demonstration:
-    """A node run as a demonstration, in the format the node produces (tool turns included)."""
-    outputs: dict[str, Any] = dict(record.outputs)
-    if record.route:
-        outputs["next_step"] = record.route
-    calls = tuple(DemoToolCall(tool=c.tool, args=c.args, result=c.result)
-                  for c in record.tool_calls if c.ok)
-    return Demonstration(inputs=record.inputs, outputs=outputs, tool_calls=calls)
-
-
-def bootstrapped_demonstrations(spec: PipelineSpec, successes: list[Trajectory],
-                                sizes: Iterable[int], seed: int) -> list[Candidate]:
-    """Demonstrations from runs that scored full marks (every node of the run gets its own
-    turn as a demonstration), label-balanced over the final outputs; one candidate per size."""
-    ok = [t for t in successes if t.ok and t.records]
-    out = []
-    for k in sizes:
-        rng = np.random.default_rng([seed, k, 1])
-        chosen = _balanced(ok, lambda t: json.dumps(t.outputs, sort_keys=True), k, rng)
-        if len(chosen) < k:
-            continue
-        data = spec
-        for node in spec.nodes:
-            demos = tuple(dict.fromkeys(
-                json.dumps(demonstration_of(r).model_dump(mode="json"), sort_keys=True)
-                for t in chosen for r in t.records if r.node == node.name))[:k]
-            if demos:
-                demos = tuple(Demonstration.model_validate_json(d) for d in demos)
-                data = with_node(data, data.node(node.name).model_copy(
-                    update={"demonstrations": demos})) or data
-        if data != spec:
-            out.append(([f"{k} bootstrapped demonstrations per node"], data))
-    return out
-
-
-def _workflow(data: dict) -> tuple:
-    return ([n["name"] for n in data["nodes"]], data["edges"], data["start"], data["max_steps"])
-
-
-def merge(parent: PipelineSpec, a: PipelineSpec, b: PipelineSpec) -> PipelineSpec | None:
-    """The edits of ``a`` and of ``b`` (both children of ``parent``) together, when they touch
-    different nodes and tools (GEPA's merge); None when they conflict or the result is invalid."""
-    p, x, y = (s.model_dump(mode="json") for s in (parent, a, b))
-    if _workflow(x) != _workflow(p) and _workflow(y) != _workflow(p):
-        return None
-    base, other = (y, x) if _workflow(y) != _workflow(p) else (x, y)
-    if {k: v for k, v in other.items() if k not in ("nodes", "tools")} != \
-            {k: v for k, v in p.items() if k not in ("nodes", "tools")}:
-        return None
-    for part in ("nodes", "tools"):
-        before = {e["name"]: e for e in p[part]}
-        mine = {e["name"]: i for i, e in enumerate(base[part])}
-        for entry in other[part]:
-            if entry == before.get(entry["name"]):
-                continue
-            i = mine.get(entry["name"])
-            if i is None or base[part][i] != before.get(entry["name"]):
-                return None  # both changed it, or it is gone from the other
-            base[part][i] = entry
-    merged = _build(base, "merge")
-    return merged if merged not in (None, parent, a, b) else None

@@ -1,5 +1,5 @@
 """Where a step's candidates come from: the LLM optimizers (written from the gradients), the
-demonstration sets and the structural edits code lists (``learn/edits.py``), in a fixed order,
+demonstration sets, the structural edits and the glue code lists (this package), in a fixed order,
 each a child of the parent; the search (``learn/search.py``) admits the ones it will screen."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from localsym.agent.tools import ToolRegistry
 from localsym.data import Example
 from localsym.agent.pipeline import check_tools
 from localsym.errors import CallFailure, ConfigError
-from localsym.learn import edits as listed
+from localsym.learn.propose.demos import bootstrapped_demonstrations, labeled_demonstrations
 from localsym.learn.backward import ExampleGradients
-from localsym.learn.induce import MAX_EXAMPLES, ToolMemo, glue_edits
+from localsym.learn.propose.glue import MAX_EXAMPLES, ToolMemo, glue_edits
+from localsym.learn.propose.structure import structural_edits
 from localsym.learn.optim import Batch, Optimizer, UpdateRecord
 from localsym.learn.search import Candidate, admit
 from localsym.learn.state import TrainConfig
@@ -66,15 +67,15 @@ class Proposer:
                                               edits=[c.target for c in proposal.changes]))
         if "demonstrations" in cfg.optimizers:
             seed = cfg.seed * 1000 + step
-            for edits, new in listed.labeled_demonstrations(spec, train, cfg.demo_sizes, seed) + \
-                    listed.bootstrapped_demonstrations(spec, successes, cfg.demo_sizes, seed):
+            for edits, new in labeled_demonstrations(spec, train, cfg.demo_sizes, seed) + \
+                    bootstrapped_demonstrations(spec, successes, cfg.demo_sizes, seed):
                 proposed.append(Candidate(source="demonstrations", edits=edits, spec=new))
         if "structure" in cfg.optimizers:
             rows = [ex for ex in train if ex.expected][:MAX_EXAMPLES]
             for edits, new in glue_edits(spec, self.tools, rows, self.metric, self.memo):
                 proposed.append(Candidate(source="structure", edits=edits, spec=new,
                                           seen=[ex.id for ex in rows]))
-            for edits, new in listed.structural_edits(spec, self.tools):
+            for edits, new in structural_edits(spec, self.tools):
                 proposed.append(Candidate(source="structure", edits=edits, spec=new))
         out, refused = admit(spec, proposed, tried, cfg.max_candidates)
         return Proposed(out, rejected + refused, failures)

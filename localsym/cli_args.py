@@ -1,0 +1,126 @@
+"""The ``localsym`` command's arguments: one parser, the sub-commands and their options (the
+commands themselves are in ``cli.py``). A wrong argument is one line, cause and fix, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a count, a limit, a token budget)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number (give 1 or more)")
+    return value
+
+
+def _model_args(p: argparse.ArgumentParser, cache_mode: bool = False) -> None:
+    """The options of a command that calls a model: which model, where, and its cache."""
+    p.add_argument("--model", default=None,
+                   help="registry name, GGUF path or file name (default: embedded)")
+    p.add_argument("--endpoint", help="an OpenAI-compatible server's base URL (.../v1); "
+                                      "--model names its model")
+    p.add_argument("--max-tokens", type=positive, default=128)
+    p.add_argument("--cache-dir", default=None)
+    if cache_mode:
+        p.add_argument("--cache-mode", choices=["readwrite", "replay", "off"], default=None)
+
+
+def _tool_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tool", action="append", default=[], metavar="REF",
+                   help="a tool of your own, FILE.py:FUNCTION or MODULE:FUNCTION (repeatable)")
+
+
+def _agent_commands(sub) -> None:
+    """generate, run, eval: calling a model or an agent."""
+    gen = sub.add_parser("generate", help="one schema-forced call on a local model")
+    gen.add_argument("prompt")
+    gen.add_argument("--schema", help="package.module:PydanticClass (default: {answer: str})")
+    gen.add_argument("--system", help="a system message")
+    gen.add_argument("--temperature", type=float, default=0.0)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--n-ctx", type=int, default=None)
+    _model_args(gen, cache_mode=True)
+    gen.add_argument("--quiet", action="store_true")
+
+    ev = sub.add_parser("eval", help="score an agent spec on a dataset")
+    ev.add_argument("agent", help="agent spec (YAML/JSON)")
+    ev.add_argument("dataset", help="JSONL examples (localsym's shape)")
+    ev.add_argument("--metric", help="exact_match, numeric_match, humaneval, or your own: "
+                    "FILE.py:FUNCTION or MODULE:FUNCTION (default: the language loss's judge)")
+    _tool_arg(ev)
+    ev.add_argument("--limit", type=positive, default=None,
+                    help="score only the first N examples")
+    ev.add_argument("--concurrency", type=positive, default=4,
+                    help="requests in flight at once to an endpoint")
+    _model_args(ev)
+    ev.add_argument("--quiet", action="store_true")
+
+    run = sub.add_parser("run", help="run an agent once and print its outputs")
+    run.add_argument("agent", help="agent spec (YAML/JSON)")
+    run.add_argument("input", nargs="+", help="JSON object, or field=value (repeatable)")
+    run.add_argument("--trace", action="store_true", help="print the whole trajectory")
+    _tool_arg(run)
+    _model_args(run)
+
+
+def _serve_command(sub) -> None:
+    srv = sub.add_parser("serve", help="serve a self-evolving agent over HTTP (localhost)")
+    srv.add_argument("agent", help="agent spec, or a deploy config (see localsym.config."
+                                   "DeployConfig)")
+    srv.add_argument("--dir", help="deployment directory: agent.db, rounds/ "
+                                   "(default: deployments/NAME); reused on restart")
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to bind; anything but loopback needs a token")
+    srv.add_argument("--token", default=None, help="require Authorization: Bearer TOKEN on "
+                     "every endpoint but /health (default: $LOCALSYM_TOKEN)")
+    srv.add_argument("--port", type=int, default=8765)
+    srv.add_argument("--model", default=None, help="the agent's model (overrides the config)")
+    srv.add_argument("--every", type=int, default=None,
+                     help="start a round after N new feedbacks (0: only on demand)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a wrong argument as one line (cause and fix) and exit status 2, like every
+    other error a user can cause."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"localsym: error: {message} Fix: see `{self.prog} --help`", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="localsym", description="localsym: train LLM agents offline (agent "
+                     "symbolic learning on local GGUF models)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _agent_commands(sub)
+
+    train = sub.add_parser("train", help="train an agent from a config file")
+    train.add_argument("config", nargs="?", help="YAML/JSON run config (examples/*/config.yaml)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    train.add_argument("--run-dir", help="where the run goes (default: the config's, or runs/NAME)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--estimate", action="store_true",
+                       help="print the estimated LLM calls, tokens and time, and exit")
+
+    rep = sub.add_parser("report", help="write the HTML report of a run")
+    rep.add_argument("run_dir")
+
+    mod = sub.add_parser("models", help="list or install models")
+    mod.add_argument("action", nargs="?", choices=["list", "install"], default="list")
+    mod.add_argument("name", nargs="?")
+
+    cache = sub.add_parser("cache", help="disk cache statistics or clearing")
+    cache.add_argument("action", choices=["stats", "clear"])
+    cache.add_argument("--cache-dir", default=None)
+
+    init = sub.add_parser("init", help="write a task of your own to start from (agent, config, "
+                                       "data, metric, tool)")
+    init.add_argument("dir", help="a new directory")
+    init.add_argument("--force", action="store_true", help="write into a non-empty directory")
+    _serve_command(sub)
+    return parser
