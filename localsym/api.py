@@ -3,16 +3,22 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from localsym.agent import Pipeline, PipelineSpec, ToolRegistry, default_tools
 from localsym.data import Example
-from localsym.metrics import Metric, metric as find_metric
+from localsym.errors import ConfigError
+from localsym.files import validation_error
 from localsym.learn import LanguageLoss, TrainConfig, build_trainer
 from localsym.learn.evaluate import evaluate as _evaluate
 from localsym.lm import LM, SamplingParams, open_lm
+from localsym.metrics import Metric
+from localsym.metrics import metric as find_metric
+from localsym.text import unencodable
 
 
 def train(agent: PipelineSpec | str | Path, train: list[Example], val: list[Example], *,
@@ -39,11 +45,6 @@ def train(agent: PipelineSpec | str | Path, train: list[Example], val: list[Exam
 
 def _train_config(config: TrainConfig | dict | None) -> TrainConfig:
     """The training config as given, validated: a bad field is one ConfigError line."""
-    from pydantic import ValidationError
-
-    from localsym.errors import ConfigError
-    from localsym.files import validation_error
-
     if isinstance(config, TrainConfig):
         return config
     if config is not None and not isinstance(config, dict):
@@ -80,9 +81,6 @@ def init_task(directory: str | Path, force: bool = False) -> list[str]:
     """Write a small task of your own to start from into ``directory`` (``localsym init``):
     agent spec, config, CSV data, a metric and a tool. Refuses a non-empty directory unless
     ``force`` (files of the same name are then replaced). Returns the files written."""
-    from localsym.errors import ConfigError
-    from localsym.text import unencodable
-
     if unencodable(str(directory)):
         raise ConfigError(f"{str(directory).encode('utf-8', 'backslashreplace').decode()} holds "
                           "a lone surrogate (not a name a file system can hold)",
@@ -96,10 +94,6 @@ def init_task(directory: str | Path, force: bool = False) -> list[str]:
 
 
 def _write_task(target: Path, force: bool) -> list[str]:
-    from importlib.resources import files
-
-    from localsym.errors import ConfigError
-
     if target.exists() and not target.is_dir():
         raise ConfigError(f"{target} is a file", "give a new directory")
     if target.exists() and any(target.iterdir()) and not force:

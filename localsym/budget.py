@@ -22,7 +22,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from localsym.agent.spec import PipelineSpec
 from localsym.files import atomic_write_text
+from localsym.learn.optim import LLM_OPTIMIZERS
+from localsym.learn.propose.structure import structural_edits
+from localsym.lm.base import Message, SamplingParams
 
 ANSWER_SHARE = 0.6  # answers use about this share of their first token budget (measured: 0.4-0.8)
 META_PROMPT_TOKENS = {"loss": 450, "gradient": 420, "workflow": 520, "prompt": 700, "tool": 600,
@@ -88,8 +92,6 @@ def speeds(lm) -> dict:
     if not backend.local or lm.mode == "replay":  # in-process llama.cpp only
         # an HTTP endpoint, the stub, or a replay (which must not need the model): no timing
         return {"prompt": 500.0, "answer": 50.0, "measured": False}
-    from localsym.lm.base import Message, SamplingParams
-
     backend.load()  # outside the timing
     t0 = time.perf_counter()
     text = "Count the objects: " + ", ".join(["a chair", "two lamps", "a desk"] * 20)
@@ -117,13 +119,10 @@ def calls_per_example(spec) -> int:
                for n in spec.nodes)
 
 
-def estimate(run) -> Estimate:
-    """The estimate for a ``localsym.runner.Run`` (see the module doc)."""
-    c, spec, splits, pipe = run.config, run.spec, run.splits, run.pipeline
-    sample = (splits["train"] or splits["val"])[0].inputs
-    node_prompt = sum(len(m["content"]) for node in spec.nodes
-                      for m in pipe.messages_for(node, {k: sample.get(k, "") for k in node.inputs})
-                      ) / 3.6 / max(1, len(spec.nodes))
+def estimate(c, spec: PipelineSpec, splits: dict, pipe, agent_lm) -> Estimate:
+    """The estimate of a run (see the module doc): its config ``c`` (a ``RunConfig``), the
+    agent's ``spec``, the ``splits`` (train, val, test), the agent's ``pipe``line and model."""
+    node_prompt = _node_prompt_tokens(spec, pipe, (splits["train"] or splits["val"])[0].inputs)
     per_example = calls_per_example(spec)
     # a candidate may give a node a declared tool: count its calls as a tool node's
     per_candidate = sum(1 + (2 if n.tools or spec.tools else 0) for n in spec.nodes)
@@ -131,12 +130,9 @@ def estimate(run) -> Estimate:
     judge = c.loss == "language" and (c.metric is None or any(
         ex.expected is None for ex in splits["train"]))
     steps = c.train.epochs * math.ceil(len(splits["train"]) / c.train.batch_size)
-    if c.train.max_steps:
-        steps = min(steps, c.train.max_steps)
+    steps = min(steps, c.train.max_steps or steps)
     batch = min(c.train.batch_size, len(splits["train"]))
-    opts, n_nodes, t = c.train.optimizers, len(spec.nodes), c.train
-    from localsym.learn.propose.structure import structural_edits
-    from localsym.learn.optim import LLM_OPTIMIZERS
+    opts, t = c.train.optimizers, c.train
     # per step: one candidate per LLM optimizer, per demonstration size (labeled and
     # bootstrapped) and a merge; the structural edits are listed once (a spec is never screened
     # twice), so they are counted once, as tool-using candidates
@@ -149,12 +145,7 @@ def estimate(run) -> Estimate:
     listed_calls = sum(max(calls_per_example(new), per_candidate) for _, new in listed)
     screen = min(t.screen_size, len(splits["train"]))
     candidates = per_step + structural
-    meta = {"loss": steps * batch * judge,
-            "gradient": steps * batch * (n_nodes if c.train.backprop else 0),
-            "workflow": steps * batch * ("pipeline" in opts and c.train.backprop),
-            "prompt": steps * n_nodes * ("prompt" in opts),
-            "tool": steps * ("tool" in opts and bool(spec.tools)),
-            "pipeline": steps * ("pipeline" in opts)}
+    meta = _meta_calls(c.train, spec, steps, batch, judge)
     test = len(splits["test"])
     calls = {"test (before and after)": 2 * test * per_example,
              "validation (start)": len(splits["val"]) * per_example,
@@ -173,8 +164,28 @@ def estimate(run) -> Estimate:
                                                     for k, v in meta.items())
     answer_tokens = agent_calls * c.sampling.max_tokens * ANSWER_SHARE + \
         sum(meta.values()) * c.meta_sampling.max_tokens * ANSWER_SHARE
-    speed = speeds(run.agent_lm)
+    speed = speeds(agent_lm)
     seconds = prompt_tokens / speed["prompt"] + answer_tokens / speed["answer"]
     return Estimate(calls=int(sum(calls.values())), prompt_tokens=int(prompt_tokens),
                     answer_tokens=int(answer_tokens), seconds=round(seconds, 1), steps=steps,
                     speeds=speed, breakdown={k: int(v) for k, v in calls.items()})
+
+
+def _meta_calls(t, spec: PipelineSpec, steps: int, batch: int, judge: bool) -> dict[str, int]:
+    """The meta calls of a run by kind: the judge, the gradients (a node's and the workflow's),
+    one call per LLM optimizer a step runs (the prompt optimizer once per node)."""
+    opts, n_nodes = t.optimizers, len(spec.nodes)
+    return {"loss": steps * batch * judge,
+            "gradient": steps * batch * (n_nodes if t.backprop else 0),
+            "workflow": steps * batch * ("pipeline" in opts and t.backprop),
+            "prompt": steps * n_nodes * ("prompt" in opts),
+            "tool": steps * ("tool" in opts and bool(spec.tools)),
+            "pipeline": steps * ("pipeline" in opts)}
+
+
+def _node_prompt_tokens(spec: PipelineSpec, pipe, sample: dict) -> float:
+    """A node call's prompt tokens, on average over the nodes, for one example's inputs (3.6
+    characters a token)."""
+    return sum(len(m["content"]) for node in spec.nodes
+               for m in pipe.messages_for(node, {k: sample.get(k, "") for k in node.inputs})
+               ) / 3.6 / max(1, len(spec.nodes))

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from localsym.cli_args import build_parser
 from localsym.errors import ConfigError, LocalsymError, ModelCorruptError
+from localsym.lm.base import AGENT_PARAMS, SamplingParams
 
 
 class Answer(BaseModel):
@@ -51,8 +52,8 @@ def cmd_generate(args) -> int:
     try:
         messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
             [{"role": "user", "content": args.prompt}]
-        value, completion = lm.call(messages, schema, max_tokens=args.max_tokens, seed=args.seed,
-                                    temperature=args.temperature)
+        value, completion = lm.call(messages, schema, max_tokens=_agent_params(args).max_tokens,
+                                    seed=args.seed, temperature=args.temperature)
         print(value.model_dump_json(indent=2))
         if not args.quiet:
             source = "cache hit" if completion.cached else "generated"
@@ -64,28 +65,33 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def _estimate(args) -> int:
+    """`localsym train CONFIG --estimate`: the run's calls, tokens and time, nothing run."""
+    from localsym.config import load_config
+    from localsym.runner import Run
+
+    if not args.config:
+        raise ConfigError("--estimate needs a config", "localsym train CONFIG --estimate")
+    config, base = load_config(args.config)
+    if config.dataset.generate is not None:
+        raise ConfigError("--estimate cannot count a dataset the model has not written yet "
+                          "(dataset: generate)", "run it once without --estimate (the "
+                          "dataset is cached), or write the dataset to a file")
+    run = Run(config, base, run_dir=args.run_dir, quiet=True)  # nothing is written
+    try:
+        est = run.estimate()
+    finally:
+        run.close()
+    print(est.line())
+    print(json.dumps(est.model_dump(), indent=2))
+    return 0
+
+
 def cmd_train(args) -> int:
     from localsym.runner import open_run
 
     if args.estimate:
-        from localsym.config import load_config
-        from localsym.runner import Run
-
-        config, base = load_config(args.config) if args.config else (None, None)
-        if config is None:
-            raise ConfigError("--estimate needs a config", "localsym train CONFIG --estimate")
-        if config.dataset.generate is not None:
-            raise ConfigError("--estimate cannot count a dataset the model has not written yet "
-                              "(dataset: generate)", "run it once without --estimate (the "
-                              "dataset is cached), or write the dataset to a file")
-        run = Run(config, base, run_dir=args.run_dir, quiet=True)  # nothing is written
-        try:
-            est = run.estimate()
-        finally:
-            run.close()
-        print(est.line())
-        print(json.dumps(est.model_dump(), indent=2))
-        return 0
+        return _estimate(args)
     run = open_run(args.config, args.resume, args.run_dir, args.quiet)
     try:
         if not args.quiet:
@@ -141,7 +147,9 @@ def _parse_input(text: str) -> dict:
             raise ConfigError(f"INPUT is not valid JSON: {str(err)[:200]}",
                               "quote it: '{\"question\": \"...\"}'") from None
         if not isinstance(value, dict) or _depth(value) > MAX_DEPTH:
-            raise ConfigError(f"INPUT is {'nested over ' + str(MAX_DEPTH) + ' levels deep' if isinstance(value, dict) else 'not a JSON object'}",
+            what = f"nested over {MAX_DEPTH} levels deep" if isinstance(value, dict) else \
+                "not a JSON object"
+            raise ConfigError(f"INPUT is {what}",
                               "give an object of the agent's inputs: '{\"question\": \"...\"}'")
         return value
     key, sep, value = text.partition("=")
@@ -151,10 +159,18 @@ def _parse_input(text: str) -> dict:
     return {key.strip(): value}
 
 
+def _agent_params(args) -> SamplingParams:
+    """The agent's sampling: a config's default, or ``--max-tokens`` with the same headroom
+    (a call that reaches it may go on to twice as many tokens to close its answer)."""
+    if args.max_tokens is None:
+        return AGENT_PARAMS
+    return SamplingParams(max_tokens=args.max_tokens, max_tokens_limit=2 * args.max_tokens)
+
+
 def cmd_run(args) -> int:
     from localsym.agent import Pipeline, PipelineSpec, default_tools
     from localsym.agent.tools import add_references
-    from localsym.lm import SamplingParams, open_lm
+    from localsym.lm import open_lm
 
     spec = PipelineSpec.load(args.agent)
     inputs = {}
@@ -163,9 +179,7 @@ def cmd_run(args) -> int:
     tools = add_references(default_tools(), args.tool, Path.cwd())
     lm = open_lm(args.model, cache_dir=args.cache_dir, endpoint=args.endpoint)
     try:
-        traj = Pipeline(spec, lm, tools,
-                        SamplingParams(max_tokens=args.max_tokens,
-                                       max_tokens_limit=4 * args.max_tokens)).forward(inputs)
+        traj = Pipeline(spec, lm, tools, _agent_params(args)).forward(inputs)
     finally:
         lm.close()
     if traj.error and "ContextOverflowError" in traj.error and not args.trace:
@@ -188,7 +202,7 @@ def cmd_eval(args) -> int:
     from localsym.metrics import metric
     from localsym.learn import LanguageLoss
     from localsym.learn.evaluate import evaluate, progress_bar
-    from localsym.lm import SamplingParams, open_lm
+    from localsym.lm import open_lm
     from localsym.runner import check_examples
 
     spec = PipelineSpec.load(args.agent)
@@ -199,8 +213,7 @@ def cmd_eval(args) -> int:
     lm = open_lm(args.model, cache_dir=args.cache_dir, endpoint=args.endpoint,
                  endpoint_options={"concurrency": args.concurrency})
     try:
-        pipe = Pipeline(spec, lm, tools, SamplingParams(
-            max_tokens=args.max_tokens, max_tokens_limit=4 * args.max_tokens))
+        pipe = Pipeline(spec, lm, tools, _agent_params(args))
         scores = evaluate(pipe, examples, score_fn, LanguageLoss(lm, spec.description),
                           progress_bar(None, "eval", not args.quiet, len(examples)))
     finally:
@@ -240,9 +253,8 @@ def cmd_models(args) -> int:
         if row["present"]:
             ref = models.resolve(row["path"] if not row["registry"] else row["name"])
             try:
-                models.verified_path(ref)  # sha256 once per file, then remembered
-                state = "verified" if ref.sha256 else \
-                    f"sha256 {models.file_sha256(ref.path)[:12]}"
+                path = models.verified_path(ref)  # sha256 once per file, then remembered
+                state = "verified" if ref.sha256 else f"sha256 {models.file_sha256(path)[:12]}"
             except ModelCorruptError:
                 state = "CORRUPT (sha256)"
         print(f"{row['name']:28} {state:20} {row['path'] or row['description']}")

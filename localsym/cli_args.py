@@ -24,7 +24,8 @@ def _model_args(p: argparse.ArgumentParser, cache_mode: bool = False) -> None:
                    help="registry name, GGUF path or file name (default: embedded)")
     p.add_argument("--endpoint", help="an OpenAI-compatible server's base URL (.../v1); "
                                       "--model names its model")
-    p.add_argument("--max-tokens", type=positive, default=128)
+    p.add_argument("--max-tokens", type=positive, default=None,
+                   help="answer tokens of a call (default 128, as a config's sampling)")
     p.add_argument("--cache-dir", default=None)
     if cache_mode:
         p.add_argument("--cache-mode", choices=["readwrite", "replay", "off"], default=None)

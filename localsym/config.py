@@ -6,8 +6,9 @@ the field and the fix.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -17,7 +18,8 @@ from localsym.errors import ConfigError
 from localsym.files import load_document, validation_error
 from localsym.learn import META_PARAMS, LearningRate, build_trainer
 from localsym.learn.state import TrainConfig
-from localsym.lm.base import SamplingParams
+from localsym.lm import CachedLM, open_lm
+from localsym.lm.base import AGENT_PARAMS, SamplingParams
 
 
 class Strict(BaseModel):
@@ -87,10 +89,8 @@ class ModelsConfig(Strict):
                                                            "the endpoint's key, if it needs one")
     timeout: float = Field(120.0, gt=0, description="seconds per request to an endpoint")
 
-    def open(self, role: str, cache) -> "object":
+    def open(self, role: str, cache) -> CachedLM:
         """The CachedLM of ``role`` (agent or optimizer)."""
-        from localsym.lm import open_lm
-
         name = self.agent if role == "agent" else self.optimizer
         endpoint = self.endpoint if role == "agent" else (self.optimizer_endpoint or
                                                          self.endpoint)
@@ -118,10 +118,10 @@ class ToolRef(Strict):
     timeout: float = Field(5.0, gt=0, le=600, description="seconds per call")
 
 
-MetricRef = Field(None, description="exact_match | numeric_match | humaneval, or your own "
+MetricRef: Any = Field(None, description="exact_match | numeric_match | humaneval, or your own "
                                     "function: FILE.py:FUNCTION or MODULE:FUNCTION, "
                                     "(outputs, expected) -> float in [0, 1]")
-ToolRefs = Field([], description="your own tools besides the built-in calculator: "
+ToolRefs: Any = Field([], description="your own tools besides the built-in calculator: "
                                  "FILE.py:FUNCTION, MODULE:FUNCTION or {ref, isolated, timeout}")
 
 
@@ -141,7 +141,7 @@ class AgentConfig(Strict):
     metric_timeout: float = Field(30.0, gt=0, description="seconds a metric of your own may take "
                                   "on one example (past it, that example scores 0)")
     tools: list[str | ToolRef] = ToolRefs
-    sampling: SamplingParams = SamplingParams(max_tokens=128, max_tokens_limit=256)
+    sampling: SamplingParams = AGENT_PARAMS
     meta_sampling: SamplingParams = META_PARAMS
     train: TrainConfig = TrainConfig()
     learning_rate: LearningRate = LearningRate()
@@ -174,8 +174,6 @@ class RunConfig(AgentConfig):
 def run_name(path: Path) -> str:
     """A run's name from its config file (its folder's name for ``config.yaml``), safe as the
     start of a directory name: never empty, never starting with ``-`` or ``.``."""
-    import re
-
     raw = path.resolve().parent.name if path.stem == "config" else path.stem
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", raw).lstrip("-.")
     return name or "run"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from localsym.text import unencodable  # noqa: F401 - its old home
 from localsym.errors import ConfigError
 from localsym.files import jsonl_lines, read_text, validation_error
+from localsym.text import unencodable  # noqa: F401 - its old home
 
 
 class Example(BaseModel):
@@ -90,8 +91,6 @@ def load_table(path: str | Path, fields: FieldMap | dict | None = None) -> list[
 
 
 def _csv_rows(path: Path) -> list[tuple[int, dict]]:
-    import csv
-
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")

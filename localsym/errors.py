@@ -21,7 +21,8 @@ class ModelNotFoundError(LocalsymError):
 
 
 class ModelCorruptError(LocalsymError):
-    """A model file whose bytes are not the expected GGUF (wrong sha256, bad header, failed load)."""
+    """A model file whose bytes are not the expected GGUF (wrong sha256, bad header, failed
+    load)."""
 
 
 class ChatTemplateError(LocalsymError):

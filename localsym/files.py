@@ -9,6 +9,9 @@ import os
 import tempfile
 from pathlib import Path
 
+import yaml
+
+from localsym.errors import ConfigError
 from localsym.faults import point
 
 
@@ -24,7 +27,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # the mode an ordinary write would give, not mkstemp's 0600
+        # the mode an ordinary write would give, not mkstemp's 0600
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -80,8 +84,6 @@ def jsonl_lines(text: str) -> list[str]:
 
 def read_text(path: str | os.PathLike, what: str, fix: str = "check the path") -> str:
     """A UTF-8 text file a user gave; unreadable or not UTF-8 is a ConfigError naming it."""
-    from localsym.errors import ConfigError
-
     path = Path(path)
     try:
         return path.read_text("utf-8")
@@ -117,12 +119,8 @@ def rewrite_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
 
 def parse_document(text: str, yaml_format: bool, what: str):
     """YAML or JSON text to data; a syntax error is a ConfigError naming ``what``."""
-    from localsym.errors import ConfigError
-
     try:
         if yaml_format:
-            import yaml
-
             return yaml.safe_load(text)
         return json.loads(text)
     except Exception as err:
@@ -140,8 +138,6 @@ def load_document(path: str | os.PathLike, what: str, fix: str = "check the path
 
 def validation_error(err, what: str, fix: str):
     """A pydantic ValidationError as one ConfigError line: where, and what is wrong."""
-    from localsym.errors import ConfigError
-
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
     msg = first["msg"].removeprefix("Value error, ")

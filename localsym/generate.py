@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
+from pydantic import create_model
+
+from localsym.agent.schemas import PY_TYPES, outputs_model
 from localsym.data import Example
+from localsym.lm.base import SamplingParams
+from localsym.templates import render
 
 
 def generate_examples(lm, spec, count: int, seed: int = 0, with_expected: bool = True,
@@ -12,12 +17,6 @@ def generate_examples(lm, spec, count: int, seed: int = 0, with_expected: bool =
     """Examples written by an LLM from the agent's task description alone (for a task with no
     dataset). Inputs follow the spec's input fields; with ``with_expected`` the answer follows its
     final outputs. Sampled with a per-example seed, duplicates dropped; deterministic."""
-    from pydantic import create_model
-
-    from localsym.agent.schemas import PY_TYPES, outputs_model
-    from localsym.lm.base import SamplingParams
-    from localsym.templates import render
-
     inputs_model = create_model("GeneratedInputs",
                                 **{f.name: (PY_TYPES[f.type], ...) for f in spec.inputs})
     last = spec.final_node()

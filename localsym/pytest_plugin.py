@@ -18,6 +18,7 @@ model to record with (default: the embedded one).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -26,9 +27,10 @@ from pathlib import Path
 import pytest
 
 from localsym.errors import ConfigError
+from localsym.lm import open_lm
 from localsym.lm.base import LM
-from localsym.lm.store import canonical_json
 from localsym.lm.cache import CachedLM
+from localsym.lm.store import canonical_json
 
 
 class CassetteStore:
@@ -100,8 +102,6 @@ def open_cassette(directory: str | Path, record: bool, model: str | None = None)
     """The LM of a cassette: the real model behind it when recording, none when replaying."""
     directory = Path(directory)
     if record:
-        from localsym.lm import open_lm
-
         return CassetteLM(open_lm(model, cache_mode="off").backend, directory, record=True)
     meta = directory / "lm.json"
     if not meta.is_file():
@@ -116,8 +116,6 @@ def open_cassette(directory: str | Path, record: bool, model: str | None = None)
 def cassette_dir(test_file: Path, test_name: str) -> Path:
     """Where a test's cassette lives: ``cassettes/<file stem>/<name>`` beside the test file; a
     name that is not already a safe directory name gets a hash of itself appended."""
-    import hashlib
-
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name).strip(".") or "test"
     if safe != test_name:
         safe = f"{safe[:80]}-{hashlib.sha256(test_name.encode()).hexdigest()[:8]}"

@@ -83,14 +83,14 @@ def spec_diffs(before: PipelineSpec, after: PipelineSpec) -> list[dict]:
         rows.append({"target": f"node {name} (removed)", "diff": word_diff(name, "")})
     old_tools = {t.name: t for t in before.tools}
     for tool in after.tools:
-        old = old_tools.get(tool.name)
+        was = old_tools.get(tool.name)
         for f in ("description", "usage_notes"):
-            if old is not None and getattr(old, f) != getattr(tool, f):
+            if was is not None and getattr(was, f) != getattr(tool, f):
                 rows.append({"target": f"tool {tool.name}.{f}",
-                             "diff": word_diff(getattr(old, f), getattr(tool, f))})
-        if old is not None and old.patterns != tool.patterns:
+                             "diff": word_diff(getattr(was, f), getattr(tool, f))})
+        if was is not None and was.patterns != tool.patterns:
             rows.append({"target": f"tool {tool.name}.patterns",
-                         "diff": word_diff(json.dumps(old.patterns, sort_keys=True),
+                         "diff": word_diff(json.dumps(was.patterns, sort_keys=True),
                                            json.dumps(tool.patterns, sort_keys=True))})
     return rows
 
@@ -130,7 +130,8 @@ def graph_svg(spec: PipelineSpec) -> Markup:
     for name in order:
         node = spec.node(name)
         label = html.escape(name if len(name) <= 16 else name[:15] + "…")
-        tools = f" [{len(node.tools)} tool{'s' if len(node.tools) != 1 else ''}]" if node.tools else ""
+        plural = "s" if len(node.tools) != 1 else ""
+        tools = f" [{len(node.tools)} tool{plural}]" if node.tools else ""
         parts.append(f'<g><title>{html.escape(name)}: {html.escape(node.prompt.task)}</title>'
                      f'<rect x="{x[name]}" y="{y}" width="{w}" height="{h}" rx="6" fill="#eef3ff" '
                      f'stroke="#447"/><text x="{x[name] + w / 2}" y="{y + 25}" '
@@ -185,8 +186,8 @@ def _shape(spec: PipelineSpec) -> tuple:
             [(e.source, e.target) for e in spec.effective_edges()])
 
 
-def _spec_at(run_dir: Path, step: int) -> PipelineSpec | None:
-    path = run_dir / "specs" / f"step-{step:04d}.json"
+def _spec_at(run: RunDirectory, step: int) -> PipelineSpec | None:
+    path = run.spec_path(step)
     try:
         return PipelineSpec.load(path) if path.is_file() else None
     except LocalsymError:  # a damaged checkpoint: shown as missing
@@ -202,12 +203,13 @@ def _spec_or_none(data) -> PipelineSpec | None:
 
 def build_context(run_dir: Path) -> dict:
     run = RunDirectory(run_dir)
-    if not run.log.is_file():
+    if not run.events_path.is_file():
         raise ConfigError(f"{run_dir} has no events.jsonl", "pass the directory of a training run")
     events, unread = run.read()
     start = next((e for e in events if isinstance(e, StartEvent)), None)
     if start is None:
-        raise ConfigError(f"{run.log} has no start event", "the run never started; train it first")
+        raise ConfigError(f"{run.events_path} has no start event",
+                          "the run never started; train it first")
     # a run can be left in any state (stopped by its budget, killed, a torn or hand-edited log):
     # the directory reads only the records that are events, and a missing number shows as a dash
     steps = [e for e in events if isinstance(e, StepEvent)]
@@ -219,22 +221,22 @@ def build_context(run_dir: Path) -> dict:
             kept = e.val_after
         points.append({"step": e.step, "kept": kept, "candidate": e.val_after,
                        "decision": e.decision})
-        before = _spec_at(run_dir, e.step - 1)
+        before = _spec_at(run, e.step - 1)
         after = _spec_or_none(e.proposed_spec)
         changed = before is not None and after is not None and _shape(before) != _shape(after)
         rows.append({**e.model_dump(mode="json"),
                      "diffs": spec_diffs(before, after) if before and after else [],
-                     "graph_before": graph_svg(before) if changed else None,
-                     "graph_after": graph_svg(after) if changed else None})
-    summary_path = run_dir / "summary.json"
+                     "graph_before": graph_svg(before) if changed and before else None,
+                     "graph_after": graph_svg(after) if changed and after else None})
+    summary_path = run.summary_path
     try:
         summary = json.loads(summary_path.read_text("utf-8")) if summary_path.is_file() else {}
     except (ValueError, OSError, RecursionError):
         summary = {}  # torn or unreadable: the page says so instead of failing
     summary = summary if isinstance(summary, dict) else {}
-    first = _spec_at(run_dir, 0)
-    last = _spec_at(run_dir, steps[-1].step) if steps else None
-    best = run_dir / "best_spec.json"
+    first = _spec_at(run, 0)
+    last = _spec_at(run, steps[-1].step) if steps else None
+    best = run.best_spec_path
     return {"run_dir": str(run_dir), "summary": summary, "plot": score_plot(points),
             "steps": rows, "start_score": start.val_score,
             "unread": unread,
@@ -266,6 +268,6 @@ def write_report(run_dir: str | Path) -> Path:
     env.filters["score"] = lambda x: f"{x:.3f}" if isinstance(x, (int, float)) else "–"
     template = env.from_string(
         resources.files("localsym").joinpath("report.html.j2").read_text("utf-8"))
-    out = run_dir / "report.html"
+    out = RunDirectory(run_dir).report_path
     atomic_write_text(out, template.render(**build_context(run_dir)))
     return out

@@ -8,21 +8,27 @@ cached, wall time).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
 import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from localsym.agent import Pipeline, PipelineSpec, default_tools
 from localsym.agent.tools import add_references
+from localsym.budget import estimate
 from localsym.config import RunConfig, load_config
 from localsym.data import Example, load_table, split
-from localsym.generate import generate_examples
-from localsym.metrics import metric
 from localsym.errors import ConfigError
 from localsym.files import atomic_write_text, read_text
+from localsym.generate import generate_examples
 from localsym.learn import Trainer
+from localsym.learn.checkpoint import RunDirectory
+from localsym.metrics import metric
 
 
 def load_spec(config: RunConfig, base: Path) -> PipelineSpec:
@@ -65,8 +71,6 @@ def check_examples(parts: dict[str, list[Example]], spec: PipelineSpec, metric_n
     warning. A field-comparing metric (exact_match, numeric_match) scores an expected field the
     agent never outputs 0 on every example: an error. An example in both train and validation
     (same id or same inputs) makes the gate reward memorizing: a warning."""
-    import logging
-
     finals = set(spec.final_outputs())
     if metric_name in ("exact_match", "numeric_match"):
         for name, rows in parts.items():
@@ -120,14 +124,10 @@ class Run:
 
     def _say(self, text: str) -> None:
         if not self.quiet:
-            from tqdm import tqdm
-
             tqdm.write(text)
 
     def estimate(self):
-        from localsym.budget import estimate
-
-        return estimate(self)
+        return estimate(self.config, self.spec, self.splits, self.pipeline, self.agent_lm)
 
     def lm_stats(self) -> dict:
         lms = {"agent": self.agent_lm}
@@ -159,7 +159,7 @@ class Run:
             "llm_calls": self.lm_stats(), "wall_seconds": round(time.perf_counter() - started, 1),
             "stopped": state.stopped, "spent": state.spent,
         }
-        atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
+        atomic_write_text(RunDirectory(self.run_dir).summary_path, json.dumps(summary, indent=2))
         return summary
 
     def close(self) -> None:
@@ -172,20 +172,16 @@ def _mean(scores: list[float]) -> float | None:
     return round(float(np.mean(scores)), 4) if scores else None
 
 
-RUN_FILES = {"lock", "run.json", "config.yaml", "state.json", "events.jsonl", "specs",
-             "checkpoints", "best_spec.json", "summary.json", "report.html"}
-
-
 def check_new_run_dir(run_dir: Path) -> None:
     """A new run writes its files into ``run_dir``: refuse a file, and a directory that holds
     anything but a run's own files (``--run-dir .`` would overwrite the user's config.yaml)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--run-dir {run_dir} is a file, not a directory",
                           "give a new directory for the run (it is created)")
-    if (run_dir / "run.json").exists() or (run_dir / "state.json").exists():
+    if RunDirectory(run_dir).holds_run():
         return  # a run's own directory: refused below as "already holds a run"
     if run_dir.is_dir():
-        foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in RUN_FILES)
+        foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in RunDirectory.FILES)
         if foreign:
             raise ConfigError(f"--run-dir {run_dir} is not a run directory: it holds "
                               f"{', '.join(foreign[:4])}{' ...' if len(foreign) > 4 else ''}, "
@@ -197,11 +193,9 @@ def lock_run_dir(run_dir: Path):
     """Hold an exclusive lock on ``run_dir`` for this process's life (released when it exits,
     however it exits). A second process training into the same directory is refused, naming
     the holder, instead of logging every step twice."""
-    import fcntl
-    import os
-
+    import fcntl  # noqa: PLC0415 (POSIX only)
     run_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(run_dir / "lock", "a+")
+    handle = open(RunDirectory(run_dir).lock_path, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -226,8 +220,6 @@ def fingerprint(config: RunConfig, base: Path) -> dict:
     """Everything that shapes a run's training: the config (less its name, run directory,
     budget and cache settings, which a resume may change) and the sha256 of every file it
     names (agent spec, datasets, the user's metric and tool files)."""
-    import hashlib
-
     def digest(rel: str | None):
         if not rel:
             return None
@@ -266,14 +258,14 @@ def open_run(config_path: str | Path | None, resume_dir: str | Path | None = Non
     locked while this process lives; a resume must shape the run exactly as it began."""
     if resume_dir is not None:
         resume_dir = Path(resume_dir)
-        if not (resume_dir / "run.json").is_file() or \
-                not (config_path or (resume_dir / "config.yaml").is_file()):
+        rd = RunDirectory(resume_dir)
+        if not rd.run_json.is_file() or not (config_path or rd.config_copy.is_file()):
             raise ConfigError(f"{resume_dir} is not a training run directory (no run.json and "
                               f"config.yaml)", "pass the run directory of an earlier "
                                                "`localsym train`")
         lock_run_dir(resume_dir)
-        meta = json.loads((resume_dir / "run.json").read_text())
-        source = Path(config_path) if config_path else resume_dir / "config.yaml"
+        meta = json.loads(rd.run_json.read_text())
+        source = Path(config_path) if config_path else rd.config_copy
         config, base = load_config(source)
         if config_path is None:  # the copy's relative paths start at the original's place
             base = Path(meta["base"])
@@ -292,14 +284,15 @@ def open_run(config_path: str | Path | None, resume_dir: str | Path | None = Non
     if chosen:
         check_new_run_dir(Path(chosen))
         lock_run_dir(Path(chosen))
-    run = Run(config, base, run_dir, quiet)
+    run = Run(config, base, Path(run_dir) if run_dir else None, quiet)
     if not chosen:
         lock_run_dir(run.run_dir)
-    if (run.run_dir / "state.json").exists() or (run.run_dir / "run.json").exists():
+    rd = RunDirectory(run.run_dir)
+    if rd.holds_run():
         raise ConfigError(f"run directory {run.run_dir} already holds a run",
                           f"resume it with --resume {run.run_dir}, or pass --run-dir NEW")
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.run_dir / "config.yaml", read_text(config_path, "config"))
-    atomic_write_text(run.run_dir / "run.json", json.dumps(
+    atomic_write_text(rd.config_copy, read_text(config_path, "config"))
+    atomic_write_text(rd.run_json, json.dumps(
         {"base": str(base.resolve()), "fingerprint": fingerprint(config, base)}))
     return run

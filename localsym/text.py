@@ -4,6 +4,9 @@ comes from code (a tool's result) rather than a user."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+
 
 def unencodable(value, where: str = "") -> str | None:
     """Where in ``value`` (nested dicts, lists, strings) a string cannot be encoded as UTF-8 (a
@@ -16,7 +19,7 @@ def unencodable(value, where: str = "") -> str | None:
             return where or "the text"
         return None
     if isinstance(value, dict):
-        items = value.items()
+        items: Iterable = value.items()
     elif isinstance(value, (list, tuple)):
         items = enumerate(value)
     else:
@@ -43,8 +46,6 @@ def not_storable(value, where: str = "") -> str | None:
     """Why ``value`` (nested dicts, lists, strings, numbers) cannot be stored as JSON and read
     back (a lone surrogate; NaN or an infinity, which strict JSON has no words for), with where;
     None when it can."""
-    import math
-
     bad = unencodable(value, where)
     if bad:
         return f"{bad} holds a lone surrogate (not valid Unicode text)"

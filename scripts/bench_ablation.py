@@ -56,6 +56,12 @@ def task_config(task: str, seed: int, variant: str, model: str | None, work: Pat
     for key in ("train", "val", "test", "path"):
         if ds.get(key):
             ds[key] = str(src / ds[key])
+    for i, tool in enumerate(config.get("tools", [])):  # FILE.py:fn refs, relative to the config
+        ref = tool["ref"] if isinstance(tool, dict) else tool
+        file, _, fn = ref.partition(":")
+        if file.endswith(".py") and not Path(file).is_absolute():
+            ref = f"{src / file}:{fn}"
+            config["tools"][i] = {**tool, "ref": ref} if isinstance(tool, dict) else ref
     config["train"] = {**config.get("train", {}), "seed": seed, **VARIANTS[variant]}
     if model:
         config.setdefault("models", {})["agent"] = model

@@ -19,7 +19,8 @@ from localsym.data import Example
 from localsym.errors import ConfigError
 from localsym.learn import MetricLoss, ToolOptimizer, TrainConfig, Trainer
 from localsym.learn.propose.structure import structural_edits
-from localsym.learn.propose.glue import ToolMemo, arg_chains, glue_edits
+from localsym.learn.propose.chains import arg_chains
+from localsym.learn.propose.glue import ToolMemo, glue_edits
 from localsym.learn.search import Candidate, PoolEntry
 from localsym.learn.state import TrainState
 from localsym.metrics import exact_match

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import RoutedLM
 from localsym.learn.optim import LearningRate
+from localsym.lm.base import SamplingParams
 from localsym.agent import Pipeline, PipelineSpec
 from localsym.agent.tools import default_tools
 from localsym.data import Example
@@ -253,7 +254,11 @@ def test_a_one_call_node_is_exactly_what_it_was():
             seen.append(CachedLM(self, cache_dir="/nonexistent").key(messages, schema, params))
             return super().complete(messages, schema, params)
 
-    Pipeline(spec, Recording(lambda m, p: '{"answer": 36}')).forward({"question": "3 x 12?"})
+    # the sampling Pipeline defaulted to when the key was recorded (its default is now the
+    # config's, AGENT_PARAMS)
+    params = SamplingParams(max_tokens=256, max_tokens_limit=1024)
+    Pipeline(spec, Recording(lambda m, p: '{"answer": 36}'), params=params).forward(
+        {"question": "3 x 12?"})
     assert seen == [KEY_BEFORE_ROLES]
 
 

@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from localsym.metrics import metric
-from localsym.metrics.sandbox import containment, run_python
+from localsym.sandbox import containment, run_python
 
 PROBLEM = json.loads(open(os.path.join(os.path.dirname(__file__), "..", "examples", "humaneval",
                                        "data", "train.jsonl")).readline())
@@ -123,7 +123,7 @@ def test_a_hostile_solution_scores_zero_and_the_caller_goes_on():
 
 HARNESS = """
 import json, os, sys
-from localsym.metrics.sandbox import run_python
+from localsym.sandbox import run_python
 result = run_python(sys.argv[1], timeout=float(sys.argv[2]), audit=sys.argv[3] == "1")
 print(json.dumps({"ok": result.ok, "output": result.output, "timed_out": result.timed_out}))
 """

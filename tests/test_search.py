@@ -333,7 +333,7 @@ def test_the_run_directory_reads_events_typed_and_leaves_out_what_is_not_one(tmp
     run = RunDirectory(tmp_path)
     run.event(StartEvent(val_score=0.25))
     run.event(StepEvent(step=1, decision="rolled back", val_before=0.25, val_after=0.2))
-    with open(run.log, "a") as f:
+    with open(run.events_path, "a") as f:
         f.write(json.dumps({"event": "step", "decision": "<b>x</b>"}) + "\n")  # not an event
         f.write(json.dumps({"event": "step", "step": 2, "decision": "no change",
                             "from_a_newer_writer": [1]}) + "\n")
@@ -343,7 +343,7 @@ def test_the_run_directory_reads_events_typed_and_leaves_out_what_is_not_one(tmp
     state = type("State", (), {"step": 1})()  # checkpointed at step 1: step 2 runs again
     run.reconcile_events(state)
     assert [(e.event, e.step) for e in run.events()] == [("start", 0), ("step", 1)]
-    assert "from_a_newer_writer" not in run.log.read_text()
+    assert "from_a_newer_writer" not in run.events_path.read_text()
     run.event(StepEvent(step=2, decision="accepted", candidates=[
         {"source": "structure", "edits": ["attach tool calculator to solve"], "val": 1.0}]))
     assert run.steps()[1].candidates[0].val == 1.0 and run.events()[0].time > 0

@@ -2,7 +2,7 @@
 
 import re
 
-from localsym.metrics.sandbox import run_python
+from localsym.sandbox import run_python
 
 
 def examples_of(prompt: str) -> list[tuple[str, str]]:

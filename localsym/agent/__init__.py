@@ -1,7 +1,8 @@
 """The symbolic network: specs (weights and graph as data), tools, the Pipeline and its
 trajectories."""
 
-from localsym.agent.pipeline import Parameter, Pipeline
+from localsym.agent.parameters import Parameter
+from localsym.agent.pipeline import Pipeline
 from localsym.agent.node import NodeSpec
 from localsym.agent.spec import EdgeSpec, PipelineSpec
 from localsym.agent.weights import Demonstration, FieldSpec, PROMPT_FIELDS, PromptWeights, ToolSpec

@@ -11,7 +11,8 @@ from pydantic import AfterValidator, BeforeValidator, Discriminator, Field, Tag,
 
 from localsym.agent.chain import check_chain, normalize_chain
 from localsym.agent.glue import AnyOp
-from localsym.agent.weights import (Demonstration, FieldSpec, Frozen, Identifier, PromptWeights)
+from localsym.agent.weights import Demonstration, FieldSpec, Frozen, Identifier, PromptWeights
+
 
 def _checked_chain(chain: tuple) -> tuple:
     check_chain(chain)
@@ -210,7 +211,8 @@ class NodeSpec(Frozen):
         named = [v for v in (ctrl.finisher, ctrl.outputs_from) if v is not None] + \
             list(ctrl.next) + list(ctrl.next.values())
         if set(named) - set(roles):
-            raise ValueError(f"node {self.name!r}'s controller names {sorted(set(named) - set(roles))}, "
+            unknown = sorted(set(named) - set(roles))
+            raise ValueError(f"node {self.name!r}'s controller names {unknown}, "
                              f"which are not its roles {roles}")
 
     @property

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from localsym.agent.bindings import (bound_outputs, check_feedback, glue_failure, majority,
                                      run_check, wired_call)
@@ -20,22 +19,14 @@ from localsym.agent.glue import GlueError
 from localsym.agent.node import REASONING_FIELD, NodeSpec
 from localsym.agent.schemas import ROUTE_FIELD, outputs_model, step_model
 from localsym.agent.spec import PipelineSpec
-from localsym.agent.weights import PROMPT_FIELDS, node_param, tool_param
+from localsym.agent.weights import PROMPT_FIELDS
 from localsym.agent.tools import ToolRegistry, default_tools
+from localsym.agent.parameters import Parameter, parameters
 from localsym.agent.trajectory import NodeRecord, Trajectory
 from localsym.errors import CallFailure, ConfigError
-from localsym.lm.base import LM, SamplingParams
+from localsym.lm.base import AGENT_PARAMS, LM, SamplingParams
 from localsym.templates import render, render_text
 from localsym.text import unencodable
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """A trainable symbolic weight: where it is, what kind, its current value."""
-
-    name: str
-    kind: Literal["prompt", "demonstrations", "tool", "tool_selection", "workflow"]
-    value: Any
 
 
 class Pipeline:
@@ -45,7 +36,7 @@ class Pipeline:
                  params: SamplingParams | None = None):
         self.lm = lm
         self.tools = tools or default_tools()
-        self.params = params or SamplingParams(max_tokens=256, max_tokens_limit=1024)
+        self.params = params or AGENT_PARAMS
         self.spec = spec
 
     @property
@@ -63,28 +54,8 @@ class Pipeline:
 
     # -- PyTorch-style access to the weights ----------------------------------------------------
     def parameters(self) -> list[Parameter]:
-        out = []
-        for n in self.spec.nodes:
-            for f in PROMPT_FIELDS:
-                out.append(Parameter(node_param(n.name, "prompt", f), "prompt",
-                                     getattr(n.prompt, f)))
-            out.append(Parameter(node_param(n.name, "demonstrations"), "demonstrations",
-                                 n.demonstrations))
-            if n.tools or self.spec.tools:
-                out.append(Parameter(node_param(n.name, "tools"), "tool_selection", n.tools))
-            for r in n.roles:  # each role's prompt pieces, and the controller, are weights
-                out += [Parameter(node_param(n.name, "roles", r.name, "prompt", f), "prompt",
-                                  getattr(r.prompt, f)) for f in PROMPT_FIELDS]
-            if n.roles:
-                out.append(Parameter(node_param(n.name, "controller"), "workflow",
-                                     n.team.model_dump()))
-        for t in self.spec.tools:
-            out.append(Parameter(tool_param(t.name, "description"), "tool", t.description))
-            out.append(Parameter(tool_param(t.name, "usage_notes"), "tool", t.usage_notes))
-        out.append(Parameter("workflow", "workflow",
-                             {"nodes": [n.name for n in self.spec.nodes],
-                              "edges": [(e.source, e.target) for e in self.spec.effective_edges()]}))
-        return out
+        """The trainable symbolic weights, named (``agent/parameters.py``)."""
+        return parameters(self.spec)
 
     # -- forward --------------------------------------------------------------------------------
     def forward(self, example: dict[str, Any]) -> Trajectory:
@@ -118,7 +89,8 @@ class Pipeline:
         bound = spec.max_steps or len(spec.nodes)
         traj = Trajectory(example=dict(example))
         state = {f.name: example[f.name] for f in spec.inputs}
-        current, seconds = spec.start_node, 0.0
+        current: str | None = spec.start_node
+        seconds = 0.0
         while current is not None:
             if len(traj.records) >= bound:
                 traj.error = f"stopped after max_steps={bound} node runs"
@@ -154,7 +126,8 @@ class Pipeline:
                         tools=[spec.tool(t) for t in node.tools])
         messages = [{"role": "system", "content": system}]
         for demo in node.demonstrations:
-            messages.append({"role": "user", "content": render("node_input.j2", inputs=demo.inputs)})
+            messages.append({"role": "user",
+                             "content": render("node_input.j2", inputs=demo.inputs)})
             messages += demo_turns(node, demo)
         messages.append({"role": "user", "content": render("node_input.j2", inputs=inputs)})
         return messages

@@ -12,16 +12,40 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from localsym.agent.node import (FIELD_KINDS, REASONING_FIELD, ArgSource, BoundTool,  # noqa: F401
-                                 Check, Controller, InputBinding, NodeSpec, RoleSpec,
-                                 ToolBinding, Vote)
 from localsym.agent.chain import check_chain
-from localsym.agent.weights import (PROMPT_FIELDS, DemoToolCall, Demonstration,  # noqa: F401
-                                    FieldSpec, FieldType, Frozen, PromptWeights, ToolSpec,
-                                    check_pattern, node_param, tool_param)
+from localsym.agent.node import (  # noqa: F401
+    FIELD_KINDS,
+    REASONING_FIELD,
+    ArgSource,
+    BoundTool,
+    Check,
+    Controller,
+    InputBinding,
+    NodeSpec,
+    RoleSpec,
+    ToolBinding,
+    Vote,
+)
+from localsym.agent.weights import (  # noqa: F401
+    PROMPT_FIELDS,
+    Demonstration,
+    DemoToolCall,
+    FieldSpec,
+    FieldType,
+    Frozen,
+    PromptWeights,
+    ToolSpec,
+    check_pattern,
+    node_param,
+    tool_param,
+)
+from localsym.errors import ConfigError
+from localsym.files import atomic_write_text, load_document, parse_document, validation_error
 from localsym.text import unencodable
+
 
 class EdgeSpec(Frozen):
     """source -> target. When a node has several outgoing edges it chooses one (conditional
@@ -42,8 +66,8 @@ class PipelineSpec(Frozen):
     edges: tuple[EdgeSpec, ...] = ()
     tools: tuple[ToolSpec, ...] = ()
     start: str | None = None
-    max_steps: int | None = Field(None, ge=1, le=256,
-                                  description="bound on node runs; required when edges form a cycle")
+    max_steps: int | None = Field(
+        None, ge=1, le=256, description="bound on node runs; required when edges form a cycle")
 
     # -- the graph ------------------------------------------------------------------------------
     def replace(self, node: NodeSpec, tools: dict | None = None) -> "PipelineSpec":
@@ -106,6 +130,34 @@ class PipelineSpec(Frozen):
     @model_validator(mode="after")
     def _valid_graph(self):
         names = [n.name for n in self.nodes]
+        self._check_names(names)
+        reach = self._reachable()
+        self._check_flow(names, reach)
+        kinds = {f.name: FIELD_KINDS[f.type] for f in self.inputs}
+        kinds.update({f.name: FIELD_KINDS[f.type] for n in self.nodes for f in n.outputs})
+        for n in self.nodes:
+            for key, (source, via) in n.wiring().items():
+                try:
+                    check_chain(via, kinds.get(source))
+                except ValueError as err:
+                    raise ValueError(f"node {n.name!r} fills {key!r} from {source!r}: {err}") \
+                        from None
+        bad = unencodable(self.model_dump(mode="python"))
+        if bad:
+            raise ValueError(f"the spec's text at {bad} holds a lone surrogate (not valid "
+                             "Unicode); write it as UTF-8 text")
+        cyclic = [m for m in names if m in reach[m]]
+        if cyclic and self.max_steps is None:
+            raise ValueError(f"the edges form a cycle through {cyclic} without a bound; set "
+                             "max_steps to bound the number of node runs")
+        if all(self.successors(n) for n in names):
+            raise ValueError("every node has an outgoing edge, so no node gives the answer; "
+                             "leave at least one node without outgoing edges (the last)")
+        return self
+
+    def _check_names(self, names: list[str]) -> None:
+        """Every name a spec uses exists once: nodes, the start, edge ends, tools; no output
+        takes an example input's name."""
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"duplicate node names {dup}")
@@ -130,12 +182,15 @@ class PipelineSpec(Frozen):
             if clash:
                 raise ValueError(f"node {n.name!r} outputs {sorted(clash)}, which are example "
                                  "inputs; give the outputs other names")
-        reach = self._reachable()
+
+    def _check_flow(self, names: list[str], reach: dict[str, set[str]]) -> None:
+        """Every node can be reached from the start, and every input it reads is an example
+        input or made by a node that can run before it."""
         unreachable = [n for n in names if n not in reach[self.start_node] | {self.start_node}]
         if unreachable:
             raise ValueError(f"nodes {unreachable} cannot be reached from the start node "
                              f"{self.start_node!r}; add edges to them or remove them")
-        # every input must be produced by the example or by a node that can run before this one
+        input_names = {f.name for f in self.inputs}
         for n in self.nodes:
             before = {m for m in names if n.name in reach[m]}
             for inp in n.inputs:
@@ -148,31 +203,10 @@ class PipelineSpec(Frozen):
                 if not any(m in before for m in makers):
                     raise ValueError(f"node {n.name!r} reads {inp!r}, but the node producing it "
                                      f"({', '.join(makers)}) never runs before it")
-        kinds = {f.name: FIELD_KINDS[f.type] for f in self.inputs}
-        kinds.update({f.name: FIELD_KINDS[f.type] for n in self.nodes for f in n.outputs})
-        for n in self.nodes:
-            for key, (source, via) in n.wiring().items():
-                try:
-                    check_chain(via, kinds.get(source))
-                except ValueError as err:
-                    raise ValueError(f"node {n.name!r} fills {key!r} from {source!r}: {err}") \
-                        from None
-        bad = unencodable(self.model_dump(mode="python"))
-        if bad:
-            raise ValueError(f"the spec's text at {bad} holds a lone surrogate (not valid "
-                             "Unicode); write it as UTF-8 text")
-        cyclic = [m for m in names if m in reach[m]]
-        if cyclic and self.max_steps is None:
-            raise ValueError(f"the edges form a cycle through {cyclic} without a bound; set "
-                             "max_steps to bound the number of node runs")
-        if all(self.successors(n) for n in names):
-            raise ValueError("every node has an outgoing edge, so no node gives the answer; "
-                             "leave at least one node without outgoing edges (the last)")
-        return self
 
     def _reachable(self) -> dict[str, set[str]]:
         edges = self.effective_edges()
-        reach = {n.name: set() for n in self.nodes}
+        reach: dict[str, set[str]] = {n.name: set() for n in self.nodes}
         for name in reach:
             stack = [e.target for e in edges if e.source == name]
             while stack:
@@ -188,12 +222,8 @@ class PipelineSpec(Frozen):
 
     def save(self, path: str | Path) -> Path:
         """Write the spec as JSON or YAML (by the file's suffix), atomically."""
-        from localsym.files import atomic_write_text
-
         path = Path(path)
         if path.suffix in (".yaml", ".yml"):
-            import yaml
-
             text = yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False,
                                   allow_unicode=True, width=100)
         else:
@@ -203,9 +233,6 @@ class PipelineSpec(Frozen):
 
     @classmethod
     def load(cls, path: str | Path) -> "PipelineSpec":
-        from localsym.errors import ConfigError
-        from localsym.files import load_document
-
         if not isinstance(path, (str, Path)):
             raise ConfigError(f"{path!r} is not the path of an agent spec",
                               "give the path of a YAML or JSON spec (or a PipelineSpec)")
@@ -214,16 +241,13 @@ class PipelineSpec(Frozen):
 
     @classmethod
     def parse(cls, text: str, source: str = "spec", yaml_format: bool = False) -> "PipelineSpec":
-        from localsym.files import parse_document
-
         return cls.from_data(parse_document(text, yaml_format, f"agent spec {source}"), source)
 
     @classmethod
     def from_data(cls, data: Any, source: str = "spec") -> "PipelineSpec":
-        from localsym.files import validation_error
-
         try:
             return cls.model_validate(data)
         except ValidationError as err:
-            raise validation_error(err, f"invalid agent spec {source}",
-                                   "correct the spec (see localsym.agent.spec.PipelineSpec)") from None
+            raise validation_error(
+                err, f"invalid agent spec {source}",
+                "correct the spec (see localsym.agent.spec.PipelineSpec)") from None

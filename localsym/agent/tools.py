@@ -9,20 +9,26 @@ stops the forward pass.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import json
 import math
 import operator
+import secrets
+import sys
 import threading
 import time
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from pydantic import BaseModel, Field, create_model
 
+from localsym import refs
 from localsym.agent.weights import ToolSpec
 from localsym.errors import ConfigError
+from localsym.sandbox import run_python
 from localsym.text import valid_text
 
 _ARG_TYPES = {str: str, int: int, float: float, bool: bool}
@@ -99,7 +105,8 @@ class ToolRegistry:
             for p in inspect.signature(f).parameters.values():
                 if hints.get(p.name) not in _ARG_TYPES:
                     raise ConfigError(f"tool {tool_name!r}: argument {p.name!r} has type "
-                                      f"{hints.get(p.name)!r}", "use str, int, float or bool arguments")
+                                      f"{hints.get(p.name)!r}",
+                                      "use str, int, float or bool arguments")
                 default = ... if p.default is inspect.Parameter.empty else p.default
                 fields[p.name] = (_ARG_TYPES[hints[p.name]], Field(default))
             args_model = create_model(f"{tool_name}_args", **fields)
@@ -158,7 +165,8 @@ class ToolRegistry:
                 text = value if isinstance(value, str) else json.dumps(value)
                 record.result = valid_text(text[:RESULT_LIMIT])  # a lone surrogate: U+FFFD
             except (TypeError, ValueError) as err:
-                record.error = f"returned a value that is not JSON ({type(box['value']).__name__}): {err}"
+                kind = type(box['value']).__name__
+                record.error = f"returned a value that is not JSON ({kind}): {err}"
         return record
 
 
@@ -215,8 +223,6 @@ def default_tools() -> ToolRegistry:
 def add_references(registry: ToolRegistry, entries, base) -> ToolRegistry:
     """Register the tools a config names (``tools: [tools.py:lookup, mypkg.tools:sort_words,
     {ref: tools.py:slow, isolated: true, timeout: 10}]``) in ``registry``; returns it."""
-    from localsym import refs
-
     for entry in entries:
         ref, isolated, timeout = (entry, False, 5.0) if isinstance(entry, str) else \
             (entry.ref, entry.isolated, entry.timeout)
@@ -250,16 +256,9 @@ print({mark!r} + json.dumps(value))
 
 
 def _isolated(fn: Callable, ref: str, base, timeout: float) -> Callable:
-    """``fn`` run in a child process with the sandbox's limits (``localsym.metrics.sandbox``):
+    """``fn`` run in a child process with the sandbox's limits (``localsym.sandbox``):
     a tool that hangs is killed at ``timeout`` with its whole process group, and cannot harm the
     run."""
-    import functools
-    import secrets
-    import sys
-    from pathlib import Path
-
-    from localsym.metrics.sandbox import run_python
-
     module_part, _, name = ref.rpartition(":")
     file = str((Path(base) / module_part).resolve()) if module_part.endswith(".py") \
         else module_part
@@ -273,7 +272,7 @@ def _isolated(fn: Callable, ref: str, base, timeout: float) -> Callable:
         result = run_python(code, timeout=timeout)
         if result.timed_out:
             raise TimeoutError(f"killed after {timeout:g}s (isolated)")
-        line = next((l for l in result.output.splitlines() if l.startswith(mark)), None)
+        line = next((t for t in result.output.splitlines() if t.startswith(mark)), None)
         if not result.ok or line is None:
             tail = result.output.strip().splitlines()[-1:] or [f"exit {result.returncode}"]
             raise RuntimeError(f"isolated tool failed: {tail[0][:300]}")

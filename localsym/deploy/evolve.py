@@ -79,6 +79,7 @@ class EvolvingAgent:
                 "INSERT INTO versions (spec, parent, round, status, reason, val_score, created) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (spec.model_dump_json(), parent, round_id, status, reason, val, time.time()))
+            assert vid is not None  # an INSERT has a row id
             if live:
                 self._set_live(vid)
             return vid
@@ -130,7 +131,8 @@ class EvolvingAgent:
         traj = pipe.forward(inputs)
         with self.store.lock:
             seq = self.store.rows("SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM samples")[0]["n"]
-            sid = f"s{seq:06d}-{hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:8]}"
+            digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+            sid = f"s{seq:06d}-{digest[:8]}"
             self.store.write(
                 "INSERT INTO samples (id, seq, version, inputs, outputs, error, trajectory, "
                 "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

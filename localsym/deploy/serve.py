@@ -25,16 +25,24 @@ wrong is a 4xx with ``{"error": "<cause> Fix: <fix>"}``.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+import os
+import socket
+import sys
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from localsym.errors import ConfigError, LocalsymError
+from localsym.config import load_deploy_config
 from localsym.deploy.evolve import EvolvingAgent
 from localsym.deploy.store import Busy, NotFound
+from localsym.errors import ConfigError, LocalsymError
 
 
 class RunRequest(BaseModel):
@@ -62,8 +70,6 @@ STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 
 def _host_name(value: str) -> str:
     """The host of a Host header or an Origin (``http://[::1]:8765`` -> ``::1``)."""
-    from urllib.parse import urlsplit
-
     try:
         host = urlsplit(value if "//" in value else f"//{value}").hostname
     except ValueError:
@@ -72,8 +78,6 @@ def _host_name(value: str) -> str:
 
 
 def _loopback_name(host: str) -> bool:
-    import ipaddress
-
     if host in LOOPBACK:
         return True
     try:
@@ -84,8 +88,6 @@ def _loopback_name(host: str) -> bool:
 
 def check_bind(host: str, token: str | None) -> None:
     """Refuse to serve beyond this machine without a token."""
-    import ipaddress
-
     try:
         loopback = host in LOOPBACK or ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -103,13 +105,12 @@ def create_app(agent: EvolvingAgent, token: str | None = None,
     handlers that turn every user error into one JSON line with its fix."""
     app = FastAPI(title="localsym agent", version="1")
     _guard(app, token, max_body)
+    _error_handlers(app)
     _routes(app, agent)
     return app
 
 
 def _guard(app: FastAPI, token: str | None, max_body: int) -> None:
-    import hmac
-
     def refuse(status: int, cause: str, fix: str) -> JSONResponse:
         return JSONResponse(status_code=status, content={"error": f"{cause} Fix: {fix}"})
 
@@ -151,6 +152,10 @@ def _guard(app: FastAPI, token: str | None, max_body: int) -> None:
                         "error": f"request body over {max_body} bytes Fix: send a smaller body"})
             request._body = body  # read once here; the handler reads it from memory
         return await call_next(request)
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """A bad body and a user's error answer in one line, with the fix."""
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError):
@@ -211,7 +216,7 @@ def _routes(app: FastAPI, agent: EvolvingAgent) -> None:
 
 def serve(agent: EvolvingAgent, host: str = "127.0.0.1", port: int = 8765,
           log_level: str = "warning", token: str | None = None) -> None:
-    import uvicorn
+    import uvicorn  # noqa: PLC0415 (the HTTP server loads only for `localsym serve`)
 
     check_bind(host, token)
     uvicorn.run(create_app(agent, token), host=host, port=port, log_level=log_level)
@@ -220,13 +225,6 @@ def serve(agent: EvolvingAgent, host: str = "127.0.0.1", port: int = 8765,
 def serve_command(args) -> int:
     """``localsym serve``: every check that a user can fail (the bind address and token, the
     port, the directory) before anything is loaded; then the deployment, served until stopped."""
-    import os
-    import socket
-    import sys
-    from pathlib import Path
-
-    from localsym.config import load_deploy_config
-
     token = args.token or os.environ.get("LOCALSYM_TOKEN") or None
     check_bind(args.host, token)  # before anything is loaded
     if not 1 <= args.port <= 65535:
@@ -243,7 +241,7 @@ def serve_command(args) -> int:
         raise ConfigError(f"cannot serve on {args.host}:{args.port}: {err.strerror}",
                           "pick another --port, or stop what listens there") from None
     config, base = load_deploy_config(args.agent)
-    overrides = {}
+    overrides: dict[str, Any] = {}
     if args.model:
         overrides["models"] = config.models.model_copy(update={"agent": args.model})
     if args.every is not None:

@@ -56,7 +56,7 @@ class Store:
                               "point --dir at a writable directory, or restore agent.db") from None
         self.lock = threading.RLock()
 
-    def write(self, sql: str, args=()) -> int:
+    def write(self, sql: str, args=()) -> int | None:
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -67,7 +67,7 @@ class Store:
                 raise
             return cur.lastrowid
 
-    def rows(self, sql: str, args=()) -> list[sqlite3.Row]:
+    def rows(self, sql: str, args=()) -> list[dict]:
         with self.lock:
             cur = self.db.execute(sql, args)
             names = [d[0] for d in cur.description]

@@ -1,5 +1,7 @@
 """The algorithm: language loss, back-propagation of language gradients, optimizers, trainer."""
 
+from localsym.agent import Pipeline, default_tools
+from localsym.errors import ConfigError
 from localsym.learn.backward import ExampleGradients, NodeGradient, backward
 from localsym.learn.loss import (META_PARAMS, LanguageLoss, LogProbLoss, Loss, LossRecord,
                                  MetricLoss)
@@ -31,10 +33,6 @@ def build_trainer(spec, agent_lm, optimizer_lm=None, *, metric=None, loss: str =
     optimizer on ``optimizer_lm`` (default ``agent_lm``) with ``learning_rate``
     (``LearningRate``, or the same as a dict); every meta call sampled with ``meta_sampling``
     (default META_PARAMS)."""
-    from localsym.agent import Pipeline, default_tools
-
-    from localsym.errors import ConfigError
-
     if loss not in ("language", "metric", "logprob"):
         raise ConfigError(f"unknown loss {loss!r}", "use language, metric or logprob")
     if loss == "metric" and metric is None:
@@ -42,6 +40,7 @@ def build_trainer(spec, agent_lm, optimizer_lm=None, *, metric=None, loss: str =
                           "numeric_match, humaneval, or your own function)")
     meta_lm, meta = optimizer_lm or agent_lm, meta_sampling or META_PARAMS
     pipeline = Pipeline(spec, agent_lm, tools or default_tools(), sampling)
+    loss_fn: Loss
     if loss == "metric":
         loss_fn = MetricLoss(metric)
     elif loss == "logprob":

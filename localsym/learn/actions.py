@@ -140,30 +140,9 @@ def apply_action(spec: PipelineSpec, action: BaseModel) -> PipelineSpec:
     edges = [e.model_dump() for e in spec.effective_edges()]
     explicit = bool(spec.edges)
     if isinstance(action, AddNode):
-        if action.after not in names:
-            raise ConfigError(f"add_node after unknown node {action.after!r}", "")
-        node = {"name": action.name, "prompt": {"task": action.task},
-                "inputs": list(action.inputs), "outputs": [f.model_dump() for f in action.outputs]}
-        at = names.index(action.after) + 1
-        data["nodes"].insert(at, node)  # validated with the whole spec below
-        if explicit:
-            outgoing = [e for e in edges if e["source"] == action.after]
-            edges = [e for e in edges if e["source"] != action.after]
-            edges.append({"source": action.after, "target": action.name, "when": ""})
-            edges += [{**e, "source": action.name} for e in outgoing]
-            data["edges"] = edges
+        _add_node(data, names, edges if explicit else None, action)
     elif isinstance(action, RemoveNode):
-        if action.name not in names:
-            raise ConfigError(f"remove_node of unknown node {action.name!r}", "")
-        if len(names) == 1:
-            raise ConfigError("cannot remove the only node", "")
-        data["nodes"] = [n for n in data["nodes"] if n["name"] != action.name]
-        if explicit:
-            ins = [e["source"] for e in edges if e["target"] == action.name]
-            outs = [e["target"] for e in edges if e["source"] == action.name]
-            edges = [e for e in edges if action.name not in (e["source"], e["target"])]
-            edges += [{"source": a, "target": b, "when": ""} for a in ins for b in outs]
-            data["edges"] = edges
+        _remove_node(data, names, edges if explicit else None, action)
         if spec.start == action.name:
             data["start"] = None
     elif isinstance(action, EditNode):
@@ -184,6 +163,38 @@ def apply_action(spec: PipelineSpec, action: BaseModel) -> PipelineSpec:
             e for e in edges if not (e["source"] == action.source and e["target"] == action.target)]
         data["edges"] = edges
     return PipelineSpec.from_data(data, source=f"{action.action} result")
+
+
+def _add_node(data: dict, names: list[str], edges: list[dict] | None, action: AddNode) -> None:
+    """``data`` (a spec's) with the new node after ``action.after``; explicit ``edges`` are
+    rerouted through it (None: the nodes run in order)."""
+    if action.after not in names:
+        raise ConfigError(f"add_node after unknown node {action.after!r}", "")
+    added = {"name": action.name, "prompt": {"task": action.task},
+             "inputs": list(action.inputs), "outputs": [f.model_dump() for f in action.outputs]}
+    data["nodes"].insert(names.index(action.after) + 1, added)  # validated with the whole spec
+    if edges is not None:
+        outgoing = [e for e in edges if e["source"] == action.after]
+        edges = [e for e in edges if e["source"] != action.after]
+        edges.append({"source": action.after, "target": action.name, "when": ""})
+        edges += [{**e, "source": action.name} for e in outgoing]
+        data["edges"] = edges
+
+
+def _remove_node(data: dict, names: list[str], edges: list[dict] | None,
+                 action: RemoveNode) -> None:
+    """``data`` without the node; explicit ``edges`` are joined around it."""
+    if action.name not in names:
+        raise ConfigError(f"remove_node of unknown node {action.name!r}", "")
+    if len(names) == 1:
+        raise ConfigError("cannot remove the only node", "")
+    data["nodes"] = [n for n in data["nodes"] if n["name"] != action.name]
+    if edges is not None:
+        ins = [e["source"] for e in edges if e["target"] == action.name]
+        outs = [e["target"] for e in edges if e["source"] == action.name]
+        edges = [e for e in edges if action.name not in (e["source"], e["target"])]
+        edges += [{"source": a, "target": b, "when": ""} for a in ins for b in outs]
+        data["edges"] = edges
 
 
 def describe_action(action: BaseModel) -> str:

@@ -146,7 +146,7 @@ def _gradient_prompts(records, i: int, later: dict[int, NodeGradient], loss: Los
         node = spec.node(record.node)
     except KeyError:
         return []
-    out = []
+    out: list[tuple[str | None, str]] = []
     for role in node.roles:
         turns = [t for t in record.turns if t.role == role.name]
         if role.tool is None and turns:

@@ -20,28 +20,48 @@ from localsym.learn.state import TrainState
 
 
 class RunDirectory:
-    """Checkpoints and events of one run directory."""
+    """One run directory: every path in it (named here and nowhere else), its checkpoints and
+    its events."""
+
+    # what a run writes into its directory (anything else there is the user's)
+    FILES = frozenset({"lock", "run.json", "config.yaml", "state.json", "events.jsonl", "specs",
+                       "checkpoints", "best_spec.json", "summary.json", "report.html"})
 
     def __init__(self, run_dir: str | Path):
-        self.run_dir = Path(run_dir)
-        self.log = self.run_dir / "events.jsonl"
+        self.run_dir = d = Path(run_dir)
+        self.events_path = d / "events.jsonl"  # the event log
+        self.state_path = d / "state.json"  # the checkpoint: a step's commit point
+        self.checkpoints = d / "checkpoints"  # every step's state
+        self.specs = d / "specs"  # every step's spec
+        self.best_spec_path = d / "best_spec.json"
+        self.summary_path = d / "summary.json"  # the run's result (``localsym train``)
+        self.report_path = d / "report.html"
+        self.run_json = d / "run.json"  # where the config's paths start, and its fingerprint
+        self.config_copy = d / "config.yaml"  # the config the run began with
+        self.lock_path = d / "lock"
+
+    def spec_path(self, step: int) -> Path:
+        return self.specs / f"step-{step:04d}.json"
+
+    def holds_run(self) -> bool:
+        """Whether a run began here (its run.json, or a checkpoint)."""
+        return self.run_json.exists() or self.state_path.exists()
 
     def save_state(self, state: TrainState, spent: dict[str, float]) -> None:
         """Commit a step: its spec, the best spec, then the state (``spent`` so far)."""
-        state.spec.save(self.run_dir / "specs" / f"step-{state.step:04d}.json")
-        state.best_spec.save(self.run_dir / "best_spec.json")
+        state.spec.save(self.spec_path(state.step))
+        state.best_spec.save(self.best_spec_path)
         state.spent = spent
         text = state.model_dump_json(indent=1)
-        atomic_write_text(self.run_dir / "checkpoints" / f"step-{state.step:04d}.json", text)
-        atomic_write_text(self.run_dir / "state.json", text)
+        atomic_write_text(self.checkpoints / f"step-{state.step:04d}.json", text)
+        atomic_write_text(self.state_path, text)
         point("checkpoint.saved")
 
     def load_state(self, log=print) -> TrainState | None:
         """The checkpoint: state.json, or if that is missing or damaged (torn, truncated, not a
         state) the newest readable file in checkpoints/. None when there is none at all."""
-        main = self.run_dir / "state.json"
-        candidates = [main] + sorted((self.run_dir / "checkpoints").glob("step-*.json"),
-                                     reverse=True)
+        candidates = [self.state_path] + sorted(self.checkpoints.glob("step-*.json"),
+                                                reverse=True)
         problems = []
         for path in candidates:
             if not path.is_file():
@@ -64,7 +84,7 @@ class RunDirectory:
         """Make the event log agree with the checkpoint before resuming: keep its events up to
         the checkpoint's step, each step once; drop torn lines, records that are not events,
         and the events of a step that was logged but not checkpointed (it runs again)."""
-        if not self.log.is_file() and state is None:
+        if not self.events_path.is_file() and state is None:
             return
         done = state.step if state is not None else -1
         kept, seen = [], set()
@@ -79,12 +99,12 @@ class RunDirectory:
         if pool and not any(e.event == "start" for e in kept):
             # an emptied or truncated log: its start is known from the checkpoint's pool
             kept.insert(0, StartEvent(val_score=pool[0].mean))
-        rewrite_jsonl(self.log, [_record(e) for e in kept])
+        rewrite_jsonl(self.events_path, [_record(e) for e in kept])
 
     def event(self, event: StartEvent | StepEvent | StoppedEvent) -> None:
         """Append ``event``, stamped with the time."""
         event.time = time.time()
-        append_jsonl(self.log, _record(event))
+        append_jsonl(self.events_path, _record(event))
 
     def events(self) -> list[StartEvent | StepEvent | StoppedEvent]:
         """The log's events in order (a torn line or a record that is not an event left out)."""
@@ -92,7 +112,7 @@ class RunDirectory:
 
     def read(self) -> tuple[list[StartEvent | StepEvent | StoppedEvent], int]:
         """The log's events, and how many of its readable records are not events."""
-        records = read_jsonl(self.log) if self.log.is_file() else []
+        records = read_jsonl(self.events_path) if self.events_path.is_file() else []
         events = [e for e in map(parse_event, records) if e is not None]
         return events, len(records) - len(events)
 

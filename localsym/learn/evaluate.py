@@ -4,6 +4,7 @@ the loss's judge where there is none; the runs batched, with an optional progres
 from __future__ import annotations
 
 import numpy as np
+from tqdm import tqdm
 
 from localsym.agent.pipeline import Pipeline
 from localsym.agent.spec import PipelineSpec
@@ -16,14 +17,13 @@ from localsym.metrics import Metric, score
 
 def progress_bar(items, desc: str, enabled: bool = True, total: int | None = None):
     """A tqdm bar over ``items``, or (items None) one advanced by hand up to ``total``."""
-    from tqdm import tqdm
-
     return tqdm(items, desc=desc, leave=False, disable=not enabled, unit="ex", dynamic_ncols=True,
                 total=total)
 
 
 def forward_all(pipeline: Pipeline, examples: list[Example], bar=None) -> list:
-    """Trajectories of ``examples`` in order, their LM calls batched (``Pipeline.forward_batch``)."""
+    """Trajectories of ``examples`` in order, their LM calls batched
+    (``Pipeline.forward_batch``)."""
     if bar is not None:
         bar.reset(total=len(examples) * max(1, len(pipeline.spec.nodes)))
         bar.unit = "call"

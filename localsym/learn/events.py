@@ -16,7 +16,9 @@ from localsym.learn.backward import ExampleGradients
 from localsym.learn.loss import LossRecord
 from localsym.learn.optim import OptimizerName
 
-Decision = Literal["accepted", "rolled back", "no change"]
+Decision = Literal["accepted", "rolled back", "no change"]  # a step's
+# a candidate's: not yet judged, stopped at screening, refused by the gate, accepted
+CandidateDecision = Literal["proposed", "screened out", "rejected", "accepted"]
 
 
 class Evidence(BaseModel):
@@ -39,7 +41,7 @@ class CandidateRecord(BaseModel):
     dense: float | None = None  # dense tie-break score, if computed
     calls: float | None = None  # model calls per validation example
     evidence: Evidence | None = None  # the second look of a promising gain, if it got one
-    decision: str = "proposed"
+    decision: CandidateDecision = "proposed"
     reason: str = ""
 
 

@@ -24,7 +24,8 @@ from localsym.templates import render
 
 
 # Sampling of every meta call (judge, gradients, optimizers): greedy, and an answer that runs past
-# the limit is closed (strings cut short) rather than lost, since a small model can loop in a string.
+# the limit is closed (strings cut short) rather than lost, since a small model can loop in a
+# string.
 # The repetition penalty (word tokens only) stops most such loops before the limit is reached.
 META_PARAMS = SamplingParams(max_tokens=192, max_tokens_limit=384, on_limit="close",
                              repeat_penalty=1.3)
@@ -65,7 +66,7 @@ class Loss(ABC):
         """The loss of many trajectories; a meta call that fails on its own (``CallFailure``)
         is that example's result, never its neighbours'. Losses that call an LLM send the calls
         together (``LM.call_batch``)."""
-        out = []
+        out: list[LossRecord | Exception] = []
         for trajectory, example in pairs:
             try:
                 out.append(self(trajectory, example))

@@ -13,6 +13,7 @@ even when its mean is not the highest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import NamedTuple
 
@@ -20,8 +21,9 @@ import numpy as np
 from pydantic import BaseModel
 
 from localsym.agent.spec import PipelineSpec
+from localsym.learn.events import CandidateRecord, Decision
+from localsym.learn.loss import answer_text
 from localsym.learn.propose.merge import merge
-from localsym.learn.events import CandidateRecord
 
 
 class Candidate(CandidateRecord):
@@ -53,8 +55,6 @@ class PoolEntry(BaseModel):
 
 def spec_key(spec: PipelineSpec) -> str:
     """A stable identity of a spec (to skip a candidate already tried)."""
-    import hashlib
-
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
 
 
@@ -174,8 +174,6 @@ def dense_target(spec: PipelineSpec, expected: dict) -> str | None:
     """The text whose log-probability is the dense score of an example: the expected outputs in
     the format the final node answers in (``finish`` for a node with tools), or None when the
     answer is bound to a tool result (nothing for the model to be likely about)."""
-    from localsym.learn.loss import answer_text
-
     node = spec.final_node()
     if not any(f.name in expected for f in node.outputs):
         return None
@@ -197,7 +195,7 @@ def merge_best(spec: PipelineSpec, eligible: list[Candidate], tried: list[str]
                ) -> Candidate | None:
     """The two best screened candidates from different sources, together (GEPA's merge), if
     they combine and the result was never tried (its key is added to ``tried``)."""
-    ranked = sorted(eligible, key=lambda c: -c.minibatch)
+    ranked = sorted(eligible, key=lambda c: -(c.minibatch or 0.0))
     for i, a in enumerate(ranked):
         for b in ranked[i + 1:]:
             if a.source == b.source:
@@ -215,7 +213,9 @@ def admit(spec: PipelineSpec, proposed: list[Candidate], tried: list[str], limit
     """The candidates a step screens, in proposal order: at most ``limit``, none screened
     before (their keys are added to ``tried``), none that changes the agent's final outputs
     (refused, with the reason)."""
-    finals, seen, out, refused = spec.final_outputs(), set(tried), [], []
+    finals, seen = spec.final_outputs(), set(tried)
+    out: list[Candidate] = []
+    refused: list[str] = []
     for c in proposed:
         key = spec_key(c.spec)
         if c.spec.final_outputs() != finals:
@@ -228,19 +228,25 @@ def admit(spec: PipelineSpec, proposed: list[Candidate], tried: list[str], limit
     return out, refused
 
 
+class StepDecision(NamedTuple):
+    """What a step decided, as its event records it."""
+
+    decision: Decision
+    val_after: float | None
+    reason: str
+    proposed_spec: dict | None = None  # the accepted candidate's, or the best rolled back
+
+
 def decision(candidates: list[Candidate], accepted: list[Candidate], top: Candidate | None,
-             before: float) -> dict:
+             before: float) -> StepDecision:
     """A step's decision for its event: accepted (the best accepted candidate), rolled back
     (validated, none accepted) or no change (none got past screening)."""
     validated = [c for c in candidates if c.val is not None]
     if top is not None:
-        return {"val_after": top.val, "decision": "accepted",
-                "reason": "; ".join(c.reason for c in accepted),
-                "proposed_spec": top.spec.model_dump(mode="json")}
+        return StepDecision("accepted", top.val, "; ".join(c.reason for c in accepted),
+                            top.spec.model_dump(mode="json"))
     if validated:
-        return {"val_after": max(c.val for c in validated), "decision": "rolled back",
-                "reason": validated[0].reason,
-                "proposed_spec": validated[0].spec.model_dump(mode="json")}
-    return {"val_after": before, "decision": "no change",
-            "reason": "no candidate beat the parent on the minibatch" if candidates else
-            "no candidate proposed"}
+        return StepDecision("rolled back", max(c.val or 0.0 for c in validated),
+                            validated[0].reason, validated[0].spec.model_dump(mode="json"))
+    return StepDecision("no change", before, "no candidate beat the parent on the minibatch"
+                        if candidates else "no candidate proposed")

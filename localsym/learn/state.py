@@ -65,7 +65,7 @@ class TrainConfig(BaseModel):
     def optimizers_for(self, step: int) -> list[str]:
         """The optimizers of a step: ``cycle`` takes the LLM optimizers one per step in turn;
         code-listed sources (demonstrations, structure, merge) run every step."""
-        names = list(self.optimizers)
+        names: list[str] = list(self.optimizers)
         if self.schedule == "cycle":
             llm = [n for n in names if n in LLM_OPTIMIZERS]
             return [n for n in names if n not in LLM_OPTIMIZERS] + \

@@ -28,21 +28,20 @@ from localsym.errors import ConfigError
 from localsym.faults import point
 from localsym.learn.backward import Backward
 from localsym.learn.checkpoint import RunDirectory
-from localsym.learn.events import StartEvent, StepEvent, StoppedEvent, conversations_of
 from localsym.learn.evaluate import dense_score, evaluate_runs, forward_all, progress_bar
+from localsym.learn.events import StartEvent, StepEvent, StoppedEvent, conversations_of
+from localsym.learn.gating import Gating
 from localsym.learn.loss import Loss, ScoredExample
-from localsym.learn.optim import LLM_OPTIMIZERS, Optimizer, UpdateRecord
+from localsym.learn.optim import LLM_OPTIMIZERS, Optimizer
 from localsym.learn.propose.proposer import Proposer
-from localsym.learn.events import Evidence
-from localsym.learn.search import (Candidate, PoolEntry, Verdict, best_index, decision,
-                                   dense_rank, gate, merge_best, minibatch, sample_parent,
-                                   spec_key, unseen)
+from localsym.learn.search import (Candidate, PoolEntry, Verdict, decision, gate, minibatch,
+                                   sample_parent, spec_key)
 from localsym.learn.state import TrainConfig, TrainState
 from localsym.lm.base import LM, SamplingParams
 from localsym.metrics import Metric
 
 
-class Trainer:
+class Trainer(Gating):
     """Train ``pipeline`` on examples. ``lm`` runs the loss, backward and the optimizers (it may
     be a larger model than the agent's own); ``metric`` scores validation when examples have
     expected outputs (else the loss's score is used)."""
@@ -111,27 +110,7 @@ class Trainer:
         if self.config.paired_test == "auto" and self.config.paired_alpha(len(val)) is None:
             self.log(f"note: {len(val)} validation examples are too few for the paired test: "
                      "a gain is accepted without it")
-        state = self.load_state() if resume else None
-        if state is not None and state.config != self.config:  # refused before any rewrite
-            raise ConfigError(f"the checkpoint in {self.dir.run_dir} was written with another "
-                              f"training config ({state.config.differences(self.config)})",
-                              "resume with the run's own config and localsym version, or start a "
-                              "new run directory (the cache makes the repeated calls free)")
-        if resume and self.dir is not None:
-            self.dir.reconcile_events(state)
-        if state is not None:
-            self._base = dict(state.spent)
-            state.stopped = None  # resumed: perhaps with a larger budget
-            self.save_state(state)  # rewrites a damaged state.json from the checkpoint used
-        else:
-            spec = self.pipeline.spec
-            scores = self.score(spec, val)
-            state = TrainState(config=self.config, spec=spec, val_scores=scores, best_spec=spec,
-                               best_score=float(np.mean(scores)),
-                               pool=[PoolEntry(spec=spec, scores=scores)],
-                               tried=[spec_key(spec)])
-            self._event(StartEvent(val_score=state.best_score))
-            self.save_state(state)
+        state = self._start(val, resume)
         self.pipeline.spec = state.spec
         cfg = self.config
         batches = (len(train) + cfg.batch_size - 1) // cfg.batch_size
@@ -161,10 +140,36 @@ class Trainer:
         self.pipeline.spec = state.best_spec
         return state
 
+    def _start(self, val: list[Example], resume: bool) -> TrainState:
+        """The state a run starts from: its checkpoint on ``resume`` (refused if written with
+        another config), else the agent as given, scored on ``val``."""
+        state = self.load_state() if resume else None
+        if state is not None and state.config != self.config:  # refused before any rewrite
+            where = self.dir.run_dir if self.dir is not None else "the run directory"
+            raise ConfigError(f"the checkpoint in {where} was written with another "
+                              f"training config ({state.config.differences(self.config)})",
+                              "resume with the run's own config and localsym version, or start a "
+                              "new run directory (the cache makes the repeated calls free)")
+        if resume and self.dir is not None:
+            self.dir.reconcile_events(state)
+        if state is not None:
+            self._base = dict(state.spent)
+            state.stopped = None  # resumed: perhaps with a larger budget
+            self.save_state(state)  # rewrites a damaged state.json from the checkpoint used
+            return state
+        spec = self.pipeline.spec
+        scores = self.score(spec, val)
+        state = TrainState(config=self.config, spec=spec, val_scores=scores, best_spec=spec,
+                           best_score=float(np.mean(scores)),
+                           pool=[PoolEntry(spec=spec, scores=scores)], tried=[spec_key(spec)])
+        self._event(StartEvent(val_score=state.best_score))
+        self.save_state(state)
+        return state
+
     def _count(self, counter: str) -> int:
         """A counter summed over both LMs (the same LM counted once)."""
         lms = {id(lm): lm for lm in (self.pipeline.lm, self.lm)}.values()
-        return sum(lm.usage().get(counter, 0) for lm in lms)
+        return sum(int(lm.usage().get(counter, 0)) for lm in lms)
 
     def _usage(self) -> dict[str, float]:
         return {"calls": self._count("misses"), "tokens": self._count("tokens_made"),
@@ -192,7 +197,7 @@ class Trainer:
         spec = parent.spec
         scored, failures = self._forward_loss(state, spec, batch)
         # backward: gradients for the failing examples only (a success has nothing to correct)
-        llm = [n for n in cfg.optimizers_for(state.step) if n in LLM_OPTIMIZERS]
+        llm: list[str] = [n for n in cfg.optimizers_for(state.step) if n in LLM_OPTIMIZERS]
         failing = [s for s in scored if s.loss.score < 1.0]
         grads, lost = self.backward(failing, spec, "pipeline" in llm) if llm else ([], [])
         failures += lost
@@ -221,15 +226,13 @@ class Trainer:
             minibatch=mb_ids, parent_minibatch=base, candidates=[c.summary() for c in candidates],
             changes=[f"{c.source}: {e}" for c in accepted for e in c.edits],
             rejected_edits=rejected, val_before=parent.mean,
-            **decision(candidates, accepted, top, parent.mean),
+            **decision(candidates, accepted, top, parent.mean)._asdict(),
             seconds=round(time.perf_counter() - started, 3),
             llm_calls={k: v - calls_before[k] for k, v in self._calls().items()})
         self._event(event)
         point("step.logged")  # logged, not yet checkpointed: resume must not log it twice
         self.log(f"step {state.step}: {event.decision} (validation {event.val_before:.3f}"
-                 f" -> {event.val_after:.3f}; {len(candidates)} candidate(s), "
-                 f"{sum(c.val is not None for c in candidates)} validated, "
-                 f"{len(accepted)} accepted)")
+                 f" -> {event.val_after:.3f}; {_counts(candidates, accepted)})")
 
     def _forward_loss(self, state: TrainState, spec: PipelineSpec, batch: list[Example]
                       ) -> tuple[list[ScoredExample], list[str]]:
@@ -243,120 +246,11 @@ class Trainer:
         losses = self.loss.batch(list(zip(trajectories, batch)))
         for traj, ex, loss in zip(trajectories, batch, losses):
             if isinstance(loss, Exception):
-                failures.append(f"example {ex.id}: {type(loss).__name__}: {loss.cause}")
+                cause = getattr(loss, "cause", loss)
+                failures.append(f"example {ex.id}: {type(loss).__name__}: {cause}")
             else:
                 scored.append(ScoredExample(traj, ex, loss))
         return scored, failures
-
-    def _screen_all(self, state: TrainState, spec: PipelineSpec, candidates: list[Candidate],
-                    mb: list[Example], base: float) -> list[Candidate]:
-        """Screen every candidate (and the merge of the best two) on the minibatch; the best
-        ``max_validate`` of those beating the parent go on to validation. A parent with full
-        marks there cannot be beaten: nothing is scored."""
-        if base >= 1.0:
-            for c in candidates:
-                c.decision, c.reason = "screened out", "the parent scores full marks on the " \
-                                                       "minibatch: nothing can beat it there"
-            return []
-        eligible = [c for c in candidates if self._screen(c, mb, base, state.step)]
-        point("step.update")
-        merged = merge_best(spec, eligible, state.tried) if "merge" in self.config.optimizers \
-            else None
-        if merged is not None:
-            candidates.append(merged)
-            if self._screen(merged, mb, base, state.step):
-                eligible.append(merged)
-        eligible.sort(key=lambda c: -c.minibatch)  # stable: ties keep the proposal order
-        n = self.config.max_validate
-        for c in eligible[n:]:
-            c.decision, c.reason = "screened out", f"not among the {n} best on the minibatch"
-        return eligible[:n]
-
-    def _commit(self, state: TrainState, parent: PoolEntry, candidates: list[Candidate],
-                accepted: list[Candidate]) -> Candidate | None:
-        """Credit every candidate in the optimizers' memory; the best accepted one becomes the
-        current agent; the best of the pool is kept. Returns that accepted candidate."""
-        for c in candidates:
-            if c.minibatch is not None and (c.decision != "screened out" or
-                                            c.source in LLM_OPTIMIZERS):
-                state.memory.append(UpdateRecord(
-                    step=state.step, optimizer=c.source, accepted=c.decision == "accepted",
-                    val_before=parent.mean,
-                    val_after=c.val if c.val is not None else c.minibatch, changes=c.edits))
-        top = max(accepted, key=lambda c: (c.val, dense_rank(c.dense))) if accepted else None
-        if top is not None:
-            state.spec = top.spec
-            state.val_scores = next(e.scores for e in state.pool if e.spec == top.spec)
-        b = best_index(state.pool)
-        state.best_spec, state.best_score = state.pool[b].spec, state.pool[b].mean
-        self.pipeline.spec = state.spec
-        return top
-
-    def _screen(self, c: Candidate, mb: list[Example], base: float, step: int) -> bool:
-        """Score ``c`` on the minibatch; whether it beats the parent there (strictly)."""
-        self._check_budget()
-        c.minibatch = float(np.mean(self.score(c.spec, mb, f"step {step}: screen {c.source}")))
-        if c.minibatch > base + 1e-12:
-            return True
-        c.decision, c.reason = "screened out", f"minibatch {c.minibatch:.3f} <= parent {base:.3f}"
-        return False
-
-    def _validate(self, state: TrainState, parent_id: int, chosen: list[Candidate],
-                  val: list[Example], train: list[Example], used: set[str]) -> list[Candidate]:
-        """Score ``chosen`` on the validation split and gate each against the parent (a
-        promising gain earns a second look on unseen training examples); the accepted ones join
-        the pool."""
-        parent, accepted = state.pool[parent_id], []
-        for c in chosen:
-            if any(a.val is not None and a.val >= 1.0 for a in accepted):
-                c.decision, c.reason = "screened out", "a candidate validated before it scores " \
-                                                       "full marks: none can beat it"
-                continue
-            self._check_budget()
-            scores, runs = self.runs(c.spec, val, f"step {state.step}: validation")
-            c.val, c.calls = float(np.mean(scores)), float(np.mean([t.calls for t in runs]))
-            tie = abs(c.val - parent.mean) <= 1e-12 and \
-                all(a >= b for a, b in zip(scores, parent.scores))
-            if tie and (parent.dense is None or parent.calls is None):
-                parent_runs = self.runs(parent.spec, val)[1]
-                parent.calls = float(np.mean([t.calls for t in parent_runs]))
-                parent.dense = self._dense(parent.spec, val, parent_runs)
-            if tie:
-                c.dense = self._dense(c.spec, val, runs)
-            verdict = self.accept(scores, parent.scores, state.step, c.dense, parent.dense,
-                                  c.calls if tie else None, parent.calls if tie else None)
-            if verdict.promising:
-                verdict = self._second_look(state, c, parent, scores, train, used, verdict)
-            c.reason, c.decision = verdict.reason, "accepted" if verdict.accepted else "rejected"
-            if verdict.accepted:
-                state.pool.append(PoolEntry(spec=c.spec, scores=scores, dense=c.dense,
-                                            calls=c.calls, parent=parent_id, step=state.step,
-                                            source=c.source))
-                accepted.append(c)
-        return accepted
-
-    def _second_look(self, state: TrainState, c: Candidate, parent: PoolEntry,
-                     scores: list[float], train: list[Example], used: set[str],
-                     first: Verdict) -> Verdict:
-        """A gain that is there but not yet significant: score the candidate and its parent on
-        up to ``evidence`` training examples that took no part in proposing, picking or
-        screening it, and decide on validation and those together (alpha spent over the two
-        looks)."""
-        rng = np.random.default_rng([self.config.seed, 11, state.step])
-        extra = unseen(train, used | set(c.seen), c.spec, self.config.evidence, rng)
-        if not extra:
-            return first._replace(reason=f"{first.reason}; no unseen examples left for a "
-                                         "second look")
-        self._check_budget()
-        new = self.score(c.spec, extra, f"step {state.step}: more evidence")
-        old = self.score(parent.spec, extra, f"step {state.step}: more evidence (parent)")
-        second = self.accept(scores + new, parent.scores + old, state.step, n_val=len(scores))
-        c.evidence = Evidence(examples=[ex.id for ex in extra], candidate=float(np.mean(new)),
-                              parent=float(np.mean(old)), p=second.p)
-        return second._replace(
-            promising=False, reason=f"{first.reason}; on {len(extra)} unseen training examples "
-            f"{c.evidence.parent:.3f} -> {c.evidence.candidate:.3f}, so on validation and them "
-            f"together: {second.reason}")
 
     def _over(self) -> str | None:  # why the run's budget is spent, or None
         return self.budget.exceeded(self.spent()) if self.budget is not None else None
@@ -387,3 +281,8 @@ class Trainer:
 
 class _BudgetSpent(Exception):
     """The budget ran out inside a step: it is dropped, and a resume runs it again."""
+
+
+def _counts(candidates: list[Candidate], accepted: list[Candidate]) -> str:
+    return (f"{len(candidates)} candidate(s), {sum(c.val is not None for c in candidates)} "
+            f"validated, {len(accepted)} accepted")

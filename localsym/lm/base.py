@@ -9,6 +9,7 @@ JSON text of the answer with its accounting, already validated against the schem
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Literal, NamedTuple, Sequence, TypeVar
 
@@ -56,6 +57,12 @@ class SamplingParams(BaseModel):
         return self
 
 
+# An agent's node calls when nothing says otherwise: a config's ``sampling``, a ``Pipeline``
+# built without params, ``localsym run`` and ``localsym eval``. One home, so an evaluation
+# samples as the training did.
+AGENT_PARAMS = SamplingParams(max_tokens=128, max_tokens_limit=256)
+
+
 class Completion(BaseModel):
     """The raw answer of one call and its accounting. ``text`` is JSON valid under the schema."""
 
@@ -67,7 +74,8 @@ class Completion(BaseModel):
     retries: int = Field(0, description="times the token budget was doubled")
     closed_early: bool = Field(False, description="cut short at max_tokens_limit (on_limit=close)")
     seconds: float = 0.0
-    prefill_seconds: float = Field(0.0, description="of seconds, rendering and evaluating the prompt")
+    prefill_seconds: float = Field(
+        0.0, description="of seconds, rendering and evaluating the prompt")
     cached: bool = False
 
 
@@ -194,7 +202,8 @@ class LM(ABC):
         This default runs the calls one after another, or ``max_concurrency`` at a time on a
         backend that has parallel slots (an HTTP server); the llama.cpp backend decodes them
         together in one batch."""
-        def one(i: int):
+        def one(i: int) -> Completion | Exception:
+            result: Completion | Exception
             try:
                 result = self.complete(*calls[i])
             except CallFailure as err:
@@ -206,8 +215,6 @@ class LM(ABC):
         workers = int(self.max_concurrency)
         if workers <= 1 or len(calls) <= 1:
             return [one(i) for i in range(len(calls))]
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(min(workers, len(calls)), thread_name_prefix="localsym") as pool:
             return list(pool.map(one, range(len(calls))))
 
@@ -219,14 +226,15 @@ class LM(ABC):
         for messages, schema, params in calls:
             schema_of(schema)
             batch.append(Call(as_messages(messages), schema, with_overrides(params, overrides)))
-        out = []
+        out: list[tuple[BaseModel, Completion] | Exception] = []
         for call, result in zip(batch, self.complete_batch(batch)):
-            if not isinstance(result, Exception):
-                try:
-                    result = (validate_output(call.schema, result.text), result)
-                except InvalidOutputError as err:
-                    result = err
-            out.append(result)
+            if isinstance(result, Exception):
+                out.append(result)
+                continue
+            try:
+                out.append((validate_output(call.schema, result.text), result))
+            except InvalidOutputError as err:
+                out.append(err)
         return out
 
     def logprob(self, messages: Messages, text: str) -> tuple[float, int]:

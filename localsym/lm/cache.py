@@ -13,14 +13,13 @@ import logging
 import os
 import threading
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from localsym.errors import (CacheMissError, ConfigError, InvalidOutputError,
-                             TruncatedOutputError)
-from localsym.lm.base import LM, Call, Completion, Message, SamplingParams, \
-    schema_of, unwrap, validate_output
+from localsym.errors import CacheMissError, ConfigError, InvalidOutputError, TruncatedOutputError
+from localsym.lm.base import (LM, Call, Completion, Message, SamplingParams, as_messages, schema_of,
+                              unwrap, validate_output)
 from localsym.lm.store import (JsonStore, ReadOnlyStore, canonical_json, default_cache_dir,
                                library_versions, sha256_hex)
 
@@ -50,19 +49,19 @@ class CachedLM(LM):
     def __init__(self, backend: LM, cache_dir: str | os.PathLike | None = None,
                  mode: CacheMode | None = None):
         self.backend = backend
-        mode = mode or os.environ.get("LOCALSYM_CACHE_MODE") or "readwrite"
-        if mode not in MODES:
-            raise ConfigError(f"unknown cache mode {mode!r}", f"use one of {', '.join(MODES)}")
-        self.mode: CacheMode = mode  # type: ignore[assignment]
+        chosen = mode or os.environ.get("LOCALSYM_CACHE_MODE") or "readwrite"
+        if chosen not in MODES:
+            raise ConfigError(f"unknown cache mode {chosen!r}", f"use one of {', '.join(MODES)}")
+        self.mode: CacheMode = chosen  # type: ignore[assignment]
         self.directory = default_cache_dir(cache_dir) / "calls"
-        self._store: JsonStore | None = None
+        self._store: Any = None  # a JsonStore, a ReadOnlyStore (replay) or a test's cassette
         self.hits = self.misses = self.stores = 0
         self.tokens_made = 0  # prompt + answer tokens of the calls made (cache misses)
         self._counts_lock = threading.Lock()
         self._flushed = {"hits": 0, "misses": 0, "stores": 0}
 
     @property
-    def store(self) -> JsonStore:
+    def store(self) -> Any:
         if self._store is None:  # replay only reads: it opens the directory read-only
             self._store = ReadOnlyStore(self.directory) if self.mode == "replay" else \
                 JsonStore(self.directory)
@@ -75,11 +74,11 @@ class CachedLM(LM):
         return self.backend.describe()
 
     @property
-    def batch_hint(self) -> int:
+    def batch_hint(self) -> int:  # type: ignore[override]
         return self.backend.batch_hint
 
     @property
-    def max_concurrency(self) -> int:
+    def max_concurrency(self) -> int:  # type: ignore[override]
         """Calls the backend can take at once (an HTTP server's slots); 1 for a local model."""
         return self.backend.max_concurrency
 
@@ -132,40 +131,47 @@ class CachedLM(LM):
 
         def stored(j: int, result) -> None:
             i = misses[j]
-            key, doc = keys[i]
-            if not isinstance(result, Exception):
-                try:
-                    validate_output(calls[i].schema, result.text)  # never store what does not
-                except InvalidOutputError as err:                  # validate
-                    result = err
-            if isinstance(result, tuple(CACHED_FAILURES.values())):
-                # the same call fails the same way every time: remember the failure, not an answer
-                self.store.set(key, {"failure": {"type": type(result).__name__,
-                                                 "cause": result.cause, "fix": result.fix},
-                                     "key": doc})
-                self._add('stores')
-            elif not isinstance(result, Exception):
-                if len(misses) == 1:  # a batch's answers share its wall time; one call has its own
-                    result = result.model_copy(update={"seconds": time.perf_counter() - start})
-                with self._counts_lock:
-                    self.tokens_made += result.prompt_tokens + result.completion_tokens
-                self.store.set(key, {"completion": result.model_dump(), "key": doc})
-                self._add('stores')
-            results[i] = result
+            # a batch's answers share its wall time; one call has its own
+            seconds = time.perf_counter() - start if len(misses) == 1 else None
+            results[i] = result = self._record(calls[i], *keys[i], result, seconds)
             if on_done is not None:
                 on_done(i, result)
 
         self.backend.complete_batch([calls[i] for i in misses], stored)
         return results
 
+    def _record(self, call, key: str, doc: dict, result, seconds: float | None):
+        """Record what the backend gave for ``call``: an answer that validates (with its own
+        wall time when it ran alone), or a failure that repeats; the result as recorded."""
+        if not isinstance(result, Exception):
+            try:
+                validate_output(call.schema, result.text)  # never store what does not validate
+            except InvalidOutputError as err:
+                result = err
+        if isinstance(result, tuple(CACHED_FAILURES.values())):
+            # the same call fails the same way every time: remember the failure, not an answer
+            self.store.set(key, {"failure": {"type": type(result).__name__,
+                                             "cause": getattr(result, "cause", ""),
+                                             "fix": getattr(result, "fix", "")},
+                                 "key": doc})
+            self._add('stores')
+        elif not isinstance(result, Exception):
+            if seconds is not None:
+                result = result.model_copy(update={"seconds": seconds})
+            with self._counts_lock:
+                self.tokens_made += result.prompt_tokens + result.completion_tokens
+            self.store.set(key, {"completion": result.model_dump(), "key": doc})
+            self._add('stores')
+        return result
+
     def _lookup(self, key: str, schema: type[BaseModel]) -> Completion | Exception | None:
         """The recorded answer (or recorded failure) of a call; None on a miss."""
         entry = self.store.get(key)
         if entry is None:
             return None
-        if isinstance(entry.get("failure"), dict) and entry["failure"].get("type") in CACHED_FAILURES:
+        failure = entry.get("failure")
+        if isinstance(failure, dict) and failure.get("type") in CACHED_FAILURES:
             self._add('hits')
-            failure = entry["failure"]
             return CACHED_FAILURES[failure["type"]](str(failure.get("cause")), failure.get("fix"))
         try:
             completion = Completion.model_validate(entry["completion"])
@@ -187,8 +193,6 @@ class CachedLM(LM):
             "check that the messages, schema, sampling params and model match the recording")
 
     def logprob(self, messages, text: str) -> tuple[float, int]:
-        from localsym.lm.base import as_messages
-
         msgs = as_messages(messages)
         if self.mode == "off":
             return self.backend.logprob(msgs, text)
@@ -209,7 +213,7 @@ class CachedLM(LM):
         return total, n
 
     @property
-    def local(self) -> bool:
+    def local(self) -> bool:  # type: ignore[override]
         return self.backend.local
 
     def load(self) -> None:
@@ -239,28 +243,3 @@ class CachedLM(LM):
             self._store.close()
             self._store = None
         self.backend.close()
-
-
-def open_lm(model=None, *, cache_dir=None, cache_mode=None, endpoint: str | None = None,
-            endpoint_options: dict | None = None, **llama_kwargs) -> CachedLM:
-    """The usual LM behind the disk cache: a local GGUF model (a registry name, a path or a file
-    name in models/; default: the embedded one); with ``endpoint`` (an OpenAI-compatible base
-    URL, ending in /v1) the model of that name on that server; or ``stub`` (no model: hashed
-    answers, for exercising everything around the model)."""
-    if endpoint:
-        from localsym.errors import ConfigError
-        from localsym.lm.openai import OpenAICompatible
-
-        if not model:
-            raise ConfigError(f"an endpoint ({endpoint}) needs a model name",
-                              "set models.agent to a name the server serves (GET /v1/models)")
-        return CachedLM(OpenAICompatible(model, endpoint, **(endpoint_options or {})),
-                        cache_dir=cache_dir, mode=cache_mode)
-    if model == "stub":
-        from localsym.lm.stub import StubLM
-
-        return CachedLM(StubLM(), cache_dir=cache_dir, mode=cache_mode)
-    from localsym.lm.llamacpp import LlamaCpp
-
-    return CachedLM(LlamaCpp(model, cache_dir=cache_dir, **llama_kwargs), cache_dir=cache_dir,
-                    mode=cache_mode)

@@ -5,6 +5,7 @@ never become a control token."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from localsym.errors import ChatTemplateError
 from localsym.lm.base import Message
@@ -15,7 +16,8 @@ class ChatRenderer:
 
     def __init__(self, name: str, make):
         self.name, self._make = name, make  # make: llm -> (messages -> (prompt, add_bos))
-        self.llm = self._format = None
+        self.llm: Any = None  # the model bound (``bind``)
+        self._format: Any = None
 
     def bind(self, llm) -> "ChatRenderer":
         bound = ChatRenderer(self.name, self._make)
@@ -26,7 +28,7 @@ class ChatRenderer:
     def for_format(cls, fmt: str, name: str, meta: dict) -> "ChatRenderer":
         """The renderer of a chat format setting: "gguf" (the model's own template), a
         llama-cpp-python format name (chatml, gemma, ...), or a Jinja2 template string."""
-        from llama_cpp import llama_chat_format as lcf
+        from llama_cpp import llama_chat_format as lcf  # noqa: PLC0415 (the llama.cpp library loads only when a model does)
 
         if fmt == "gguf" or "{%" in fmt or "{{" in fmt:
             template = meta.get("tokenizer.chat_template") if fmt == "gguf" else fmt
@@ -94,8 +96,9 @@ class ChatRenderer:
         whatever follows: the KV of a prefix is the same wherever it was computed (``Streams``
         evaluates each segment in chunks aligned to its own start), and the template's text
         before the last message (``<|im_start|>user``) is shared by every call that shares
-        what came before it. A template that drops or merges a message (gemma's puts the system message
-        into the first user turn) gives one segment: reuse then works from position 0 only."""
+        what came before it. A template that drops or merges a message (gemma's puts the system
+        message into the first user turn) gives one segment: reuse then works from position 0
+        only."""
         llm = self.llm
         msgs = [m.model_dump() for m in messages]
         prompt, add_bos = self._format(msgs)

@@ -14,6 +14,7 @@ bit-identical logits (``streams``).
 from __future__ import annotations
 
 import time
+from typing import Any
 from collections import deque
 
 import numpy as np
@@ -33,8 +34,9 @@ class DecodingLoop:
     def _decode(self, jobs: list[tuple], on_done=None) -> list[Completion | Exception]:
         """Run ``jobs`` (messages, guide or None, params): admit waiting calls while a stream is
         free, then pick one token for every running call and evaluate them in one batch."""
-        streams, results = self._streams, [None] * len(jobs)
-        waiting, running = deque(range(len(jobs))), []
+        streams = self._streams
+        results: list[Any] = [None] * len(jobs)
+        waiting, running = deque(range(len(jobs))), list[Any]()
 
         def finish(i: int, result) -> None:
             results[i] = result
@@ -50,6 +52,7 @@ class DecodingLoop:
                         finish(i, err)
                 step = []
                 for seq in list(running):
+                    token: int | None | CallFailure
                     try:
                         token = self._advance(seq)
                     except CallFailure as err:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -26,7 +26,7 @@ class TokenBytes:
         self._all: list[bytes] | None = None
 
     def piece(self, token: int) -> bytes:
-        import llama_cpp
+        import llama_cpp  # noqa: PLC0415 (the llama.cpp library loads only when a model does)
 
         vocab, buf = self._model.vocab, self._buf
         n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
@@ -156,8 +156,8 @@ class ForcedText:
     def __init__(self, pieces: Callable[[], list[bytes]], tokenize: Callable[[bytes], list[int]],
                  eos: int):
         self._pieces, self._tokenize, self._eos = pieces, tokenize, eos
-        self._byte_token: dict[int, int] | None = None
-        self._first: np.ndarray | None = None
+        self._byte_token: Any = None  # dict[int, int], made on first use
+        self._first: Any = None  # np.ndarray, made on first use
         self._known: dict[tuple[int, int], tuple[list[int], int]] = {}
 
     def _tables(self) -> None:
@@ -189,7 +189,7 @@ class ForcedText:
             b = self._forced_byte(index, s)
             token = self._byte_token.get(b) if b is not None else None
             nxt = index.get_next_state(s, token) if token is not None else None
-            if nxt is None:
+            if nxt is None or b is None:
                 break
             text, s = text + bytes([b]), nxt
         while text:  # whole UTF-8 characters only

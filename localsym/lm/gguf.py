@@ -13,8 +13,9 @@ from typing import BinaryIO
 
 _MAGIC = b"GGUF"
 # value type -> struct of a scalar; 8 = string, 9 = array
-_SCALARS = {t: struct.Struct(f) for t, f in {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i",
-                                              6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}.items()}
+_SCALARS = {t: struct.Struct(f) for t, f in {
+    0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q",
+    12: "<d"}.items()}
 _STRING, _ARRAY = 8, 9
 _U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
 

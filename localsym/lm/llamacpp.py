@@ -29,22 +29,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
 
 from localsym.errors import ConfigError, ContextOverflowError, ModelCorruptError
 from localsym.lm import models
-from localsym.lm.base import (LM, Call, Completion, Message, SamplingParams,
-                              as_messages, unwrap)
+from localsym.lm.base import LM, Call, Completion, Message, SamplingParams, as_messages, unwrap
 from localsym.lm.chat import ChatRenderer
 from localsym.lm.decoder import DecodingLoop
 from localsym.lm.decoding import ForcedText, TokenBytes, TokenChooser
 from localsym.lm.gguf import GGUFFormatError, context_length, read_metadata
 from localsym.lm.schema_index import IndexStore, vocabulary
 from localsym.lm.store import default_cache_dir, library_versions
-from localsym.lm.streams import (KV_BUDGET_MIB, MAX_SLOTS, Streams, chunk_starts,
-                                 default_slots, default_threads)
+from localsym.lm.streams import (KV_BUDGET_MIB, MAX_SLOTS, Streams, chunk_starts, default_slots,
+                                 default_threads)
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +107,15 @@ class LlamaCpp(DecodingLoop, LM):
         self.whitespace = whitespace if whitespace is not None else \
             (COMPACT_WHITESPACE if decoding == "v1" else ONE_SPACE)
         self.indexes = IndexStore(self.cache_dir / "indexes")
-        self._llama = None
+        self._llama: Any = None
         # one llama.cpp context does one thing at a time: calls from several threads (a served
         # agent answering while it retrains) take turns
         self._lock = threading.RLock()
         self._identity: dict | None = None
-        self._render = self._eos = self._vocabulary = None  # made on load
+        self._render: Any = None  # made on load
+        self._eos: Any = None
+        self._vocabulary: Any = None
+        self._forced: Any = None
         self.tokens: TokenBytes | None = None  # each token's bytes, made on load
         self._chooser = TokenChooser(lambda: self.tokens.pieces())  # how the next token is picked
         self._streams: Streams | None = None  # the llama.cpp context, made on load
@@ -122,7 +125,8 @@ class LlamaCpp(DecodingLoop, LM):
     def identity(self) -> dict:
         if self._identity is None:  # computed once: hashing a user's file is not a per-call cost
             self._identity = {
-                "backend": "llama.cpp", "model_sha256": models.model_sha256(self.ref, self.cache_dir),
+                "backend": "llama.cpp",
+                "model_sha256": models.model_sha256(self.ref, self.cache_dir),
                 "chat_format": self.chat_format, "whitespace": self.whitespace,
                 "n_batch": self.n_batch, "prefill_chunk": self.prefill_chunk}
             if self.decoding != "v1":  # v1's keys are the keys it always had
@@ -193,14 +197,15 @@ class LlamaCpp(DecodingLoop, LM):
         try:
             meta = read_metadata(path)
         except GGUFFormatError as err:
-            raise ModelCorruptError(f"model file {path} is not a usable GGUF file: {err}",
-                                    f"replace it with a valid GGUF file ({self.ref.install_hint()})")
+            raise ModelCorruptError(
+                f"model file {path} is not a usable GGUF file: {err}",
+                f"replace it with a valid GGUF file ({self.ref.install_hint()})")
         render = ChatRenderer.for_format(self.chat_format, self.ref.name, meta)
         n_ctx = self.n_ctx_request or min(context_length(meta) or 4096, self.n_ctx_cap)
         n_seq = self.n_seq_request or default_slots(n_ctx, meta, self.kv_budget_mib)
         threads = self.n_threads_request or default_threads()
-        import llama_cpp
-        from llama_cpp import _internals
+        import llama_cpp  # noqa: PLC0415 (the llama.cpp library loads only when a model does)
+        from llama_cpp import _internals  # noqa: PLC0415 (the llama.cpp library loads only when a model does)
 
         logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL)
         start = time.perf_counter()
@@ -246,7 +251,7 @@ class LlamaCpp(DecodingLoop, LM):
     def _vocab(self):
         """The outlines-core Vocabulary of the model, control tokens left out."""
         if self._vocabulary is None:
-            import llama_cpp
+            import llama_cpp  # noqa: PLC0415 (the llama.cpp library loads only when a model does)
 
             vocab = self.llama.vocab
             self._vocabulary = vocabulary(self.tokens.pieces(), self._eos, lambda tok: bool(
@@ -260,7 +265,7 @@ class LlamaCpp(DecodingLoop, LM):
     def complete_batch(self, calls, on_done=None) -> list[Completion | Exception]:
         """Decode the calls together, up to ``n_seq`` at a time; a finished call's slot goes to
         the next waiting one. Each answer equals the call's answer alone (see ``streams``)."""
-        from outlines_core import Guide
+        from outlines_core import Guide  # noqa: PLC0415 (the schema compiler loads only when a schema is compiled)
 
         self.llama  # load before the index (the index key needs the eos token)
         with self._lock:

@@ -18,12 +18,15 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import platformdirs
+
 from localsym.errors import ConfigError, ModelCorruptError, ModelNotFoundError
+from localsym.lm.store import JsonStore, default_cache_dir
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[no-redef]
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,6 @@ def default_model_name() -> str:
 def models_dirs() -> list[Path]:
     """Where user GGUF files are looked for, in order: $LOCALSYM_MODELS_DIR, the package's
     models/ folder (the repository's models/ in a source checkout), the user data directory."""
-    import platformdirs
-
     dirs = []
     if os.environ.get("LOCALSYM_MODELS_DIR"):
         dirs.append(Path(os.environ["LOCALSYM_MODELS_DIR"]).expanduser())
@@ -114,7 +115,8 @@ def resolve(model: str | os.PathLike | ModelRef | None = None) -> ModelRef:
     if looks_like_path:
         raise ModelNotFoundError(
             f"no model file at {path}",
-            f"check the path, or put the GGUF into {models_dirs()[0]}, or use a known name ({known})")
+            f"check the path, or put the GGUF into {models_dirs()[0]}, "
+            f"or use a known name ({known})")
     raise ModelNotFoundError(
         f"unknown model {spec!r}: not in the registry and no {spec}.gguf in "
         f"{', '.join(str(d) for d in models_dirs())}",
@@ -132,8 +134,6 @@ def _hash_file(path: Path) -> str:
 
 def file_sha256(path: Path, cache_dir=None) -> str:
     """sha256 of a file, remembered by (path, size, mtime) so it is computed once per file."""
-    from localsym.lm.store import JsonStore, default_cache_dir
-
     st = path.stat()
     store = JsonStore(default_cache_dir(cache_dir) / "file-hashes")
     try:
@@ -158,8 +158,8 @@ def verified_path(ref: ModelRef, cache_dir=None) -> Path:
         actual = file_sha256(ref.path, cache_dir)
         if actual != ref.sha256:
             raise ModelCorruptError(
-                f"model file {ref.path} is corrupt or not the registered one: sha256 {actual[:16]}… "
-                f"instead of {ref.sha256[:16]}…",
+                f"model file {ref.path} is corrupt or not the registered one: "
+                f"sha256 {actual[:16]}… instead of {ref.sha256[:16]}…",
                 f"delete it and reinstall ({ref.install_hint()})")
     return ref.path
 

@@ -33,7 +33,7 @@ class OpenAICompatible(LM):
     def __init__(self, model: str, endpoint: str, *, api_key_env: str = "OPENAI_API_KEY",
                  timeout: float = 120.0, retries: int = 3, backoff: float = 1.0,
                  concurrency: int = 4, response_format: str | None = None):
-        import httpx
+        import httpx  # noqa: PLC0415 (the HTTP client loads only for an endpoint backend)
 
         self.model, self.endpoint = model, endpoint.rstrip("/")
         self.retries, self.backoff = retries, backoff
@@ -54,9 +54,9 @@ class OpenAICompatible(LM):
 
     # -- HTTP -----------------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs):
-        import httpx
+        import httpx  # noqa: PLC0415 (the HTTP client loads only for an endpoint backend)
 
-        last = None
+        last: Exception | str | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import re
+import re._parser as parser
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -36,7 +37,7 @@ _NUMBER_PARTS = (("(0|[1-9][0-9]*)", "(0|[1-9][0-9]{0,17})"), (r"(\.[0-9]+)?", r
 def schema_regex(schema: type[BaseModel], whitespace: str, bounded_numbers: bool = False) -> str:
     """The regex outlines-core decodes ``schema`` with (``bounded_numbers``: every number at
     most 18 digits long); a schema it cannot compile is a ConfigError."""
-    from outlines_core.json_schema import build_regex_from_schema
+    from outlines_core.json_schema import build_regex_from_schema  # noqa: PLC0415 (the schema compiler loads only when a schema is compiled)
 
     try:
         regex = build_regex_from_schema(canonical_json(schema_of(schema)), whitespace)
@@ -56,8 +57,6 @@ MAX_REPEAT_STATES = 4096  # counted repetitions a schema's regex may unroll into
 def repeat_states(regex: str) -> int:
     """About how many states the counted repetitions of ``regex`` unroll into (``x{1,30000}``:
     30000; nested ones multiply): what makes a compiled index large. 0 if it does not parse."""
-    import re._parser as parser  # the standard library's own regex parser
-
     try:
         tree = parser.parse(regex)
     except (re.error, RecursionError, OverflowError):
@@ -96,7 +95,7 @@ def check_size(regex: str, name: str) -> None:
 def vocabulary(pieces: list[bytes], eos: int, is_control: Callable[[int], bool]):
     """The outlines-core Vocabulary of a model: every token's bytes, with the end-of-sequence
     token, empty tokens and control tokens left out (so no answer can contain <|im_start|>)."""
-    from outlines_core import Vocabulary
+    from outlines_core import Vocabulary  # noqa: PLC0415 (the schema compiler loads only when a schema is compiled)
 
     by_piece: dict[bytes, list[int]] = {}
     for tok, piece in enumerate(pieces):
@@ -132,7 +131,7 @@ class IndexStore:
             key = sha256_hex(canonical_json({"regex": regex, "format": 2, **model}))
             index = self.load(key)
             if index is None:
-                from outlines_core import Index
+                from outlines_core import Index  # noqa: PLC0415 (the schema compiler loads only when a schema is compiled)
 
                 check_size(regex, schema.__name__)
                 index = Index(regex, vocab())
@@ -144,7 +143,7 @@ class IndexStore:
         return self.directory / f"{key}.index"
 
     def load(self, key: str):
-        from outlines_core import Index
+        from outlines_core import Index  # noqa: PLC0415 (the schema compiler loads only when a schema is compiled)
 
         path = self.path(key)
         try:

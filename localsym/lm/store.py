@@ -6,6 +6,7 @@ versions). Below every backend and the cache: it knows nothing of LM calls.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -15,6 +16,10 @@ import threading
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+
+import diskcache
+import platformdirs
+from diskcache.core import MODE_PICKLE
 
 from localsym.errors import CacheError
 from localsym.faults import point
@@ -35,14 +40,12 @@ def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
         return Path(cache_dir).expanduser()
     if os.environ.get("LOCALSYM_CACHE_DIR"):
         return Path(os.environ["LOCALSYM_CACHE_DIR"]).expanduser()
-    import platformdirs
-
     return Path(platformdirs.user_cache_dir("localsym"))
 
 
 @lru_cache(maxsize=1)
-def library_versions() -> dict:
-    out = {}
+def library_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
     for name in _DECODING_LIBRARIES:
         try:
             out[name] = metadata.version(name)
@@ -62,9 +65,6 @@ class PickledEntry(ValueError):
 def _json_disk():
     """diskcache's Disk, refusing to unpickle: a row someone planted in pickle mode (which
     diskcache would otherwise load, running whatever the pickle names) is an error instead."""
-    import diskcache
-    from diskcache.core import MODE_PICKLE
-
     class JsonDisk(diskcache.Disk):
         def fetch(self, mode, filename, value, read):
             if mode == MODE_PICKLE:
@@ -87,8 +87,6 @@ class JsonStore:
     """
 
     def __init__(self, directory: str | os.PathLike):
-        import diskcache
-
         self.directory = Path(directory)
         self._reported: set[str] = set()  # corrupt keys already reported
         try:
@@ -202,8 +200,6 @@ class JsonStore:
 
     def _database(self):
         """A context in which a database damaged past its header is one CacheError."""
-        import contextlib
-
         @contextlib.contextmanager
         def guarded():
             try:

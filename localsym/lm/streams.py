@@ -143,8 +143,8 @@ class Streams:
 
     def __init__(self, model, *, n_slots: int, n_ctx: int, n_batch: int, chunk: int,
                  n_threads: int):
-        import llama_cpp
-        from llama_cpp import _internals
+        import llama_cpp  # noqa: PLC0415 (the llama.cpp library loads only when a model does)
+        from llama_cpp import _internals  # noqa: PLC0415 (the llama.cpp library loads only when a model does)
 
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_slots * n_ctx
@@ -180,7 +180,7 @@ class Streams:
         """A free stream for a sequence with prompt ``tokens`` (cut at ``chunks``; default every
         ``chunk`` tokens from 0), holding as much of the prompt as any stream has; returns it and
         where its prompt evaluation starts."""
-        import llama_cpp
+        import llama_cpp  # noqa: PLC0415 (the llama.cpp library loads only when a model does)
 
         chunks = chunks if chunks is not None else chunk_starts(len(tokens), self.chunk)
         free = [s for s in self.slots if not s.busy]
@@ -267,7 +267,7 @@ class Streams:
         return rows
 
     def logits(self, i: int) -> np.ndarray:
-        import llama_cpp
+        import llama_cpp  # noqa: PLC0415 (the llama.cpp library loads only when a model does)
 
         return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx.ctx, i),
                                      shape=(self.n_vocab,)).copy()
@@ -277,13 +277,13 @@ class Streams:
 
     def forget(self, slot: Slot) -> None:
         """Drop what a stream holds (after an error left it in an unknown state)."""
-        import llama_cpp
+        import llama_cpp  # noqa: PLC0415 (the llama.cpp library loads only when a model does)
 
         llama_cpp.llama_memory_seq_rm(self.ctx.memory, slot.seq, -1, -1)
         slot.tokens, slot.chunks, slot.busy = [], [], False
 
     def _decode(self, entries) -> None:
-        import llama_cpp
+        import llama_cpp  # noqa: PLC0415 (the llama.cpp library loads only when a model does)
 
         b = self._batch
         b.n_tokens = len(entries)
@@ -295,7 +295,7 @@ class Streams:
             raise RuntimeError(f"llama_decode returned {code}")
 
     def close(self) -> None:
-        import llama_cpp
+        import llama_cpp  # noqa: PLC0415 (the llama.cpp library loads only when a model does)
 
         if self._batch is not None:
             llama_cpp.llama_batch_free(self._batch)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from pydantic import BaseModel
 
-from localsym.lm.base import LM, Completion, Message, SamplingParams
+from localsym.lm.base import LM, Completion, Message, SamplingParams, as_messages
 from localsym.lm.store import canonical_json
 
 WORDS = ("yes", "no", "count", "the", "answer", "is", "step", "check", "list", "each", "item",
@@ -39,8 +40,6 @@ class StubLM(LM):
         return Completion(text=text, completion_tokens=len(text) // 4)
 
     def logprob(self, messages, text: str) -> tuple[float, int]:
-        from localsym.lm.base import as_messages
-
         msgs = [m.model_dump() for m in as_messages(messages)]
         h = int(hashlib.sha256(canonical_json([msgs, text]).encode()).hexdigest()[:8], 16)
         return -(h % 1000) / 100.0, max(1, len(text) // 4)
@@ -91,8 +90,6 @@ class _Filler:
             return None
         words = [WORDS[(n >> (5 * i)) % len(WORDS)] for i in range(1 + n % 6)]
         if "pattern" in s:  # the first of a few plain values that the pattern accepts
-            import re
-
             for probe in (" ".join(words), words[0], f"{n % 90 + 10}*{n % 7 + 2}", str(n % 100),
                           "a"):
                 if re.fullmatch(s["pattern"], probe):

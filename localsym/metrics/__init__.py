@@ -1,16 +1,19 @@
 """Metrics: ``(outputs, expected) -> score in [0, 1]`` (or a MetricResult with feedback), the
 built-in ones by name, a user's own by reference, and the one function that scores with any of
-them (``score``). HumanEval's metric runs code in ``metrics/sandbox.py``."""
+them (``score``). HumanEval's metric runs code in ``localsym/sandbox.py``."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+import threading
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
+from localsym import refs
 from localsym.errors import ConfigError
 from localsym.metrics.humaneval import explain_humaneval, humaneval
 
@@ -96,7 +99,7 @@ def numeric_match(outputs: dict, expected: dict) -> float:
 def _explain_fields(metric: Metric):
     def explain(outputs: dict, expected: dict) -> str:
         wrong = [f"{k} was {outputs.get(k)!r}, expected {v!r}" for k, v in expected.items()
-                 if metric({k: outputs.get(k)}, {k: v}) < 1.0]
+                 if metric({k: outputs.get(k)}, {k: v}) < 1.0]  # type: ignore[operator]
         return "; ".join(wrong) or "correct"
     return explain
 
@@ -113,9 +116,6 @@ METRICS: dict[str, Metric] = {"exact_match": exact_match, "numeric_match": numer
 def with_timeout(fn: Metric, seconds: float) -> Metric:
     """``fn`` run in a thread of its own: a result in ``seconds``, or a TimeoutError (the thread
     is left behind, a daemon; a metric cannot be killed, only abandoned)."""
-    import functools
-    import threading
-
     @functools.wraps(fn)
     def timed(outputs: dict, expected: dict):
         box: dict[str, Any] = {}
@@ -153,8 +153,6 @@ def metric(name: str | Metric, base: str | Path = ".", timeout: float = METRIC_T
     """A metric by name (a built-in or registered one), by reference (``pkg.mod:fn``, or
     ``file.py:fn`` relative to ``base``; run under ``timeout`` seconds an example: one that
     hangs costs its example, never the run), or a callable itself."""
-    from localsym import refs
-
     if callable(name):
         return name
     if not isinstance(name, str):

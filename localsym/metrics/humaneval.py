@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
+
+from localsym.sandbox import run_python
+
 
 def _program(outputs: dict, expected: dict, nonce: str) -> str:
     code = str(outputs.get("code", ""))
@@ -53,10 +57,6 @@ def _plain_NONCE(fn, _type=(0).__class__.__class__, _values=((0).__class__, (0.0
 
 
 def _run_tests(outputs: dict, expected: dict):
-    import secrets
-
-    from localsym.metrics.sandbox import run_python
-
     nonce = f"localsym-passed-{secrets.token_hex(8)}"
     result = run_python(_program(outputs, expected, nonce), timeout=10)
     return result, result.ok and result.output.rstrip().endswith(nonce)
@@ -64,7 +64,7 @@ def _run_tests(outputs: dict, expected: dict):
 
 def humaneval(outputs: dict, expected: dict) -> float:
     """1.0 if the generated ``code`` passes the problem's tests (run in the sandbox of
-    ``localsym.metrics.sandbox``), else 0.0. ``expected`` holds ``entry_point`` and ``test``."""
+    ``localsym.sandbox``), else 0.0. ``expected`` holds ``entry_point`` and ``test``."""
     return 1.0 if _run_tests(outputs, expected)[1] else 0.0
 
 
@@ -76,5 +76,6 @@ def explain_humaneval(outputs: dict, expected: dict) -> str:
         return "the code did not finish within 10 s"
     if result.ok:
         return "the program exited before the tests ran to the end"
-    return "the tests failed: " + result.output.strip().splitlines()[-1][:300] if result.output.strip() \
-        else f"the tests failed (exit {result.returncode})"
+    if result.output.strip():
+        return "the tests failed: " + result.output.strip().splitlines()[-1][:300]
+    return f"the tests failed (exit {result.returncode})"

@@ -80,4 +80,5 @@ class Optimizer(ABC):
 
 
 def history(memory: list[UpdateRecord], optimizer: str, about: str = "") -> list[str]:
-    return [m.line() for m in memory if m.optimizer == optimizer and about in " ".join(m.changes)][-6:]
+    return [m.line() for m in memory
+            if m.optimizer == optimizer and about in " ".join(m.changes)][-6:]

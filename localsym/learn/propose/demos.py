@@ -21,7 +21,8 @@ def _balanced(rows: list, key, k: int, rng: np.random.Generator) -> list:
     groups: dict[str, list] = {}
     for i in rng.permutation(len(rows)):
         groups.setdefault(key(rows[i]), []).append(rows[i])
-    out, queues = [], [groups[g] for g in sorted(groups)]
+    out: list = []
+    queues = [groups[g] for g in sorted(groups)]
     while len(out) < k and any(queues):
         for q in queues:
             if q and len(out) < k:
@@ -79,11 +80,11 @@ def bootstrapped_demonstrations(spec: PipelineSpec, successes: list[Trajectory],
             continue
         data = spec
         for node in spec.nodes:
-            demos = tuple(dict.fromkeys(
+            texts = tuple(dict.fromkeys(
                 json.dumps(demonstration_of(r).model_dump(mode="json"), sort_keys=True)
                 for t in chosen for r in t.records if r.node == node.name))[:k]
-            if demos:
-                demos = tuple(Demonstration.model_validate_json(d) for d in demos)
+            if texts:
+                demos = tuple(Demonstration.model_validate_json(d) for d in texts)
                 data = with_node(data, data.node(node.name).model_copy(
                     update={"demonstrations": demos})) or data
         if data != spec:

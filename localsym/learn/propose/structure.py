@@ -83,7 +83,8 @@ _Raw = tuple[list[str], NodeSpec, dict | None]  # edits, the node after them, re
 def _attach(node: NodeSpec, tspec: ToolSpec, tool, bindable: list[str]) -> list[_Raw]:
     """The groups that give ``node`` the declared tool it lacks; those binding an output to the
     tool's result first (a step screens a cut of the candidates)."""
-    t, n, out = tspec.name, node.name, []
+    t, n = tspec.name, node.name
+    out: list[_Raw] = []
     attached = node.model_copy(update={"tools": node.tools + (t,)})
     required = attached.model_copy(update={"tool_choice": "required"})
     out.append(([f"attach tool {t} to {n}"], attached, None))
@@ -110,7 +111,8 @@ def _attach(node: NodeSpec, tspec: ToolSpec, tool, bindable: list[str]) -> list[
 def _attached(node: NodeSpec, tspec: ToolSpec, tool, bindable: list[str]) -> list[_Raw]:
     """The edits of a tool ``node`` already has: drop or write its first call, detach it, flip
     ``tool_choice``, set or drop an argument pattern, bind or unbind an output."""
-    t, n, out = tspec.name, node.name, []
+    t, n = tspec.name, node.name
+    out: list[_Raw] = []
     if node.call_tool == t:
         out.append(([f"{n}: drop the written call of {t}"],
                     node.model_copy(update={"arg_from": {}}), None))
@@ -145,7 +147,7 @@ def _attached(node: NodeSpec, tspec: ToolSpec, tool, bindable: list[str]) -> lis
 
 def _output_patterns(node: NodeSpec) -> list[_Raw]:
     """A bounded pattern on each free str output (a tiny model's free string can run on)."""
-    out = []
+    out: list[_Raw] = []
     for f in node.outputs:
         if f.type == "str" and not f.choices and f.pattern is None:
             for p in GENERIC_OUTPUT_PATTERNS:
@@ -165,7 +167,8 @@ def _test_time(node: NodeSpec, spec: PipelineSpec, registry: ToolRegistry) -> li
     like the rest: a tie never buys cost): a free-text draft before the answer, self-consistency
     over a few sampled runs, check-and-retry with a declared tool that returns a bool and whose
     arguments are the node's inputs or outputs by name."""
-    n, out = node.name, []
+    n = node.name
+    out: list[_Raw] = []
     if node.reasoning:
         out.append(([f"{n}: drop the reasoning draft"], node.model_copy(update={"reasoning": 0}),
                     None))
@@ -203,7 +206,8 @@ def _team(node: NodeSpec, spec: PipelineSpec, registry: ToolRegistry) -> list[_R
     an editor; a plain node may gain a checker role that runs a declared tool (arguments by
     name from its inputs and outputs) on the draft. A node with roles may lose one, or change
     its controller's policy or turn limit. Each edit keeps the other roles as they are."""
-    n, out = node.name, []
+    n = node.name
+    out: list[_Raw] = []
     if node.roles:
         ctrl = node.team
         for r in node.roles:

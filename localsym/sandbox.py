@@ -250,7 +250,7 @@ def _landlock(writable: str) -> int:
 def _limits(cpu_seconds: int, memory_bytes: int, nproc: int, group: Path | None,
             writable: str):
     def apply():  # runs in the child, before exec
-        import resource
+        import resource  # noqa: PLC0415 (POSIX only)
 
         if group is not None:
             with open(group / "cgroup.procs", "w") as f:
