@@ -54,6 +54,15 @@ def cache_dir(_isolated_cache):
     return _isolated_cache
 
 
+def run_events(run_dir, kind: str | None = None) -> list[dict]:
+    """A run's events as its run directory reads them (typed, each as the data it was written
+    from), all of them or those of one ``kind`` (start, step, stopped)."""
+    from localsym.learn.checkpoint import RunDirectory
+
+    return [e.model_dump(mode="json") for e in RunDirectory(run_dir).events()
+            if kind is None or e.event == kind]
+
+
 def run_python(code: str, env: dict | None = None, timeout: float = 300) -> dict:
     """Run ``code`` in a fresh interpreter; it must print one JSON object as its last line."""
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,

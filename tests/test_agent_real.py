@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -11,6 +10,7 @@ from localsym.data import Example
 from localsym.metrics import numeric_match
 from localsym.learn import LanguageLoss, LearningRate, LogProbLoss, TrainConfig, Trainer, default_optimizers
 from localsym.lm import SamplingParams, open_lm
+from conftest import run_events
 
 SPEC = {
     "name": "arith", "description": "Answer arithmetic questions with a number.",
@@ -69,8 +69,7 @@ def test_one_training_step_on_the_embedded_model(lm, tmp_path):
         if hasattr(opt, "params"):
             opt.params = SMALL
     state = trainer.fit(train, val)
-    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
-    (step,) = [e for e in events if e["event"] == "step"]
+    (step,) = run_events(tmp_path, "step")
     (loss,) = step["losses"]
     # a ground truth: the metric and the raw evidence, no judge call
     assert loss["kind"] == "metric" and 0.0 <= loss["score"] <= 1.0

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from test_cli import run
+from conftest import run_events
 
 ROOT = Path(__file__).parent.parent
 EXAMPLE = ROOT / "examples" / "object_counting"
@@ -53,8 +54,7 @@ def test_a_budget_stops_at_a_checkpoint_and_resume_with_more_ends_the_same(tmp_p
     state = json.loads((tmp_path / "cut" / "state.json").read_text())
     assert state["step"] < 3 and not state["done"] and state["spent"]["calls"] >= 30
     # spent inside a step: the step is dropped (no event of it), and the resume runs it again
-    events = [json.loads(l) for l in (tmp_path / "cut" / "events.jsonl").read_text().split("\n")
-              if l]
+    events = run_events(tmp_path / "cut")
     assert [e["event"] for e in events] == ["start"] + ["step"] * state["step"] + ["stopped"]
     summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
     assert summary["stopped"] and summary["test_after"] is None  # no test spending when stopped

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import RoutedLM
+from conftest import RoutedLM, run_events
 from localsym.learn.optim import LearningRate
 from localsym.agent import Pipeline, PipelineSpec
 from localsym.data import Example
@@ -176,8 +176,7 @@ def test_rejected_update_restores_the_previous_agent_exactly(tmp_path):
                       run_dir=tmp_path, log=lambda *_: None)
     state = trainer.fit(data, data[1:])
     assert state.spec == s and state.best_spec == s and pipe.spec == s
-    events = [json.loads(l) for l in (tmp_path / "events.jsonl").read_text().splitlines()]
-    steps = [e for e in events if e["event"] == "step"]
+    steps = run_events(tmp_path, "step")
     proposed = [c for e in steps for c in e["candidates"]]
     assert proposed and all(c["decision"] == "screened out" for c in proposed)
     assert all(c["minibatch"] < e["parent_minibatch"] for e in steps for c in e["candidates"])
@@ -278,8 +277,7 @@ def test_a_failing_meta_call_costs_its_example_not_the_run(tmp_path):
                       {"prompt": PromptOptimizer(lm)}, lm, TrainConfig(optimizers=("prompt",)),
                       metric=numeric_match, run_dir=tmp_path, log=lambda *_: None)
     state = trainer.fit(data, data)
-    (step,) = [json.loads(l) for l in (tmp_path / "events.jsonl").read_text().splitlines()
-               if json.loads(l)["event"] == "step"]
+    (step,) = run_events(tmp_path, "step")
     assert step["decision"] == "no change" and state.step == 1
     assert step["failures"][0].startswith("example e0: InvalidOutputError")
 
@@ -301,6 +299,38 @@ def test_resume_with_another_config_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"another training config \(seed: 0 -> 9\)"):
         trainer(TrainConfig(optimizers=(), seed=9)).fit(data, data, resume=True)
     assert (tmp_path / "events.jsonl").read_bytes() == log  # refused before any rewrite
+
+
+def test_a_resume_with_other_data_agent_or_sampling_is_refused_through_the_api_too(tmp_path):
+    """The one resume guard: besides the training config, the checkpoint keeps digests of the
+    agent it started from, the examples of each split and the agent's sampling; the Python API
+    (which has no config file to fingerprint) is held to them as the CLI is."""
+    from localsym.agent.weights import PromptWeights
+    from localsym.errors import ConfigError
+    from localsym.lm.base import SamplingParams
+
+    lm = RoutedLM(ROUTES)
+    data = [Example(id="e0", inputs={"question": "q"}, expected={"answer": 36})]
+    other = [Example(id="e0", inputs={"question": "q"}, expected={"answer": 37})]
+
+    def trainer(agent=None, params=None):
+        return Trainer(Pipeline(agent or spec(), lm, params=params), MetricLoss(numeric_match),
+                       {}, lm, TrainConfig(optimizers=()), metric=numeric_match,
+                       run_dir=tmp_path, log=lambda *_: None)
+
+    trainer().fit(data, data)
+    with pytest.raises(ConfigError, match="another train, val"):
+        trainer().fit(other, other, resume=True)
+    with pytest.raises(ConfigError, match="another val"):
+        trainer().fit(data, other, resume=True)
+    changed = spec().replace(spec().node("plan").model_copy(update={"prompt": PromptWeights(
+        task="Another task for {{ question }}.")}))
+    with pytest.raises(ConfigError, match="another agent"):
+        trainer(agent=changed).fit(data, data, resume=True)
+    with pytest.raises(ConfigError, match="another sampling"):
+        trainer(params=SamplingParams(max_tokens=7, max_tokens_limit=7)).fit(data, data,
+                                                                           resume=True)
+    assert trainer().fit(data, data, resume=True).done  # the same run resumes
 
 
 def test_workflow_schema_only_names_what_exists():

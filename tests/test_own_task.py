@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_events
 
 LOCALSYM = [str(Path(sys.executable).parent / "localsym")]
 
@@ -38,8 +39,7 @@ def init_task(tmp_path: Path, stub: bool = True, **config) -> Path:
 
 
 def events(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().split("\n")
-            if line.strip()]
+    return run_events(run_dir)
 
 
 def test_init_then_train_uses_the_users_metric_and_tool_and_csv(tmp_path):

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import RoutedLM
+from conftest import RoutedLM, run_events
 from localsym.learn.optim import LearningRate
 from localsym.lm.base import SamplingParams
 from localsym.agent import Pipeline, PipelineSpec
@@ -221,9 +221,7 @@ def test_a_resumed_run_with_a_team_ends_with_the_same_agent(tmp_path):
         return trainer.fit(data, data[:1], resume=resume)
 
     full = run(tmp_path / "full")
-    events = [json.loads(l) for l in (tmp_path / "full" / "events.jsonl").read_text()
-              .splitlines()]
-    step = next(e for e in events if e["event"] == "step")
+    step = run_events(tmp_path / "full", "step")[0]
     assert step["conversations"][0]["turns"][0]["role"] == "writer"  # the report shows them
     counter.clear()
     counter.update(n=0, fail_at=5)

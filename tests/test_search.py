@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import RoutedLM
+from conftest import RoutedLM, run_events
 from localsym.learn.optim import LearningRate
 from localsym.agent import Pipeline, PipelineSpec
 from localsym.agent.spec import PromptWeights
@@ -261,9 +261,7 @@ def test_a_step_screens_validates_and_accepts_only_a_strict_gain(tmp_path):
     state = trainer.fit(data, data)
     assert state.best_spec.node("solve").prompt.task == "MARK" and state.best_score == 1.0
     assert len(state.pool) == 2 and state.pool[1].source == "prompt"
-    steps = [json.loads(l) for l in (tmp_path / "events.jsonl").read_text().splitlines()
-             if json.loads(l)["event"] == "step"]
-    first = steps[0]
+    first = run_events(tmp_path, "step")[0]
     assert first["decision"] == "accepted" and first["val_after"] == 1.0
     (cand,) = [c for c in first["candidates"] if c["source"] == "prompt"]
     assert cand["minibatch"] == 1.0 and cand["val"] == 1.0 and cand["decision"] == "accepted"
@@ -280,8 +278,7 @@ def test_a_parent_with_full_marks_on_the_minibatch_is_not_screened_against(tmp_p
                                   screen_size=4, tie_break="none"),
                       metric=numeric_match, run_dir=tmp_path, log=lambda *_: None)
     state = trainer.fit(data, data)
-    (step,) = [json.loads(l) for l in (tmp_path / "events.jsonl").read_text().splitlines()
-               if json.loads(l)["event"] == "step"]
+    (step,) = run_events(tmp_path, "step")
     assert step["candidates"] and step["decision"] == "no change"  # listed, none scored
     assert all(c["minibatch"] is None and "full marks" in c["reason"] for c in step["candidates"])
     # validation at the start (4), the batch (2), the parent on the minibatch (4): nothing more

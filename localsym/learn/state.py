@@ -90,3 +90,6 @@ class TrainState(BaseModel):
     done: bool = False
     spent: dict[str, float] = {}  # LLM calls made, their tokens, wall seconds: over all segments
     stopped: str | None = None  # why the run stopped before its end (a budget)
+    # what shaped the run at its start (``Trainer.origin``): a resume must find the same; None
+    # in a checkpoint written before it was kept
+    origin: dict[str, str] | None = None

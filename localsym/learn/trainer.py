@@ -16,6 +16,8 @@ cached), so a resumed run ends with the same agent as an uninterrupted one.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -110,7 +112,7 @@ class Trainer(Gating):
         if self.config.paired_test == "auto" and self.config.paired_alpha(len(val)) is None:
             self.log(f"note: {len(val)} validation examples are too few for the paired test: "
                      "a gain is accepted without it")
-        state = self._start(val, resume)
+        state = self._start(train, val, resume)
         self.pipeline.spec = state.spec
         cfg = self.config
         batches = (len(train) + cfg.batch_size - 1) // cfg.batch_size
@@ -140,16 +142,13 @@ class Trainer(Gating):
         self.pipeline.spec = state.best_spec
         return state
 
-    def _start(self, val: list[Example], resume: bool) -> TrainState:
+    def _start(self, train: list[Example], val: list[Example], resume: bool) -> TrainState:
         """The state a run starts from: its checkpoint on ``resume`` (refused if written with
         another config), else the agent as given, scored on ``val``."""
         state = self.load_state() if resume else None
-        if state is not None and state.config != self.config:  # refused before any rewrite
-            where = self.dir.run_dir if self.dir is not None else "the run directory"
-            raise ConfigError(f"the checkpoint in {where} was written with another "
-                              f"training config ({state.config.differences(self.config)})",
-                              "resume with the run's own config and localsym version, or start a "
-                              "new run directory (the cache makes the repeated calls free)")
+        origin = self.origin(train, val)
+        if state is not None:  # refused before any rewrite
+            self._check_resume(state, origin)
         if resume and self.dir is not None:
             self.dir.reconcile_events(state)
         if state is not None:
@@ -161,10 +160,37 @@ class Trainer(Gating):
         scores = self.score(spec, val)
         state = TrainState(config=self.config, spec=spec, val_scores=scores, best_spec=spec,
                            best_score=float(np.mean(scores)),
-                           pool=[PoolEntry(spec=spec, scores=scores)], tried=[spec_key(spec)])
+                           pool=[PoolEntry(spec=spec, scores=scores)], tried=[spec_key(spec)],
+                           origin=origin)
         self._event(StartEvent(val_score=state.best_score))
         self.save_state(state)
         return state
+
+    def origin(self, train: list[Example], val: list[Example]) -> dict[str, str]:
+        """What shapes this run besides its config: the agent it starts from, the examples of
+        each split, the agent's sampling (sha256 digests, kept in the checkpoint)."""
+        def digest(data) -> str:
+            return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()
+                                  ).hexdigest()[:16]
+        return {"agent": spec_key(self.pipeline.spec),
+                "train": digest([ex.model_dump(mode="json") for ex in train]),
+                "val": digest([ex.model_dump(mode="json") for ex in val]),
+                "sampling": digest(self.pipeline.params.model_dump(mode="json"))}
+
+    def _check_resume(self, state: TrainState, origin: dict[str, str]) -> None:
+        """The one resume guard (``localsym train --resume`` and ``localsym.train(resume=True)``
+        both pass here): the checkpoint must have been written by a run of this config, agent,
+        data and sampling."""
+        where = self.dir.run_dir if self.dir is not None else "the run directory"
+        fix = ("resume with the run's own config, agent and data (and localsym version), or "
+               "start a new run directory (the cache makes the repeated calls free)")
+        if state.config != self.config:
+            raise ConfigError(f"the checkpoint in {where} was written with another "
+                              f"training config ({state.config.differences(self.config)})", fix)
+        changed = [k for k, v in (state.origin or {}).items() if origin.get(k) != v]
+        if changed:
+            raise ConfigError(f"the checkpoint in {where} was written by a run with another "
+                              f"{', '.join(changed)}", fix)
 
     def _count(self, counter: str) -> int:
         """A counter summed over both LMs (the same LM counted once)."""
