@@ -21,9 +21,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from localsym.cli_args import build_parser
+from localsym.cli_args import agent_params, build_parser, parse_input
 from localsym.errors import ConfigError, LocalsymError, ModelCorruptError
-from localsym.lm.base import AGENT_PARAMS, SamplingParams
 
 
 class Answer(BaseModel):
@@ -52,7 +51,7 @@ def cmd_generate(args) -> int:
     try:
         messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
             [{"role": "user", "content": args.prompt}]
-        value, completion = lm.call(messages, schema, max_tokens=_agent_params(args).max_tokens,
+        value, completion = lm.call(messages, schema, max_tokens=agent_params(args).max_tokens,
                                     seed=args.seed, temperature=args.temperature)
         print(value.model_dump_json(indent=2))
         if not args.quiet:
@@ -126,47 +125,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-MAX_DEPTH = 32  # nesting of a JSON input
-
-
-def _depth(value, level: int = 0) -> int:
-    if level > MAX_DEPTH:
-        return level
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
-    return level
-
-
-def _parse_input(text: str) -> dict:
-    if text.lstrip().startswith("{"):
-        try:
-            value = json.loads(text)
-        except (ValueError, RecursionError) as err:
-            raise ConfigError(f"INPUT is not valid JSON: {str(err)[:200]}",
-                              "quote it: '{\"question\": \"...\"}'") from None
-        if not isinstance(value, dict) or _depth(value) > MAX_DEPTH:
-            what = f"nested over {MAX_DEPTH} levels deep" if isinstance(value, dict) else \
-                "not a JSON object"
-            raise ConfigError(f"INPUT is {what}",
-                              "give an object of the agent's inputs: '{\"question\": \"...\"}'")
-        return value
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"INPUT {text!r} is neither JSON nor field=value",
-                          "give '{\"field\": \"value\"}' or field=value")
-    return {key.strip(): value}
-
-
-def _agent_params(args) -> SamplingParams:
-    """The agent's sampling: a config's default, or ``--max-tokens`` with the same headroom
-    (a call that reaches it may go on to twice as many tokens to close its answer)."""
-    if args.max_tokens is None:
-        return AGENT_PARAMS
-    return SamplingParams(max_tokens=args.max_tokens, max_tokens_limit=2 * args.max_tokens)
-
-
 def cmd_run(args) -> int:
     from localsym.agent import Pipeline, PipelineSpec, default_tools
     from localsym.agent.tools import add_references
@@ -175,11 +133,11 @@ def cmd_run(args) -> int:
     spec = PipelineSpec.load(args.agent)
     inputs = {}
     for item in args.input:
-        inputs.update(_parse_input(item))
+        inputs.update(parse_input(item))
     tools = add_references(default_tools(), args.tool, Path.cwd())
     lm = open_lm(args.model, cache_dir=args.cache_dir, endpoint=args.endpoint)
     try:
-        traj = Pipeline(spec, lm, tools, _agent_params(args)).forward(inputs)
+        traj = Pipeline(spec, lm, tools, agent_params(args)).forward(inputs)
     finally:
         lm.close()
     if traj.error and "ContextOverflowError" in traj.error and not args.trace:
@@ -213,7 +171,7 @@ def cmd_eval(args) -> int:
     lm = open_lm(args.model, cache_dir=args.cache_dir, endpoint=args.endpoint,
                  endpoint_options={"concurrency": args.concurrency})
     try:
-        pipe = Pipeline(spec, lm, tools, _agent_params(args))
+        pipe = Pipeline(spec, lm, tools, agent_params(args))
         scores = evaluate(pipe, examples, score_fn, LanguageLoss(lm, spec.description),
                           progress_bar(None, "eval", not args.quiet, len(examples)))
     finally:

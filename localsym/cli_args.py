@@ -1,10 +1,15 @@
-"""The ``localsym`` command's arguments: one parser, the sub-commands and their options (the
-commands themselves are in ``cli.py``). A wrong argument is one line, cause and fix, exit 2."""
+"""The ``localsym`` command's arguments: one parser, the sub-commands and their options, and the
+reading of their values (an INPUT, the agent's sampling); the commands themselves are in
+``cli.py``. A wrong argument is one line, cause and fix, exit 2."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+
+from localsym.errors import ConfigError
+from localsym.lm.base import AGENT_PARAMS, SamplingParams
 
 
 def positive(text: str) -> int:
@@ -125,3 +130,45 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="write into a non-empty directory")
     _serve_command(sub)
     return parser
+
+
+MAX_DEPTH = 32  # nesting of a JSON input
+
+
+def _depth(value, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
+def parse_input(text: str) -> dict:
+    """``--input``: a JSON object of the agent's inputs, or ``field=value``."""
+    if text.lstrip().startswith("{"):
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError) as err:
+            raise ConfigError(f"INPUT is not valid JSON: {str(err)[:200]}",
+                              "quote it: '{\"question\": \"...\"}'") from None
+        if not isinstance(value, dict) or _depth(value) > MAX_DEPTH:
+            what = f"nested over {MAX_DEPTH} levels deep" if isinstance(value, dict) else \
+                "not a JSON object"
+            raise ConfigError(f"INPUT is {what}",
+                              "give an object of the agent's inputs: '{\"question\": \"...\"}'")
+        return value
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"INPUT {text!r} is neither JSON nor field=value",
+                          "give '{\"field\": \"value\"}' or field=value")
+    return {key.strip(): value}
+
+
+def agent_params(args) -> SamplingParams:
+    """The agent's sampling: a config's default, or ``--max-tokens`` with the same headroom
+    (a call that reaches it may go on to twice as many tokens to close its answer)."""
+    if args.max_tokens is None:
+        return AGENT_PARAMS
+    return SamplingParams(max_tokens=args.max_tokens, max_tokens_limit=2 * args.max_tokens)
