@@ -64,7 +64,7 @@ def test_one_training_step_on_the_embedded_model(lm, tmp_path):
                       default_optimizers(lm, LearningRate(max_change=1.0)), lm,
                       TrainConfig(batch_size=1, max_steps=1, optimizers=("prompt", "tool", "pipeline"),
                                   screen_size=1, max_validate=1), metric=numeric_match,
-                      run_dir=tmp_path, meta_params=SMALL, log=lambda *_: None)
+                      run_dir=tmp_path, meta_sampling=SMALL, log=lambda *_: None)
     for opt in trainer.optimizers.values():
         if hasattr(opt, "params"):
             opt.params = SMALL

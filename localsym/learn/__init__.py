@@ -49,7 +49,7 @@ def build_trainer(spec, agent_lm, optimizer_lm=None, *, metric=None, loss: str =
         loss_fn = LanguageLoss(meta_lm, spec.description, metric, meta, spec.tools)
     rate = LearningRate.model_validate(learning_rate or {})
     return Trainer(pipeline, loss_fn, default_optimizers(meta_lm, rate, params=meta),
-                   meta_lm, train, metric, run_dir, log=log, meta_params=meta, progress=progress,
+                   meta_lm, train, metric, run_dir, log=log, meta_sampling=meta, progress=progress,
                    budget=budget)
 
 

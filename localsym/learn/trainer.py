@@ -51,18 +51,18 @@ class Trainer(Gating):
     def __init__(self, pipeline: Pipeline, loss: Loss, optimizers: dict[str, Optimizer],
                  lm: LM, config: TrainConfig | None = None, metric: Metric | None = None,
                  run_dir: str | Path | None = None, log=print,
-                 meta_params: SamplingParams | None = None, progress: bool = False,
+                 meta_sampling: SamplingParams | None = None, progress: bool = False,
                  budget=None):
         self.pipeline, self.loss, self.lm = pipeline, loss, lm
         self.progress = progress  # tqdm bars over forward passes and evaluations
-        self.meta_params = meta_params  # sampling of the backward calls (default META_PARAMS)
+        self.meta_sampling = meta_sampling  # of the backward calls (default META_PARAMS)
         self.config = config or TrainConfig()
         unknown = set(self.config.optimizers) & set(LLM_OPTIMIZERS) - set(optimizers)
         if unknown:
             raise ConfigError(f"config names optimizers {sorted(unknown)} that were not given",
                               f"given: {sorted(optimizers)}")
         self.optimizers, self.metric = optimizers, metric
-        self.backward = Backward(lm, meta_params, self.config.backprop)
+        self.backward = Backward(lm, meta_sampling, self.config.backprop)
         self.propose = Proposer(optimizers, self.config, pipeline.tools, metric)
         self.dir = RunDirectory(run_dir) if run_dir else None  # checkpoints and events
         self.log = log
