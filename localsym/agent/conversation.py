@@ -21,6 +21,7 @@ from localsym.agent.schemas import PY_TYPES
 from localsym.agent.spec import PipelineSpec
 from localsym.agent.tools import ToolRegistry
 from localsym.agent.trajectory import NodeRecord, Turn
+from localsym.agent.weights import PROMPT_FIELDS
 from localsym.errors import CallFailure
 from localsym.templates import render, render_text
 
@@ -52,8 +53,7 @@ def role_messages(spec: PipelineSpec, node: NodeSpec, role: RoleSpec, inputs: di
                   turns: list[Turn]) -> list[dict[str, str]]:
     """What a role sees: its prompt pieces and the node's task in the system message; the
     inputs and the conversation so far in the user message."""
-    weights = {f: render_text(getattr(role.prompt, f), **inputs)
-               for f in ("role", "task", "rules", "style", "output_instructions")}
+    weights = {f: render_text(getattr(role.prompt, f), **inputs) for f in PROMPT_FIELDS}
     system = render("role.j2", spec=spec, node=node, role=role, weights=weights,
                     node_task=render_text(node.prompt.task, **inputs),
                     outputs=[f for f in node.outputs if f.name in role.writes])

@@ -170,12 +170,8 @@ class Pipeline:
     def _team_run(self, node: NodeSpec, state: dict[str, Any], step: int):
         """A node with roles: its conversation, recorded turn by turn."""
         start = time.perf_counter()
-        inputs = {i: state[i] for i in node.inputs if i in state}
-        record = NodeRecord(node=node.name, inputs=inputs, weights=node.model_dump(mode="json"),
-                            messages=[])
-        missing = [i for i in node.inputs if i not in state]
-        if missing:
-            record.error = f"inputs {missing} were never produced on this path"
+        record, inputs = _new_record(node, state)
+        if record.error:
             return record
         try:
             yield from conversation(self, node, inputs, step, record)
@@ -219,13 +215,10 @@ class Pipeline:
         """One node run as a generator of LM calls (see ``_forward_steps``); returns its record."""
         start = time.perf_counter()
         routes = tuple(e.target for e in self.spec.successors(node.name))
-        missing = [i for i in node.inputs if i not in state]
-        inputs = {i: state[i] for i in node.inputs if i in state}
-        record = NodeRecord(node=node.name, inputs=inputs, weights=node.model_dump(mode="json"),
-                            messages=self.messages_for(node, inputs) if not missing else [])
-        if missing:
-            record.error = f"inputs {missing} were never produced on this path"
+        record, inputs = _new_record(node, state)
+        if record.error:
             return record
+        record.messages = self.messages_for(node, inputs)
         out_model = outputs_model(node.name, node.outputs, routes, node.reasoning)
         try:
             answer, bound = None, {}
@@ -295,6 +288,18 @@ class Pipeline:
     def load(cls, path, lm: LM, tools: ToolRegistry | None = None,
              params: SamplingParams | None = None) -> "Pipeline":
         return cls(PipelineSpec.load(path), lm, tools, params)
+
+
+def _new_record(node: NodeSpec, state: dict[str, Any]) -> tuple[NodeRecord, dict[str, Any]]:
+    """The record of one run of ``node`` and its inputs from ``state``; the record holds an
+    error when an input was never produced on this path."""
+    inputs = {i: state[i] for i in node.inputs if i in state}
+    record = NodeRecord(node=node.name, inputs=inputs, weights=node.model_dump(mode="json"),
+                        messages=[])
+    missing = [i for i in node.inputs if i not in state]
+    if missing:
+        record.error = f"inputs {missing} were never produced on this path"
+    return record, inputs
 
 
 def check_tools(spec: PipelineSpec, tools: ToolRegistry) -> None:

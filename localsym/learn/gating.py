@@ -90,7 +90,8 @@ class Gating:
         """Score ``chosen`` on the validation split and gate each against the parent (a
         promising gain earns a second look on unseen training examples); the accepted ones join
         the pool."""
-        parent, accepted = state.pool[parent_id], list[Candidate]()
+        parent = state.pool[parent_id]
+        accepted: list[Candidate] = []
         for c in chosen:
             if any(a.val is not None and a.val >= 1.0 for a in accepted):
                 c.decision, c.reason = "screened out", "a candidate validated before it scores " \

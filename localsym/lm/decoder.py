@@ -36,7 +36,8 @@ class DecodingLoop:
         free, then pick one token for every running call and evaluate them in one batch."""
         streams = self._streams
         results: list[Any] = [None] * len(jobs)
-        waiting, running = deque(range(len(jobs))), list[Any]()
+        waiting = deque(range(len(jobs)))
+        running: list[Any] = []
 
         def finish(i: int, result) -> None:
             results[i] = result
