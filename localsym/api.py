@@ -13,7 +13,7 @@ from localsym.agent import Pipeline, PipelineSpec, ToolRegistry, default_tools
 from localsym.data import Example
 from localsym.errors import ConfigError
 from localsym.files import validation_error
-from localsym.learn import LanguageLoss, TrainConfig, build_trainer
+from localsym.learn import LanguageLoss, LearningRate, TrainConfig, build_trainer
 from localsym.learn.evaluate import evaluate as _evaluate
 from localsym.lm import LM, SamplingParams, open_lm
 from localsym.metrics import Metric
@@ -25,36 +25,50 @@ def train(agent: PipelineSpec | str | Path, train: list[Example], val: list[Exam
           lm: LM | None = None, optimizer_lm: LM | None = None,
           metric: str | Metric | None = None, loss: str = "language",
           config: TrainConfig | dict | None = None, tools: ToolRegistry | None = None,
-          sampling: SamplingParams | None = None, run_dir: str | Path | None = None,
+          sampling: SamplingParams | None = None,
+          meta_sampling: SamplingParams | dict | None = None,
+          learning_rate: LearningRate | dict | None = None, run_dir: str | Path | None = None,
           resume: bool = False, progress: bool = False, log=print) -> PipelineSpec:
     """Train ``agent`` (a spec or its file) on ``train``, gated on ``val``; returns the best
     spec. ``metric``: a built-in name, a reference (``metrics.py:fn``) or a function
     ``(outputs, expected) -> float``. ``lm`` runs the agent (default: the embedded model);
-    ``optimizer_lm`` the loss, gradients and optimizers (default: ``lm``). ``run_dir`` keeps
-    events, checkpoints and the report (and makes ``resume=True`` possible)."""
+    ``optimizer_lm`` the loss, gradients and optimizers (default: ``lm``), sampled with
+    ``meta_sampling`` (default ``META_PARAMS``) under the ``learning_rate`` (a LearningRate or
+    its fields as a dict, as a config's ``learning_rate``). ``run_dir`` keeps events,
+    checkpoints and the report (and makes ``resume=True`` possible)."""
     spec = agent if isinstance(agent, PipelineSpec) else PipelineSpec.load(agent)
     score = find_metric(metric) if metric is not None else None
     lm = lm or open_lm()
     meta = optimizer_lm or lm
     config = _train_config(config)
+    rate = _validated(LearningRate, learning_rate, "learning rate")
+    meta_params = _validated(SamplingParams, meta_sampling, "meta sampling") \
+        if meta_sampling is not None else None
     trainer = build_trainer(spec, lm, meta, metric=score, loss=loss, tools=tools,
-                            sampling=sampling, train=config, run_dir=run_dir, log=log,
-                            progress=progress)
+                            sampling=sampling, meta_sampling=meta_params, train=config,
+                            learning_rate=rate, run_dir=run_dir, log=log, progress=progress)
     return trainer.fit(train, val, resume=resume).best_spec
 
 
 def _train_config(config: TrainConfig | dict | None) -> TrainConfig:
     """The training config as given, validated: a bad field is one ConfigError line."""
-    if isinstance(config, TrainConfig):
-        return config
-    if config is not None and not isinstance(config, dict):
-        raise ConfigError(f"config {config!r} is not a TrainConfig or a dict",
-                          "pass e.g. config={'max_steps': 2}")
+    return _validated(TrainConfig, config, "training config", "config={'max_steps': 2}")
+
+
+def _validated(model, value, what: str, example: str = "a dict of its fields"):
+    """``value`` as a ``model`` (given as one, as a dict of its fields, or None for its
+    defaults); a bad one is one ConfigError line."""
+    if isinstance(value, model):
+        return value
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(f"{what} {value!r} is not a {model.__name__} or a dict",
+                          f"pass a {model.__name__} or {example}")
     try:
-        return TrainConfig.model_validate(config or {})
+        return model.model_validate(value or {})
     except ValidationError as err:
-        raise validation_error(err, "invalid training config",
-                               "see localsym.learn.TrainConfig for the fields") from None
+        raise validation_error(err, f"invalid {what}",
+                               f"see localsym.{model.__module__.split('.')[1]}."
+                               f"{model.__name__} for the fields") from None
 
 
 def evaluate(agent: Pipeline | PipelineSpec | str | Path, examples: list[Example], *,

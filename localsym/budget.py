@@ -142,7 +142,7 @@ def estimate(c, spec: PipelineSpec, splits: dict, pipe, agent_lm) -> Estimate:
     listed = structural_edits(spec, pipe.tools)[:t.max_candidates] if "structure" in opts else []
     structural = len(listed)
     # each listed candidate at its own cost (a vote runs a node several times, a check again)
-    listed_calls = sum(max(calls_per_example(new), per_candidate) for _, new in listed)
+    listed_calls = sum(max(calls_per_example(c.spec), per_candidate) for c in listed)
     screen = min(t.screen_size, len(splits["train"]))
     candidates = per_step + structural
     meta = _meta_calls(c.train, spec, steps, batch, judge)

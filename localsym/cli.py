@@ -105,20 +105,17 @@ def cmd_train(args) -> int:
         return 130
     finally:
         run.close()
-    calls = summary["llm_calls"]
-    made = sum(v["misses"] for v in calls.values())
-    cached = sum(v["hits"] for v in calls.values())
-    test = (f"; test {summary['test_before']:.3f} -> {summary['test_after']:.3f} "
-            f"({summary['test_size']} examples)"
-            if summary["test_size"] and summary["test_after"] is not None else "")
-    print(f"{summary['name']}: validation {summary['val_before']:.3f} -> "
-          f"{summary['val_after']:.3f}{test}")
-    print(f"{summary['steps']} steps: {summary['accepted']} accepted, {summary['rolled_back']} "
-          f"rolled back; LLM calls: {made} made, {cached} from the cache; "
-          f"{summary['wall_seconds']:.0f}s")
+    test = (f"; test {summary.test_before:.3f} -> {summary.test_after:.3f} "
+            f"({summary.test_size} examples)"
+            if summary.test_size and summary.test_after is not None else "")
+    print(f"{summary.name}: validation {summary.val_before:.3f} -> "
+          f"{summary.val_after:.3f}{test}")
+    print(f"{summary.steps} steps: {summary.accepted} accepted, {summary.rolled_back} "
+          f"rolled back; LLM calls: {summary.calls_made} made, {summary.calls_cached} from the "
+          f"cache; {summary.wall_seconds:.0f}s")
     print(f"run directory: {run.run_dir} (localsym report {run.run_dir})")
-    if summary.get("stopped"):
-        print(f"localsym: stopped early: {summary['stopped']}; to go on, raise the budget in "
+    if summary.stopped:
+        print(f"localsym: stopped early: {summary.stopped}; to go on, raise the budget in "
               f"the config and run  localsym train CONFIG --resume {run.run_dir}",
               file=sys.stderr)
         return 3

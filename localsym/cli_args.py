@@ -10,6 +10,7 @@ import sys
 
 from localsym.errors import ConfigError
 from localsym.lm.base import AGENT_PARAMS, SamplingParams
+from localsym.lm.cache import MODES
 
 
 def positive(text: str) -> int:
@@ -33,7 +34,7 @@ def _model_args(p: argparse.ArgumentParser, cache_mode: bool = False) -> None:
                    help="answer tokens of a call (default 128, as a config's sampling)")
     p.add_argument("--cache-dir", default=None)
     if cache_mode:
-        p.add_argument("--cache-mode", choices=["readwrite", "replay", "off"], default=None)
+        p.add_argument("--cache-mode", choices=MODES, default=None)
 
 
 def _tool_arg(p: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ from localsym.learn import META_PARAMS, LearningRate, build_trainer
 from localsym.learn.state import TrainConfig
 from localsym.lm import CachedLM, open_lm
 from localsym.lm.base import AGENT_PARAMS, SamplingParams
+from localsym.lm.cache import CacheMode
 
 
 class Strict(BaseModel):
@@ -127,7 +128,7 @@ ToolRefs: Any = Field([], description="your own tools besides the built-in calcu
 
 class CacheConfig(Strict):
     dir: str | None = None
-    mode: Literal["readwrite", "replay", "off"] | None = None
+    mode: CacheMode | None = None
 
 
 class AgentConfig(Strict):

@@ -23,6 +23,8 @@ from localsym.agent.weights import PROMPT_FIELDS
 from localsym.errors import ConfigError, LocalsymError
 from localsym.files import atomic_write_text
 from localsym.learn.checkpoint import RunDirectory
+from localsym.learn.edits import edit_text, glued
+from localsym.learn.edits.tools import source_text
 from localsym.learn.events import StartEvent, StepEvent, StoppedEvent
 
 
@@ -38,11 +40,6 @@ def word_diff(old: str, new: str) -> Markup:
         if op in ("insert", "replace"):
             out.append(f"<ins>{html.escape(' '.join(b[j1:j2]))}</ins>")
     return Markup(" ".join(out))
-
-
-def glued(source: str | None, via: tuple) -> str:
-    """A binding as a person reads it: its source, then its glue steps."""
-    return " | ".join([str(source)] + [op.describe() for op in via])
 
 
 def spec_diffs(before: PipelineSpec, after: PipelineSpec) -> list[dict]:
@@ -63,8 +60,8 @@ def spec_diffs(before: PipelineSpec, after: PipelineSpec) -> list[dict]:
             rows.append({"target": f"{node.name}.tools",
                          "diff": word_diff(", ".join(old.tools), ", ".join(node.tools))})
         structure = {"tool_choice": lambda n: n.tool_choice,
-                     "bind": lambda n: "; ".join(
-                         f"{o} = {glued(n.bound_tool(o), n.bound_via(o))}" for o in sorted(n.bind)),
+                     "bind": lambda n: "; ".join(f"{o} = {source_text(n.bind[o])}"
+                                                 for o in sorted(n.bind)),
                      "arg_from": lambda n: "; ".join(
                          f"{k} = {glued(*v)}" for k, v in sorted(n.wiring().items())),
                      "output patterns": lambda n: json.dumps(
@@ -266,6 +263,7 @@ def write_report(run_dir: str | Path) -> Path:
     env = Environment(autoescape=select_autoescape(default=True), trim_blocks=True,
                       lstrip_blocks=True)
     env.filters["score"] = lambda x: f"{x:.3f}" if isinstance(x, (int, float)) else "–"
+    env.filters["edits"] = lambda edits: "; ".join(edit_text(e) for e in edits)
     template = env.from_string(
         resources.files("localsym").joinpath("report.html.j2").read_text("utf-8"))
     out = RunDirectory(run_dir).report_path

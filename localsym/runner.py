@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel
 from tqdm import tqdm
 
 from localsym.agent import Pipeline, PipelineSpec, default_tools
@@ -28,6 +29,7 @@ from localsym.files import atomic_write_text, read_text
 from localsym.generate import generate_examples
 from localsym.learn import Trainer
 from localsym.learn.checkpoint import RunDirectory
+from localsym.lm.base import Usage
 from localsym.metrics import metric
 
 
@@ -94,6 +96,36 @@ def check_examples(parts: dict[str, list[Example]], spec: PipelineSpec, metric_n
             "memorizing them", len(both), ", ".join(both[:5]))
 
 
+
+class RunSummary(BaseModel):
+    """What ``localsym train`` reports of a run (``summary.json``): scores before and after on
+    validation and test, the sizes of the splits, the LLM calls of each model, the wall time,
+    and why the run stopped early (its budget), if it did."""
+
+    name: str
+    steps: int
+    accepted: int
+    rolled_back: int
+    val_before: float | None
+    val_after: float
+    test_before: float | None
+    test_after: float | None
+    test_size: int
+    val_size: int
+    train_size: int
+    llm_calls: dict[str, Usage]
+    wall_seconds: float
+    stopped: str | None = None
+    spent: dict[str, float] = {}
+
+    @property
+    def calls_made(self) -> int:
+        return sum(u.misses for u in self.llm_calls.values())
+
+    @property
+    def calls_cached(self) -> int:
+        return sum(u.hits for u in self.llm_calls.values())
+
 class Run:
     """Everything a run needs, built from a config."""
 
@@ -129,15 +161,13 @@ class Run:
     def estimate(self):
         return estimate(self.config, self.spec, self.splits, self.pipeline, self.agent_lm)
 
-    def lm_stats(self) -> dict:
+    def lm_stats(self) -> dict[str, Usage]:
         lms = {"agent": self.agent_lm}
         if self.optimizer_lm is not self.agent_lm:
             lms["optimizer"] = self.optimizer_lm
-        zero = dict.fromkeys(("hits", "misses", "tokens_made", "model_loads", "eval_seconds",
-                              "prompt_tokens_submitted", "prompt_tokens_evaluated"), 0)
-        return {name: {**zero, **lm.usage()} for name, lm in lms.items()}
+        return {name: Usage.model_validate(lm.usage()) for name, lm in lms.items()}
 
-    def train(self, resume: bool = False) -> dict:
+    def train(self, resume: bool = False) -> "RunSummary":
         started = time.perf_counter()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         trainer = self.trainer()
@@ -148,18 +178,18 @@ class Run:
         test_after = trainer.score(state.best_spec, test, "test (after)") \
             if test and not state.stopped else []
         steps = trainer.dir.steps()
-        summary = {
-            "name": self.config.name, "steps": state.step,
-            "accepted": sum(e.decision == "accepted" for e in steps),
-            "rolled_back": sum(e.decision == "rolled back" for e in steps),
-            "val_before": trainer.dir.start().val_score, "val_after": state.best_score,
-            "test_before": _mean(test_before), "test_after": _mean(test_after),
-            "test_size": len(test), "val_size": len(self.splits["val"]),
-            "train_size": len(self.splits["train"]),
-            "llm_calls": self.lm_stats(), "wall_seconds": round(time.perf_counter() - started, 1),
-            "stopped": state.stopped, "spent": state.spent,
-        }
-        atomic_write_text(RunDirectory(self.run_dir).summary_path, json.dumps(summary, indent=2))
+        summary = RunSummary(
+            name=self.config.name, steps=state.step,
+            accepted=sum(e.decision == "accepted" for e in steps),
+            rolled_back=sum(e.decision == "rolled back" for e in steps),
+            val_before=trainer.dir.start().val_score, val_after=state.best_score,
+            test_before=_mean(test_before), test_after=_mean(test_after),
+            test_size=len(test), val_size=len(self.splits["val"]),
+            train_size=len(self.splits["train"]), llm_calls=self.lm_stats(),
+            wall_seconds=round(time.perf_counter() - started, 1), stopped=state.stopped,
+            spent=state.spent)
+        atomic_write_text(RunDirectory(self.run_dir).summary_path,
+                          summary.model_dump_json(indent=2))
         return summary
 
     def close(self) -> None:

@@ -63,6 +63,11 @@ def run_events(run_dir, kind: str | None = None) -> list[dict]:
             if kind is None or e.event == kind]
 
 
+def listed(found) -> dict:
+    """A proposer's children by the text of their edits (``; ``-separated): text -> spec."""
+    return {c.text: c.spec for c in found}
+
+
 def run_python(code: str, env: dict | None = None, timeout: float = 300) -> dict:
     """Run ``code`` in a fresh interpreter; it must print one JSON object as its last line."""
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
@@ -87,6 +92,33 @@ class RoutedLM(LM):
             raise AssertionError(f"no scripted answer for schema {schema.__name__}")
         self.calls.append((schema.__name__, [m.model_dump() for m in messages]))
         return Completion(text=json.dumps(self.routes[name]([m.model_dump() for m in messages])))
+
+
+def wait_until(predicate: Callable[[], bool], seconds: float, every: float = 0.05) -> bool:
+    """Poll ``predicate`` until it holds or ``seconds`` pass (a deadline, not a fixed sleep);
+    whether it held."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return predicate()
+        time.sleep(every)
+    return True
+
+
+def stub_evolving_agent(tmp_path, source_dir):
+    """A deployment of ``source_dir``'s agent.yaml on the stub model (no model file needed),
+    in ``tmp_path/dep``: for the service's tests. The caller closes it."""
+    from localsym.config import load_deploy_config
+    from localsym.deploy.evolve import EvolvingAgent
+
+    agent = tmp_path / "agent.yaml"
+    agent.write_text((source_dir / "agent.yaml").read_text())
+    config, base = load_deploy_config(agent)
+    config = config.model_copy(update={"models": config.models.model_copy(
+        update={"agent": "stub"})})
+    return EvolvingAgent(tmp_path / "dep", config, base, log=lambda _: None)
 
 
 def free_port() -> int:

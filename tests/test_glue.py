@@ -9,7 +9,7 @@ import json
 import pytest
 from pydantic import TypeAdapter
 
-from conftest import RoutedLM
+from conftest import RoutedLM, listed
 from localsym.learn.optim import LearningRate
 from localsym.agent import Pipeline, PipelineSpec
 from localsym.agent import chain
@@ -22,7 +22,8 @@ from localsym.learn.propose.structure import structural_edits
 from localsym.learn.propose.chains import arg_chains
 from localsym.learn.propose.glue import ToolMemo, glue_edits
 from localsym.learn.search import Candidate, PoolEntry
-from localsym.learn.state import TrainState
+from localsym.learn.edits import SetPrompt
+from localsym.learn.screen import Validation
 from localsym.metrics import exact_match
 from test_learn_logic import ROUTES, batch_for, spec
 
@@ -165,13 +166,13 @@ def test_the_enumerator_finds_the_argument_and_the_reformat_with_no_model():
     memo = ToolMemo()
     found = glue_edits(s, shout_tools(), rows, exact_match, memo)
     assert found, "nothing found"
-    edits, best = found[0]
+    note, best = found[0].note, found[0].spec
     node = best.node("answer")
     source, via = node.wiring()["shout.text"]
     assert source == "question" and chain.run(via, "Please shout the word below.\nWord: x").strip() == "x"
     # the tool's "!" is cut from its result: the answer is bound through an output chain
     assert node.bound_tool("answer") == "shout" and node.bound_via("answer")
-    assert "1.00" in edits[-1] and 0 < memo.calls <= 4000
+    assert "1.00" in note and 0 < memo.calls <= 4000
     # the found agent scores every example, with no model call
     lm = RoutedLM({})
     pipeline = Pipeline(best, lm, shout_tools())
@@ -206,7 +207,7 @@ def test_the_enumerator_reads_a_bool_tool_through_a_table_and_gives_up_on_a_hang
                                            "outputs": [{"name": "answer",
                                                         "choices": ["yes", "no"]}]}]})
     memo = ToolMemo()
-    edits, best = glue_edits(s, registry, rows, exact_match, memo)[0]
+    best = glue_edits(s, registry, rows, exact_match, memo)[0].spec
     assert "stuck" in memo.broken and best.node("answer").bound_tool("answer") == "is_even"
     assert best.node("answer").bound_via("answer")[-1].op == "map"
     assert Pipeline(best, RoutedLM({}), registry).forward({"question": "Is 12 even?"}
@@ -249,7 +250,7 @@ def test_test_time_compute_is_listed_and_a_vote_takes_the_majority():
                                 "tools": [{"name": "is_upper", "description": "Checks."}],
                                 "nodes": [{"name": "answer", "inputs": ["question"],
                                            "outputs": [{"name": "answer"}]}]})
-    found = {"; ".join(e): new for e, new in structural_edits(s, registry)}
+    found = listed(structural_edits(s, registry))
     assert found["answer: self-consistency, the majority of 3 runs"].node("answer").vote
     assert found["answer: a reasoning draft of up to 160 characters before the answer"] \
         .node("answer").reasoning == 160
@@ -303,11 +304,11 @@ def ex(i: int) -> Example:
 
 
 def validate(trainer, parent, child, val, train):
-    state = TrainState(config=trainer.config, spec=parent, val_scores=[0.0] * len(val),
-                       best_spec=parent, best_score=0.0,
-                       pool=[PoolEntry(spec=parent, scores=trainer.score(parent, val))])
-    c = Candidate(source="prompt", edits=["task B"], spec=child)
-    accepted = trainer._validate(state, 0, [c], val, train, used=set())
+    entry = PoolEntry(spec=parent, scores=trainer.score(parent, val))
+    c = Candidate.of(parent, "prompt", [SetPrompt(node="solve", field="task", text="B")])
+    assert c.spec == child
+    check = Validation(trainer, trainer.gate, val, train, trainer.config.evidence, 0)
+    accepted = check([c], entry, 0, set(), lambda *_: None)
     return c, accepted
 
 

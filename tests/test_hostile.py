@@ -16,6 +16,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import stub_evolving_agent
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCALSYM = [str(Path(sys.executable).parent / "localsym")]
 SRC = ROOT / "examples" / "object_counting"
@@ -193,16 +195,10 @@ def test_report_handles_budget_stopped_torn_and_damaged_runs(tmp_path):
 def test_service_bounds_and_serve_arguments(tmp_path):
     from fastapi.testclient import TestClient
 
-    from localsym.config import load_deploy_config
-    from localsym.deploy.evolve import EvolvingAgent
     from localsym.deploy.serve import create_app
 
+    evolving = stub_evolving_agent(tmp_path, SRC)
     agent = tmp_path / "agent.yaml"
-    agent.write_text((SRC / "agent.yaml").read_text())
-    config, base = load_deploy_config(agent)
-    config = config.model_copy(update={"models": config.models.model_copy(
-        update={"agent": "stub"})})
-    evolving = EvolvingAgent(tmp_path / "dep", config, base, log=lambda _: None)
     try:
         client = TestClient(create_app(evolving), raise_server_exceptions=False,
                             base_url="http://127.0.0.1:8765")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import stub_evolving_agent
 from localsym.errors import ConfigError
 from test_hostile import LOCALSYM, SRC, cli, one_line_error, stub_task
 
@@ -81,16 +82,9 @@ def test_a_config_without_a_name_names_its_run_after_its_folder(tmp_path):
 def test_requests_that_cannot_be_stored_are_400s_never_500s(tmp_path):
     from fastapi.testclient import TestClient
 
-    from localsym.config import load_deploy_config
-    from localsym.deploy.evolve import EvolvingAgent
     from localsym.deploy.serve import create_app
 
-    agent = tmp_path / "agent.yaml"
-    agent.write_text((SRC / "agent.yaml").read_text())
-    config, base = load_deploy_config(agent)
-    config = config.model_copy(update={"models": config.models.model_copy(
-        update={"agent": "stub"})})
-    evolving = EvolvingAgent(tmp_path / "dep", config, base, log=lambda _: None)
+    evolving = stub_evolving_agent(tmp_path, SRC)
     json_body = {"content-type": "application/json"}
     try:
         client = TestClient(create_app(evolving), raise_server_exceptions=False,

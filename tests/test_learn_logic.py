@@ -14,7 +14,8 @@ from localsym.data import Example
 from localsym.metrics import numeric_match
 from localsym.learn import (Batch, MetricLoss, PipelineOptimizer,
                             PromptOptimizer, ToolOptimizer, TrainConfig, Trainer, backward)
-from localsym.learn.actions import AddNode, EditNode, RemoveNode, Rewire
+from localsym.learn.optim.workflow import (Connection as Rewire, DropNode as RemoveNode,
+                                           NewNode as AddNode, NodeText as EditNode)
 from test_spec import TWO_NODES
 
 
@@ -126,7 +127,7 @@ def test_workflow_edits_apply_and_an_invalid_one_is_rejected_alone():
     assert proposal.spec.node("plan").prompt.style == "Terse."
     assert proposal.spec.node("solve") == s.node("solve")  # untouched weights
     assert len(proposal.rejected) == 2
-    assert "unknown node 'nowhere'" in proposal.rejected[0]
+    assert "no node 'nowhere'" in proposal.rejected[0]
     assert "reads 'verdict'" in proposal.rejected[1]
     rewired = opt.apply(proposal.spec, [
         Rewire(action="rewire", source="solve", target="check", connect=False),
@@ -144,11 +145,12 @@ class WorseningOptimizer:
     name = "prompt"
 
     def step(self, spec, batch, memory):
-        from localsym.learn.optim import Change, Proposal
+        from localsym.learn.edits import SetPrompt
+        from localsym.learn.optim import Proposal
 
-        node = spec.node("plan")
-        new = node.model_copy(update={"prompt": node.prompt.model_copy(update={"style": "WRONG"})})
-        return Proposal(spec=spec.replace(new), changes=[Change(target="x")])
+        proposal = Proposal(spec=spec)
+        proposal.add(SetPrompt(node="plan", field="style", text="WRONG"))
+        return proposal
 
 
 def scripted_agent_routes():
@@ -263,7 +265,7 @@ def test_agent_and_optimizer_may_be_different_models_and_schedule_cycles(tmp_pat
 
 
 def test_paired_test_needs_a_consistent_gain():
-    from localsym.learn.search import permutation_p_value
+    from localsym.learn.gate import permutation_p_value
 
     assert permutation_p_value([1.0] * 12, [0.0] * 12) < 0.01
     assert permutation_p_value([1, 0, 1, 0], [0, 1, 0, 1]) > 0.4
@@ -353,8 +355,6 @@ def test_workflow_schema_only_names_what_exists():
 
 
 def test_an_add_node_that_breaks_node_rules_is_rejected_with_its_reason():
-    from localsym.learn.actions import AddNode
-
     proposal = PipelineOptimizer(RoutedLM({})).apply(spec(), [AddNode(
         action="add_node", name="dup", after="plan", task="t", inputs=["question"],
         outputs=[{"name": "x"}, {"name": "x"}])])

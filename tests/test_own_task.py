@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import run_events
+from localsym.learn.edits import edit_text
 
 LOCALSYM = [str(Path(sys.executable).parent / "localsym")]
 
@@ -54,7 +55,8 @@ def test_init_then_train_uses_the_users_metric_and_tool_and_csv(tmp_path):
     assert any("words in place" in l["analysis"] or "correct" in l["analysis"]
                for l in step["losses"])
     # and the user's tool is there to be attached: a structural candidate names it
-    assert any("sort_words" in " ".join(c["edits"]) for c in step["candidates"])
+    assert any("sort_words" in " ".join(edit_text(e) for e in c["edits"])
+               for c in step["candidates"])
 
 
 def test_init_refuses_a_non_empty_directory(tmp_path):

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import RoutedLM, run_events
+from conftest import RoutedLM, listed, run_events
 from localsym.learn.optim import LearningRate
 from localsym.lm.base import SamplingParams
 from localsym.agent import Pipeline, PipelineSpec
@@ -18,7 +18,9 @@ from localsym.data import Example
 from localsym.errors import ConfigError
 from localsym.learn import MetricLoss, PromptOptimizer, TrainConfig, Trainer
 from localsym.learn.propose.structure import structural_edits
-from localsym.learn.actions import AddRole, EditController, RemoveRole, apply_action
+from localsym.agent.node import RoleSpec
+from localsym.agent.weights import PromptWeights
+from localsym.learn.edits import AddRole, RemoveRole, SetController
 from localsym.learn.backward import backward
 from localsym.learn.optim import Batch, PipelineOptimizer
 from localsym.metrics import exact_match
@@ -159,25 +161,25 @@ def test_gradients_reach_each_role_and_the_controller_and_the_optimizer_edits_on
     roles = {r.name: r for r in proposal.spec.node("write").roles}
     assert roles["writer"].prompt.style == "Vivid." and roles["editor"].prompt.style == "Kind."
     assert roles["writer"].prompt.task == "Write the story."  # the rest of each role kept
-    assert {c.target for c in proposal.changes} == {"nodes.write.roles.writer.prompt.style",
+    assert {e.describe() for e in proposal.edits} == {"nodes.write.roles.writer.prompt.style",
                                                    "nodes.write.roles.editor.prompt.style"}
     assert spec.node("write").roles[0].prompt.style == ""  # the parent is untouched
 
 
 def test_each_team_edit_is_local_and_the_parent_stays_as_it_was():
     spec = team(max_turns=4)
-    added = apply_action(spec, AddRole(action="add_role", node="write", name="critic",
-                                       description="finds holes", task="Find plot holes."))
+    added = AddRole(node="write", role=RoleSpec(name="critic", description="finds holes",
+                                                prompt=PromptWeights(task="Find plot holes."))
+                    ).apply(spec)
     assert [r.name for r in added.node("write").roles] == ["writer", "editor", "critic"]
     assert added.node("write").roles[:2] == spec.node("write").roles
-    removed = apply_action(added, RemoveRole(action="remove_role", node="write", name="critic"))
+    removed = RemoveRole(node="write", role="critic").apply(added)
     assert removed == spec
-    edited = apply_action(spec, EditController(action="edit_controller", node="write",
-                                               policy="model", max_turns=6))
+    edited = SetController(node="write", policy="model", max_turns=6).apply(spec)
     assert edited.node("write").team.policy == "model" and edited.node("write").roles == \
         spec.node("write").roles
     with pytest.raises(ConfigError, match="writes"):
-        apply_action(spec, RemoveRole(action="remove_role", node="write", name="writer"))
+        RemoveRole(node="write", role="writer").apply(spec)
     # the workflow optimizer's schema offers role actions only where a node has roles
     names = str(PipelineOptimizer.schema(spec).model_json_schema())
     assert "add_role" in names and "edit_controller" in names
@@ -186,11 +188,11 @@ def test_each_team_edit_is_local_and_the_parent_stays_as_it_was():
     assert "add_role" not in str(PipelineOptimizer.schema(plain).model_json_schema())
     # code-listed: a plain node grows into a writer and an editor; a team loses a role, changes
     # its turn limit or its policy
-    grown = {"; ".join(e): s for e, s in structural_edits(plain, default_tools())}
-    team_spec = grown["n: grow into a writer and an editor (up to 4 turns)"]
+    grown = listed(structural_edits(plain, default_tools()))
+    team_spec = grown["n: grow into writer and editor (up to 4 turns)"]
     assert [r.name for r in team_spec.node("n").roles] == ["writer", "editor"]
     assert team_spec.final_outputs() == plain.final_outputs()
-    listed_team = {"; ".join(e) for e, _ in structural_edits(spec, default_tools())}
+    listed_team = set(listed(structural_edits(spec, default_tools())))
     assert {"write: remove role editor", "write: turn limit 2", "write: turn limit 6",
             "write: controller policy model"} <= listed_team
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import RoutedLM
+from conftest import RoutedLM, wait_until
 from test_cli import run
 from test_learn_logic import ROUTES, spec as two_node_spec
 from localsym.learn.optim import LearningRate
@@ -213,7 +213,6 @@ def test_generated_data_from_the_task_description_alone(cache_dir):
 def test_ctrl_c_during_training_says_how_to_resume(tmp_path):
     import signal
     import sys
-    import time
 
     config = tiny_config(tmp_path)
     # its own empty cache: the step's calls are real, so the run is still going at the signal
@@ -222,9 +221,8 @@ def test_ctrl_c_during_training_says_how_to_resume(tmp_path):
     proc = subprocess.Popen([str(Path(sys.executable).parent / "localsym"), "train", str(config),
                              "--run-dir", str(tmp_path / "run"), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 120
-    while not (tmp_path / "run" / "state.json").exists() and time.time() < deadline:
-        time.sleep(0.2)  # the initial validation is checkpointed: training is under way
+    # the initial validation is checkpointed: training is under way
+    assert wait_until((tmp_path / "run" / "state.json").exists, seconds=120)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err  # a one-step run takes ~10 s after its first checkpoint

@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from conftest import wait_until
 from localsym.metrics import metric
 from localsym.sandbox import containment, run_python
 
@@ -66,11 +67,8 @@ def test_fork_bomb_is_contained(audit):
     watcher.join()
     assert not result.ok
     assert peak[0] <= before + 40  # never more processes than the cap (plus this test's own)
-    for _ in range(50):  # ... and all of them gone afterwards
-        if _processes() <= before + 2:
-            break
-        time.sleep(0.1)
-    assert _processes() <= before + 2
+    # ... and all of them gone afterwards
+    assert wait_until(lambda: _processes() <= before + 2, seconds=10), _processes()
 
 
 def test_writing_or_deleting_outside_its_directory_is_refused(tmp_path):
@@ -187,9 +185,9 @@ def test_a_process_that_outlives_its_timeout_is_killed(tmp_path):
             f"    os.execv('/bin/sleep', ['sleep', '{marker}'])\ntime.sleep(60)")
     result = contained(code, audit=False, timeout=2)
     assert result["timed_out"]
-    time.sleep(0.5)
-    alive = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == f"sleep {marker}"]
-    assert not alive
+    assert wait_until(lambda: not [p for p in os.listdir("/proc")
+                                   if p.isdigit() and _cmdline(p) == f"sleep {marker}"],
+                      seconds=10)
 
 
 def _cmdline(pid: str) -> str:

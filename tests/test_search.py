@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import RoutedLM, run_events
+from conftest import RoutedLM, listed, run_events
 from localsym.learn.optim import LearningRate
 from localsym.agent import Pipeline, PipelineSpec
 from localsym.agent.spec import PromptWeights
@@ -20,8 +20,10 @@ from localsym.errors import ConfigError
 from localsym.learn import MetricLoss, ToolOptimizer, TrainConfig, Trainer
 from localsym.learn.propose.demos import labeled_demonstrations
 from localsym.learn.propose.merge import merge
-from localsym.learn.propose.structure import structural_edits, with_node
-from localsym.learn.search import PoolEntry, gate, minibatch, pareto_front, sample_parent
+from localsym.learn.edits import AddNode, AttachTool, SetPrompt, SetToolText
+from localsym.learn.propose.structure import structural_edits
+from localsym.learn.gate import gate
+from localsym.learn.search import PoolEntry, minibatch, pareto_front, sample_parent
 from test_learn_logic import ROUTES, batch_for, spec
 
 ARITH = {"name": "arith", "description": "Multiply.", "inputs": [{"name": "question"}],
@@ -40,7 +42,7 @@ def test_structural_edits_attach_every_declared_tool_with_patterns_and_bindings(
 
     s = PipelineSpec.from_data({**ARITH, "tools": ARITH["tools"] + [
         {"name": "lookup", "description": "Look up."}]})
-    found = {"; ".join(e): new for e, new in structural_edits(s, registry)}
+    found = listed(structural_edits(s, registry))
     assert "attach tool calculator to solve" in found and "attach tool lookup to solve" in found
     group = [k for k in found if "bind solve.answer to the result of calculator" in k
              and "pattern [0-9]{1,9} ?[-+*/] ?[0-9]{1,9}" in k]
@@ -54,7 +56,7 @@ def test_structural_edits_attach_every_declared_tool_with_patterns_and_bindings(
     assert any("tool lookup argument word pattern" in k for k in found)
     # once attached: detach, flip tool_choice, unbind are listed
     attached = found[group[0]]
-    again = {"; ".join(e) for e, _ in structural_edits(attached, registry)}
+    again = set(listed(structural_edits(attached, registry)))
     assert {"detach tool calculator from solve", "tool_choice auto in solve",
             "unbind solve.answer"} <= again
 
@@ -95,14 +97,13 @@ def test_a_written_first_call_takes_the_input_as_it_is_and_no_model_call():
     assert traj.outputs == {"answer": 5} and len(lm.calls) == 1
     assert "ERROR" in traj.records[0].messages[-1]["content"]
     # listed as structural edits: the input wired into the tool's one required argument
-    found = {"; ".join(e): new for e, new in
-             structural_edits(PipelineSpec.from_data(ARITH), default_tools())}
+    found = listed(structural_edits(PipelineSpec.from_data(ARITH), default_tools()))
     key = ("attach tool calculator to solve; call calculator first with expression = question; "
            "bind solve.answer to the result of calculator")
     assert found[key].node("solve").arg_from == {"calculator.expression": "question"}
-    again = {"; ".join(e) for e, _ in structural_edits(found[key], default_tools())}
+    again = set(listed(structural_edits(found[key], default_tools())))
     assert "solve: drop the written call of calculator" in again
-    detached = {"; ".join(e): n for e, n in structural_edits(found[key], default_tools())}
+    detached = listed(structural_edits(found[key], default_tools()))
     assert detached["detach tool calculator from solve"].node("solve").arg_from == {}
     with pytest.raises(ConfigError, match="has the arguments"):
         Pipeline(PipelineSpec.from_data({**ARITH, "nodes": [{
@@ -211,12 +212,11 @@ def test_pareto_front_keeps_per_example_winners_and_samples_from_them():
 def test_merge_combines_disjoint_edits_and_refuses_conflicts():
     s = PipelineSpec.from_data(ARITH)
     node = s.node("solve")
-    a = with_node(s, node.model_copy(update={"tools": ("calculator",)}))
-    b = with_node(s, node, {"calculator": s.tool("calculator").model_copy(
-        update={"description": "Computes."})})
+    a = [AttachTool(node=node.name, tool="calculator")]
+    b = [SetToolText(tool="calculator", field="description", text="Computes.")]
     m = merge(s, a, b)
     assert m.node("solve").tools == ("calculator",) and m.tool("calculator").description == "Computes."
-    c = with_node(s, node.model_copy(update={"prompt": PromptWeights(task="Other.")}))
+    c = [SetPrompt(node="solve", field="task", text="Other.")]
     assert merge(s, a, c) is None  # both changed the node
 
 
@@ -225,8 +225,8 @@ def test_labeled_demonstrations_are_label_balanced():
         {"name": "j", "inputs": ["q"], "outputs": [{"name": "answer", "choices": ["yes", "no"]}]}]})
     train = [Example(id=f"y{i}", inputs={"q": f"y{i}"}, expected={"answer": "yes"}) for i in range(6)]
     train += [Example(id="n0", inputs={"q": "n0"}, expected={"answer": "no"})]
-    (edits, new), = labeled_demonstrations(s, train, [2], seed=0)
-    assert sorted(d.outputs["answer"] for d in new.node("j").demonstrations) == ["no", "yes"]
+    (child,) = labeled_demonstrations(s, train, [2], seed=0)
+    assert sorted(d.outputs["answer"] for d in child.spec.node("j").demonstrations) == ["no", "yes"]
 
 
 def _counting_lm(good_marker: str):
@@ -243,10 +243,10 @@ class MarkerOptimizer:
     name = "prompt"
 
     def step(self, spec, batch, memory):
-        from localsym.learn.optim import Change, Proposal
-        node = spec.node("solve")
-        good = with_node(spec, node.model_copy(update={"prompt": PromptWeights(task="MARK")}))
-        return Proposal(spec=good, changes=[Change(target="nodes.solve.prompt.task")])
+        from localsym.learn.optim import Proposal
+        proposal = Proposal(spec=spec)
+        proposal.add(SetPrompt(node="solve", field="task", text="MARK"))
+        return proposal
 
 
 def test_a_step_screens_validates_and_accepts_only_a_strict_gain(tmp_path):
@@ -351,12 +351,13 @@ def test_an_edit_that_changes_the_final_outputs_is_rejected_before_scoring(tmp_p
         name = "pipeline"
 
         def step(self, spec, batch, memory):
-            from localsym.learn.actions import AddNode, apply_action
-            from localsym.learn.optim import Change, Proposal
-            new = apply_action(spec, AddNode(action="add_node", name="extra", after="solve",
-                                             task="t", inputs=["answer"],
-                                             outputs=[{"name": "note"}]))
-            return Proposal(spec=new, changes=[Change(target="workflow: add node extra")])
+            from localsym.agent.spec import NodeSpec
+            from localsym.learn.optim import Proposal
+            proposal = Proposal(spec=spec)
+            assert proposal.add(AddNode(after="solve", node_spec=NodeSpec(
+                name="extra", prompt=PromptWeights(task="t"), inputs=("answer",),
+                outputs=({"name": "note"},))))
+            return proposal
 
     lm = _counting_lm("never")
     s = PipelineSpec.from_data({**ARITH, "tools": []})
@@ -417,8 +418,8 @@ def test_the_report_diff_names_the_structural_edits():
     from localsym.report import spec_diffs
 
     s = PipelineSpec.from_data(ARITH)
-    (_, found), = [(e, new) for e, new in structural_edits(s, default_tools())
-                   if len(e) == 4 and "pattern [0-9]{1,9} ?[-+*/] ?[0-9]{1,9}" in e[2]]
+    (found,) = [c.spec for c in structural_edits(s, default_tools())
+                if len(c.edits) == 4 and "pattern [0-9]{1,9} ?[-+*/] ?[0-9]{1,9}" in c.text]
     targets = {r["target"] for r in spec_diffs(s, found)}
     assert {"solve.tools", "solve.tool_choice", "solve.bind", "tool calculator.patterns"} <= targets
 
@@ -439,8 +440,7 @@ def test_a_free_text_output_can_be_bound_to_a_text_tool_but_not_a_constrained_on
             "nodes": [{"name": "sort", "inputs": ["words"],
                        "outputs": [{"name": "sorted"},
                                    {"name": "kind", "choices": ["short", "long"]}]}]}
-    found = {"; ".join(e): new for e, new in
-             structural_edits(PipelineSpec.from_data(data), registry)}
+    found = listed(structural_edits(PipelineSpec.from_data(data), registry))
     assert any(k.endswith("bind sort.sorted to the result of sort_words") for k in found)
     assert not any("bind sort.kind" in k for k in found)  # choices: the model's to write
     # at run time a bound value must still fit the field: choices and patterns are kept
@@ -459,7 +459,7 @@ def test_a_free_text_output_can_be_bound_to_a_text_tool_but_not_a_constrained_on
         {"name": "read", "inputs": ["question"], "outputs": [{"name": "expression"}]},
         {"name": "solve", "inputs": ["expression"], "outputs": [{"name": "answer", "type": "int"}]}],
         "edges": [{"source": "read", "target": "solve"}]})
-    listing = [e for e, _ in structural_edits(two, default_tools())]
+    listing = [[e.describe() for e in c.edits] for c in structural_edits(two, default_tools())]
     assert not any("bind read.expression" in x for e in listing for x in e)
     assert "read" in listing[0][0] and "solve" in listing[1][0]
     # a group that binds the answer comes before the partial ones of its tool

@@ -23,6 +23,7 @@ from localsym.agent.tools import ToolRegistry
 from localsym.agent.trajectory import NodeRecord, Turn
 from localsym.agent.weights import PROMPT_FIELDS
 from localsym.errors import CallFailure
+from localsym.seeds import Slot
 from localsym.templates import render, render_text
 
 MESSAGE_CHARS = 300  # a turn's message to the team
@@ -79,7 +80,7 @@ def conversation(pipeline, node: NodeSpec, inputs: dict, step: int, record: Node
             messages = role_messages(spec, node, speaker, inputs, turns)
             record.calls += 1
             value, completion = yield (messages, turn_model(node, speaker),
-                                       pipeline._params(node, step * 64 + t, 200 + t))
+                                       pipeline.sampling(node, Slot.turn(step, t)))
             record.cached = record.cached or completion.cached
             answer = value.model_dump()
             outputs = {k: answer[k] for k in speaker.writes if k in answer}
@@ -119,7 +120,7 @@ def _next(pipeline, node: NodeSpec, inputs: dict, step: int, t: int, last: RoleS
     record.calls += 1
     try:
         value, _ = yield (messages, controller_model(node),
-                          pipeline._params(node, step * 64 + t, 300 + t))
+                          pipeline.sampling(node, Slot.controller(step, t)))
     except CallFailure:
         return (roles[0] if last is None else None), "model (failed)"
     return (by_name.get(value.next), "model") if value.next != STOP else (None, "model")

@@ -305,9 +305,6 @@ AnyOp = Annotated[Union[After, Before, StripPrefix, StripSuffix, Trim, Regex, Re
                         Numbers, Words, Chars, Split, Item, Join, Count, ToInt, ToFloat, Round,
                         Map], Field(discriminator="op")]
 OP_TYPES = {t.model_fields["op"].default: t for t in AnyOp.__origin__.__args__}  # type: ignore
-# operations with no required parameter may be written as their bare name: ``via: [trim]``
-BARE_OPS = tuple(name for name, t in OP_TYPES.items()
-                 if not any(f.is_required() for f in t.model_fields.values()))
 
 
 def number_text(value: int | float) -> str:

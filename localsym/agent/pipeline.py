@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-import zlib
 from typing import Any
 
 from localsym.agent.bindings import (bound_outputs, check_feedback, glue_failure, majority,
@@ -25,6 +24,7 @@ from localsym.agent.parameters import Parameter, parameters
 from localsym.agent.trajectory import NodeRecord, Trajectory
 from localsym.errors import CallFailure, ConfigError
 from localsym.lm.base import AGENT_PARAMS, LM, SamplingParams
+from localsym.seeds import Slot
 from localsym.templates import render, render_text
 from localsym.text import unencodable
 
@@ -132,12 +132,12 @@ class Pipeline:
         messages.append({"role": "user", "content": render("node_input.j2", inputs=inputs)})
         return messages
 
-    def _params(self, node: NodeSpec, step: int, sample: int = 0) -> SamplingParams:
-        """Per-call seed from the base seed, the node, the step and (for the extra runs of a
-        vote or a check) the sample: independent of call order."""
-        key = f"{node.name}:{step}" + (f":{sample}" if sample else "")
-        update: dict[str, Any] = {"seed": (self.params.seed + zlib.crc32(key.encode())) % 2**31}
-        if sample and node.vote is not None and sample < node.vote.samples:
+    def sampling(self, node: NodeSpec, slot: Slot) -> SamplingParams:
+        """The sampling of one model call of ``node`` (its ``slot``: ``localsym.seeds``): the
+        agent's, with a seed of the call's own (independent of call order), and a vote's
+        temperature for a vote's extra runs."""
+        update: dict[str, Any] = {"seed": slot.seed_for(self.params.seed, node.name)}
+        if slot.sample and node.vote is not None and slot.sample < node.vote.samples:
             update["temperature"] = node.vote.temperature
         return self.params.model_copy(update=update)
 
@@ -201,7 +201,7 @@ class Pipeline:
             record.calls += 1
             try:
                 answer, _ = yield (messages, out_model,
-                                   self._params(node, step * 64 + 62, 100 + retry))
+                                   self.sampling(node, Slot.retry(step, retry)))
             except CallFailure as err:
                 record.error = f"{type(err).__name__}: {err}"
                 break
@@ -228,7 +228,7 @@ class Pipeline:
             if answer is None:
                 record.calls += 1
                 answer, completion = yield (record.messages, out_model,
-                                            self._params(node, step * 64 + 63, sample))
+                                            self.sampling(node, Slot.answer(step, sample)))
                 record.cached = record.cached or completion.cached
             outputs = {**answer.model_dump(), **bound}
             record.route = outputs.pop(ROUTE_FIELD, None)
@@ -260,7 +260,7 @@ class Pipeline:
                 record.calls += 1
                 value, completion = yield (record.messages,
                                            self._step_schema(node, routes, may_finish),
-                                           self._params(node, step * 64 + i, sample))
+                                           self.sampling(node, Slot.tool_step(step, i, sample)))
                 record.cached = record.cached or completion.cached
                 if value.action.tool == "finish":
                     return value.action.outputs, bound

@@ -297,7 +297,7 @@ class EvolvingAgent:
         # the same gate as in training: the candidate against the live version, same examples
         old = trainer.score(live_spec, val, "gate: live")
         new = trainer.score(candidate, val, "gate: candidate")
-        ok, why = trainer.accept(new, old, step=rid)[:2]
+        ok, why = trainer.gate(new, old, step=rid)[:2]
         v_old, v_new = sum(old) / len(old), sum(new) / len(new)
         with self.store.lock:
             still_live = self.live_version == live  # nobody rolled back during the round

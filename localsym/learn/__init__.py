@@ -3,12 +3,12 @@
 from localsym.agent import Pipeline, default_tools
 from localsym.errors import ConfigError
 from localsym.learn.backward import ExampleGradients, NodeGradient, backward
-from localsym.learn.loss import (META_PARAMS, LanguageLoss, LogProbLoss, Loss, LossRecord,
-                                 MetricLoss)
+from localsym.learn.loss import LanguageLoss, LogProbLoss, Loss, LossRecord, MetricLoss
 from localsym.learn.optim import (Batch, LearningRate, Optimizer, PipelineOptimizer,
                                   PromptOptimizer, Proposal, ToolOptimizer, UpdateRecord)
 from localsym.learn.state import TrainConfig, TrainState
 from localsym.learn.trainer import Trainer
+from localsym.lm.base import META_PARAMS
 
 
 def default_optimizers(lm, rate: LearningRate = LearningRate(),

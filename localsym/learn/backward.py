@@ -16,8 +16,8 @@ from localsym.agent.spec import PipelineSpec
 from localsym.agent.weights import PROMPT_FIELDS
 from localsym.agent.trajectory import Trajectory
 from localsym.errors import CallFailure
-from localsym.learn.loss import META_PARAMS, LossRecord
-from localsym.lm.base import LM, SamplingParams
+from localsym.learn.loss import LossRecord
+from localsym.lm.base import LM, META_PARAMS, SamplingParams
 from localsym.templates import render
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from localsym.learn.backward import ExampleGradients
+from localsym.learn.edits import LoggedEdit
 from localsym.learn.loss import LossRecord
 from localsym.learn.optim import OptimizerName
 
@@ -35,7 +36,8 @@ class CandidateRecord(BaseModel):
     and what the search decided (``search.Candidate`` adds the spec)."""
 
     source: OptimizerName  # the LLM optimizer or code-listed source that proposed it
-    edits: list[str]
+    edits: list[LoggedEdit]  # typed (a log of an earlier version: its lines, as they were)
+    note: str = ""  # how it was found, for the reader (e.g. the glue search's score)
     minibatch: float | None = None  # mean score on the screening minibatch
     val: float | None = None  # mean validation score, if it got that far
     dense: float | None = None  # dense tie-break score, if computed

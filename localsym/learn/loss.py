@@ -19,16 +19,10 @@ from localsym.agent.trajectory import Trajectory
 from localsym.data import Example
 from localsym.errors import CallFailure
 from localsym.metrics import Metric, MetricResult, score
-from localsym.lm.base import LM, SamplingParams, unwrap
+from localsym.lm.base import LM, META_PARAMS, SamplingParams, unwrap
 from localsym.templates import render
 
 
-# Sampling of every meta call (judge, gradients, optimizers): greedy, and an answer that runs past
-# the limit is closed (strings cut short) rather than lost, since a small model can loop in a
-# string.
-# The repetition penalty (word tokens only) stops most such loops before the limit is reached.
-META_PARAMS = SamplingParams(max_tokens=192, max_tokens_limit=384, on_limit="close",
-                             repeat_penalty=1.3)
 
 
 class LossRecord(BaseModel):

@@ -1,5 +1,6 @@
-"""The search a step runs over candidates: the pool, its per-example Pareto front, screening on
-a minibatch, and the gate.
+"""The search a step runs over candidates: the pool, its per-example Pareto front, the
+minibatch, which candidates a step admits, merges. Screening and validation are in
+``learn/screen.py``, the gate in ``learn/gate.py``.
 
 An optimizer's text is a proposal, never a verdict: every candidate (one atomic edit or one
 coherent group, from one source) is scored on data. A step screens its candidates on a small
@@ -21,20 +22,33 @@ import numpy as np
 from pydantic import BaseModel
 
 from localsym.agent.spec import PipelineSpec
-from localsym.learn.events import CandidateRecord, Decision
+from localsym.learn.edits import Edit, apply_edits, edit_text
+from localsym.learn.events import CandidateDecision, CandidateRecord, Decision
 from localsym.learn.loss import answer_text
-from localsym.learn.propose.merge import merge
 
 
 class Candidate(CandidateRecord):
-    """One proposed change of the parent, and what the search made of it."""
+    """One proposed change of the parent: its parent plus its typed edits (``spec``, made by
+    ``Candidate.of``), and what the search made of it."""
 
     spec: PipelineSpec
     seen: list[str] = []  # training examples it was found on (never its further evidence)
 
+    @classmethod
+    def of(cls, parent: PipelineSpec, source: str, edits: list[Edit], **fields) -> "Candidate":
+        """The candidate ``edits`` make of ``parent`` (an EditError if they cannot apply)."""
+        return cls(source=source, edits=list(edits), spec=apply_edits(parent, edits), **fields)
+
+    def decide(self, decision: CandidateDecision, reason: str) -> None:
+        """What the search made of it (the one place a candidate's decision is set)."""
+        self.decision, self.reason = decision, reason
+
     def summary(self) -> CandidateRecord:
         """The candidate as the event log keeps it (the spec itself is kept for accepted ones)."""
         return CandidateRecord.model_validate(self.model_dump(exclude={"spec", "seen"}))
+
+    def text(self) -> str:
+        return "; ".join(edit_text(e) for e in self.edits)
 
 
 class PoolEntry(BaseModel):
@@ -47,6 +61,12 @@ class PoolEntry(BaseModel):
     parent: int | None = None
     step: int = 0
     source: str = "start"
+
+    @classmethod
+    def of(cls, c: "Candidate", scores: list[float], parent: int, step: int) -> "PoolEntry":
+        """An accepted candidate as it joins the pool."""
+        return cls(spec=c.spec, scores=scores, dense=c.dense, calls=c.calls, parent=parent,
+                   step=step, source=c.source)
 
     @property
     def mean(self) -> float:
@@ -94,60 +114,6 @@ def sample_parent(pool: list[PoolEntry], rng: np.random.Generator) -> int:
     return int(ids[rng.choice(len(ids), p=weights / weights.sum())])
 
 
-class Verdict(NamedTuple):
-    """The gate's answer: accepted or not, why, and whether the gain is there but not yet
-    significant (more evidence may decide: ``promising``)."""
-
-    accepted: bool
-    reason: str
-    promising: bool = False
-    p: float | None = None  # the paired test's p-value, where it ran
-
-
-def gate(new: list[float], old: list[float], min_gain: float = 0.0,
-         dense_new: float | None = None, dense_old: float | None = None,
-         alpha: float | None = None, seed: int = 0, calls_new: float | None = None,
-         calls_old: float | None = None) -> Verdict:
-    """Accept only on evidence: a mean gain above ``min_gain`` (strict), or the same per-example
-    scores or better everywhere with an equal mean and a tie-break that never buys cost (fewer
-    model calls per example; or as many and a higher dense score); with ``alpha``, a gain must
-    also pass the paired sign-flip test at that level (a few examples of gain on a small
-    validation split are noise)."""
-    gain = float(np.mean(new) - np.mean(old))
-    if gain > min_gain + 1e-12:
-        why = f"validation gain {gain:+.3f}"
-        if alpha is None:
-            return Verdict(True, why)
-        p = permutation_p_value(new, old, seed=seed)
-        if p >= alpha:
-            return Verdict(False, f"{why}, but no significant gain (paired test p={p:.3f} >= "
-                                  f"{alpha:g})", promising=True, p=p)
-        return Verdict(True, f"{why}, p={p:.3f}", p=p)
-    return Verdict(*_tie(new, old, gain, min_gain, dense_new, dense_old, calls_new, calls_old))
-
-
-def _tie(new: list[float], old: list[float], gain: float, min_gain: float,
-         dense_new: float | None, dense_old: float | None, calls_new: float | None,
-         calls_old: float | None) -> tuple[bool, str]:
-    lost = int(sum(a < b for a, b in zip(new, old)))
-    if abs(gain) <= 1e-12 and not lost and calls_new is not None and calls_old is not None:
-        if calls_new > calls_old + 1e-9:
-            return False, f"validation equal, but more model calls per example " \
-                          f"({calls_old:.2f} -> {calls_new:.2f}): a tie never buys cost"
-        if calls_new < calls_old - 1e-9:
-            return True, f"validation equal, no example lost, fewer model calls per example " \
-                         f"({calls_old:.2f} -> {calls_new:.2f})"
-    if abs(gain) <= 1e-12 and not lost and dense_new is not None and dense_old is not None \
-            and dense_new > dense_old + 1e-9:
-        return True, f"validation equal, no example lost, dense score {dense_old:.3f} -> " \
-                     f"{dense_new:.3f}"
-    if gain < -1e-12:
-        return False, f"validation dropped by {-gain:.3f}"
-    if gain <= min_gain and gain > 1e-12:
-        return False, f"gain {gain:+.3f} not above min_gain {min_gain}"
-    return False, "no gain on validation" + (f" ({lost} example(s) lost)" if lost else "")
-
-
 def unseen(examples: list, used: set[str], spec: PipelineSpec, limit: int,
            rng: np.random.Generator) -> list:
     """Up to ``limit`` of ``examples`` that took no part in proposing, picking or screening a
@@ -180,34 +146,6 @@ def dense_target(spec: PipelineSpec, expected: dict) -> str | None:
     return answer_text(node.model_dump(mode="json"), expected)
 
 
-def permutation_p_value(new: list[float], old: list[float], seed: int = 0,
-                        rounds: int = 4000) -> float:
-    """One-sided paired sign-flip test: the chance of a mean improvement at least this large if
-    the update changed nothing."""
-    d = np.asarray(new) - np.asarray(old)
-    if not d.any():
-        return 1.0
-    flips = np.random.default_rng(seed).choice([-1.0, 1.0], size=(rounds, d.size))
-    return float(((flips * d).mean(axis=1) >= d.mean()).mean())
-
-
-def merge_best(spec: PipelineSpec, eligible: list[Candidate], tried: list[str]
-               ) -> Candidate | None:
-    """The two best screened candidates from different sources, together (GEPA's merge), if
-    they combine and the result was never tried (its key is added to ``tried``)."""
-    ranked = sorted(eligible, key=lambda c: -(c.minibatch or 0.0))
-    for i, a in enumerate(ranked):
-        for b in ranked[i + 1:]:
-            if a.source == b.source:
-                continue
-            new = merge(spec, a.spec, b.spec)
-            key = spec_key(new) if new is not None else None
-            if key is not None and key not in tried:
-                tried.append(key)
-                return Candidate(source="merge", spec=new, edits=a.edits + b.edits)
-    return None
-
-
 def admit(spec: PipelineSpec, proposed: list[Candidate], tried: list[str], limit: int
           ) -> tuple[list[Candidate], list[str]]:
     """The candidates a step screens, in proposal order: at most ``limit``, none screened
@@ -219,7 +157,7 @@ def admit(spec: PipelineSpec, proposed: list[Candidate], tried: list[str], limit
     for c in proposed:
         key = spec_key(c.spec)
         if c.spec.final_outputs() != finals:
-            refused.append(f"{c.source}: {'; '.join(c.edits)}: changes the final outputs "
+            refused.append(f"{c.source}: {c.text()}: changes the final outputs "
                            f"{finals} -> {c.spec.final_outputs()}")
         elif key not in seen and len(out) < limit:
             seen.add(key)

@@ -73,9 +73,14 @@ class TrainConfig(BaseModel):
         return names
 
 
+STATE_FORMAT = 2  # 2: candidates and the optimizers' memory hold typed edits (1: lines of text)
+
+
 class TrainState(BaseModel):
     """Everything needed to continue a run: the checkpoint."""
 
+    format: int = Field(1, description="the checkpoint's format (STATE_FORMAT when written by "
+                        "this version; 1 when written before edits were typed)")
     config: TrainConfig
     step: int = 0
     epoch: int = 0

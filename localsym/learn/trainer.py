@@ -30,29 +30,34 @@ from localsym.errors import ConfigError
 from localsym.faults import point
 from localsym.learn.backward import Backward
 from localsym.learn.checkpoint import RunDirectory
+from localsym.learn.edits import edit_text
 from localsym.learn.evaluate import dense_score, evaluate_runs, forward_all, progress_bar
 from localsym.learn.events import StartEvent, StepEvent, StoppedEvent, conversations_of
-from localsym.learn.gating import Gating
+from localsym.learn.gate import Gate
 from localsym.learn.loss import Loss, ScoredExample
-from localsym.learn.optim import LLM_OPTIMIZERS, Optimizer
+from localsym.learn.optim import LLM_OPTIMIZERS, Optimizer, UpdateRecord
 from localsym.learn.propose.proposer import Proposer
-from localsym.learn.search import (Candidate, PoolEntry, Verdict, decision, gate, minibatch,
-                                   sample_parent, spec_key)
-from localsym.learn.state import TrainConfig, TrainState
+from localsym.learn.screen import Validation, screen
+from localsym.learn.search import (Candidate, PoolEntry, best_index, decision, dense_rank,
+                                   minibatch, sample_parent, spec_key)
+from localsym.learn.state import STATE_FORMAT, TrainConfig, TrainState
 from localsym.lm.base import LM, SamplingParams
 from localsym.metrics import Metric
+from localsym.seeds import Salt, epoch_order, rng
 
 
-class Trainer(Gating):
+class Trainer:
     """Train ``pipeline`` on examples. ``lm`` runs the loss, backward and the optimizers (it may
     be a larger model than the agent's own); ``metric`` scores validation when examples have
-    expected outputs (else the loss's score is used)."""
+    expected outputs (else the loss's score is used). The phases are given (``loss``,
+    ``backward``, ``proposer``; the last two default to the ones the config describes)."""
 
     def __init__(self, pipeline: Pipeline, loss: Loss, optimizers: dict[str, Optimizer],
                  lm: LM, config: TrainConfig | None = None, metric: Metric | None = None,
                  run_dir: str | Path | None = None, log=print,
                  meta_sampling: SamplingParams | None = None, progress: bool = False,
-                 budget=None):
+                 budget=None, backward: Backward | None = None,
+                 proposer: Proposer | None = None):
         self.pipeline, self.loss, self.lm = pipeline, loss, lm
         self.progress = progress  # tqdm bars over forward passes and evaluations
         self.meta_sampling = meta_sampling  # of the backward calls (default META_PARAMS)
@@ -62,8 +67,9 @@ class Trainer(Gating):
             raise ConfigError(f"config names optimizers {sorted(unknown)} that were not given",
                               f"given: {sorted(optimizers)}")
         self.optimizers, self.metric = optimizers, metric
-        self.backward = Backward(lm, meta_sampling, self.config.backprop)
-        self.propose = Proposer(optimizers, self.config, pipeline.tools, metric)
+        self.backward = backward or Backward(lm, meta_sampling, self.config.backprop)
+        self.propose = proposer or Proposer(optimizers, self.config, pipeline.tools, metric)
+        self.gate = Gate(self.config)
         self.dir = RunDirectory(run_dir) if run_dir else None  # checkpoints and events
         self.log = log
         self.budget = budget  # localsym.budget.Budget: checked between steps and candidates
@@ -76,34 +82,25 @@ class Trainer(Gating):
 
     def score(self, spec: PipelineSpec, examples: list[Example], desc: str = "validation"
               ) -> list[float]:
-        """Per-example scores of ``spec`` (see ``evaluate``)."""
+        """Per-example scores of ``spec``."""
         return self.runs(spec, examples, desc)[0]
 
     def runs(self, spec: PipelineSpec, examples: list[Example], desc: str = "validation"
              ) -> tuple[list[float], list]:
-        """Per-example scores of ``spec`` and its trajectories."""
+        """Per-example scores of ``spec`` and its trajectories (see ``evaluate``)."""
         with self.bar(None, desc, len(examples)) as bar:
             return evaluate_runs(self.pipeline.using(spec), examples, self.metric, self.loss, bar)
 
-    def _dense(self, spec: PipelineSpec, examples: list[Example], trajectories: list
-               ) -> float | None:
+    def dense(self, spec: PipelineSpec, examples: list[Example], trajectories: list
+              ) -> float | None:
+        """The tie-break's dense score (None when the config has none)."""
         if self.config.tie_break == "none":
             return None
         return dense_score(self.pipeline.lm, spec, examples, trajectories)
 
-    def accept(self, new: list[float], old: list[float], step: int,
-               dense_new: float | None = None, dense_old: float | None = None,
-               calls_new: float | None = None, calls_old: float | None = None,
-               n_val: int | None = None) -> Verdict:
-        """The gate at this run's settings (``n_val``: the validation examples among ``new``,
-        which decide whether the paired test applies)."""
-        cfg = self.config
-        return gate(new, old, cfg.min_gain, dense_new, dense_old,
-                    cfg.paired_alpha(n_val or len(new)), cfg.seed + step, calls_new, calls_old)
-
     # -- the loop -----------------------------------------------------------------------------
     def order(self, n: int, epoch: int) -> list[int]:
-        return np.random.default_rng([self.config.seed, epoch]).permutation(n).tolist()
+        return epoch_order(self.config.seed, epoch, n)
 
     def fit(self, train: list[Example], val: list[Example], resume: bool = False) -> TrainState:
         if not train or not val:
@@ -158,7 +155,8 @@ class Trainer(Gating):
             return state
         spec = self.pipeline.spec
         scores = self.score(spec, val)
-        state = TrainState(config=self.config, spec=spec, val_scores=scores, best_spec=spec,
+        state = TrainState(format=STATE_FORMAT, config=self.config, spec=spec, val_scores=scores,
+                           best_spec=spec,
                            best_score=float(np.mean(scores)),
                            pool=[PoolEntry(spec=spec, scores=scores)], tried=[spec_key(spec)],
                            origin=origin)
@@ -184,6 +182,12 @@ class Trainer(Gating):
         where = self.dir.run_dir if self.dir is not None else "the run directory"
         fix = ("resume with the run's own config, agent and data (and localsym version), or "
                "start a new run directory (the cache makes the repeated calls free)")
+        if state.format != STATE_FORMAT:
+            raise ConfigError(f"the checkpoint in {where} was written by an earlier localsym "
+                              f"(checkpoint format {state.format}, before edits were typed; this "
+                              f"version writes format {STATE_FORMAT}) and cannot be resumed by "
+                              "this one", "finish it with the version that started it, or start "
+                              "a new run directory (the cache makes the repeated calls free)")
         if state.config != self.config:
             raise ConfigError(f"the checkpoint in {where} was written with another "
                               f"training config ({state.config.differences(self.config)})", fix)
@@ -216,49 +220,78 @@ class Trainer(Gating):
         commit, log (the checkpoint is the caller's)."""
         started, calls_before = time.perf_counter(), self._calls()
         state.step += 1
-        cfg = self.config
-        rng = np.random.default_rng([cfg.seed, 7, state.step])
-        parent_id = sample_parent(state.pool, rng)
+        cfg, step = self.config, state.step
+        draw = rng(cfg.seed, Salt.PARENT, step)
+        parent_id = sample_parent(state.pool, draw)
         parent = state.pool[parent_id]
         spec = parent.spec
+        # forward and loss; backward: gradients for the failing examples only
         scored, failures = self._forward_loss(state, spec, batch)
-        # backward: gradients for the failing examples only (a success has nothing to correct)
-        llm: list[str] = [n for n in cfg.optimizers_for(state.step) if n in LLM_OPTIMIZERS]
+        llm: list[str] = [n for n in cfg.optimizers_for(step) if n in LLM_OPTIMIZERS]
         failing = [s for s in scored if s.loss.score < 1.0]
         grads, lost = self.backward(failing, spec, "pipeline" in llm) if llm else ([], [])
-        failures += lost
         point("step.backward")
         # propose, from a minibatch favouring the parent's failures
         by_id = {ex.id: ex for ex in train}
         mb_ids = minibatch([ex.id for ex in train], [s.example.id for s in failing],
-                           cfg.screen_size, rng)
+                           cfg.screen_size, draw)
         mb = [by_id[i] for i in mb_ids]
-        parent_mb, parent_runs = self.runs(spec, mb, f"step {state.step}: screen parent")
+        parent_mb, parent_runs = self.runs(spec, mb, f"step {step}: screen parent")
         successes = [s.trajectory for s in scored if s.loss.score >= 1.0] + \
             [t for t, sc in zip(parent_runs, parent_mb) if sc >= 1.0]
-        candidates, rejected, lost = self.propose(spec, state.step, llm, grads, failing, train,
-                                                  successes, state.memory, state.tried)
-        failures += lost
+        proposed = self.propose(spec, step, llm, grads, failing, train, successes, state.memory,
+                                state.tried)
+        # screen, validate and gate, commit
         base = float(np.mean(parent_mb))
-        chosen = self._screen_all(state, spec, candidates, mb, base)
-        used = {ex.id for ex in batch} | set(mb_ids)
-        accepted = self._validate(state, parent_id, chosen, val, train, used)
+        candidates = proposed.candidates
+        chosen = screen(self, candidates, mb, base, step, cfg.max_validate,
+                        (spec, state.tried) if "merge" in cfg.optimizers else None)
+        point("step.update")
+        validate = Validation(self, self.gate, val, train, cfg.evidence, cfg.seed)
+        accepted = validate(chosen, parent, step, {ex.id for ex in batch} | set(mb_ids),
+                            lambda c, scores: state.pool.append(PoolEntry.of(
+                                c, scores, parent_id, step)))
         point("step.validation")
         top = self._commit(state, parent, candidates, accepted)
-        event = StepEvent(
-            step=state.step, epoch=state.epoch, batch=[ex.id for ex in batch], parent=parent_id,
-            losses=[s.loss for s in scored], gradients=grads, failures=failures,
-            conversations=conversations_of(scored),
+        self._log_step(StepEvent(
+            step=step, epoch=state.epoch, batch=[ex.id for ex in batch], parent=parent_id,
+            losses=[s.loss for s in scored], gradients=grads,
+            failures=failures + lost + proposed.failures, conversations=conversations_of(scored),
             minibatch=mb_ids, parent_minibatch=base, candidates=[c.summary() for c in candidates],
-            changes=[f"{c.source}: {e}" for c in accepted for e in c.edits],
-            rejected_edits=rejected, val_before=parent.mean,
+            changes=[f"{c.source}: {edit_text(e)}" for c in accepted for e in c.edits],
+            rejected_edits=proposed.rejected, val_before=parent.mean,
             **decision(candidates, accepted, top, parent.mean)._asdict(),
             seconds=round(time.perf_counter() - started, 3),
-            llm_calls={k: v - calls_before[k] for k, v in self._calls().items()})
+            llm_calls={k: v - calls_before[k] for k, v in self._calls().items()}),
+            f"{len(candidates)} candidate(s), {sum(c.val is not None for c in candidates)} "
+            f"validated, {len(accepted)} accepted")
+
+    def _commit(self, state: TrainState, parent: PoolEntry, candidates: list[Candidate],
+                accepted: list[Candidate]) -> Candidate | None:
+        """Credit every scored candidate in the optimizers' memory (an LLM optimizer's even when
+        screened out); the best accepted one becomes the current agent; the best of the pool is
+        kept. Returns that accepted candidate."""
+        for c in candidates:
+            if c.minibatch is not None and (c.decision != "screened out" or
+                                            c.source in LLM_OPTIMIZERS):
+                state.memory.append(UpdateRecord(
+                    step=state.step, optimizer=c.source, accepted=c.decision == "accepted",
+                    val_before=parent.mean, edits=c.edits,
+                    val_after=c.val if c.val is not None else c.minibatch))
+        top = max(accepted, key=lambda c: (c.val, dense_rank(c.dense))) if accepted else None
+        if top is not None:
+            state.spec = top.spec
+            state.val_scores = next(e.scores for e in state.pool if e.spec == top.spec)
+        b = best_index(state.pool)
+        state.best_spec, state.best_score = state.pool[b].spec, state.pool[b].mean
+        self.pipeline.spec = state.spec
+        return top
+
+    def _log_step(self, event: StepEvent, counts: str) -> None:
         self._event(event)
         point("step.logged")  # logged, not yet checkpointed: resume must not log it twice
-        self.log(f"step {state.step}: {event.decision} (validation {event.val_before:.3f}"
-                 f" -> {event.val_after:.3f}; {_counts(candidates, accepted)})")
+        self.log(f"step {event.step}: {event.decision} (validation {event.val_before:.3f}"
+                 f" -> {event.val_after:.3f}; {counts})")
 
     def _forward_loss(self, state: TrainState, spec: PipelineSpec, batch: list[Example]
                       ) -> tuple[list[ScoredExample], list[str]]:
@@ -281,7 +314,7 @@ class Trainer(Gating):
     def _over(self) -> str | None:  # why the run's budget is spent, or None
         return self.budget.exceeded(self.spent()) if self.budget is not None else None
 
-    def _check_budget(self) -> None:
+    def check_budget(self) -> None:
         """Inside a step, before each candidate is scored: end the step if the budget is spent."""
         if over := self._over():
             raise _BudgetSpent(over)
@@ -307,8 +340,3 @@ class Trainer(Gating):
 
 class _BudgetSpent(Exception):
     """The budget ran out inside a step: it is dropped, and a resume runs it again."""
-
-
-def _counts(candidates: list[Candidate], accepted: list[Candidate]) -> str:
-    return (f"{len(candidates)} candidate(s), {sum(c.val is not None for c in candidates)} "
-            f"validated, {len(accepted)} accepted")

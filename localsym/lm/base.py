@@ -61,6 +61,28 @@ class SamplingParams(BaseModel):
 # built without params, ``localsym run`` and ``localsym eval``. One home, so an evaluation
 # samples as the training did.
 AGENT_PARAMS = SamplingParams(max_tokens=128, max_tokens_limit=256)
+# Sampling of every meta call (judge, gradients, optimizers): greedy, and an answer that runs past
+# the limit is closed (strings cut short) rather than lost, since a small model can loop in a
+# string.
+# The repetition penalty (word tokens only) stops most such loops before the limit is reached.
+META_PARAMS = SamplingParams(max_tokens=192, max_tokens_limit=384, on_limit="close",
+                             repeat_penalty=1.3)
+
+
+class Usage(BaseModel):
+    """An LM's counters so far (``LM.usage()``): calls served from the cache and made, tokens
+    made, model loads, evaluation seconds, prompt tokens submitted and evaluated; a backend's
+    own counters beside them."""
+
+    model_config = ConfigDict(extra="allow")
+
+    hits: int = 0
+    misses: int = 0
+    tokens_made: int = 0
+    model_loads: int = 0
+    eval_seconds: float = 0.0
+    prompt_tokens_submitted: int = 0
+    prompt_tokens_evaluated: int = 0
 
 
 class Completion(BaseModel):

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -33,7 +33,7 @@ CacheMode = Literal["readwrite", "replay", "off"]
 # would fail the same way: cached like answers. (A context overflow depends on n_ctx, which is not
 # part of the key, so it is not cached.)
 CACHED_FAILURES = {cls.__name__: cls for cls in (TruncatedOutputError, InvalidOutputError)}
-MODES = ("readwrite", "replay", "off")
+MODES: tuple[str, ...] = get_args(CacheMode)
 
 
 class CachedLM(LM):
@@ -224,10 +224,6 @@ class CachedLM(LM):
         counters."""
         return {"hits": self.hits, "misses": self.misses, "tokens_made": self.tokens_made,
                 **self.backend.usage()}
-
-    def stats(self) -> dict:
-        return {"hits": self.hits, "misses": self.misses, "stores": self.stores,
-                "mode": self.mode, "directory": str(self.directory)}
 
     def flush_counts(self) -> None:
         """Add this process's hit/miss counts to the persistent totals of the cache directory."""

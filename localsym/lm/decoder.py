@@ -90,7 +90,7 @@ class DecodingLoop:
             prompt, tokens = self.render(messages)
             chunks = None
         else:
-            self.llama
+            self.load()  # the segments' tokens need the model's vocabulary
             prompt, tokens, segments = self._render.render_segments(messages)
             if guide is not None:  # the forced text counts against the budget like any token
                 forced = self._forced.tokens(index, guide.get_state())[0][:params.max_tokens]

@@ -140,16 +140,13 @@ class LlamaCpp(DecodingLoop, LM):
     @property
     def llama(self):
         """The llama.cpp model (llama-cpp-python's ``LlamaModel``), loaded on first use."""
-        if self._llama is None:
-            with self._lock:
-                if self._llama is None:
-                    self._load()
+        self.load()
         return self._llama
 
     @property
     def n_ctx(self) -> int:
         """The context of one call."""
-        self.llama
+        self.load()
         return self._streams.n_ctx
 
     @property
@@ -163,7 +160,7 @@ class LlamaCpp(DecodingLoop, LM):
     @property
     def n_seq(self) -> int:
         """How many calls are decoded together."""
-        self.llama
+        self.load()
         return len(self._streams.slots)
 
     @property
@@ -181,7 +178,11 @@ class LlamaCpp(DecodingLoop, LM):
         return self._streams.eval_seconds if self._streams else 0.0
 
     def load(self) -> None:
-        self.llama
+        """Load the model now (once; later calls return at once)."""
+        if self._llama is None:
+            with self._lock:
+                if self._llama is None:
+                    self._load()
 
     def usage(self) -> dict[str, float]:
         streams = self._streams
@@ -280,7 +281,7 @@ class LlamaCpp(DecodingLoop, LM):
 
     def complete_text_batch(self, batch: list, params: SamplingParams | None = None
                             ) -> list[Completion | Exception]:
-        self.llama
+        self.load()
         with self._lock:
             return self._decode([(as_messages(m), None, params or SamplingParams(), None)
                                  for m in batch])

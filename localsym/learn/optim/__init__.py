@@ -1,8 +1,8 @@
 """Optimizers: LLMs that turn gradients into a new agent spec.
 
 Each optimizer's ``step(spec, batch)`` takes the gradients of a whole batch, aggregated per node,
-and returns a ``Proposal``: the new spec (validated by the same pydantic schema as any spec), the
-changes made, and the edits rejected with their reason. Specs are immutable, so the old spec is an
+and returns a ``Proposal``: typed edits of the spec (``localsym.learn.edits``), the new spec they
+make, and the edits rejected with their reason. Specs are immutable, so the old spec is an
 exact copy to roll back to. The learning rate (``LearningRate``) is enforced here, in code: how
 many fields or actions one step may touch, and how much of a text one edit may change. The
 optimizer sees its earlier updates and whether they were accepted (``memory``), so it does not
@@ -10,15 +10,14 @@ repeat a rejected edit. Demonstrations, structural edits and merges are listed b
 model (``localsym.learn.propose``).
 """
 
-from localsym.learn.optim.base import (LISTED_SOURCES, LLM_OPTIMIZERS, Batch, Change,
-                                       LearningRate, Optimizer, OptimizerName, Proposal,
-                                       UpdateRecord)
+from localsym.learn.optim.base import (LISTED_SOURCES, LLM_OPTIMIZERS, Batch, LearningRate,
+                                       Optimizer, OptimizerName, Proposal, UpdateRecord)
 from localsym.learn.optim.prompt import PromptOptimizer
 from localsym.learn.optim.tool import ToolOptimizer, glue_binding
 from localsym.learn.optim.workflow import PipelineOptimizer
 
 assert (PromptOptimizer.name, ToolOptimizer.name, PipelineOptimizer.name) == LLM_OPTIMIZERS
 
-__all__ = ["LISTED_SOURCES", "LLM_OPTIMIZERS", "Batch", "Change", "LearningRate", "Optimizer",
+__all__ = ["LISTED_SOURCES", "LLM_OPTIMIZERS", "Batch", "LearningRate", "Optimizer",
            "OptimizerName", "PipelineOptimizer", "PromptOptimizer", "Proposal", "ToolOptimizer",
            "UpdateRecord", "glue_binding"]

@@ -9,12 +9,11 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 from localsym.agent.chain import FLAT_OPS, from_flat
 from localsym.agent.node import InputBinding, NodeSpec, ToolBinding
 from localsym.agent.spec import PipelineSpec
-from localsym.agent.weights import node_param, tool_param
-from localsym.learn.actions import check_text_edit
-from localsym.learn.loss import META_PARAMS
-from localsym.learn.optim.base import (Batch, Change, LearningRate, Optimizer, Proposal,
-                                       UpdateRecord, history)
-from localsym.lm.base import LM, SamplingParams
+from localsym.learn.edits import (AttachTool, BindOutput, DetachTool, Edit, SetToolText,
+                                  WriteCall, attached)
+from localsym.learn.optim.base import (Batch, LearningRate, Optimizer, Proposal, UpdateRecord,
+                                       history)
+from localsym.lm.base import LM, META_PARAMS, SamplingParams
 from localsym.templates import render
 
 
@@ -49,7 +48,7 @@ class ToolOptimizer(Optimizer):
                             bindings=(list[binding], Field([], max_length=2)))
 
     def step(self, spec: PipelineSpec, batch: Batch, memory: list[UpdateRecord]) -> Proposal:
-        proposal = Proposal(spec=spec)
+        proposal = Proposal(spec=spec, rate=self.rate)
         if not spec.tools:
             return proposal
         nodes_now = {n.name for n in spec.nodes}  # an earlier edit may have removed a node
@@ -64,94 +63,75 @@ class ToolOptimizer(Optimizer):
         update = self.lm.generate([{"role": "user", "content": prompt}], self.schema(spec),
                                   self.params)
         proposal.reasoning = update.reasoning
-        tools = self._texts(proposal, spec, update.edits)
-        nodes = {n.name: n for n in spec.nodes}
-        budget = self._selection(proposal, nodes, update.selection, self.rate.max_fields)
-        self._bindings(proposal, nodes, getattr(update, "bindings", []), budget)
-        if proposal.changes:
-            proposal.spec = PipelineSpec.model_validate({
-                **spec.model_dump(), "tools": [t.model_dump() for t in tools.values()],
-                "nodes": [n.model_dump() for n in nodes.values()]})
+        self._texts(proposal, spec, update.edits)
+        budget = self._selection(proposal, update.selection, self.rate.max_fields)
+        self._bindings(proposal, getattr(update, "bindings", []), budget)
         return proposal
 
-    def _texts(self, proposal: Proposal, spec: PipelineSpec, edits: list) -> dict:
-        """The tools with the text edits applied, at most ``max_fields`` of them."""
+    def _texts(self, proposal: Proposal, spec: PipelineSpec, edits: list) -> None:
+        """The tools' text edits, at most ``max_fields`` of them (``SetToolText``)."""
         budget = self.rate.max_fields
-        tools = {t.name: t for t in spec.tools}
         for edit in edits:
-            target = tool_param(edit.tool, edit.field)
-            old, new = getattr(tools[edit.tool], edit.field), edit.new_text.strip()
-            if new == old:
+            typed = SetToolText(tool=edit.tool, field=edit.field, text=edit.new_text.strip())
+            old = getattr(spec.tool(edit.tool), edit.field)
+            if typed.text == old:
                 continue
             why = "over the edit limit" if budget <= 0 else \
-                check_text_edit(old, new, self.rate.max_change, set())
+                self.rate.text_edit(old, typed.text, set())
             if why:
-                proposal.rejected.append(f"{target}: {why}")
-                continue
-            tools[edit.tool] = tools[edit.tool].model_copy(update={edit.field: new})
-            proposal.changes.append(Change(target=target, before=old, after=new))
-            budget -= 1
-        return tools
+                proposal.rejected.append(f"{typed.describe()}: {why}")
+            elif proposal.add(typed):
+                budget -= 1
 
     @staticmethod
-    def _selection(proposal: Proposal, nodes: dict, selections: list, budget: int) -> int:
-        """Each node's tools added and removed in ``nodes``; the budget left."""
+    def _selection(proposal: Proposal, selections: list, budget: int) -> int:
+        """Each node's tools added and removed (``AttachTool``, ``DetachTool``: one selection
+        counts once against the budget); the budget left."""
         for sel in selections:
-            old = nodes[sel.node].tools
-            new = tuple(t for t in old if t not in sel.remove) + \
-                tuple(dict.fromkeys(t for t in sel.add if t not in old))
-            if new == old:
+            old = proposal.spec.node(sel.node).tools
+            edits: list[Edit] = [DetachTool(node=sel.node, tool=t) for t in old
+                                 if t in sel.remove] + \
+                [AttachTool(node=sel.node, tool=t) for t in dict.fromkeys(sel.add)
+                 if t not in old]
+            if not edits:
                 continue
             if budget <= 0:
-                proposal.rejected.append(f"{node_param(sel.node, 'tools')}: over the edit limit")
+                proposal.rejected += [f"{e.describe()}: over the edit limit" for e in edits]
                 continue
-            node = nodes[sel.node]
-            nodes[sel.node] = node.model_copy(update={
-                "tools": new, "bind": {k: v for k, v in node.bind.items()
-                                       if node.bound_tool(k) in new},
-                "arg_from": node.arg_from if node.call_tool in new else {}})
-            proposal.changes.append(Change(target=node_param(sel.node, "tools"), before=list(old),
-                                           after=list(new)))
-            budget -= 1
+            if all([proposal.add(e) for e in edits]):
+                budget -= 1
         return budget
 
     @staticmethod
-    def _bindings(proposal: Proposal, nodes: dict, bindings: list, budget: int) -> None:
-        """The glue bindings written, applied to ``nodes`` within the budget left."""
+    def _bindings(proposal: Proposal, bindings: list, budget: int) -> None:
+        """The glue bindings written, as typed edits within the budget left."""
         for b in bindings:
-            target = node_param(b.node, "bindings")
             try:
                 if budget <= 0:
                     raise ValueError("over the edit limit")
-                node, what = glue_binding(nodes[b.node], b)
+                edits = glue_binding(proposal.spec.node(b.node), b)
             except ValueError as err:
-                proposal.rejected.append(f"{target}: {err}")
+                proposal.rejected.append(f"{b.node}: binding of {b.tool}: {err}")
                 continue
-            nodes[b.node] = node
-            proposal.changes.append(Change(target=f"{target}: {what}"))
-            budget -= 1
+            if all([proposal.add(e) for e in edits]):
+                budget -= 1
 
 
-def glue_binding(node: NodeSpec, b: Any) -> tuple[NodeSpec, str]:
-    """``node`` with the binding an optimizer wrote (a tool argument from an input, or an output
-    from the tool's result, each through typed glue steps), the tool attached; and the edit in
-    words. A ValueError says why it cannot be."""
+def glue_binding(node: NodeSpec, b: Any) -> list[Edit]:
+    """The edits of a binding an optimizer wrote: a tool argument from an input, or an output
+    from the tool's result, each through typed glue steps, the tool attached. A ValueError says
+    why it cannot be."""
     via = tuple(from_flat(s.op, s.arg) for s in b.steps)
-    steps = "".join(f" | {op.describe()}" for op in via)
-    tools = node.tools + ((b.tool,) if b.tool not in node.tools else ())
-    if b.argument and b.input:
-        key = f"{b.tool}.{b.argument}"
-        wiring = {k: v for k, v in node.arg_from.items() if k.partition(".")[0] == b.tool}
-        wiring[key] = b.input if not via else InputBinding(input=b.input, via=via)
-        update: dict[str, Any] = {"tools": tools, "arg_from": wiring}
-        what = f"call {b.tool} first with {b.argument} = {b.input}{steps}"
-    elif b.output:
-        update = {"tools": tools, "bind": {**node.bind, b.output: b.tool if not via else
-                                           ToolBinding(tool=b.tool, via=via)}}
-        what = f"bind {node.name}.{b.output} to {b.tool}{steps}"
-    else:
-        raise ValueError("a binding names an argument and an input, or an output")
+    edits: list[Edit] = attached(node, b.tool)
     try:
-        return NodeSpec.model_validate({**node.model_dump(), **update}), what
+        if b.argument and b.input:
+            wiring = {k.partition(".")[2]: v for k, v in node.arg_from.items()
+                      if k.partition(".")[0] == b.tool}
+            wiring[b.argument] = b.input if not via else InputBinding(input=b.input, via=via)
+            return edits + [WriteCall(node=node.name, tool=b.tool, args=wiring)]
+        if b.output:
+            return edits + [BindOutput(node=node.name, output=b.output, binding=b.tool if not via
+                                       else ToolBinding(tool=b.tool, via=via))]
     except ValidationError as err:
         raise ValueError(err.errors()[0]["msg"]) from None
+    raise ValueError("a binding names an argument and an input, or an output")

@@ -13,7 +13,8 @@ from localsym.agent.spec import PipelineSpec
 from localsym.agent.trajectory import Trajectory
 from localsym.agent.weights import Demonstration, DemoToolCall
 from localsym.data import Example
-from localsym.learn.propose.structure import Listed, with_node
+from localsym.learn.edits import Edit, EditError, SetDemonstrations
+from localsym.learn.propose.children import Child, children
 
 
 def _balanced(rows: list, key, k: int, rng: np.random.Generator) -> list:
@@ -31,7 +32,7 @@ def _balanced(rows: list, key, k: int, rng: np.random.Generator) -> list:
 
 
 def labeled_demonstrations(spec: PipelineSpec, train: list[Example], sizes: Iterable[int],
-                           seed: int) -> list[Listed]:
+                           seed: int) -> list[Child]:
     """Demonstrations written from the ground truth, for the final node when it reads only
     example inputs and has no tools (a tool node's demonstrations must show its tool calls,
     which a label does not have: those come from bootstrapped runs). Label-balanced over the
@@ -49,11 +50,10 @@ def labeled_demonstrations(spec: PipelineSpec, train: list[Example], sizes: Iter
         chosen = _balanced(rows, lambda ex: json.dumps([ex.expected[c] for c in choice]), k, rng)
         demos = tuple(Demonstration(inputs={i: ex.inputs[i] for i in node.inputs},
                                     outputs={n: ex.expected[n] for n in names}) for ex in chosen)
-        if len(demos) == k and demos != node.demonstrations:
-            new = with_node(spec, node.model_copy(update={"demonstrations": demos}))
-            if new is not None:
-                out.append(([f"{node.name}: {k} labeled demonstrations "
-                             f"({', '.join(ex.id for ex in chosen)})"], new))
+        if len(demos) == k:
+            out += children(spec, [[SetDemonstrations(node=node.name, demonstrations=demos,
+                                                      origin="labeled",
+                                                      ids=tuple(ex.id for ex in chosen))]])
     return out
 
 
@@ -68,7 +68,7 @@ def demonstration_of(record) -> Demonstration:
 
 
 def bootstrapped_demonstrations(spec: PipelineSpec, successes: list[Trajectory],
-                                sizes: Iterable[int], seed: int) -> list[Listed]:
+                                sizes: Iterable[int], seed: int) -> list[Child]:
     """Demonstrations from runs that scored full marks (every node of the run gets its own
     turn as a demonstration), label-balanced over the final outputs; one candidate per size."""
     ok = [t for t in successes if t.ok and t.records]
@@ -78,6 +78,7 @@ def bootstrapped_demonstrations(spec: PipelineSpec, successes: list[Trajectory],
         chosen = _balanced(ok, lambda t: json.dumps(t.outputs, sort_keys=True), k, rng)
         if len(chosen) < k:
             continue
+        edits: list[Edit] = []
         data = spec
         for node in spec.nodes:
             texts = tuple(dict.fromkeys(
@@ -85,8 +86,12 @@ def bootstrapped_demonstrations(spec: PipelineSpec, successes: list[Trajectory],
                 for t in chosen for r in t.records if r.node == node.name))[:k]
             if texts:
                 demos = tuple(Demonstration.model_validate_json(d) for d in texts)
-                data = with_node(data, data.node(node.name).model_copy(
-                    update={"demonstrations": demos})) or data
-        if data != spec:
-            out.append(([f"{k} bootstrapped demonstrations per node"], data))
+                edit = SetDemonstrations(node=node.name, origin="bootstrapped",
+                                         demonstrations=demos)
+                try:
+                    data = edit.apply(data)
+                except EditError:
+                    continue  # that node's runs do not make valid demonstrations
+                edits.append(edit)
+        out += children(spec, [edits])
     return out

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
 
 from localsym.agent.chain import run as run_chain
 from localsym.agent.bindings import coerce
@@ -26,8 +25,9 @@ from localsym.agent.node import InputBinding, NodeSpec, ToolBinding
 from localsym.agent.spec import PipelineSpec
 from localsym.agent.tools import ToolRegistry
 from localsym.data import Example
+from localsym.learn.edits import BindOutput, Edit, WriteCall, attached
 from localsym.learn.propose.chains import arg_chains, complexity, output_chains
-from localsym.learn.propose.structure import with_node
+from localsym.learn.propose.children import Child, children
 from localsym.metrics import Metric, score
 
 MAX_EXAMPLES = 32  # training examples the chains are induced and scored on
@@ -63,9 +63,9 @@ class ToolMemo:
 
 def glue_edits(spec: PipelineSpec, registry: ToolRegistry, examples: list[Example],
                metric: Metric | None, memo: ToolMemo | None = None, keep: int = KEEP
-               ) -> list[tuple[list[str], PipelineSpec]]:
+               ) -> list[Child]:
     """The best ``keep`` glue candidates for ``spec`` found on ``examples`` (see the module
-    doc), as ``(edits, spec)`` pairs, best first."""
+    doc), best first."""
     rows = [ex for ex in examples if ex.expected][:MAX_EXAMPLES]
     if metric is None or not rows:
         return []
@@ -85,7 +85,7 @@ def glue_edits(spec: PipelineSpec, registry: ToolRegistry, examples: list[Exampl
                 found += _for_tool(node, tspec.name, registry, rows, sources, wanted, metric,
                                    memo)
     found.sort(key=lambda f: (-f.score, f.complexity))
-    out: list[tuple[list[str], PipelineSpec]] = []
+    out: list[Child] = []
     answers: set[tuple] = set()
     for f in found:
         if f.score <= 0 or len(out) >= keep:
@@ -93,9 +93,10 @@ def glue_edits(spec: PipelineSpec, registry: ToolRegistry, examples: list[Exampl
         if (f.node, f.output, f.predictions) in answers:
             continue  # answers as a simpler one does: one of them is enough
         answers.add((f.node, f.output, f.predictions))
-        edits, new = _candidate(spec, f, len(rows))
-        if new is not None and new != spec and all(new != s for _, s in out):
-            out.append((edits, new))
+        found_here = children(spec, [_edits(spec.node(f.node), f)],
+                              note=f"glue found from {len(rows)} training examples: "
+                                   f"{f.score:.2f}")
+        out += [c for c in found_here if all(c.spec != o.spec for o in out)]
     return out
 
 
@@ -201,21 +202,13 @@ def _best_output(results: list[str | None], rows: list[Example], f, metric: Metr
     return best
 
 
-def _candidate(spec: PipelineSpec, f: Found, n: int) -> tuple[list[str], PipelineSpec | None]:
-
-    node = spec.node(f.node)
+def _edits(node: NodeSpec, f: Found) -> list[Edit]:
+    """The edits of a found glue: the tool attached, its first call written with the glue on
+    each argument, the output bound to its result through the output glue."""
     t = f.tool
-    arg_from = {f"{t}.{arg}": (src if not ch else InputBinding(input=src, via=ch))
-                for arg, src, ch in f.wiring}
-    update: dict[str, Any] = {"arg_from": arg_from, "tools": node.tools + ((t,) if t not in
-                                                                         node.tools else ())}
-    edits = [] if t in node.tools else [f"attach tool {t} to {node.name}"]
-    edits += [f"call {t} first with {arg} = {' | '.join([src] + [o.describe() for o in ch])}"
-              for arg, src, ch in f.wiring]
+    args = {arg: (src if not ch else InputBinding(input=src, via=ch)) for arg, src, ch in f.wiring}
+    edits: list[Edit] = attached(node, t) + [WriteCall(node=node.name, tool=t, args=args)]
     if f.output is not None:
-        update["bind"] = {**node.bind, f.output: t if not f.out_via else
-                          ToolBinding(tool=t, via=f.out_via)}
-        edits.append(f"bind {node.name}.{f.output} to "
-                     f"{' | '.join([t] + [o.describe() for o in f.out_via])}")
-    edits.append(f"(glue found from {n} training examples: {f.score:.2f})")
-    return edits, with_node(spec, node.model_copy(update=update))
+        edits.append(BindOutput(node=node.name, output=f.output, binding=t if not f.out_via else
+                                ToolBinding(tool=t, via=f.out_via)))
+    return edits

@@ -1,34 +1,21 @@
-"""Two candidates' edits together (GEPA's merge), when they touch different nodes and tools."""
+"""Two candidates' edits together (GEPA's merge), when their targets do not collide."""
 
 from __future__ import annotations
 
 from localsym.agent.spec import PipelineSpec
-from localsym.learn.propose.structure import build
+from localsym.learn.edits import Edit, EditError, apply_edits, collide
 
 
-def _workflow(data: dict) -> tuple:
-    return ([n["name"] for n in data["nodes"]], data["edges"], data["start"], data["max_steps"])
-
-
-def merge(parent: PipelineSpec, a: PipelineSpec, b: PipelineSpec) -> PipelineSpec | None:
-    """The edits of ``a`` and of ``b`` (both children of ``parent``) together, when they touch
-    different nodes and tools (GEPA's merge); None when they conflict or the result is invalid."""
-    p, x, y = (s.model_dump(mode="json") for s in (parent, a, b))
-    if _workflow(x) != _workflow(p) and _workflow(y) != _workflow(p):
+def merge(parent: PipelineSpec, a: list[Edit], b: list[Edit]) -> PipelineSpec | None:
+    """The spec of ``a``'s edits and ``b``'s together on ``parent``, when no node, tool or the
+    graph is touched by both (GEPA's merge); None when they collide, when the result is not a
+    valid spec, or when it is one of the two or the parent."""
+    if not a or not b or collide(a, b):
         return None
-    base, other = (y, x) if _workflow(y) != _workflow(p) else (x, y)
-    if {k: v for k, v in other.items() if k not in ("nodes", "tools")} != \
-            {k: v for k, v in p.items() if k not in ("nodes", "tools")}:
+    try:
+        merged = apply_edits(parent, a + b)
+    except EditError:
         return None
-    for part in ("nodes", "tools"):
-        before = {e["name"]: e for e in p[part]}
-        mine = {e["name"]: i for i, e in enumerate(base[part])}
-        for entry in other[part]:
-            if entry == before.get(entry["name"]):
-                continue
-            i = mine.get(entry["name"])
-            if i is None or base[part][i] != before.get(entry["name"]):
-                return None  # both changed it, or it is gone from the other
-            base[part][i] = entry
-    merged = build(base, "merge")
-    return merged if merged not in (None, parent, a, b) else None
+    if merged == parent or merged in (apply_edits(parent, a), apply_edits(parent, b)):
+        return None
+    return merged

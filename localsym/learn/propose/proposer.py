@@ -13,12 +13,14 @@ from localsym.agent.pipeline import check_tools
 from localsym.errors import CallFailure, ConfigError
 from localsym.learn.propose.demos import bootstrapped_demonstrations, labeled_demonstrations
 from localsym.learn.backward import ExampleGradients
+from localsym.learn.propose.children import Child
 from localsym.learn.propose.glue import MAX_EXAMPLES, ToolMemo, glue_edits
 from localsym.learn.propose.structure import structural_edits
 from localsym.learn.optim import Batch, Optimizer, UpdateRecord
 from localsym.learn.search import Candidate, admit
 from localsym.learn.state import TrainConfig
 from localsym.metrics import Metric
+from localsym.seeds import demo_seed
 
 
 class Proposed(NamedTuple):
@@ -62,20 +64,24 @@ class Proposer:
                 except ConfigError as err:
                     rejected.append(f"{name}: {err.cause}")
                     continue
-                if proposal.changes:
+                if proposal.edits:
                     proposed.append(Candidate(source=name, spec=proposal.spec,
-                                              edits=[c.target for c in proposal.changes]))
+                                              edits=list(proposal.edits)))
         if "demonstrations" in cfg.optimizers:
-            seed = cfg.seed * 1000 + step
-            for edits, new in labeled_demonstrations(spec, train, cfg.demo_sizes, seed) + \
-                    bootstrapped_demonstrations(spec, successes, cfg.demo_sizes, seed):
-                proposed.append(Candidate(source="demonstrations", edits=edits, spec=new))
+            seed = demo_seed(cfg.seed, step)
+            proposed += _of("demonstrations", labeled_demonstrations(
+                spec, train, cfg.demo_sizes, seed) + bootstrapped_demonstrations(
+                spec, successes, cfg.demo_sizes, seed))
         if "structure" in cfg.optimizers:
             rows = [ex for ex in train if ex.expected][:MAX_EXAMPLES]
-            for edits, new in glue_edits(spec, self.tools, rows, self.metric, self.memo):
-                proposed.append(Candidate(source="structure", edits=edits, spec=new,
-                                          seen=[ex.id for ex in rows]))
-            for edits, new in structural_edits(spec, self.tools):
-                proposed.append(Candidate(source="structure", edits=edits, spec=new))
+            proposed += _of("structure", glue_edits(spec, self.tools, rows, self.metric,
+                                                    self.memo), seen=[ex.id for ex in rows])
+            proposed += _of("structure", structural_edits(spec, self.tools))
         out, refused = admit(spec, proposed, tried, cfg.max_candidates)
         return Proposed(out, rejected + refused, failures)
+
+
+def _of(source: str, found: list[Child], seen: list[str] | None = None) -> list[Candidate]:
+    """Candidates of ``source`` from a proposer's children."""
+    return [Candidate(source=source, edits=c.edits, spec=c.spec, note=c.note, seen=seen or [])
+            for c in found]
