@@ -72,6 +72,8 @@ def spec_diffs(before: PipelineSpec, after: PipelineSpec) -> list[dict]:
             if value(old) != value(node):
                 rows.append({"target": f"{node.name}.{what}",
                              "diff": word_diff(value(old), value(node))})
+        if old.program != node.program:
+            rows.append({"target": f"{node.name}.program", "diff": program_diff(old, node)})
         if old.demonstrations != node.demonstrations:
             fmt = lambda demos: " | ".join(json.dumps(d.model_dump()) for d in demos)  # noqa: E731
             rows.append({"target": f"{node.name}.demonstrations",
@@ -90,6 +92,17 @@ def spec_diffs(before: PipelineSpec, after: PipelineSpec) -> list[dict]:
                          "diff": word_diff(json.dumps(was.patterns, sort_keys=True),
                                            json.dumps(tool.patterns, sort_keys=True))})
     return rows
+
+
+def program_diff(old, new) -> Markup:
+    """A node's program before and after, a line a step (the found wiring as a small pipeline
+    a person reads: ``r1 = tool(argument = input | glue)``, then each output)."""
+    def lines(node) -> list[str]:
+        return node.program.lines() if node.program is not None else []
+    before, after = lines(old), lines(new)
+    out = [f"<del>{html.escape(x)}</del>" for x in before if x not in after] + \
+        [f"<ins>{html.escape(x)}</ins>" if x not in before else html.escape(x) for x in after]
+    return Markup('<span class="program">' + "<br>".join(out) + "</span>")
 
 
 def graph_svg(spec: PipelineSpec) -> Markup:

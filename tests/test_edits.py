@@ -11,6 +11,7 @@ import pytest
 from conftest import RoutedLM
 from localsym.agent import PipelineSpec
 from localsym.agent.node import Check, Controller, InputBinding, NodeSpec, RoleSpec, Vote
+from localsym.agent.program import Program, Ref
 from localsym.agent.tools import default_tools
 from localsym.agent.weights import Demonstration, PromptWeights
 from localsym.data import Example
@@ -19,7 +20,8 @@ from localsym.learn import MetricLoss, TrainConfig, Trainer, default_optimizers
 from localsym.learn.edits import (EDIT_KINDS, AddNode, AddRole, AttachTool, BindOutput,
                                   DetachTool, DropCall, EditError, GrowTeam, RemoveNode,
                                   RemoveRole, Rewire, SetArgPattern, SetCheck, SetController,
-                                  SetDemonstrations, SetOutputPattern, SetPrompt, SetReasoning,
+                                  SetDemonstrations, SetOutputPattern, SetProgram, SetPrompt,
+                                  SetReasoning,
                                   SetToolChoice, SetToolText, SetVote, UnbindOutput, WriteCall,
                                   apply_edits, collide, parse_edits)
 from localsym.learn.events import CandidateRecord
@@ -56,7 +58,9 @@ def every_kind(s: PipelineSpec) -> list:
         SetVote(node="plan", vote=None),
         AddNode(after="solve", node_spec=extra), Rewire(source="plan", target="check",
                                                         connect=True),
-        RemoveNode(name="check")]
+        RemoveNode(name="check"),
+        SetProgram(node="plan", program=Program(outputs={"expression": Ref(
+            source="question", via=({"op": "numbers"}, {"op": "join", "separator": "*"}))}))]
 
 
 def test_every_kind_applies_purely_describes_itself_and_round_trips_as_data():

@@ -19,8 +19,8 @@ from localsym.data import Example
 from localsym.errors import ConfigError
 from localsym.learn import MetricLoss, ToolOptimizer, TrainConfig, Trainer
 from localsym.learn.propose.structure import structural_edits
-from localsym.learn.propose.chains import arg_chains
-from localsym.learn.propose.glue import ToolMemo, glue_edits
+from localsym.learn.propose.glue import glue_edits
+from localsym.learn.synth.engine import ToolMemo
 from localsym.learn.search import Candidate, PoolEntry
 from localsym.learn.edits import SetPrompt
 from localsym.learn.screen import Validation
@@ -119,6 +119,17 @@ def shout_tools() -> ToolRegistry:
     return registry
 
 
+def coded_tools() -> ToolRegistry:
+    registry = default_tools()
+
+    @registry.register
+    def shout(text: str) -> str:
+        """Shout a text, with its code (no chain computes it)."""
+        return f"{text.upper()}-{sum(map(ord, text)) % 97}!"
+
+    return registry
+
+
 def test_glue_on_both_bindings_runs_the_node_with_no_model_call_and_round_trips(tmp_path):
     data = glued_spec(arg_from={"shout.text": {"input": "question",
                                                "via": [{"op": "after", "delimiter": ":"}, "trim"]}},
@@ -153,7 +164,8 @@ def synthetic_task(n: int = 12) -> tuple[PipelineSpec, list[Example]]:
     words = ["apple", "river", "stone", "cloud", "maple", "tiger", "lemon", "ocean", "piano",
              "quartz", "raven", "sugar"]
     rows = [Example(id=f"e{i}", inputs={"question": f"Please shout the word below.\nWord: {w}"},
-                    expected={"answer": w.upper()}) for i, w in enumerate(words[:n])]
+                    expected={"answer": f"{w.upper()}-{sum(map(ord, w)) % 97}"})
+            for i, w in enumerate(words[:n])]
     s = PipelineSpec.from_data({"name": "t", "inputs": [{"name": "question"}],
                                 "tools": [{"name": "shout", "description": "Shouts."}],
                                 "nodes": [{"name": "answer", "inputs": ["question"],
@@ -164,23 +176,25 @@ def synthetic_task(n: int = 12) -> tuple[PipelineSpec, list[Example]]:
 def test_the_enumerator_finds_the_argument_and_the_reformat_with_no_model():
     s, rows = synthetic_task()
     memo = ToolMemo()
-    found = glue_edits(s, shout_tools(), rows, exact_match, memo)
+    found, stats = glue_edits(s, coded_tools(), rows, exact_match, memo)
     assert found, "nothing found"
     note, best = found[0].note, found[0].spec
-    node = best.node("answer")
-    source, via = node.wiring()["shout.text"]
-    assert source == "question" and chain.run(via, "Please shout the word below.\nWord: x").strip() == "x"
-    # the tool's "!" is cut from its result: the answer is bound through an output chain
-    assert node.bound_tool("answer") == "shout" and node.bound_via("answer")
-    assert "1.00" in note and 0 < memo.calls <= 4000
+    program = best.node("answer").program
+    (step,) = program.steps
+    arg = step.args["text"]
+    assert arg.source == "question" and \
+        chain.run(arg.via, "Please shout the word below.\nWord: x").strip() == "x"
+    # the tool's "!" is cut from its result: the answer is the result through a chain
+    assert program.outputs["answer"].source == step.name and program.outputs["answer"].via
+    assert "1.00" in note and 0 < memo.calls and stats.tool_calls == memo.calls
     # the found agent scores every example, with no model call
     lm = RoutedLM({})
-    pipeline = Pipeline(best, lm, shout_tools())
+    pipeline = Pipeline(best, lm, coded_tools())
     assert all(exact_match(pipeline.forward(ex.inputs).outputs, ex.expected) == 1 for ex in rows)
     # the memo makes the next step's enumeration free
     calls = memo.calls
-    glue_edits(s, shout_tools(), rows, exact_match, memo)
-    assert memo.calls == 0 and calls > 0
+    glue_edits(s, coded_tools(), rows, exact_match, memo)
+    assert memo.calls == calls > 0
 
 
 def test_the_enumerator_reads_a_bool_tool_through_a_table_and_gives_up_on_a_hanging_tool():
@@ -207,18 +221,23 @@ def test_the_enumerator_reads_a_bool_tool_through_a_table_and_gives_up_on_a_hang
                                            "outputs": [{"name": "answer",
                                                         "choices": ["yes", "no"]}]}]})
     memo = ToolMemo()
-    best = glue_edits(s, registry, rows, exact_match, memo)[0].spec
-    assert "stuck" in memo.broken and best.node("answer").bound_tool("answer") == "is_even"
-    assert best.node("answer").bound_via("answer")[-1].op == "map"
+    best = glue_edits(s, registry, rows, exact_match, memo)[0][0].spec
+    program = best.node("answer").program
+    assert "stuck" in memo.broken and [st.tool for st in program.steps] == ["is_even"]
+    assert program.outputs["answer"].via[-1].op == "map"
     assert Pipeline(best, RoutedLM({}), registry).forward({"question": "Is 12 even?"}
                                                           ).outputs == {"answer": "yes"}
 
 
-def test_chains_are_induced_from_the_inputs_never_from_a_menu_of_task_words():
-    values = ["Sort these: pear fig", "Sort these: kiwi apple plum"]
-    results = {chain.describe(c): [chain.run(c, v) for v in values] for c in arg_chains(values)}
-    assert any(r == ["pear fig", "kiwi apple plum"] for r in results.values()), results
-    assert arg_chains([1, 2]) == [()]  # numbers are passed as they are
+def test_values_are_induced_from_the_inputs_never_from_a_menu_of_task_words():
+    import time
+
+    from localsym.learn.synth.values import grow, source
+
+    values = ("Sort these: pear fig", "Sort these: kiwi apple plum")
+    kept = grow([source("q", values)], 2, 500, time.monotonic() + 10, 2).values
+    assert any(v.vec == ("pear fig", "kiwi apple plum") for v in kept)
+    assert len({v.vec for v in kept}) == len(kept)  # one value per distinct vector
 
 
 def test_the_tool_optimizer_writes_glue_in_the_same_typed_form():

@@ -10,6 +10,7 @@ from typing import Any
 
 from localsym.agent import chain, glue
 from localsym.agent.node import NodeSpec
+from localsym.agent.program import coerce
 from localsym.agent.tools import ToolCallRecord, ToolRegistry
 
 
@@ -49,24 +50,6 @@ def bound_outputs(node: NodeSpec, call: ToolCallRecord) -> dict[str, Any]:
             continue  # the field's own constraint stands
         out[f.name] = value
     return out
-
-
-def coerce(value: Any, type_: str) -> Any:
-    """A glued value as an output of ``type_`` (str, int, float; list[str] from a list); a
-    ValueError or GlueError where it is not one."""
-    if type_ == "list[str]":
-        if not isinstance(value, list):
-            raise ValueError("not a list")
-        return [str(v) for v in value]
-    if isinstance(value, list):
-        raise ValueError("a list where one value is wanted")
-    if type_ == "str":
-        return glue.number_text(value) if chain.kind_of(value) == "number" else str(value)
-    if type_ == "int":
-        return glue.whole_number(value)
-    if type_ == "float":
-        return float(value)
-    raise ValueError(f"a {type_} output is not bound")
 
 
 def majority(outputs: list[dict[str, Any] | None]) -> int:

@@ -4,12 +4,12 @@ reads them, and written by an optimizer as ``{op, arg}`` pairs."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import AfterValidator, BeforeValidator, ValidationError
 
-from localsym.agent.glue import (MAX_ITEMS, MAX_OPS, MAX_TEXT, OP_TYPES, GlueError, Kind, Op,
-                                 number_text)
+from localsym.agent.glue import (MAX_ITEMS, MAX_OPS, MAX_TEXT, OP_TYPES, AnyOp, GlueError, Kind,
+                                 Op, number_text)
 
 
 # The operations an optimizer's structured output may name with one text parameter (``arg``):
@@ -19,7 +19,9 @@ FLAT_OPS = {"after": "delimiter", "after_last": "delimiter", "before": "delimite
             "before_last": "delimiter", "strip_prefix": "prefix", "strip_suffix": "suffix",
             "trim": "chars", "regex": "pattern", "case": "to", "numbers": None, "words": None,
             "chars": None, "split": "separator", "item": "index", "join": "separator",
-            "count": None, "int": None, "float": None, "round": "digits"}
+            "count": None, "int": None, "float": None, "round": "digits", "findall": "pattern",
+            "keep": "pattern", "format": "template", "length": None, "sort": None,
+            "reverse": None, "unique": None, "sum": None, "product": None}
 
 
 def from_flat(op: str, arg: str) -> Op:
@@ -101,3 +103,13 @@ def run(chain: tuple, value: Any) -> Any:
 
 def describe(chain: tuple) -> str:
     return " | ".join(op.describe() for op in chain)
+
+
+def _checked_chain(ops: tuple) -> tuple:
+    check_chain(ops)
+    return ops
+
+
+# A glue chain on a binding or a program value: typed operations, checked kind by kind.
+Chain = Annotated[tuple[AnyOp, ...], BeforeValidator(normalize_chain),
+                  AfterValidator(_checked_chain)]

@@ -81,7 +81,7 @@ def conversation(pipeline, node: NodeSpec, inputs: dict, step: int, record: Node
             record.calls += 1
             value, completion = yield (messages, turn_model(node, speaker),
                                        pipeline.sampling(node, Slot.turn(step, t)))
-            record.cached = record.cached or completion.cached
+            record.count(completion)
             answer = value.model_dump()
             outputs = {k: answer[k] for k in speaker.writes if k in answer}
             turn = Turn(role=speaker.name, message=answer.get("message", ""), outputs=outputs,
@@ -119,8 +119,9 @@ def _next(pipeline, node: NodeSpec, inputs: dict, step: int, t: int, last: RoleS
                 {"role": "user", "content": render("role_turn.j2", inputs=inputs, turns=turns)}]
     record.calls += 1
     try:
-        value, _ = yield (messages, controller_model(node),
-                          pipeline.sampling(node, Slot.controller(step, t)))
+        value, completion = yield (messages, controller_model(node),
+                                   pipeline.sampling(node, Slot.controller(step, t)))
+        record.count(completion)
     except CallFailure:
         return (roles[0] if last is None else None), "model (failed)"
     return (by_name.get(value.next), "model") if value.next != STOP else (None, "model")

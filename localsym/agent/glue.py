@@ -16,6 +16,7 @@ apply (no delimiter, no match, an index past the end, a text that is not a numbe
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Annotated, Any, Literal, Union
@@ -119,18 +120,12 @@ class Regex(Op):
 
     @model_validator(mode="after")
     def _compiles(self):
-        try:
-            compiled = regex.compile(self.pattern)
-        except regex.error as err:
-            raise ValueError(f"regex {self.pattern!r} is not a valid pattern ({err})") from None
-        if self.group > compiled.groups:
-            raise ValueError(f"regex {self.pattern!r} has {compiled.groups} group(s), not "
-                             f"group {self.group}")
+        _compiled(self.pattern, self.group)
         return self
 
     def __call__(self, value: str) -> str:
         try:
-            match = regex.search(self.pattern, value, timeout=REGEX_TIMEOUT)
+            match = _compiled(self.pattern, self.group).search(value, timeout=REGEX_TIMEOUT)
         except TimeoutError:
             raise GlueError(f"regex {self.pattern!r} took over {REGEX_TIMEOUT}s") from None
         if match is None or match.group(self.group) is None:
@@ -301,9 +296,201 @@ class Map(Op):
         return self.table[value]
 
 
+class Findall(Op):
+    """Every match of ``pattern`` in the text, in order (group ``group``; 0 = the whole match)."""
+
+    op: Literal["findall"] = "findall"
+    pattern: Param
+    group: int = Field(0, ge=0, le=9)
+    gives: Kind = Field("list", exclude=True, repr=False)
+
+    @model_validator(mode="after")
+    def _compiles(self):
+        _compiled(self.pattern, self.group)
+        return self
+
+    def __call__(self, value: str) -> list[str]:
+        out: list[str] = []
+        try:
+            for m in _compiled(self.pattern, self.group).finditer(value, timeout=REGEX_TIMEOUT):
+                out.append(m.group(self.group) or "")
+                if len(out) > MAX_ITEMS:
+                    break
+        except TimeoutError:
+            raise GlueError(f"findall {self.pattern!r} took over {REGEX_TIMEOUT}s") from None
+        return out
+
+
+class Slice(Op):
+    """The characters of the text from ``start`` to ``end`` (Python's slice; None: the end)."""
+
+    op: Literal["slice"] = "slice"
+    start: int = Field(0, ge=-MAX_TEXT, le=MAX_TEXT)
+    end: int | None = Field(None, ge=-MAX_TEXT, le=MAX_TEXT)
+
+    def __call__(self, value: str) -> str:
+        out = value[self.start:self.end]
+        if not out:
+            raise GlueError(f"no characters {self.start}:{self.end} in {_clip(value)}")
+        return out
+
+
+class Length(Op):
+    """How many characters the text has."""
+
+    op: Literal["length"] = "length"
+    gives: Kind = Field("number", exclude=True, repr=False)
+
+    def __call__(self, value: str) -> int:
+        return len(value)
+
+
+class Sort(Op):
+    """The items in order: as texts, or as numbers (``numeric``)."""
+
+    op: Literal["sort"] = "sort"
+    numeric: bool = False
+    descending: bool = False
+    takes: Kind = Field("list", exclude=True, repr=False)
+    gives: Kind = Field("list", exclude=True, repr=False)
+
+    def __call__(self, value: list[str]) -> list[str]:
+        key = (lambda v: _number(v)) if self.numeric else None
+        return sorted(value, key=key, reverse=self.descending)
+
+
+class Reverse(Op):
+    """The items in reverse order."""
+
+    op: Literal["reverse"] = "reverse"
+    takes: Kind = Field("list", exclude=True, repr=False)
+    gives: Kind = Field("list", exclude=True, repr=False)
+
+    def __call__(self, value: list[str]) -> list[str]:
+        return value[::-1]
+
+
+class Unique(Op):
+    """The items without repeats, in the order first seen."""
+
+    op: Literal["unique"] = "unique"
+    takes: Kind = Field("list", exclude=True, repr=False)
+    gives: Kind = Field("list", exclude=True, repr=False)
+
+    def __call__(self, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class Keep(Op):
+    """The items that ``pattern`` matches whole, in order."""
+
+    op: Literal["keep"] = "keep"
+    pattern: Param
+    takes: Kind = Field("list", exclude=True, repr=False)
+    gives: Kind = Field("list", exclude=True, repr=False)
+
+    @model_validator(mode="after")
+    def _compiles(self):
+        _compiled(self.pattern, 0)
+        return self
+
+    def __call__(self, value: list[str]) -> list[str]:
+        try:
+            compiled = _compiled(self.pattern, 0)
+            return [v for v in value if compiled.fullmatch(v, timeout=REGEX_TIMEOUT) is not None]
+        except TimeoutError:
+            raise GlueError(f"keep {self.pattern!r} took over {REGEX_TIMEOUT}s") from None
+
+
+class Sum(Op):
+    """The sum of the items, each read as a number."""
+
+    op: Literal["sum"] = "sum"
+    takes: Kind = Field("list", exclude=True, repr=False)
+    gives: Kind = Field("number", exclude=True, repr=False)
+
+    def __call__(self, value: list[str]) -> int | float:
+        return _finite(sum(_number(v) for v in value))
+
+
+class Product(Op):
+    """The product of the items, each read as a number."""
+
+    op: Literal["product"] = "product"
+    takes: Kind = Field("list", exclude=True, repr=False)
+    gives: Kind = Field("number", exclude=True, repr=False)
+
+    def __call__(self, value: list[str]) -> int | float:
+        return _finite(math.prod(_number(v) for v in value))
+
+
+_FIELD = re.compile(r"\{(\d{1,2})\}")
+
+
+class Format(Op):
+    """The items of a list written into a template: ``{0}`` is the first item, ``{2}`` the third
+    (``{1}/{2}/{0}`` turns ``2001, 01, 30`` into ``01/30/2001``); other text is kept as it is."""
+
+    op: Literal["format"] = "format"
+    template: Param
+    takes: Kind = Field("list", exclude=True, repr=False)
+
+    @field_validator("template")
+    @classmethod
+    def _has_fields(cls, template: str) -> str:
+        if not _FIELD.search(template):
+            raise ValueError(f"format template {template!r} names no item ({{0}}, {{1}}, ...)")
+        return template
+
+    def __call__(self, value: list[str]) -> str:
+        def item(m: re.Match) -> str:
+            k = int(m.group(1))
+            if k >= len(value):
+                raise GlueError(f"no item {k} in a list of {len(value)}")
+            return value[k]
+        return _FIELD.sub(item, self.template)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(pattern: str, group: int):
+    """The compiled pattern (once per pattern); a ValueError where it is not valid or has no
+    such group."""
+    try:
+        compiled = regex.compile(pattern)
+    except regex.error as err:
+        raise ValueError(f"regex {pattern!r} is not a valid pattern ({err})") from None
+    if group > compiled.groups:
+        raise ValueError(f"regex {pattern!r} has {compiled.groups} group(s), not group {group}")
+    return compiled
+
+
+def _number(text: str) -> int | float:
+    """An item read as a number (a whole number stays an int); GlueError where it is not."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise GlueError(f"{_clip(text)} is not a number") from None
+    if not math.isfinite(value):
+        raise GlueError(f"{_clip(text)} is not a finite number")
+    return value
+
+
+def _finite(value: int | float) -> int | float:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise GlueError("the result is not a finite number")
+    if isinstance(value, int) and abs(value) > 10 ** 300:
+        raise GlueError("the result is too large a number")
+    return value
+
+
 AnyOp = Annotated[Union[After, Before, StripPrefix, StripSuffix, Trim, Regex, Replace, Case,
                         Numbers, Words, Chars, Split, Item, Join, Count, ToInt, ToFloat, Round,
-                        Map], Field(discriminator="op")]
+                        Map, Findall, Slice, Length, Sort, Reverse, Unique, Keep, Sum, Product,
+                        Format], Field(discriminator="op")]
 OP_TYPES = {t.model_fields["op"].default: t for t in AnyOp.__origin__.__args__}  # type: ignore
 
 

@@ -7,21 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BeforeValidator, Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
-from localsym.agent.chain import check_chain, normalize_chain
-from localsym.agent.glue import AnyOp
+from localsym.agent.chain import Chain, check_chain
+from localsym.agent.program import Program
 from localsym.agent.weights import Demonstration, FieldSpec, Frozen, Identifier, PromptWeights
-
-
-def _checked_chain(chain: tuple) -> tuple:
-    check_chain(chain)
-    return chain
-
-
-# A glue chain on a binding (``localsym.agent.glue``): typed operations, checked kind by kind.
-Chain = Annotated[tuple[AnyOp, ...], BeforeValidator(normalize_chain),
-                  AfterValidator(_checked_chain)]
 
 
 class InputBinding(Frozen):
@@ -142,6 +132,9 @@ class NodeSpec(Frozen):
                                         "conversation inside the node (none: one call)")
     controller: Controller | None = Field(None, description="who speaks next among the roles, "
                                           "and when the node is done (default: in order)")
+    program: Program | None = Field(None, description="outputs computed from the inputs by the "
+                                    "node's tools and glue, with no model call (where it fails "
+                                    "on an example, the node runs as if it had none)")
 
     @model_validator(mode="after")
     def _unique_outputs(self):
@@ -173,6 +166,11 @@ class NodeSpec(Frozen):
         if len(wired) > 1:
             raise ValueError(f"node {self.name!r} arg_from names several tools {sorted(wired)}: "
                              "its first step is one call")
+        if self.program is not None:
+            try:
+                self.program.check(dict.fromkeys(self.inputs), self.tools, set(names))
+            except ValueError as err:
+                raise ValueError(f"node {self.name!r}: {err}") from None
         if self.roles:
             self._valid_roles(names)
         if self.check is not None:
@@ -188,10 +186,11 @@ class NodeSpec(Frozen):
         twice = sorted({r for r in roles if roles.count(r) > 1})
         if twice:
             raise ValueError(f"node {self.name!r} has duplicate roles {twice}")
-        if self.tools or self.bind or self.arg_from or self.vote or self.check or self.reasoning:
-            raise ValueError(f"node {self.name!r} has roles and tools, bindings, a vote, a check "
-                             "or a reasoning draft: give those to its roles (a checker role runs a "
-                             "tool), or drop the roles")
+        if self.tools or self.bind or self.arg_from or self.vote or self.check or \
+                self.reasoning or self.program:
+            raise ValueError(f"node {self.name!r} has roles and tools, bindings, a program, a "
+                             "vote, a check or a reasoning draft: give those to its roles (a "
+                             "checker role runs a tool), or drop the roles")
         known = set(self.inputs) | set(names)
         for r in self.roles:
             if set(r.writes) - set(names):

@@ -16,6 +16,7 @@ from localsym.agent.conversation import conversation
 from localsym.agent.drive import drive
 from localsym.agent.glue import GlueError
 from localsym.agent.node import REASONING_FIELD, NodeSpec
+from localsym.agent.program import run_program
 from localsym.agent.schemas import ROUTE_FIELD, outputs_model, step_model
 from localsym.agent.spec import PipelineSpec
 from localsym.agent.weights import PROMPT_FIELDS
@@ -153,7 +154,14 @@ class Pipeline:
         with roles runs its conversation (``agent.conversation``)."""
         if node.roles:
             return (yield from self._team_run(node, state, step))
+        ran = self._program_run(node, state)
+        if ran is not None and ran[0] is not None:
+            return ran[0]  # the program gave every output: no model call
         record = yield from self._node_steps(node, state, step)
+        if ran is not None:  # the program failed on this example, or gave some outputs only
+            record.tool_calls = ran[1].tool_calls + record.tool_calls
+            record.outputs = {**record.outputs, **ran[1].outputs} if not record.error \
+                else record.outputs
         if node.vote is not None and not record.error:
             runs = [record]
             for sample in range(1, node.vote.samples):
@@ -163,9 +171,28 @@ class Pipeline:
             record.samples = [r.outputs for r in runs]
             record.calls = sum(r.calls for r in runs)
             record.seconds = sum(r.seconds for r in runs)
+            record.tokens = sum(r.tokens for r in runs)
         if node.check is not None and not record.error:
             yield from self._checked(node, record, step)
         return record
+
+    def _program_run(self, node: NodeSpec, state: dict[str, Any]
+                     ) -> tuple[NodeRecord | None, NodeRecord] | None:
+        """The node's program on this example (None: it has none): the record of a run that
+        needs no model (every output given, and no route to choose), else None; and the record
+        of what the program did (its calls, the outputs it gave)."""
+        if node.program is None:
+            return None
+        start = time.perf_counter()
+        record, inputs = _new_record(node, state)
+        if record.error:
+            return None, record
+        outputs, calls, failed = run_program(node.program, node.outputs, inputs, self.tools)
+        record.tool_calls, record.outputs = calls, outputs
+        record.seconds = time.perf_counter() - start
+        complete = failed is None and set(outputs) == {f.name for f in node.outputs} and \
+            len(self.spec.successors(node.name)) <= 1
+        return (record if complete else None), record
 
     def _team_run(self, node: NodeSpec, state: dict[str, Any], step: int):
         """A node with roles: its conversation, recorded turn by turn."""
@@ -200,8 +227,9 @@ class Pipeline:
                 {"role": "user", "content": check_feedback(call)}]
             record.calls += 1
             try:
-                answer, _ = yield (messages, out_model,
-                                   self.sampling(node, Slot.retry(step, retry)))
+                answer, completion = yield (messages, out_model,
+                                            self.sampling(node, Slot.retry(step, retry)))
+                record.count(completion)
             except CallFailure as err:
                 record.error = f"{type(err).__name__}: {err}"
                 break
@@ -229,7 +257,7 @@ class Pipeline:
                 record.calls += 1
                 answer, completion = yield (record.messages, out_model,
                                             self.sampling(node, Slot.answer(step, sample)))
-                record.cached = record.cached or completion.cached
+                record.count(completion)
             outputs = {**answer.model_dump(), **bound}
             record.route = outputs.pop(ROUTE_FIELD, None)
             record.reasoning = outputs.pop(REASONING_FIELD, None) if node.reasoning else None
@@ -261,7 +289,7 @@ class Pipeline:
                 value, completion = yield (record.messages,
                                            self._step_schema(node, routes, may_finish),
                                            self.sampling(node, Slot.tool_step(step, i, sample)))
-                record.cached = record.cached or completion.cached
+                record.count(completion)
                 if value.action.tool == "finish":
                     return value.action.outputs, bound
                 tool, args = value.action.tool, value.action.args.model_dump()
@@ -310,7 +338,8 @@ def check_tools(spec: PipelineSpec, tools: ToolRegistry) -> None:
     for node in spec.nodes:
         keys = list(node.arg_from) + ([f"{node.check.tool}.{a}" for a in node.check.args]
                                       if node.check else []) + \
-            [f"{r.tool}.{a}" for r in node.roles if r.tool for a in r.args]
+            [f"{r.tool}.{a}" for r in node.roles if r.tool for a in r.args] + \
+            [f"{s.tool}.{a}" for s in (node.program.steps if node.program else ()) for a in s.args]
         for key in keys:
             tool, _, arg = key.partition(".")
             known = list(tools.get(tool).args_model.model_fields)

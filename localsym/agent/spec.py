@@ -136,6 +136,12 @@ class PipelineSpec(Frozen):
         kinds = {f.name: FIELD_KINDS[f.type] for f in self.inputs}
         kinds.update({f.name: FIELD_KINDS[f.type] for n in self.nodes for f in n.outputs})
         for n in self.nodes:
+            if n.program is not None:
+                try:
+                    n.program.check({i: kinds.get(i) for i in n.inputs}, n.tools,
+                                    {f.name for f in n.outputs})
+                except ValueError as err:
+                    raise ValueError(f"node {n.name!r}: {err}") from None
             for key, (source, via) in n.wiring().items():
                 try:
                     check_chain(via, kinds.get(source))

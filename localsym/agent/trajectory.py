@@ -41,7 +41,13 @@ class NodeRecord(BaseModel):
     seconds: float = 0.0
     cached: bool = False
     calls: int = Field(0, description="model calls this node run made")
+    tokens: int = Field(0, description="prompt and answer tokens of its model calls")
     turns: list[Turn] = Field([], description="the conversation of a node with roles")
+
+    def count(self, completion) -> None:
+        """Account for one model call's answer: its tokens, whether it came from the cache."""
+        self.tokens += completion.prompt_tokens + completion.completion_tokens
+        self.cached = self.cached or completion.cached
 
 
 class Trajectory(BaseModel):
@@ -62,3 +68,8 @@ class Trajectory(BaseModel):
     def calls(self) -> int:
         """Model calls the run made (what an example costs)."""
         return sum(r.calls for r in self.records)
+
+    @property
+    def tokens(self) -> int:
+        """Prompt and answer tokens of the run's model calls."""
+        return sum(r.tokens for r in self.records)

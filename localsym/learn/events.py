@@ -42,6 +42,7 @@ class CandidateRecord(BaseModel):
     val: float | None = None  # mean validation score, if it got that far
     dense: float | None = None  # dense tie-break score, if computed
     calls: float | None = None  # model calls per validation example
+    tokens: float | None = None  # their prompt and answer tokens per validation example
     evidence: Evidence | None = None  # the second look of a promising gain, if it got one
     decision: CandidateDecision = "proposed"
     reason: str = ""
@@ -111,6 +112,7 @@ class StepEvent(_Event):
     proposed_spec: dict | None = None  # the accepted candidate, or the best one rolled back
     seconds: float | None = None
     llm_calls: dict[str, int] = {}
+    synthesis: dict | None = None  # what the search for programs looked at (SynthStats)
 
 
 class StoppedEvent(_Event):

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from localsym.seeds import gate_seed
+
 if TYPE_CHECKING:
     from localsym.learn.state import TrainConfig
 
@@ -31,12 +33,13 @@ class Verdict(NamedTuple):
 def gate(new: list[float], old: list[float], min_gain: float = 0.0,
          dense_new: float | None = None, dense_old: float | None = None,
          alpha: float | None = None, seed: int = 0, calls_new: float | None = None,
-         calls_old: float | None = None) -> Verdict:
+         calls_old: float | None = None, tokens_new: float | None = None,
+         tokens_old: float | None = None) -> Verdict:
     """Accept only on evidence: a mean gain above ``min_gain`` (strict), or the same per-example
-    scores or better everywhere with an equal mean and a tie-break that never buys cost (fewer
-    model calls per example; or as many and a higher dense score); with ``alpha``, a gain must
-    also pass the paired sign-flip test at that level (a few examples of gain on a small
-    validation split are noise)."""
+    scores or better everywhere with an equal mean and a tie-break that never buys cost (no
+    more model calls and no more tokens per example; then fewer of either, or as many and a
+    higher dense score); with ``alpha``, a gain must also pass the paired sign-flip test at
+    that level (a few examples of gain on a small validation split are noise)."""
     gain = float(np.mean(new) - np.mean(old))
     if gain > min_gain + TOL:
         why = f"validation gain {gain:+.3f}"
@@ -47,7 +50,9 @@ def gate(new: list[float], old: list[float], min_gain: float = 0.0,
             return Verdict(False, f"{why}, but no significant gain (paired test {p_text(p)} >= "
                                   f"{alpha:g})", promising=True, p=p)
         return Verdict(True, f"{why}, {p_text(p)}", p=p)
-    return Verdict(*tie(new, old, gain, min_gain, dense_new, dense_old, calls_new, calls_old))
+    costs = [("model calls", calls_new, calls_old), ("tokens", tokens_new, tokens_old)]
+    return Verdict(*tie(new, old, gain, min_gain, dense_new, dense_old,
+                        [(k, a, b) for k, a, b in costs if a is not None and b is not None]))
 
 
 def p_text(p: float) -> str:
@@ -62,21 +67,25 @@ def is_tie(new: list[float], old: list[float]) -> bool:
 
 
 def tie(new: list[float], old: list[float], gain: float, min_gain: float,
-        dense_new: float | None, dense_old: float | None, calls_new: float | None,
-        calls_old: float | None) -> tuple[bool, str]:
-    """The rule for no strict gain: a tie never buys cost, then a likelier gold answer."""
+        dense_new: float | None, dense_old: float | None,
+        costs: list[tuple[str, float, float]]) -> tuple[bool, str]:
+    """The rule for no strict gain: a tie never buys cost (``costs``: what, new, old per
+    example: model calls, tokens), then a cheaper one or a likelier gold answer wins."""
     lost = int(sum(a < b - TOL for a, b in zip(new, old)))
-    if abs(gain) <= TOL and not lost and calls_new is not None and calls_old is not None:
-        if calls_new > calls_old + COST_TOL:
-            return False, f"validation equal, but more model calls per example " \
-                          f"({calls_old:.2f} -> {calls_new:.2f}): a tie never buys cost"
-        if calls_new < calls_old - COST_TOL:
-            return True, f"validation equal, no example lost, fewer model calls per example " \
-                         f"({calls_old:.2f} -> {calls_new:.2f})"
-    if abs(gain) <= TOL and not lost and dense_new is not None and dense_old is not None \
-            and dense_new > dense_old + COST_TOL:
-        return True, f"validation equal, no example lost, dense score {dense_old:.3f} -> " \
-                     f"{dense_new:.3f}"
+    if abs(gain) <= TOL and not lost:
+        more = [(k, a, b) for k, a, b in costs if a > b + COST_TOL]
+        if more:
+            k, a, b = more[0]
+            return False, f"validation equal, but more {k} per example ({b:.2f} -> {a:.2f}): " \
+                          "a tie never buys cost"
+        less = [(k, a, b) for k, a, b in costs if a < b - COST_TOL]
+        if less:
+            k, a, b = less[0]
+            return True, f"validation equal, no example lost, fewer {k} per example " \
+                         f"({b:.2f} -> {a:.2f})"
+        if dense_new is not None and dense_old is not None and dense_new > dense_old + COST_TOL:
+            return True, f"validation equal, no example lost, dense score {dense_old:.3f} -> " \
+                         f"{dense_new:.3f}"
     if gain < -TOL:
         return False, f"validation dropped by {-gain:.3f}"
     if min_gain >= gain > TOL:
@@ -105,9 +114,11 @@ class Gate:
     def __call__(self, new: list[float], old: list[float], step: int,
                  dense_new: float | None = None, dense_old: float | None = None,
                  calls_new: float | None = None, calls_old: float | None = None,
-                 n_val: int | None = None) -> Verdict:
+                 n_val: int | None = None, tokens_new: float | None = None,
+                 tokens_old: float | None = None) -> Verdict:
         """``n_val``: the validation examples among ``new`` (they decide whether the paired
         test applies)."""
         cfg = self.config
         return gate(new, old, cfg.min_gain, dense_new, dense_old,
-                    cfg.paired_alpha(n_val or len(new)), cfg.seed + step, calls_new, calls_old)
+                    cfg.paired_alpha(n_val or len(new)), gate_seed(cfg.seed, step), calls_new,
+                    calls_old, tokens_new, tokens_old)

@@ -184,8 +184,9 @@ def answer_text(node: dict, expected: dict) -> str | None:
     node gives is bound to a tool result (no text of the model's to score)."""
     names = [f["name"] for f in node.get("outputs", [])]
     outputs = {k: v for k, v in expected.items() if k in names} or dict(expected)
-    if set(outputs) <= set(node.get("bind", {})) or node.get("reasoning") or node.get("roles"):
-        return None  # a tool's result, an answer after a draft, or a conversation's
+    computed = set(node.get("bind", {})) | set((node.get("program") or {}).get("outputs", {}))
+    if set(outputs) <= computed or node.get("reasoning") or node.get("roles"):
+        return None  # a tool's result or a program's, an answer after a draft, a conversation's
     if node.get("tools"):
         return json.dumps({"action": {"tool": "finish", "outputs": outputs}}, ensure_ascii=False)
     return json.dumps(outputs, ensure_ascii=False)

@@ -87,12 +87,15 @@ class Validation:
             self.scorer.check_budget()
             scores, runs = self.scorer.runs(c.spec, self.val, f"step {step}: validation")
             c.val, c.calls = float(np.mean(scores)), float(np.mean([t.calls for t in runs]))
+            c.tokens = float(np.mean([t.tokens for t in runs]))
             tie = is_tie(scores, parent.scores)
             if tie:
                 self._measure_parent(parent)
                 c.dense = self.scorer.dense(c.spec, self.val, runs)
             verdict = self.gate(scores, parent.scores, step, c.dense, parent.dense,
-                                c.calls if tie else None, parent.calls if tie else None)
+                                c.calls if tie else None, parent.calls if tie else None,
+                                tokens_new=c.tokens if tie else None,
+                                tokens_old=parent.tokens if tie else None)
             if verdict.promising:
                 verdict = self._second_look(c, parent, scores, step, used, verdict)
             c.decide("accepted" if verdict.accepted else "rejected", verdict.reason)
@@ -103,9 +106,10 @@ class Validation:
 
     def _measure_parent(self, parent: PoolEntry) -> None:
         """The parent's cost and dense score, once (the tie-break needs them)."""
-        if parent.dense is None or parent.calls is None:
+        if parent.dense is None or parent.calls is None or parent.tokens is None:
             runs = self.scorer.runs(parent.spec, self.val, "validation")[1]
             parent.calls = float(np.mean([t.calls for t in runs]))
+            parent.tokens = float(np.mean([t.tokens for t in runs]))
             parent.dense = self.scorer.dense(parent.spec, self.val, runs)
 
     def _second_look(self, c: Candidate, parent: PoolEntry, scores: list[float], step: int,

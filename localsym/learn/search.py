@@ -58,6 +58,7 @@ class PoolEntry(BaseModel):
     scores: list[float]
     dense: float | None = None
     calls: float | None = None  # model calls per validation example, once measured
+    tokens: float | None = None  # their prompt and answer tokens per example, once measured
     parent: int | None = None
     step: int = 0
     source: str = "start"
@@ -65,8 +66,8 @@ class PoolEntry(BaseModel):
     @classmethod
     def of(cls, c: "Candidate", scores: list[float], parent: int, step: int) -> "PoolEntry":
         """An accepted candidate as it joins the pool."""
-        return cls(spec=c.spec, scores=scores, dense=c.dense, calls=c.calls, parent=parent,
-                   step=step, source=c.source)
+        return cls(spec=c.spec, scores=scores, dense=c.dense, calls=c.calls, tokens=c.tokens,
+                   parent=parent, step=step, source=c.source)
 
     @property
     def mean(self) -> float:

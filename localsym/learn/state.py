@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from localsym.agent.spec import PipelineSpec
 from localsym.learn.optim import LISTED_SOURCES, LLM_OPTIMIZERS, OptimizerName, UpdateRecord
 from localsym.learn.search import PoolEntry
+from localsym.learn.synth.limits import SynthLimits
 
 
 class TrainConfig(BaseModel):
@@ -44,6 +45,8 @@ class TrainConfig(BaseModel):
                               "split per step (the best of the screening)")
     demo_sizes: tuple[int, ...] = Field((2, 4), description="how many demonstrations a "
                                         "demonstration candidate shows")
+    synthesis: SynthLimits = Field(SynthLimits(), description="the bounds of the search for "
+                                   "programs (localsym.learn.synth)")
     tie_break: Literal["logprob", "none"] = Field(
         "logprob", description="on an equal validation score with no example lost, accept a "
         "candidate whose gold answers are likelier (needs a model with log-probabilities)")

@@ -239,8 +239,9 @@ class Trainer:
         parent_mb, parent_runs = self.runs(spec, mb, f"step {step}: screen parent")
         successes = [s.trajectory for s in scored if s.loss.score >= 1.0] + \
             [t for t, sc in zip(parent_runs, parent_mb) if sc >= 1.0]
+        known = {s.example.id: s.loss.score for s in scored} | dict(zip(mb_ids, parent_mb))
         proposed = self.propose(spec, step, llm, grads, failing, train, successes, state.memory,
-                                state.tried)
+                                state.tried, known)
         # screen, validate and gate, commit
         base = float(np.mean(parent_mb))
         candidates = proposed.candidates
@@ -262,7 +263,8 @@ class Trainer:
             rejected_edits=proposed.rejected, val_before=parent.mean,
             **decision(candidates, accepted, top, parent.mean)._asdict(),
             seconds=round(time.perf_counter() - started, 3),
-            llm_calls={k: v - calls_before[k] for k, v in self._calls().items()}),
+            llm_calls={k: v - calls_before[k] for k, v in self._calls().items()},
+            synthesis=proposed.synthesis.model_dump() if proposed.synthesis else None),
             f"{len(candidates)} candidate(s), {sum(c.val is not None for c in candidates)} "
             f"validated, {len(accepted)} accepted")
 

@@ -19,6 +19,7 @@ from localsym.learn.edits.base import Edit, EditError
 from localsym.learn.edits.graph import AddNode, RemoveNode, Rewire
 from localsym.learn.edits.node import (SetCheck, SetDemonstrations, SetOutputPattern, SetPrompt,
                                        SetReasoning, SetVote)
+from localsym.learn.edits.program import SetProgram
 from localsym.learn.edits.team import AddRole, GrowTeam, RemoveRole, SetController
 from localsym.learn.edits.tools import (AttachTool, BindOutput, DetachTool, DropCall,
                                         SetArgPattern, SetToolChoice, SetToolText, UnbindOutput,
@@ -27,7 +28,7 @@ from localsym.learn.edits.tools import (AttachTool, BindOutput, DetachTool, Drop
 AnyEdit = Annotated[Union[AttachTool, DetachTool, SetToolChoice, WriteCall, DropCall, BindOutput,
                           UnbindOutput, SetArgPattern, SetToolText, SetPrompt, SetDemonstrations,
                           SetOutputPattern, SetReasoning, SetVote, SetCheck, GrowTeam, AddRole,
-                          RemoveRole, SetController, AddNode, RemoveNode, Rewire],
+                          RemoveRole, SetController, AddNode, RemoveNode, Rewire, SetProgram],
                     Field(discriminator="kind")]
 # An edit as a run's log keeps it: typed, or the line a run of an earlier version wrote.
 LoggedEdit = Union[AnyEdit, str]
@@ -65,6 +66,6 @@ def parse_edits(data) -> list[Edit]:
 __all__ = ["AddNode", "AddRole", "AnyEdit", "AttachTool", "BindOutput", "DetachTool", "DropCall",
            "EDIT_KINDS", "Edit", "EditError", "GrowTeam", "LoggedEdit", "RemoveNode",
            "RemoveRole", "Rewire", "SetArgPattern", "SetCheck", "SetController",
-           "SetDemonstrations", "SetOutputPattern", "SetPrompt", "SetReasoning",
+           "SetDemonstrations", "SetOutputPattern", "SetProgram", "SetPrompt", "SetReasoning",
            "SetToolChoice", "SetToolText", "SetVote", "UnbindOutput", "WriteCall", "apply_edits",
            "attached", "collide", "edit_text", "glued", "parse_edits"]

@@ -14,7 +14,8 @@ from localsym.errors import CallFailure, ConfigError
 from localsym.learn.propose.demos import bootstrapped_demonstrations, labeled_demonstrations
 from localsym.learn.backward import ExampleGradients
 from localsym.learn.propose.children import Child
-from localsym.learn.propose.glue import MAX_EXAMPLES, ToolMemo, glue_edits
+from localsym.learn.propose.glue import glue_edits
+from localsym.learn.synth.engine import SynthStats, ToolMemo
 from localsym.learn.propose.structure import structural_edits
 from localsym.learn.optim import Batch, Optimizer, UpdateRecord
 from localsym.learn.search import Candidate, admit
@@ -24,12 +25,13 @@ from localsym.seeds import demo_seed
 
 
 class Proposed(NamedTuple):
-    """A step's candidates, the edits refused on the way (with why), and the optimizer calls
-    that failed (with why)."""
+    """A step's candidates, the edits refused on the way (with why), the optimizer calls that
+    failed (with why), and what the synthesis engine looked at."""
 
     candidates: list[Candidate]
     rejected: list[str]
     failures: list[str]
+    synthesis: SynthStats | None = None
 
 
 class Proposer:
@@ -42,11 +44,13 @@ class Proposer:
 
     def __call__(self, spec: PipelineSpec, step: int, llm: list[str],
                  grads: list[ExampleGradients], failing: list, train: list[Example],
-                 successes: list, memory: list[UpdateRecord], tried: list[str]) -> Proposed:
+                 successes: list, memory: list[UpdateRecord], tried: list[str],
+                 known: dict[str, float] | None = None) -> Proposed:
         """The candidates of step ``step`` in a fixed order (LLM optimizers, demonstrations,
         glue found from the training data, structural edits), each a child of ``spec``; the
         ones that change the final outputs or were tried before (``tried``) are left out."""
         cfg, rejected, failures = self.config, [], []
+        stats = None
         proposed: list[Candidate] = []
         if grads:
             ok_ids = {g.example_id for g in grads}
@@ -73,12 +77,13 @@ class Proposer:
                 spec, train, cfg.demo_sizes, seed) + bootstrapped_demonstrations(
                 spec, successes, cfg.demo_sizes, seed))
         if "structure" in cfg.optimizers:
-            rows = [ex for ex in train if ex.expected][:MAX_EXAMPLES]
-            proposed += _of("structure", glue_edits(spec, self.tools, rows, self.metric,
-                                                    self.memo), seen=[ex.id for ex in rows])
+            rows = [ex for ex in train if ex.expected][:cfg.synthesis.examples]
+            found, stats = glue_edits(spec, self.tools, rows, self.metric, self.memo,
+                                      cfg.synthesis, known)
+            proposed += _of("structure", found, seen=[ex.id for ex in rows])
             proposed += _of("structure", structural_edits(spec, self.tools))
         out, refused = admit(spec, proposed, tried, cfg.max_candidates)
-        return Proposed(out, rejected + refused, failures)
+        return Proposed(out, rejected + refused, failures, stats)
 
 
 def _of(source: str, found: list[Child], seen: list[str] | None = None) -> list[Candidate]:
