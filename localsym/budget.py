@@ -61,12 +61,17 @@ class Estimate(BaseModel):
     steps: int
     speeds: dict  # prompt and answer tokens/s used
     breakdown: dict  # calls per phase
+    # where nothing is learned: training ends after ``patience`` steps (calls, seconds)
+    early: dict | None = None
 
     def line(self) -> str:
+        early = "" if not self.early else (
+            f"; if nothing is learned it ends after {self.early['steps']} steps: about "
+            f"{self.early['calls']} calls, {_duration(self.early['seconds'])}")
         return (f"estimate: {self.steps} steps, about {self.calls} LLM calls, "
                 f"{(self.prompt_tokens + self.answer_tokens) / 1000:.0f}k tokens, "
                 f"{_duration(self.seconds)} on this machine ({self.speeds['prompt']:.0f} prompt / "
-                f"{self.speeds['answer']:.0f} answer tokens/s; cache hits make it less)")
+                f"{self.speeds['answer']:.0f} answer tokens/s; cache hits make it less){early}")
 
 
 def _duration(seconds: float) -> str:
@@ -153,8 +158,9 @@ def estimate(c, spec: PipelineSpec, splits: dict, pipe, agent_lm) -> Estimate:
              "loss (judge)": meta["loss"], "gradients": meta["gradient"],
              "workflow gradients": meta["workflow"],
              "optimizers": meta["prompt"] + meta["tool"] + meta["pipeline"],
-             "screening (parent and candidates)": steps * screen * per_example * (1 + per_step)
-             + screen * listed_calls,
+             "screening (parent and candidates)": min(
+                 steps * screen * per_example * (1 + per_step) + screen * listed_calls,
+                 steps * (screen * per_example + (t.screen_calls or 10 ** 9))),
              "validation (candidates)": steps * min(t.max_validate, candidates) *
              len(splits["val"]) * per_candidate}
     agent_calls = calls["test (before and after)"] + calls["validation (start)"] + \
@@ -166,9 +172,17 @@ def estimate(c, spec: PipelineSpec, splits: dict, pipe, agent_lm) -> Estimate:
         sum(meta.values()) * c.meta_sampling.max_tokens * ANSWER_SHARE
     speed = speeds(agent_lm)
     seconds = prompt_tokens / speed["prompt"] + answer_tokens / speed["answer"]
-    return Estimate(calls=int(sum(calls.values())), prompt_tokens=int(prompt_tokens),
+    total = sum(calls.values())
+    fixed = calls["test (before and after)"] + calls["validation (start)"]
+    early = None
+    if t.patience and t.patience < steps:  # the per-step calls, for patience steps only
+        share = t.patience / steps
+        early = {"steps": t.patience, "calls": int(fixed + (total - fixed) * share),
+                 "seconds": round(seconds * (fixed + (total - fixed) * share) / max(total, 1),
+                                  1)}
+    return Estimate(calls=int(total), prompt_tokens=int(prompt_tokens),
                     answer_tokens=int(answer_tokens), seconds=round(seconds, 1), steps=steps,
-                    speeds=speed, breakdown={k: int(v) for k, v in calls.items()})
+                    speeds=speed, breakdown={k: int(v) for k, v in calls.items()}, early=early)
 
 
 def _meta_calls(t, spec: PipelineSpec, steps: int, batch: int, judge: bool) -> dict[str, int]:

@@ -113,6 +113,13 @@ def cmd_train(args) -> int:
     print(f"{summary.steps} steps: {summary.accepted} accepted, {summary.rolled_back} "
           f"rolled back; LLM calls: {summary.calls_made} made, {summary.calls_cached} from the "
           f"cache; {summary.wall_seconds:.0f}s")
+    if summary.calls_per_example is not None:
+        start = (f" (untrained: {summary.start_calls:g} calls)"
+                 if summary.start_calls is not None else "")
+        print(f"the agent costs {summary.calls_per_example:g} model calls and "
+              f"{summary.tokens_per_example or 0:g} tokens per example{start}")
+    if summary.ended:
+        print(f"stopped early: {summary.ended}")
     print(f"run directory: {run.run_dir} (localsym report {run.run_dir})")
     if summary.stopped:
         print(f"localsym: stopped early: {summary.stopped}; to go on, raise the budget in "

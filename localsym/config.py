@@ -68,13 +68,17 @@ class ModelsConfig(Strict):
                                                 "the embedded model")
     optimizer: str | None = Field(None, description="the model of the loss, gradients and "
                                                     "optimizers; default the agent's")
-    n_ctx: int | None = Field(None, ge=16, description="the context of one call; default the "
-                              "model's trained context, at most 4096")
+    n_ctx: int | None = Field(None, ge=16, description="the context of one call; default as "
+                              "the calls need (from 1024 tokens), at most the model's trained "
+                              "context and 4096")
     n_seq: int | None = Field(None, ge=1, le=64, description="calls decoded together by the "
                               "in-process model; default as many as fit 1 GiB of KV cache, at "
                               "most 8 (1 = one at a time)")
     n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; default one per "
                                   "free core")
+    memory: int | None = Field(None, ge=16, le=1 << 20, description="MiB the in-process model's "
+                               "KV cache may take, all its streams together (default 1024); the "
+                               "streams start at the size a call needs and grow to it")
     n_gpu_layers: int = 0
     decoding: Literal["v1", "v2"] = Field(
         "v2", description="how the in-process model evaluates a call: v2 reuses a shared prefix "
@@ -100,8 +104,9 @@ class ModelsConfig(Strict):
                            endpoint_options={"concurrency": self.concurrency,
                                              "api_key_env": self.api_key_env,
                                              "timeout": self.timeout})
+        memory: dict[str, Any] = {"kv_budget_mib": self.memory} if self.memory else {}
         return open_lm(name, cache_dir=cache.dir, cache_mode=cache.mode, n_ctx=self.n_ctx,
-                       n_seq=self.n_seq, n_threads=self.n_threads,
+                       n_seq=self.n_seq, n_threads=self.n_threads, **memory,
                        n_gpu_layers=self.n_gpu_layers, decoding=self.decoding)
 
     def shared(self) -> bool:

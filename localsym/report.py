@@ -25,6 +25,7 @@ from localsym.files import atomic_write_text
 from localsym.learn.checkpoint import RunDirectory
 from localsym.learn.edits import edit_text, glued
 from localsym.learn.edits.tools import source_text
+from localsym.learn.search import FrontPoint
 from localsym.learn.events import StartEvent, StepEvent, StoppedEvent
 
 
@@ -190,6 +191,44 @@ def score_plot(points: list[dict]) -> Markup:
     return Markup("".join(parts))
 
 
+def cost_plot(steps: list[StepEvent], start: float, start_calls: float | None) -> Markup:
+    """Validation score against cost (model calls per example) of every validated candidate,
+    by step (the label) and decision (the colour); the untrained agent as the square."""
+    dots: list[tuple[float, float, int, str]] = [
+        (c.calls, c.val, e.step, c.decision) for e in steps for c in e.candidates
+        if isinstance(c.calls, (int, float)) and isinstance(c.val, (int, float))]
+    if start_calls is not None:
+        dots.insert(0, (start_calls, start, 0, "start"))
+    if not dots:
+        return Markup("")
+    w, h, pad = 640, 240, 40
+    top = max(max(d[0] for d in dots), 1.0)
+    sx = lambda v: pad + v / top * (w - 2 * pad)  # noqa: E731
+    sy = lambda v: h - pad - v * (h - 2 * pad)  # noqa: E731
+    colors = {"accepted": "#2a2", "rejected": "#c33", "start": "#336"}
+    parts = [f'<svg class="plot cost" xmlns="http://www.w3.org/2000/svg" width="{w}" '
+             f'height="{h}" viewBox="0 0 {w} {h}">',
+             f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#999"/>',
+             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#999"/>',
+             f'<text x="{w / 2}" y="{h - 6}" text-anchor="middle" font-size="12">model calls '
+             f'per example (0 to {top:g})</text>']
+    for calls, val, step, decision in dots:
+        shape = "rect" if decision == "start" else "circle"
+        at = (f'x="{sx(calls) - 4:.1f}" y="{sy(val) - 4:.1f}" width="8" height="8"'
+              if shape == "rect" else f'cx="{sx(calls):.1f}" cy="{sy(val):.1f}" r="5"')
+        parts.append(f'<{shape} {at} fill="{colors.get(decision, "#999")}"><title>step {step}: '
+                     f'{html.escape(decision)}, {val:.3f} at {calls:g} calls</title></{shape}>')
+    return Markup("".join(parts) + "</svg>")
+
+
+def _front(raw) -> list:
+    """The summary's (score, cost) front as the page shows it; a damaged one is left out."""
+    try:
+        return [FrontPoint.model_validate(p) for p in raw] if isinstance(raw, list) else []
+    except ValueError:
+        return []
+
+
 def _shape(spec: PipelineSpec) -> tuple:
     """What the workflow drawing shows: nodes, edges, tools per node."""
     return ([(n.name, n.tools) for n in spec.nodes],
@@ -247,7 +286,9 @@ def build_context(run_dir: Path) -> dict:
     first = _spec_at(run, 0)
     last = _spec_at(run, steps[-1].step) if steps else None
     best = run.best_spec_path
-    return {"run_dir": str(run_dir), "summary": summary, "plot": score_plot(points),
+    return {"run_dir": str(run_dir), "summary": summary, "front": _front(summary.get("front")),
+            "plot": score_plot(points),
+            "cost_plot": cost_plot(steps, start.val_score, summary.get("start_calls")),
             "steps": rows, "start_score": start.val_score,
             "unread": unread,
             "stopped": events[-1] if isinstance(events[-1], StoppedEvent) else None,

@@ -29,6 +29,7 @@ from localsym.files import atomic_write_text, read_text
 from localsym.generate import generate_examples
 from localsym.learn import Trainer
 from localsym.learn.checkpoint import RunDirectory
+from localsym.learn.search import FrontPoint, front_points
 from localsym.lm.base import Usage
 from localsym.metrics import metric
 
@@ -97,6 +98,20 @@ def check_examples(parts: dict[str, list[Example]], spec: PipelineSpec, metric_n
 
 
 
+def final_cost(state) -> dict:
+    """The final agent's model calls, tokens and seconds per validation example (its pool
+    entry), the start's calls, and the pool's Pareto front over (score, cost)."""
+    def r(v: float | None, digits: int) -> float | None:
+        return None if v is None else round(v, digits)
+    entry = next((e for e in state.pool if e.spec == state.best_spec), None)
+    return {"start_calls": r(state.pool[0].calls, 3) if state.pool else None,
+            "calls_per_example": r(entry.calls, 3) if entry else None,
+            "tokens_per_example": r(entry.tokens, 1) if entry else None,
+            "seconds_per_example": r(entry.seconds, 3) if entry else None,
+            "front": front_points(state.pool)}
+
+
+
 class RunSummary(BaseModel):
     """What ``localsym train`` reports of a run (``summary.json``): scores before and after on
     validation and test, the sizes of the splits, the LLM calls of each model, the wall time,
@@ -116,7 +131,13 @@ class RunSummary(BaseModel):
     llm_calls: dict[str, Usage]
     wall_seconds: float
     stopped: str | None = None
+    ended: str | None = None  # why training ended before its last step (nothing learned)
     spent: dict[str, float] = {}
+    calls_per_example: float | None = None  # the final agent's, on validation
+    tokens_per_example: float | None = None
+    seconds_per_example: float | None = None  # wall, on this machine, with this cache
+    front: list[FrontPoint] = []  # the pool's (score, cost) Pareto front at the end
+    start_calls: float | None = None  # the agent's as it started
 
     @property
     def calls_made(self) -> int:
@@ -187,7 +208,7 @@ class Run:
             test_size=len(test), val_size=len(self.splits["val"]),
             train_size=len(self.splits["train"]), llm_calls=self.lm_stats(),
             wall_seconds=round(time.perf_counter() - started, 1), stopped=state.stopped,
-            spent=state.spent)
+            ended=state.ended, spent=state.spent, **final_cost(state))
         atomic_write_text(RunDirectory(self.run_dir).summary_path,
                           summary.model_dump_json(indent=2))
         return summary

@@ -12,7 +12,8 @@
 #   LOCALSYM_CMAKE_ARGS  CMake flags for llama.cpp. Default: a portable CPU build (the native
 #                        build, -march=native, crashes in the AMX kernels of some Xeons).
 #                        For an NVIDIA GPU: LOCALSYM_CMAKE_ARGS="-DGGML_CUDA=on"
-#   LOCALSYM_WHEELHOUSE  where built llama-cpp-python wheels are kept
+#   LOCALSYM_WHEELHOUSE  where built llama-cpp-python wheels (and llama-server) are kept
+#   LOCALSYM_SERVER      0: do not build llama-server (the endpoint tests then skip it)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,7 +33,8 @@ stamp="$(printf '%s' "$stamp_inputs" | sha256sum | cut -c1-32)"
 stamp_file="$venv/.localsym-setup"
 if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp" ]] \
    && "$venv/bin/python" -c "import localsym.lm, llama_cpp" 2>/dev/null \
-   && "$venv/bin/localsym" models install >/dev/null 2>&1; then
+   && "$venv/bin/localsym" models install >/dev/null 2>&1 \
+   && { [[ "${LOCALSYM_SERVER:-1}" == 0 ]] || [[ -x "$venv/bin/llama-server" ]]; }; then
   say "up to date ($venv)"
   exit 0
 fi
@@ -61,6 +63,26 @@ if ! compgen -G "$wheelhouse/llama_cpp_python-*.whl" >/dev/null; then
     "${pip[@]}" wheel --quiet --no-cache-dir --no-deps --wheel-dir "$wheelhouse" "$llama_pin"
 fi
 "${pip[@]}" install --quiet --no-deps --force-reinstall "$wheelhouse"/llama_cpp_python-*.whl
+
+# llama.cpp's own server (llama-server: parallel slots, continuous batching) from the same pinned
+# source, which the sdist vendors: built once per (version, flags) beside the wheels, linked into
+# the venv; the endpoint tests and scripts/bench_endpoint.py run it. LOCALSYM_SERVER=0 skips it.
+server="$wheelhouse_root/server-$(printf '%s|%s' "$llama_pin" "$cmake_args" | sha256sum | cut -c1-16)/llama-server"
+if [[ "${LOCALSYM_SERVER:-1}" != 0 && ! -x "$server" ]]; then
+  say "building llama-server from $llama_pin (a few minutes, once)"
+  src="$(mktemp -d)"
+  "${pip[@]}" download --quiet --no-deps --no-binary :all: -d "$src" "$llama_pin"
+  tar xzf "$src"/llama_cpp_python-*.tar.gz -C "$src"
+  # shellcheck disable=SC2086 # the flags are words
+  cmake -S "$(echo "$src"/llama_cpp_python-*/vendor/llama.cpp)" -B "$src/build" $cmake_args \
+    -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=ON \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >/dev/null
+  cmake --build "$src/build" --target llama-server -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
+  mkdir -p "$(dirname "$server")"
+  cp "$src/build/bin/llama-server" "$server"
+  rm -rf "$src"
+fi
+if [[ -x "$server" ]]; then ln -sf "$server" "$venv/bin/llama-server"; fi
 
 say "installing localsym and its pinned dependencies"
 "${pip[@]}" install --quiet --find-links "$wheelhouse" -e "$root[dev]"

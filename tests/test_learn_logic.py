@@ -204,7 +204,8 @@ def test_resumed_run_ends_with_the_same_agent(tmp_path):
         lm = RoutedLM({**ROUTES, "PromptUpdate": prompt_update})
         trainer = Trainer(Pipeline(spec(), lm), MetricLoss(numeric_match),
                           {"prompt": PromptOptimizer(lm, LearningRate(max_change=1.0))}, lm,
-                          TrainConfig(optimizers=("prompt",), batch_size=1, epochs=2, seed=3),
+                          TrainConfig(optimizers=("prompt",), batch_size=1, epochs=2, seed=3,
+                                      patience=None),
                           metric=numeric_match, run_dir=run_dir, log=lambda *_: None)
         return trainer.fit(data, data[:1], resume=resume)
 

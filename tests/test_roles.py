@@ -218,7 +218,8 @@ def test_a_resumed_run_with_a_team_ends_with_the_same_agent(tmp_path):
         lm.routes.update({"NodeGradientAnswer": gradient_answer, "PromptUpdate": prompt_update})
         trainer = Trainer(Pipeline(team(max_turns=2), lm), MetricLoss(exact_match),
                           {"prompt": PromptOptimizer(lm, LearningRate(max_change=1.0))}, lm,
-                          TrainConfig(optimizers=("prompt",), batch_size=1, epochs=2, seed=3),
+                          TrainConfig(optimizers=("prompt",), batch_size=1, epochs=2, seed=3,
+                                      patience=None),
                           metric=exact_match, run_dir=run_dir, log=lambda *_: None)
         return trainer.fit(data, data[:1], resume=resume)
 

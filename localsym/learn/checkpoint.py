@@ -9,6 +9,8 @@ checkpoints/, so a state.json damaged on disk falls back to the newest good one.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from localsym.errors import ConfigError
 from localsym.faults import point
 from localsym.files import append_jsonl, atomic_write_text, read_jsonl, rewrite_jsonl
 from localsym.learn.events import StartEvent, StepEvent, StoppedEvent, parse_event
-from localsym.learn.state import TrainState
+from localsym.learn.state import STATE_FORMAT, TrainState
 
 
 class RunDirectory:
@@ -121,6 +123,38 @@ class RunDirectory:
 
     def steps(self) -> list[StepEvent]:
         return [e for e in self.events() if isinstance(e, StepEvent)]
+
+
+def run_origin(agent_key: str, train: list, val: list, sampling) -> dict[str, str]:
+    """What shapes a run besides its config: the agent it starts from (its key), the examples
+    of each split, the agent's sampling (sha256 digests, kept in the checkpoint)."""
+    def digest(data) -> str:
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()
+                              ).hexdigest()[:16]
+    return {"agent": agent_key, "train": digest([ex.model_dump(mode="json") for ex in train]),
+            "val": digest([ex.model_dump(mode="json") for ex in val]),
+            "sampling": digest(sampling.model_dump(mode="json"))}
+
+
+def check_resume(state: TrainState, config, origin: dict[str, str], where) -> None:
+    """The one resume guard (``localsym train --resume`` and ``localsym.train(resume=True)``
+    both pass here): the checkpoint must have been written by this version's format, and a
+    run of this config, agent, data and sampling."""
+    fix = ("resume with the run's own config, agent and data (and localsym version), or "
+           "start a new run directory (the cache makes the repeated calls free)")
+    if state.format != STATE_FORMAT:
+        raise ConfigError(f"the checkpoint in {where} was written by an earlier localsym "
+                          f"(checkpoint format {state.format}, before edits were typed; this "
+                          f"version writes format {STATE_FORMAT}) and cannot be resumed by "
+                          "this one", "finish it with the version that started it, or start "
+                          "a new run directory (the cache makes the repeated calls free)")
+    if state.config != config:
+        raise ConfigError(f"the checkpoint in {where} was written with another "
+                          f"training config ({state.config.differences(config)})", fix)
+    changed = [k for k, v in (state.origin or {}).items() if origin.get(k) != v]
+    if changed:
+        raise ConfigError(f"the checkpoint in {where} was written by a run with another "
+                          f"{', '.join(changed)}", fix)
 
 
 def _record(event) -> dict:

@@ -43,6 +43,7 @@ class CandidateRecord(BaseModel):
     dense: float | None = None  # dense tie-break score, if computed
     calls: float | None = None  # model calls per validation example
     tokens: float | None = None  # their prompt and answer tokens per validation example
+    seconds: float | None = None  # wall seconds per validation example (a cached call is ~0)
     evidence: Evidence | None = None  # the second look of a promising gain, if it got one
     decision: CandidateDecision = "proposed"
     reason: str = ""
@@ -117,12 +118,14 @@ class StepEvent(_Event):
 
 class StoppedEvent(_Event):
     """The run stopped before its last step: its budget was spent (between steps, or inside
-    the step after ``step``, which a resume runs again)."""
+    the step after ``step``, which a resume runs again), or nothing was being learned
+    (``patience``: training is over, a resume has nothing to do)."""
 
     event: Literal["stopped"] = "stopped"
     step: int
     reason: str
     spent: dict[str, float] = {}
+    kind: Literal["budget", "patience"] = "budget"
 
 
 Event = Annotated[Union[StartEvent, StepEvent, StoppedEvent], Field(discriminator="event")]

@@ -32,37 +32,74 @@ class Scorer(Protocol):
 
 
 def screen(scorer: Scorer, candidates: list[Candidate], mb: list[Example], base: float,
-           step: int, keep: int, merge_with: tuple[PipelineSpec, list[str]] | None = None
-           ) -> list[Candidate]:
-    """Score every candidate on the minibatch (and, with ``merge_with`` = (parent, tried), the
-    merge of the best two, appended to ``candidates``); the best ``keep`` of those beating the
-    parent ``base`` there, best first (ties keep the proposal order). A parent with full marks
-    there cannot be beaten: nothing is scored."""
+           step: int, keep: int, merge_with: tuple[PipelineSpec, list[str]] | None = None,
+           max_calls: int | None = None) -> list[Candidate]:
+    """Score the candidates on the minibatch by racing (and, with ``merge_with`` = (parent,
+    tried), the merge of the best two, appended to ``candidates``); the best ``keep`` of those
+    beating the parent ``base`` there, best first (ties keep the proposal order). Each is
+    scored on the first half first: one that could not beat the parent, or reach the ``keep``
+    best so far, even with full marks on the rest is not scored further. ``max_calls``: the
+    model calls screening may spend (the candidates left then are not scored). A parent with
+    full marks there cannot be beaten: nothing is scored."""
     if base >= 1.0:
         for c in candidates:
             c.decide("screened out", "the parent scores full marks on the minibatch: nothing "
                                      "can beat it there")
         return []
-
-    def beats(c: Candidate) -> bool:
-        scorer.check_budget()
-        scores, _ = scorer.runs(c.spec, mb, f"step {step}: screen {c.source}")
-        c.minibatch = float(np.mean(scores))
-        if c.minibatch > base + TOL:
-            return True
-        c.decide("screened out", f"minibatch {c.minibatch:.3f} <= parent {base:.3f}")
-        return False
-
-    eligible = [c for c in candidates if beats(c)]
+    race = _Race(scorer, mb, base, step, keep, max_calls)
+    eligible = [c for c in candidates if race.beats(c)]
     merged = merge_best(merge_with[0], eligible, merge_with[1]) if merge_with else None
     if merged is not None:
         candidates.append(merged)
-        if beats(merged):
+        if race.beats(merged):
             eligible.append(merged)
     eligible.sort(key=lambda c: -(c.minibatch or 0.0))
     for c in eligible[keep:]:
         c.decide("screened out", f"not among the {keep} best on the minibatch")
     return eligible[:keep]
+
+
+class _Race:
+    """Screening by racing: the first half of the minibatch, then the rest only for a
+    candidate that can still win (exact bounds: the decisions are those of scoring everything,
+    but for the merge, which then sees only the candidates scored whole)."""
+
+    def __init__(self, scorer: Scorer, mb: list[Example], base: float, step: int, keep: int,
+                 max_calls: int | None):
+        self.scorer, self.mb, self.base, self.step, self.keep = scorer, mb, base, step, keep
+        self.max_calls, self.spent, self.best = max_calls, 0, []  # type: ignore[var-annotated]
+
+    def beats(self, c: Candidate) -> bool:
+        """Score ``c`` (as far as it can still win); whether it beats the parent there."""
+        self.scorer.check_budget()
+        if self.max_calls is not None and self.spent >= self.max_calls:
+            c.decide("screened out", f"the step's screening budget ({self.max_calls} model "
+                                     "calls) was spent")
+            return False
+        n, half = len(self.mb), (len(self.mb) + 1) // 2
+        first = self._runs(c, self.mb[:half])
+        upper = (sum(first) + n - half) / n
+        bar = sorted(self.best, reverse=True)[self.keep - 1] if len(self.best) >= self.keep \
+            else None
+        if half < n and (upper <= self.base + TOL or (bar is not None and upper <= bar + TOL)):
+            c.minibatch = float(np.mean(first))
+            why = "the parent" if upper <= self.base + TOL else f"the {self.keep} best so far"
+            c.decide("screened out", f"{sum(first):g} of {half} on the first half of the "
+                                     f"minibatch: it cannot beat {why}")
+            return False
+        scores = first + (self._runs(c, self.mb[half:]) if half < n else [])
+        c.minibatch = float(np.mean(scores))
+        if c.minibatch > self.base + TOL:
+            self.best.append(c.minibatch)
+            return True
+        c.decide("screened out", f"minibatch {c.minibatch:.3f} <= parent {self.base:.3f}")
+        return False
+
+    def _runs(self, c: Candidate, examples: list[Example]) -> list[float]:
+        scores, runs = self.scorer.runs(c.spec, examples, f"step {self.step}: screen "
+                                                          f"{c.source}")
+        self.spent += sum(t.calls for t in runs)
+        return list(scores)
 
 
 class Validation:
@@ -88,6 +125,7 @@ class Validation:
             scores, runs = self.scorer.runs(c.spec, self.val, f"step {step}: validation")
             c.val, c.calls = float(np.mean(scores)), float(np.mean([t.calls for t in runs]))
             c.tokens = float(np.mean([t.tokens for t in runs]))
+            c.seconds = round(float(np.mean([t.seconds for t in runs])), 4)
             tie = is_tie(scores, parent.scores)
             if tie:
                 self._measure_parent(parent)

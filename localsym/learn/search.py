@@ -59,6 +59,7 @@ class PoolEntry(BaseModel):
     dense: float | None = None
     calls: float | None = None  # model calls per validation example, once measured
     tokens: float | None = None  # their prompt and answer tokens per example, once measured
+    seconds: float | None = None  # wall seconds per example when measured (never decides)
     parent: int | None = None
     step: int = 0
     source: str = "start"
@@ -67,7 +68,7 @@ class PoolEntry(BaseModel):
     def of(cls, c: "Candidate", scores: list[float], parent: int, step: int) -> "PoolEntry":
         """An accepted candidate as it joins the pool."""
         return cls(spec=c.spec, scores=scores, dense=c.dense, calls=c.calls, tokens=c.tokens,
-                   parent=parent, step=step, source=c.source)
+                   seconds=c.seconds, parent=parent, step=step, source=c.source)
 
     @property
     def mean(self) -> float:
@@ -83,6 +84,53 @@ def best_index(pool: list[PoolEntry]) -> int:
     """The entry with the highest mean validation score; on a tie, the higher dense score, then
     the earliest."""
     return max(range(len(pool)), key=lambda i: (pool[i].mean, dense_rank(pool[i].dense), -i))
+
+
+def cheapest_near_best(pool: list[PoolEntry]) -> int:
+    """Among the entries whose mean validation score is within one validation example of the
+    best, the cheapest per example (model calls, then tokens; an unmeasured cost counts as
+    the dearest); on a tie, the best of them."""
+    b = best_index(pool)
+    n = max(1, len(pool[b].scores))
+    near = [i for i in range(len(pool)) if pool[i].mean >= pool[b].mean - 1.0 / n - 1e-12]
+
+    def cost(i: int) -> tuple:
+        e = pool[i]
+        return (np.inf if e.calls is None else e.calls, np.inf if e.tokens is None else e.tokens,
+                -e.mean, -dense_rank(e.dense), i)
+    return min(near, key=cost)
+
+
+def cost_front(pool: list[PoolEntry]) -> list[int]:
+    """The pool's Pareto front over (validation score, cost per example): the entries no other
+    entry matches or beats on score while costing no more model calls and no more tokens (and
+    less of one, or a higher score). An unmeasured cost counts as the dearest. In pool order."""
+    def cost(e: PoolEntry) -> tuple[float, float]:
+        return (np.inf if e.calls is None else e.calls, np.inf if e.tokens is None else e.tokens)
+
+    def dominates(a: PoolEntry, b: PoolEntry) -> bool:
+        (ca, ta), (cb, tb) = cost(a), cost(b)
+        return a.mean >= b.mean - 1e-12 and ca <= cb and ta <= tb and \
+            (a.mean > b.mean + 1e-12 or ca < cb or ta < tb)
+    return [i for i, e in enumerate(pool) if not any(dominates(o, e) for o in pool)]
+
+
+class FrontPoint(BaseModel):
+    """An agent on the pool's (score, cost) Pareto front, as a run's summary keeps it."""
+
+    step: int
+    source: str
+    val: float
+    calls: float | None = None
+    tokens: float | None = None
+
+
+def front_points(pool: list[PoolEntry]) -> list[FrontPoint]:
+    """The pool's (score, cost) Pareto front, rounded for reading."""
+    return [FrontPoint(step=e.step, source=e.source, val=round(e.mean, 4),
+                       calls=None if e.calls is None else round(e.calls, 3),
+                       tokens=None if e.tokens is None else round(e.tokens, 1))
+            for e in (pool[i] for i in cost_front(pool))]
 
 
 def dense_rank(dense: float | None) -> float:

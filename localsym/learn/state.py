@@ -41,6 +41,16 @@ class TrainConfig(BaseModel):
     screen_size: int = Field(8, ge=1, description="training examples each candidate is screened "
                              "on (the parent's failures first)")
     max_candidates: int = Field(16, ge=1, description="candidates screened per step")
+    patience: int | None = Field(2, ge=1, description="end training after this many steps in a "
+                                 "row in which nothing was accepted and no candidate gained on "
+                                 "validation at all (null: never end early)")
+    screen_calls: int | None = Field(160, ge=1, description="model calls a step may spend "
+                                     "screening its candidates (those not screened by then are "
+                                     "screened out; null: no cap)")
+    pick: Literal["cheapest", "best"] = Field(
+        "cheapest", description="the agent a run ends with: among the pool's agents within one "
+        "validation example of the best score, the cheapest per example (model calls, then "
+        "tokens); or the best-scoring one")
     max_validate: int = Field(3, ge=1, description="candidates scored on the whole validation "
                               "split per step (the best of the screening)")
     demo_sizes: tuple[int, ...] = Field((2, 4), description="how many demonstrations a "
@@ -98,6 +108,8 @@ class TrainState(BaseModel):
     done: bool = False
     spent: dict[str, float] = {}  # LLM calls made, their tokens, wall seconds: over all segments
     stopped: str | None = None  # why the run stopped before its end (a budget)
+    stale: int = 0  # steps in a row in which nothing was learned (see TrainConfig.patience)
+    ended: str | None = None  # why training ended before its last step (patience), if it did
     # what shaped the run at its start (``Trainer.origin``): a resume must find the same; None
     # in a checkpoint written before it was kept
     origin: dict[str, str] | None = None

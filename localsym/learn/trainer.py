@@ -16,8 +16,6 @@ cached), so a resumed run ends with the same agent as an uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -29,17 +27,17 @@ from localsym.data import Example
 from localsym.errors import ConfigError
 from localsym.faults import point
 from localsym.learn.backward import Backward
-from localsym.learn.checkpoint import RunDirectory
+from localsym.learn.checkpoint import RunDirectory, check_resume, run_origin
 from localsym.learn.edits import edit_text
 from localsym.learn.evaluate import dense_score, evaluate_runs, forward_all, progress_bar
 from localsym.learn.events import StartEvent, StepEvent, StoppedEvent, conversations_of
-from localsym.learn.gate import Gate
+from localsym.learn.gate import TOL, Gate
 from localsym.learn.loss import Loss, ScoredExample
 from localsym.learn.optim import LLM_OPTIMIZERS, Optimizer, UpdateRecord
 from localsym.learn.propose.proposer import Proposer
 from localsym.learn.screen import Validation, screen
-from localsym.learn.search import (Candidate, PoolEntry, best_index, decision, dense_rank,
-                                   minibatch, sample_parent, spec_key)
+from localsym.learn.search import (Candidate, PoolEntry, best_index, cheapest_near_best,
+                                   decision, dense_rank, minibatch, sample_parent, spec_key)
 from localsym.learn.state import STATE_FORMAT, TrainConfig, TrainState
 from localsym.lm.base import LM, SamplingParams
 from localsym.metrics import Metric
@@ -135,9 +133,40 @@ class Trainer:
             state.batch_index += 1
             if state.batch_index >= batches:
                 state.epoch, state.batch_index = state.epoch + 1, 0
+            if cfg.patience and state.stale >= cfg.patience:
+                self._end_early(state)
             self.save_state(state)
+        self._pick(state)
         self.pipeline.spec = state.best_spec
         return state
+
+    def _end_early(self, state: TrainState) -> None:
+        """Nothing was learned in ``patience`` steps in a row: training is over, and says why
+        and what might help."""
+        state.done = True
+        state.ended = (f"nothing learned in {state.stale} steps in a row (nothing accepted, no "
+                       "candidate gained on validation at all): more training examples, a tool "
+                       "the task needs, or a larger model (models.agent) might help; "
+                       "train.patience sets how many steps to wait")
+        self._event(StoppedEvent(step=state.step, reason=state.ended, spent=state.spent,
+                                 kind="patience"))
+        self.log(f"stopped early after step {state.step}: {state.ended}")
+
+    def _pick(self, state: TrainState) -> None:
+        """The agent the run ends with (``train.pick``): the best-scoring one, or among those
+        within one validation example of it, the cheapest per example."""
+        best = b = best_index(state.pool)
+        if self.config.pick == "cheapest":
+            b = cheapest_near_best(state.pool)
+        if b != best:
+            e, top = state.pool[b], state.pool[best]
+            def calls(p: PoolEntry) -> str:
+                return "?" if p.calls is None else f"{p.calls:g}"
+            self.log(f"kept the agent of step {e.step} ({e.mean:.3f} on validation, "
+                     f"{calls(e)} calls per example) over the best-scoring one of step "
+                     f"{top.step} ({top.mean:.3f}, {calls(top)} calls): within one validation "
+                     "example of it and cheaper (train.pick: best keeps the best-scoring)")
+        state.best_spec, state.best_score = state.pool[b].spec, state.pool[b].mean
 
     def _start(self, train: list[Example], val: list[Example], resume: bool) -> TrainState:
         """The state a run starts from: its checkpoint on ``resume`` (refused if written with
@@ -154,47 +183,24 @@ class Trainer:
             self.save_state(state)  # rewrites a damaged state.json from the checkpoint used
             return state
         spec = self.pipeline.spec
-        scores = self.score(spec, val)
+        scores, runs = self.runs(spec, val)
+        start = PoolEntry(spec=spec, scores=scores, calls=float(np.mean([t.calls for t in runs])),
+                          tokens=float(np.mean([t.tokens for t in runs])),
+                          seconds=round(float(np.mean([t.seconds for t in runs])), 4))
         state = TrainState(format=STATE_FORMAT, config=self.config, spec=spec, val_scores=scores,
-                           best_spec=spec,
-                           best_score=float(np.mean(scores)),
-                           pool=[PoolEntry(spec=spec, scores=scores)], tried=[spec_key(spec)],
-                           origin=origin)
+                           best_spec=spec, best_score=float(np.mean(scores)), pool=[start],
+                           tried=[spec_key(spec)], origin=origin)
         self._event(StartEvent(val_score=state.best_score))
         self.save_state(state)
         return state
 
     def origin(self, train: list[Example], val: list[Example]) -> dict[str, str]:
-        """What shapes this run besides its config: the agent it starts from, the examples of
-        each split, the agent's sampling (sha256 digests, kept in the checkpoint)."""
-        def digest(data) -> str:
-            return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()
-                                  ).hexdigest()[:16]
-        return {"agent": spec_key(self.pipeline.spec),
-                "train": digest([ex.model_dump(mode="json") for ex in train]),
-                "val": digest([ex.model_dump(mode="json") for ex in val]),
-                "sampling": digest(self.pipeline.params.model_dump(mode="json"))}
+        """What shapes this run besides its config (kept in the checkpoint)."""
+        return run_origin(spec_key(self.pipeline.spec), train, val, self.pipeline.params)
 
     def _check_resume(self, state: TrainState, origin: dict[str, str]) -> None:
-        """The one resume guard (``localsym train --resume`` and ``localsym.train(resume=True)``
-        both pass here): the checkpoint must have been written by a run of this config, agent,
-        data and sampling."""
-        where = self.dir.run_dir if self.dir is not None else "the run directory"
-        fix = ("resume with the run's own config, agent and data (and localsym version), or "
-               "start a new run directory (the cache makes the repeated calls free)")
-        if state.format != STATE_FORMAT:
-            raise ConfigError(f"the checkpoint in {where} was written by an earlier localsym "
-                              f"(checkpoint format {state.format}, before edits were typed; this "
-                              f"version writes format {STATE_FORMAT}) and cannot be resumed by "
-                              "this one", "finish it with the version that started it, or start "
-                              "a new run directory (the cache makes the repeated calls free)")
-        if state.config != self.config:
-            raise ConfigError(f"the checkpoint in {where} was written with another "
-                              f"training config ({state.config.differences(self.config)})", fix)
-        changed = [k for k, v in (state.origin or {}).items() if origin.get(k) != v]
-        if changed:
-            raise ConfigError(f"the checkpoint in {where} was written by a run with another "
-                              f"{', '.join(changed)}", fix)
+        check_resume(state, self.config, origin, self.dir.run_dir if self.dir is not None
+                     else "the run directory")
 
     def _count(self, counter: str) -> int:
         """A counter summed over both LMs (the same LM counted once)."""
@@ -246,7 +252,8 @@ class Trainer:
         base = float(np.mean(parent_mb))
         candidates = proposed.candidates
         chosen = screen(self, candidates, mb, base, step, cfg.max_validate,
-                        (spec, state.tried) if "merge" in cfg.optimizers else None)
+                        (spec, state.tried) if "merge" in cfg.optimizers else None,
+                        cfg.screen_calls)
         point("step.update")
         validate = Validation(self, self.gate, val, train, cfg.evidence, cfg.seed)
         accepted = validate(chosen, parent, step, {ex.id for ex in batch} | set(mb_ids),
@@ -254,6 +261,9 @@ class Trainer:
                                 c, scores, parent_id, step)))
         point("step.validation")
         top = self._commit(state, parent, candidates, accepted)
+        learned = bool(accepted) or any(c.val is not None and c.val > parent.mean + TOL
+                                        for c in candidates)
+        state.stale = 0 if learned else state.stale + 1
         self._log_step(StepEvent(
             step=step, epoch=state.epoch, batch=[ex.id for ex in batch], parent=parent_id,
             losses=[s.loss for s in scored], gradients=grads,

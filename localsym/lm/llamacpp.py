@@ -63,18 +63,21 @@ DECODINGS = ("v1", "v2")
 # llama_token_attr bits of tokens that never belong in an answer: unknown, unused, control.
 _SKIP_ATTRS = 1 | 2 | 8
 LOADS = 0  # model loads in this process, all instances (tests assert a cached run makes none)
+START_CTX = 1024  # a stream's context to begin with; grown as the calls need, up to the cap
 
 
 class LlamaCpp(DecodingLoop, LM):
     """A GGUF model in this process. Nothing is loaded until a call needs the model.
 
     model: a registry name, a path, or a GGUF file name in a models directory (default: the
-    embedded SmolLM2-135M). n_ctx: the context of one call; default the model's trained context,
-    capped at ``n_ctx_cap``. n_seq: calls decoded together (``complete_batch``); default as many
-    as fit ``kv_budget_mib`` of KV cache, at most 8. n_threads: default one per free core (see
-    ``streams.default_threads``). n_gpu_layers: layers to offload (-1: all) when llama-cpp-python
-    was built with a GPU backend. chat_format: override the registry's (a llama-cpp-python
-    format name such as "chatml", or a Jinja2 template string).
+    embedded SmolLM2-135M). n_ctx: the context of one call; default START_CTX tokens, grown (the
+    streams made anew) when a call needs more, up to the model's trained context capped at
+    ``n_ctx_cap``, so the KV cache is the size the calls need. n_seq: calls decoded together
+    (``complete_batch``); default as many as fit ``kv_budget_mib`` of KV cache, at most 8.
+    n_threads: default one per free core (see ``streams.default_threads``). n_gpu_layers:
+    layers to offload (-1: all) when llama-cpp-python was built with a GPU backend.
+    chat_format: override the registry's (a llama-cpp-python format name such as "chatml", or
+    a Jinja2 template string).
     """
     local = True  # runs in this process (its speed is measured for budget estimates)
 
@@ -202,7 +205,9 @@ class LlamaCpp(DecodingLoop, LM):
                 f"model file {path} is not a usable GGUF file: {err}",
                 f"replace it with a valid GGUF file ({self.ref.install_hint()})")
         render = ChatRenderer.for_format(self.chat_format, self.ref.name, meta)
-        n_ctx = self.n_ctx_request or min(context_length(meta) or 4096, self.n_ctx_cap)
+        self._meta = meta
+        self._ctx_cap = min(context_length(meta) or 4096, self.n_ctx_cap)
+        n_ctx = self.n_ctx_request or min(START_CTX, self._ctx_cap)
         n_seq = self.n_seq_request or default_slots(n_ctx, meta, self.kv_budget_mib)
         threads = self.n_threads_request or default_threads()
         import llama_cpp  # noqa: PLC0415 (the llama.cpp library loads only when a model does)
@@ -234,6 +239,32 @@ class LlamaCpp(DecodingLoop, LM):
         self._render = render.bind(model)
         self.loads += 1
         LOADS += 1
+
+    def _fit(self, jobs: list) -> None:
+        """Grow the streams' context to hold the longest of ``jobs`` (messages, guide, params,
+        ...) with its answer at its token limit, up to the cap (the context is made anew, its
+        reusable prefixes lost; answers do not change: each stream is separate)."""
+        streams = self._streams
+        if streams is None or self.n_ctx_request or streams.n_ctx >= self._ctx_cap or not jobs:
+            return
+        needed = max(len(self._tokens_of(as_messages(m))) + max(p.max_tokens_limit or 0,
+                                                                 p.max_tokens)
+                     for m, _, p, *_ in jobs)
+        if needed <= streams.n_ctx:
+            return
+        n_ctx = min(self._ctx_cap, max(needed, 2 * streams.n_ctx))
+        n_seq = self.n_seq_request or default_slots(n_ctx, self._meta, self.kv_budget_mib)
+        grown = Streams(self._llama, n_slots=n_seq, n_ctx=n_ctx, n_batch=self.n_batch,
+                        chunk=self.prefill_chunk, n_threads=self.n_threads)
+        grown.carry(streams)
+        streams.close()
+        self._streams = grown
+        log.info("grew the context to %d tokens (%d sequences)", grown.n_ctx, n_seq)
+
+    def _tokens_of(self, messages: list[Message]) -> list[int]:
+        if self.decoding == "v1":
+            return self.render(messages)[1]
+        return self._render.render_segments(messages)[1]
 
     # -- prompt ---------------------------------------------------------------------------------
     def render(self, messages: list[Message]) -> tuple[str, list[int]]:
@@ -273,6 +304,7 @@ class LlamaCpp(DecodingLoop, LM):
             indexes = [self._index_for(c.schema) for c in calls]
             jobs = [(c.messages, Guide(index), c.params, index)
                     for c, index in zip(calls, indexes)]
+            self._fit(jobs)
             return self._decode(jobs, on_done)
 
     def complete_text(self, messages, params: SamplingParams | None = None) -> Completion:
@@ -283,8 +315,9 @@ class LlamaCpp(DecodingLoop, LM):
                             ) -> list[Completion | Exception]:
         self.load()
         with self._lock:
-            return self._decode([(as_messages(m), None, params or SamplingParams(), None)
-                                 for m in batch])
+            jobs = [(as_messages(m), None, params or SamplingParams(), None) for m in batch]
+            self._fit(jobs)
+            return self._decode(jobs)
 
     def logprob(self, messages, text: str) -> tuple[float, int]:
         """Log-probability of ``text`` as the answer to ``messages``, from the logits."""
@@ -292,7 +325,10 @@ class LlamaCpp(DecodingLoop, LM):
             return self._logprob(messages, text)
 
     def _logprob(self, messages, text: str) -> tuple[float, int]:
-        llm, streams = self.llama, self._streams
+        llm = self.llama
+        target_len = len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        self._fit([(messages, None, SamplingParams(max_tokens=max(1, target_len)), None)])
+        streams = self._streams
         if self.decoding == "v1":
             _, tokens = self.render(as_messages(messages))
             chunks = None

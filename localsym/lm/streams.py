@@ -294,6 +294,16 @@ class Streams:
         if code != 0:
             raise RuntimeError(f"llama_decode returned {code}")
 
+    COUNTERS = ("prompt_tokens_submitted", "prompt_tokens_evaluated", "eval_seconds",
+                "prefill_seconds", "copies", "refused_reuse", "tokens_decoded", "forward_passes",
+                "answer_passes")
+
+    def carry(self, old: "Streams") -> None:
+        """Go on from ``old``'s counters and settings (the streams made anew, larger)."""
+        for name in self.COUNTERS:
+            setattr(self, name, getattr(old, name))
+        self.reuse = old.reuse
+
     def close(self) -> None:
         import llama_cpp  # noqa: PLC0415 (the llama.cpp library loads only when a model does)
 
