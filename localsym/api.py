@@ -12,13 +12,12 @@ from pydantic import ValidationError
 from localsym.agent import Pipeline, PipelineSpec, ToolRegistry, default_tools
 from localsym.data import Example
 from localsym.errors import ConfigError
-from localsym.files import validation_error
+from localsym.files import user_path, validation_error
 from localsym.learn import LanguageLoss, LearningRate, TrainConfig, build_trainer
 from localsym.learn.evaluate import evaluate as _evaluate
 from localsym.lm import LM, SamplingParams, open_lm
 from localsym.metrics import Metric
 from localsym.metrics import metric as find_metric
-from localsym.text import unencodable
 
 
 def train(agent: PipelineSpec | str | Path, train: list[Example], val: list[Example], *,
@@ -36,10 +35,22 @@ def train(agent: PipelineSpec | str | Path, train: list[Example], val: list[Exam
     ``meta_sampling`` (default ``META_PARAMS``) under the ``learning_rate`` (a LearningRate or
     its fields as a dict, as a config's ``learning_rate``). ``run_dir`` keeps events,
     checkpoints and the report (and makes ``resume=True`` possible)."""
-    spec = agent if isinstance(agent, PipelineSpec) else PipelineSpec.load(agent)
+    spec = agent if isinstance(agent, PipelineSpec) else PipelineSpec.load(
+        user_path(agent, "agent", "give a PipelineSpec or the path of its file"))
+    train, val = _examples(train, "train"), _examples(val, "val")
     score = find_metric(metric) if metric is not None else None
+    lm, meta = _lm(lm, "lm"), _lm(optimizer_lm, "optimizer_lm")
     lm = lm or open_lm()
-    meta = optimizer_lm or lm
+    meta = meta or lm
+    _tools(tools)
+    if run_dir is not None:
+        run_dir = user_path(run_dir, "run_dir", "give a directory (new or a run's), or None")
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ConfigError(f"run_dir {run_dir} is a file", "give a directory (new or a "
+                              "run's)")
+    if not callable(log):
+        raise ConfigError(f"log is {type(log).__name__}, not a function",
+                          "give a function of one line of text (print, a logger's info)")
     config = _train_config(config)
     rate = _validated(LearningRate, learning_rate, "learning rate")
     meta_params = _validated(SamplingParams, meta_sampling, "meta sampling") \
@@ -48,6 +59,41 @@ def train(agent: PipelineSpec | str | Path, train: list[Example], val: list[Exam
                             sampling=sampling, meta_sampling=meta_params, train=config,
                             learning_rate=rate, run_dir=run_dir, log=log, progress=progress)
     return trainer.fit(train, val, resume=resume).best_spec
+
+
+def _examples(rows, what: str) -> list[Example]:
+    """A split as given: Examples, or dicts of their fields (``{"id", "inputs", ...}``)."""
+    if isinstance(rows, (str, bytes, dict)) or not isinstance(rows, (list, tuple)):
+        raise ConfigError(f"{what} must be a list of examples, not {type(rows).__name__}",
+                          "load one: localsym.data.load_table('data/train.jsonl')")
+    out = []
+    for i, row in enumerate(rows):
+        if isinstance(row, Example):
+            out.append(row)
+            continue
+        try:
+            out.append(Example.model_validate(row))
+        except ValidationError as err:
+            raise validation_error(err, f"{what} example {i} is not an example",
+                                   "give {'id': ..., 'inputs': {...}, 'expected': {...}}, or "
+                                   "an Example") from None
+    return out
+
+
+def _lm(lm, what: str) -> LM | None:
+    """An LM as given: an LM, a model's name (opened with the cache), or None."""
+    if lm is None or isinstance(lm, LM):
+        return lm
+    if isinstance(lm, (str, Path)):
+        return open_lm(str(lm))
+    raise ConfigError(f"{what} must be an LM or a model's name, not {type(lm).__name__}",
+                      "pass localsym.lm.open_lm(...), a registry name, or a GGUF path")
+
+
+def _tools(tools) -> None:
+    if tools is not None and not isinstance(tools, ToolRegistry):
+        raise ConfigError(f"tools must be a ToolRegistry, not {type(tools).__name__}",
+                          "build one: ToolRegistry(), then registry.register(fn)")
 
 
 def _train_config(config: TrainConfig | dict | None) -> TrainConfig:
@@ -76,15 +122,27 @@ def evaluate(agent: Pipeline | PipelineSpec | str | Path, examples: list[Example
              tools: ToolRegistry | None = None, sampling: SamplingParams | None = None) -> float:
     """The mean score of ``agent`` on ``examples``: the metric where an example has expected
     outputs, else the language loss's judge. The runs are batched."""
+    rows = _examples(examples, "examples")
+    if not rows:
+        raise ConfigError("there are no examples to evaluate on",
+                          "pass at least one example")
+    _tools(tools)
     if isinstance(agent, Pipeline):
         pipeline = agent
     else:
         spec = agent if isinstance(agent, PipelineSpec) else PipelineSpec.load(agent)
-        pipeline = Pipeline(spec, lm or open_lm(), tools or default_tools(), sampling)
+        pipeline = Pipeline(spec, _lm(lm, "lm") or open_lm(), tools or default_tools(),
+                            sampling)
+    outputs = set(pipeline.spec.final_outputs())
+    unknown = sorted({k for ex in rows for k in (ex.expected or {})} - outputs)
+    if unknown:
+        raise ConfigError(f"the examples expect {unknown}, which the agent never outputs (its "
+                          f"answer: {sorted(outputs)})", "rename the expected fields to the "
+                          "agent's outputs, or evaluate the agent they were written for")
     score = find_metric(metric) if metric is not None else None
-    scores = _evaluate(pipeline, list(examples), score,
+    scores = _evaluate(pipeline, rows, score,
                        LanguageLoss(pipeline.lm, pipeline.spec.description, score))
-    return float(np.mean(scores)) if scores else 0.0
+    return float(np.mean(scores))
 
 
 TASK_FILES = ("agent.yaml", "config.yaml", "metrics.py", "tools.py", "data/train.csv",
@@ -95,11 +153,7 @@ def init_task(directory: str | Path, force: bool = False) -> list[str]:
     """Write a small task of your own to start from into ``directory`` (``localsym init``):
     agent spec, config, CSV data, a metric and a tool. Refuses a non-empty directory unless
     ``force`` (files of the same name are then replaced). Returns the files written."""
-    if unencodable(str(directory)):
-        raise ConfigError(f"{str(directory).encode('utf-8', 'backslashreplace').decode()} holds "
-                          "a lone surrogate (not a name a file system can hold)",
-                          "give a directory name in valid Unicode")
-    target = Path(directory)
+    target = user_path(directory, "the task's directory", "give a new directory's path")
     try:
         return _write_task(target, force)
     except OSError as err:

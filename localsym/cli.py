@@ -4,6 +4,7 @@
     localsym eval AGENT DATASET [--metric M]     score an agent spec on a JSONL dataset
     localsym run AGENT INPUT [--trace]           run an agent once (INPUT: JSON or key=value)
     localsym report RUN_DIR                      write RUN_DIR/report.html
+    localsym track RUN_DIR [--mlflow URI]        log a run to MLflow (the mlflow extra)
     localsym generate PROMPT [--schema mod:Cls]  one schema-forced call (default schema: answer)
     localsym models [list] | install [NAME]      the model registry and the GGUF files found
     localsym cache stats|clear                   the disk cache
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from localsym.cli_args import agent_params, build_parser, parse_input
+from localsym.cli_args import agent_tools, agent_params, build_parser, parse_input
 from localsym.errors import ConfigError, LocalsymError, ModelCorruptError
 
 
@@ -92,6 +93,15 @@ def cmd_train(args) -> int:
     if args.estimate:
         return _estimate(args)
     run = open_run(args.config, args.resume, args.run_dir, args.quiet)
+    tracking = run.config.tracking
+    if tracking is not None:
+        from localsym.tracking import check_installed
+
+        try:
+            check_installed()  # before training: the fix costs nothing yet
+        except LocalsymError:
+            run.close()
+            raise
     try:
         if not args.quiet:
             try:
@@ -121,6 +131,8 @@ def cmd_train(args) -> int:
     if summary.ended:
         print(f"stopped early: {summary.ended}")
     print(f"run directory: {run.run_dir} (localsym report {run.run_dir})")
+    if tracking is not None:
+        _track(run, tracking)
     if summary.stopped:
         print(f"localsym: stopped early: {summary.stopped}; to go on, raise the budget in "
               f"the config and run  localsym train CONFIG --resume {run.run_dir}",
@@ -129,16 +141,30 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _track(run, tracking) -> None:
+    """Log the finished run to MLflow (a failure there loses nothing: the run is on disk)."""
+    from localsym.tracking import log_run, store_uri
+
+    uri = store_uri(tracking.mlflow, run.base)
+    try:
+        run_id = log_run(run.run_dir, uri, tracking.experiment)
+    except Exception as err:  # noqa: BLE001 (the run is saved; say how to log it again)
+        raise ConfigError(f"the run finished and is saved in {run.run_dir}, but logging it to "
+                          f"MLflow at {uri} failed ({type(err).__name__}: {err})",
+                          f"fix the tracking store, then  localsym track {run.run_dir} "
+                          f"--mlflow {uri}") from None
+    print(f"logged to MLflow: run {run_id} in experiment {tracking.experiment!r} at {uri}")
+
+
 def cmd_run(args) -> int:
-    from localsym.agent import Pipeline, PipelineSpec, default_tools
-    from localsym.agent.tools import add_references
+    from localsym.agent import Pipeline, PipelineSpec
     from localsym.lm import open_lm
 
     spec = PipelineSpec.load(args.agent)
     inputs = {}
     for item in args.input:
         inputs.update(parse_input(item))
-    tools = add_references(default_tools(), args.tool, Path.cwd())
+    tools = agent_tools(args, spec)
     lm = open_lm(args.model, cache_dir=args.cache_dir, endpoint=args.endpoint)
     try:
         traj = Pipeline(spec, lm, tools, agent_params(args)).forward(inputs)
@@ -158,8 +184,7 @@ def cmd_run(args) -> int:
 def cmd_eval(args) -> int:
     import numpy as np
 
-    from localsym.agent import Pipeline, PipelineSpec, default_tools
-    from localsym.agent.tools import add_references
+    from localsym.agent import Pipeline, PipelineSpec
     from localsym.data import load_table
     from localsym.metrics import metric
     from localsym.learn import LanguageLoss
@@ -171,7 +196,7 @@ def cmd_eval(args) -> int:
     examples = load_table(args.dataset)[: args.limit]
     score_fn = metric(args.metric, Path.cwd()) if args.metric else None
     check_examples({"dataset": examples}, spec, args.metric)  # what train refuses, eval does
-    tools = add_references(default_tools(), args.tool, Path.cwd())
+    tools = agent_tools(args, spec)
     lm = open_lm(args.model, cache_dir=args.cache_dir, endpoint=args.endpoint,
                  endpoint_options={"concurrency": args.concurrency})
     try:
@@ -191,6 +216,16 @@ def cmd_report(args) -> int:
     from localsym.report import write_report
 
     print(f"wrote {write_report(args.run_dir)}")
+    return 0
+
+
+def cmd_track(args) -> int:
+    from localsym.tracking import default_uri, log_run, store_uri
+
+    uri = store_uri(args.mlflow, Path.cwd()) if args.mlflow else default_uri(Path(args.run_dir))
+    run_id = log_run(args.run_dir, uri, args.experiment)
+    print(f"logged {args.run_dir} to MLflow: run {run_id} in experiment {args.experiment!r} "
+          f"at {uri}")
     return 0
 
 
@@ -274,7 +309,8 @@ def cmd_init(args) -> int:
 
 
 COMMANDS = {"generate": cmd_generate, "eval": cmd_eval, "run": cmd_run, "serve": cmd_serve,
-            "train": cmd_train, "report": cmd_report, "models": cmd_models, "cache": cmd_cache,
+            "train": cmd_train, "report": cmd_report, "track": cmd_track,
+            "models": cmd_models, "cache": cmd_cache,
             "init": cmd_init}
 
 

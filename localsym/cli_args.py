@@ -7,6 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+import yaml
 
 from localsym.errors import ConfigError
 from localsym.lm.base import AGENT_PARAMS, SamplingParams
@@ -117,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write the HTML report of a run")
     rep.add_argument("run_dir")
 
+    track = sub.add_parser("track", help="log a run to MLflow (pip install 'localsym[mlflow]')")
+    track.add_argument("run_dir")
+    track.add_argument("--mlflow", metavar="URI_OR_DIR",
+                       help="tracking URI or file-store directory (default: mlruns beside the "
+                            "run directory)")
+    track.add_argument("--experiment", default="localsym")
+
     mod = sub.add_parser("models", help="list or install models")
     mod.add_argument("action", nargs="?", choices=["list", "install"], default="list")
     mod.add_argument("name", nargs="?")
@@ -173,3 +183,30 @@ def agent_params(args) -> SamplingParams:
     if args.max_tokens is None:
         return AGENT_PARAMS
     return SamplingParams(max_tokens=args.max_tokens, max_tokens_limit=2 * args.max_tokens)
+
+
+def agent_tools(args, spec):
+    """The tools of ``localsym run`` and ``eval``: the built-in ones, those ``--tool`` names,
+    and, for an agent that declares a tool neither gives, the ``tools:`` of a ``config.yaml``
+    beside the agent's file (as ``localsym init`` and the examples keep them); a declared tool
+    still missing is one clear error naming the flag."""
+    from localsym.agent import default_tools  # noqa: PLC0415 (the agent loads only for a verb that runs one)
+    from localsym.agent.tools import add_references  # noqa: PLC0415 (likewise)
+
+    tools = add_references(default_tools(), args.tool, Path.cwd())
+    missing = [t.name for t in spec.tools if t.name not in tools.names()]
+    config = Path(args.agent).resolve().parent / "config.yaml"
+    if missing and config.is_file():
+        try:
+            refs = (yaml.safe_load(config.read_text("utf-8")) or {}).get("tools") or []
+        except (yaml.YAMLError, OSError, AttributeError):
+            refs = []
+        if isinstance(refs, list):
+            add_references(tools, refs, config.parent)
+        missing = [t for t in missing if t not in tools.names()]
+    if missing:
+        raise ConfigError(f"the agent declares the tool(s) {missing}, which no --tool names",
+                          f"pass --tool tools.py:{missing[0]} (a file beside you, and the "
+                          "function's name), or keep a config.yaml naming its tools: beside "
+                          "the agent")
+    return tools

@@ -6,6 +6,8 @@ the field and the fix.
 
 from __future__ import annotations
 
+import math
+
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -57,7 +59,8 @@ class DatasetConfig(Strict):
             raise ValueError("give exactly one of: train (with val, test), path, generate")
         if self.train is not None and self.val is None:
             raise ValueError("train needs val too (the validation gate scores on it)")
-        if any(x < 0 for x in self.split) or self.split[0] <= 0 or self.split[1] <= 0:
+        if not all(math.isfinite(x) for x in self.split) or any(x < 0 for x in self.split) or \
+                self.split[0] <= 0 or self.split[1] <= 0:
             raise ValueError(f"split {list(self.split)}: the shares must be >= 0, with train and "
                              "validation above 0 (e.g. [0.5, 0.25, 0.25])")
         return self
@@ -162,12 +165,22 @@ class AgentConfig(Strict):
                              run_dir=run_dir, **kwargs)
 
 
+class TrackingConfig(Strict):
+    """Log the run to MLflow when it ends (the extra: pip install 'localsym[mlflow]')."""
+
+    mlflow: str = Field("mlruns", description="MLflow's tracking URI, or a directory (relative "
+                        "to the config) for its local file store")
+    experiment: str = Field("localsym", min_length=1, description="the MLflow experiment")
+
+
 class RunConfig(AgentConfig):
     name: str = "run"
     dataset: DatasetConfig
     loss: Literal["language", "metric", "logprob"] = "language"
     budget: Budget = Budget()
     run_dir: str | None = Field(None, description="default: runs/<name>-<date>-<time>")
+    tracking: TrackingConfig | None = Field(None, description="experiment tracking (off unless "
+                                            "given): {mlflow: mlruns, experiment: localsym}")
 
     @model_validator(mode="after")
     def _metric_for_metric_losses(self):

@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from localsym.errors import ConfigError
-from localsym.files import jsonl_lines, read_text, validation_error
+from localsym.files import jsonl_lines, read_text, user_path, validation_error
 from localsym.text import unencodable  # noqa: F401 - its old home
 
 
@@ -35,7 +35,7 @@ class Example(BaseModel):
 def load_jsonl(path: str | Path) -> list[Example]:
     """Examples from a JSONL file, one ``{"id"?, "inputs": {...}, "expected"?: {...}}`` a line.
     A bad line is an error naming the file and line."""
-    path = Path(path)
+    path = user_path(path, "the dataset", "give the path of a JSONL file")
     out = []
     for no, row in _json_rows(path):
         row.setdefault("id", f"{path.stem}-{no}")
@@ -62,9 +62,17 @@ def load_table(path: str | Path, fields: FieldMap | dict | None = None) -> list[
     """Examples from a JSONL or CSV file. Without ``fields`` a JSONL file is in localsym's own
     shape (see ``load_jsonl``); with ``fields`` every row (a CSV row, or a flat JSON object a
     line) is mapped to inputs and expected outputs, so a file does not have to be rewritten."""
-    path = Path(path)
+    path = user_path(path, "the dataset", "give a JSONL or CSV path")
+    if fields is not None and not isinstance(fields, (dict, FieldMap)):
+        raise ConfigError(f"fields {fields!r} is not a field map",
+                          "pass a dict such as {'inputs': {'question': 'q'}, 'expected': "
+                          "{'answer': 'a'}}, or leave it out")
     if isinstance(fields, dict):
-        fields = FieldMap.model_validate(fields)
+        try:
+            fields = FieldMap.model_validate(fields)
+        except ValidationError as err:
+            raise validation_error(err, "the field map", "pass a dict such as {'inputs': "
+                                   "{'question': 'q'}, 'expected': {'answer': 'a'}}") from None
     is_csv = path.suffix.lower() in (".csv", ".tsv")
     if fields is None and not is_csv:
         return _unique(load_jsonl(path), path)

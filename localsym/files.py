@@ -15,6 +15,24 @@ from localsym.errors import ConfigError
 from localsym.faults import point
 
 
+def user_path(value, what: str, fix: str = "give a path (a str or a pathlib.Path)") -> Path:
+    """A path a user handed the API, or one clear ConfigError: not a str or os.PathLike (None, a
+    number, a list, bytes), empty, or holding a lone surrogate no file system can name."""
+    if isinstance(value, (bytes, bool)) or not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{what} is {type(value).__name__} {str(value)[:40]!r}, not a path",
+                          fix)
+    text = os.fspath(value)
+    if not isinstance(text, str) or not text:
+        raise ConfigError(f"{what} is an empty path", fix)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{what} {text.encode('utf-8', 'backslashreplace').decode()} holds a "
+                          "lone surrogate (not a name a file system can hold)",
+                          "give a path in valid Unicode") from None
+    return Path(text)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

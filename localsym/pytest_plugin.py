@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from localsym.errors import ConfigError
+from localsym.files import user_path
 from localsym.lm import open_lm
 from localsym.lm.base import LM
 from localsym.lm.cache import CachedLM
@@ -100,7 +101,7 @@ class CassetteLM(CachedLM):
 
 def open_cassette(directory: str | Path, record: bool, model: str | None = None) -> CassetteLM:
     """The LM of a cassette: the real model behind it when recording, none when replaying."""
-    directory = Path(directory)
+    directory = user_path(directory, "the cassette directory", "give a directory's path")
     if record:
         return CassetteLM(open_lm(model, cache_mode="off").backend, directory, record=True)
     meta = directory / "lm.json"
@@ -108,8 +109,16 @@ def open_cassette(directory: str | Path, record: bool, model: str | None = None)
         raise ConfigError(f"no recorded cassette at {directory}",
                           "record it once with: pytest --localsym-record (or LOCALSYM_RECORD=1), "
                           "then commit the cassette directory")
-    info = json.loads(meta.read_text("utf-8"))
-    return CassetteLM(Recorded(info["identity"], info.get("name", "model")), directory,
+    try:
+        info = json.loads(meta.read_text("utf-8"))
+        identity = info["identity"]
+        if not isinstance(identity, dict):
+            raise TypeError("identity is not an object")
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"cassette {meta} is damaged ({type(err).__name__}: {str(err)[:80]})",
+                          "record it again with: pytest --localsym-record (or "
+                          "LOCALSYM_RECORD=1)") from None
+    return CassetteLM(Recorded(identity, str(info.get("name", "model"))), directory,
                       record=False)
 
 
@@ -142,7 +151,9 @@ def localsym_lm(request):
         os.environ.get("LOCALSYM_RECORD", "") not in ("", "0")
     marker = request.node.get_closest_marker("localsym")
     model = marker.kwargs.get("model") if marker else None
-    directory = cassette_dir(Path(str(request.node.fspath)), request.node.name)
+    # the whole node id after the file: TestA::test_same and TestB::test_same are two cassettes
+    test_id = request.node.nodeid.split("::", 1)[-1]
+    directory = cassette_dir(Path(str(request.node.fspath)), test_id)
     if record and directory.is_dir():  # a re-recording starts from an empty cassette
         for old in directory.glob("*.json"):
             old.unlink()

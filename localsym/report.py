@@ -282,7 +282,7 @@ def build_context(run_dir: Path) -> dict:
         summary = json.loads(summary_path.read_text("utf-8")) if summary_path.is_file() else {}
     except (ValueError, OSError, RecursionError):
         summary = {}  # torn or unreadable: the page says so instead of failing
-    summary = summary if isinstance(summary, dict) else {}
+    summary = _summary(summary)
     first = _spec_at(run, 0)
     last = _spec_at(run, steps[-1].step) if steps else None
     best = run.best_spec_path
@@ -295,6 +295,23 @@ def build_context(run_dir: Path) -> dict:
             "graph_start": graph_svg(first) if first else None,
             "graph_final": graph_svg(last) if last else None,
             "graph_best": _graph_or_none(best)}
+
+
+SUMMARY_KEYS = ("name", "steps", "accepted", "rolled_back", "val_after", "llm_calls",
+                "wall_seconds")
+
+
+def _summary(raw) -> dict:
+    """summary.json as the page shows it; {} (the page then says there is none) where it is
+    not one (edited, or written by something else)."""
+    if not isinstance(raw, dict) or any(k not in raw for k in SUMMARY_KEYS):
+        return {}
+    calls = raw["llm_calls"]
+    if not isinstance(calls, dict) or not all(
+            isinstance(c, dict) and all(isinstance(c.get(k), int) for k in ("misses", "hits"))
+            for c in calls.values()):
+        return {}
+    return raw
 
 
 def _graph_or_none(path: Path) -> str | None:

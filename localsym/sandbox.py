@@ -30,85 +30,132 @@ from __future__ import annotations
 
 import ctypes
 import os
+import secrets
+import select
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+CLONE_NEWUSER, CLONE_NEWNET, CLONE_NEWNS = 0x10000000, 0x40000000, 0x00020000
+MS_NOSUID, MS_NODEV = 2, 4
+DISK_MB = 64  # what the child may write in all, its working directory a tmpfs of this size
 MAX_PROCESSES = 32  # processes and threads the child may add to its user's count
+KEEP = 1 << 16  # bytes of the child's output kept while it runs (the last ones)
+TAIL = 2000  # characters of it a result holds
 
-# Runs first in the child: installs the audit hook, then runs the code as __main__.
+# Runs first in the child: installs the audit hook, then runs the code as __main__. Everything
+# the hook reads lives in the closure of one function (frozen sets, a state cell no code can
+# reach): no global to clear. The first line of stdin is a secret from the parent, read before
+# the code runs and kept in a local of that function; while the code runs, the ways to another
+# frame (sys._getframe, a traceback's or a generator's frame, the gc's object lists, a tracer)
+# are refused, so the code cannot read it; when the code returns normally, the guard itself
+# writes the secret as the last line (``RunResult.completed``): an early exit(0), a fake
+# marker or an excepthook cannot pass for a run that reached its end.
 _GUARD = r'''
-import os, sys
-_root = os.path.realpath(os.getcwd())
-_blocked = {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
-            "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
-            "os.fork", "os.forkpty", "os.kill", "os.killpg", "ctypes.dlopen", "ctypes.dlsym",
-            "ctypes.cdata", "ctypes.call_function", "sys.addaudithook", "os.chroot",
-            "os.setuid", "signal.pthread_kill"}
-_modules = {"_posixsubprocess", "_ctypes", "ctypes", "multiprocessing", "_multiprocessing"}
-_paths = {"os.remove": (0,), "os.rename": (0, 1), "os.rmdir": (0,), "os.mkdir": (0,),
-          "os.symlink": (0, 1), "os.link": (0, 1), "os.chmod": (0,), "os.chown": (0,),
-          "os.truncate": (0,), "shutil.rmtree": (0,), "os.utime": (0,)}
-_WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+def _main():
+    globals().pop("_main")  # nothing of the guard stays in the module the code can see
+    import os, sys
+    root = os.path.realpath(os.getcwd())
+    blocked = frozenset({"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
+        "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
+        "os.forkpty", "os.kill", "os.killpg", "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata",
+        "ctypes.call_function", "sys.addaudithook", "os.chroot", "os.setuid",
+        "signal.pthread_kill", "sys._current_frames", "gc.get_objects", "gc.get_referrers",
+        "gc.get_referents", "sys.settrace", "sys.setprofile"})
+    modules = frozenset({"_posixsubprocess", "_ctypes", "ctypes", "multiprocessing",
+                         "_multiprocessing"})
+    paths = {"os.remove": (0,), "os.rename": (0, 1), "os.rmdir": (0,), "os.mkdir": (0,),
+             "os.symlink": (0, 1), "os.link": (0, 1), "os.chmod": (0,), "os.chown": (0,),
+             "os.truncate": (0,), "shutil.rmtree": (0,), "os.utime": (0,)}
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
-def _inside(path):
-    if isinstance(path, int):
-        return True
+    def inside(path):
+        if isinstance(path, int):
+            return True
+        try:
+            p = os.path.realpath(os.fsdecode(path))
+        except Exception:
+            return False
+        return p == root or p.startswith(root + os.sep)
+
+    def hook(event, args):
+        if event in blocked or (event == "import" and args[0] in modules):
+            raise PermissionError(f"sandbox: {event} {args[0] if event == 'import' else ''} "
+                                  f"is not allowed")
+        if event == "open" and len(args) >= 3:
+            path, mode, flags = args[0], args[1], args[2]
+            writing = (mode is not None and any(c in str(mode) for c in "wax+")) or \
+                (mode is None and isinstance(flags, int) and flags & write_flags)
+            if writing and not inside(path):
+                raise PermissionError(f"sandbox: writing {path!r} outside the working "
+                                      "directory")
+        elif event in paths:
+            for i in paths[event]:
+                if i < len(args) and not inside(args[i]):
+                    raise PermissionError(f"sandbox: {event} on {args[i]!r} outside the "
+                                          "working directory")
+
+    def refuse(name):
+        def refused(*args, **kwargs):
+            raise PermissionError(f"sandbox: {name} is not allowed")
+        return refused
+
+    def no_dir_fd(name, fn):
+        def guarded(*args, **kwargs):
+            if any(kwargs.get(k) is not None for k in ("dir_fd", "src_dir_fd", "dst_dir_fd")):
+                raise PermissionError(f"sandbox: {name} with a dir_fd is not allowed")
+            return fn(*args, **kwargs)
+        return guarded
+
+    import posix, signal
+    for mod in (os, posix):
+        for name in ("open", "mkdir", "remove", "unlink", "rename", "replace", "rmdir",
+                     "symlink", "link", "chmod", "chown", "utime", "mkfifo", "mknod",
+                     "truncate"):
+            if hasattr(mod, name):
+                setattr(mod, name, no_dir_fd(name, getattr(mod, name)))
+        if hasattr(mod, "pidfd_open"):
+            setattr(mod, "pidfd_open", refuse("pidfd_open"))
+    for name in ("pidfd_send_signal", "pthread_kill", "killpg"):
+        if hasattr(signal, name):
+            setattr(signal, name, refuse(name))
+    import threading, traceback
+    secret = sys.stdin.readline().strip()
+    code = sys.stdin.read()
+    write, flush, leave, format_exc = os.write, sys.stdout.flush, os._exit, traceback.format_exc
+
+    def run(source):  # in a thread of its own: no frame of it leads to this function's locals
+        try:
+            exec(compile(source, "<solution>", "exec"), {"__name__": "__main__"})
+        except SystemExit as err:  # an exit is never a completion, whatever its status
+            flush()
+            leave(err.code if isinstance(err.code, int) and 0 < err.code < 256 else
+                  (0 if err.code in (None, 0) else 1))
+        except BaseException:
+            sys.stderr.write(format_exc())
+            sys.stderr.flush()
+            flush()
+            leave(1)
+
+    sys.addaudithook(hook)
+    worker = threading.Thread(target=run, args=(code,), name="solution")
+    del code
     try:
-        p = os.path.realpath(os.fsdecode(path))
-    except Exception:
-        return False
-    return p == _root or p.startswith(_root + os.sep)
+        worker.start()
+        worker.join()
+    except BaseException:
+        leave(1)
+    flush()
+    write(1, ("\n" + secret + "\n").encode())
 
-def _hook(event, args):
-    if event in _blocked or (event == "import" and args[0] in _modules):
-        raise PermissionError(f"sandbox: {event} {args[0] if event == 'import' else ''} "
-                              f"is not allowed")
-    if event == "open" and len(args) >= 3:
-        path, mode, flags = args[0], args[1], args[2]
-        writing = (mode is not None and any(c in str(mode) for c in "wax+")) or \
-            (mode is None and isinstance(flags, int) and flags & _WRITE)
-        if writing and not _inside(path):
-            raise PermissionError(f"sandbox: writing {path!r} outside the working directory")
-    elif event in _paths:
-        for i in _paths[event]:
-            if i < len(args) and not _inside(args[i]):
-                raise PermissionError(f"sandbox: {event} on {args[i]!r} outside the working "
-                                      f"directory")
-
-def _refuse(name):
-    def refused(*args, **kwargs):
-        raise PermissionError(f"sandbox: {name} is not allowed")
-    return refused
-
-def _no_dir_fd(name, fn):
-    def guarded(*args, **kwargs):
-        if any(kwargs.get(k) is not None for k in ("dir_fd", "src_dir_fd", "dst_dir_fd")):
-            raise PermissionError(f"sandbox: {name} with a dir_fd is not allowed")
-        return fn(*args, **kwargs)
-    return guarded
-
-import posix, signal
-for _mod in (os, posix):
-    for _name in ("open", "mkdir", "remove", "unlink", "rename", "replace", "rmdir", "symlink",
-                  "link", "chmod", "chown", "utime", "mkfifo", "mknod", "truncate"):
-        if hasattr(_mod, _name):
-            setattr(_mod, _name, _no_dir_fd(_name, getattr(_mod, _name)))
-    if hasattr(_mod, "pidfd_open"):
-        setattr(_mod, "pidfd_open", _refuse("pidfd_open"))
-for _name in ("pidfd_send_signal", "pthread_kill", "killpg"):
-    if hasattr(signal, _name):
-        setattr(signal, _name, _refuse(_name))
-sys.addaudithook(_hook)
-_code = sys.stdin.read()
-exec(compile(_code, "<solution>", "exec"), {"__name__": "__main__"})
+_main()
 '''
 
 
@@ -116,14 +163,43 @@ exec(compile(_code, "<solution>", "exec"), {"__name__": "__main__"})
 class RunResult:
     ok: bool
     returncode: int | None
-    output: str  # the tail of stdout + stderr
+    output: str  # the tail of stdout + stderr (the guard's completion line left out)
     timed_out: bool = False
+    completed: bool = False  # the code returned normally, attested by the guard's secret
 
 
 def _unshare(flags: int) -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.unshare(flags) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _map_ids(uid: int, gid: int) -> None:
+    """In a new user namespace, be the same user and group as outside (files made in the
+    child's own tmpfs then have an owner)."""
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
+                       ("gid_map", f"{gid} {gid} 1")):
+        try:
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+        except OSError:
+            pass
+
+
+def _small_disk(directory: str, megabytes: int) -> bool:
+    """Mount a tmpfs of ``megabytes`` over ``directory`` in a mount namespace of the child's
+    own (all it writes there together is capped, not each file); whether it held."""
+    if not _unshare(CLONE_NEWNS):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mount(b"tmpfs", directory.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
+                      f"size={megabytes}m,mode=1777".encode()) != 0:
+            return False
+        os.chdir(directory)  # into the tmpfs (the working directory was the one beneath it)
+        return True
     except (OSError, AttributeError):
         return False
 
@@ -161,6 +237,44 @@ def _pids_cgroup(limit: int) -> Path | None:
     return None
 
 
+def _memory_cgroup(memory_bytes: int, pids: Path | None) -> Path | None:
+    """A new cgroup capping the memory of the child and everything it starts together (memfd
+    pages and page cache included, which an address-space limit does not count), swap too,
+    where one is writable (cgroup v2: the unified group; v1: the memory controller). On v2 a
+    process is in one group: the limits go into the pids group ``pids`` where it is there."""
+    v2, v1 = Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/memory")
+    if pids is not None and pids.parent == v2:
+        try:
+            (pids / "memory.max").write_text(str(memory_bytes))
+            (pids / "memory.swap.max").write_text("0")
+        except OSError:
+            pass
+        return None
+    options = []
+    if (v2 / "cgroup.controllers").is_file() and "memory" in \
+            (v2 / "cgroup.subtree_control").read_text(errors="replace").split():
+        options.append((v2, ("memory.max", "memory.swap.max")))
+    if (v1 / "memory.limit_in_bytes").is_file():
+        options.append((v1, ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")))
+    for base, limits in options:
+        if not os.access(base, os.W_OK):
+            continue
+        group = base / f"localsym-memory-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            group.mkdir()
+            (group / limits[0]).write_text(str(memory_bytes))
+            if (group / limits[1]).exists():
+                (group / limits[1]).write_text("0" if limits[1] == "memory.swap.max"
+                                               else str(memory_bytes))
+            return group
+        except OSError:
+            try:
+                group.rmdir()
+            except OSError:
+                pass
+    return None
+
+
 def _empty_cgroup(group: Path) -> None:
     """Kill everything left in ``group`` (escaped process groups too) and remove it."""
     for _ in range(200):
@@ -185,6 +299,8 @@ def _empty_cgroup(group: Path) -> None:
 # Landlock (include/uapi/linux/landlock.h): syscalls, access rights, scopes.
 _LL_CREATE, _LL_ADD_RULE, _LL_RESTRICT = 444, 445, 446
 _LL_RULE_PATH_BENEATH, _LL_CREATE_VERSION, _PR_SET_NO_NEW_PRIVS = 1, 1, 38
+_FS_EXECUTE, _FS_READ_FILE, _FS_READ_DIR = 1 << 0, 1 << 2, 1 << 3
+_FS_READ = _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR
 _FS_WRITE_FILE, _FS_REMOVE_DIR, _FS_REMOVE_FILE = 1 << 1, 1 << 4, 1 << 5
 _FS_MAKE = sum(1 << b for b in range(6, 13))  # char, dir, reg, sock, fifo, block, sym
 _FS_REFER, _FS_TRUNCATE, _FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
@@ -211,15 +327,27 @@ def landlock_abi() -> int:
         return 0
 
 
-def _landlock(writable: str) -> int:
-    """Confine this process and everything it starts: create, write and delete only beneath
-    ``writable``; no TCP; no signals or abstract sockets outside its domain (ABI 6+). Returns
-    the ABI applied (0: not applied). Runs in the child before exec."""
+def read_roots(extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """What the child may read beside its own directory: Python (its prefixes, where its
+    interpreter is), the system's programs and libraries, a few devices, and ``extra`` (an
+    isolated tool's directory and packages); not the caller's home, keys or /etc."""
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix,
+             os.path.dirname(os.path.realpath(sys.executable)), "/usr", "/lib", "/lib64", "/bin",
+             "/etc/ld.so.cache", "/etc/localtime", "/dev/urandom", "/dev/random", "/dev/zero",
+             "/proc/self", *extra}
+    return tuple(sorted(r for r in roots if r and os.path.exists(r)))
+
+
+def _landlock(writable: str, readable: tuple[str, ...] = ()) -> int:
+    """Confine this process and everything it starts: read only beneath ``readable`` and
+    ``writable``, create, write and delete only beneath ``writable``; no TCP; no signals or
+    abstract sockets outside its domain (ABI 6+). Returns the ABI applied (0: not applied).
+    Runs in the child before exec."""
     abi = landlock_abi()
     if abi < 1:
         return 0
     libc = ctypes.CDLL(None, use_errno=True)
-    fs = _FS_WRITE_FILE | _FS_REMOVE_DIR | _FS_REMOVE_FILE | _FS_MAKE | \
+    fs = _FS_READ | _FS_WRITE_FILE | _FS_REMOVE_DIR | _FS_REMOVE_FILE | _FS_MAKE | \
         (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0) | \
         (_FS_IOCTL_DEV if abi >= 5 else 0)
     attr = _RulesetAttr(fs, _NET_ALL if abi >= 4 else 0, _SCOPE_ALL if abi >= 6 else 0)
@@ -229,9 +357,16 @@ def _landlock(writable: str) -> int:
     if ruleset < 0:
         return 0
     try:
-        for path, allowed in ((writable, fs), ("/dev/null", _FS_WRITE_FILE |
-                                               (_FS_TRUNCATE if abi >= 3 else 0))):
-            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        rules = [(writable, fs), ("/dev/null", _FS_READ_FILE | _FS_WRITE_FILE |
+                                  (_FS_TRUNCATE if abi >= 3 else 0))]
+        for root in readable:  # a file (not a directory) takes the rights a file can have
+            rules.append((root, _FS_READ if os.path.isdir(root) else _FS_READ_FILE |
+                          _FS_EXECUTE))
+        for path, allowed in rules:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
             try:
                 rule = _PathBeneath(allowed, fd)
                 if libc.syscall(_LL_ADD_RULE, ruleset, _LL_RULE_PATH_BENEATH,
@@ -247,85 +382,128 @@ def _landlock(writable: str) -> int:
         os.close(ruleset)
 
 
-def _limits(cpu_seconds: int, memory_bytes: int, nproc: int, group: Path | None,
-            writable: str):
+def _limits(cpu_seconds: int, memory_bytes: int, nproc: int, groups: tuple[Path, ...],
+            writable: str, readable: tuple[str, ...] = ()):
     def apply():  # runs in the child, before exec
         import resource  # noqa: PLC0415 (POSIX only)
 
-        if group is not None:
+        for group in groups:
             with open(group / "cgroup.procs", "w") as f:
                 f.write("0")  # this process, and everything it starts
         os.setsid()  # its own process group: a timeout kills everything it started
-        _unshare(CLONE_NEWUSER | CLONE_NEWNET)  # best effort: not every kernel allows it
+        uid, gid = os.getuid(), os.getgid()
+        if _unshare(CLONE_NEWUSER | CLONE_NEWNET):  # best effort: not every kernel allows it
+            _map_ids(uid, gid)
+        _small_disk(writable, DISK_MB)  # best effort too; the file-size limit holds anyway
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        _landlock(writable)  # last: the boundary the code starts inside
+        _landlock(writable, readable)  # last: the boundary the code starts inside
     return apply
 
 
 @lru_cache(maxsize=1)
 def containment() -> dict:
     """Which layers are active on this machine (checked once, by a real sandboxed run)."""
-    probe = ("import socket\ntry:\n    socket.if_nameindex\n    names = [n for _, n in "
-             "socket.if_nameindex()]\nexcept OSError:\n    names = []\nprint(names)")
+    probe = ("import socket, os\ntry:\n    socket.if_nameindex\n    names = [n for _, n in "
+             "socket.if_nameindex()]\nexcept OSError:\n    names = []\n"
+             "print(os.statvfs('.').f_blocks * os.statvfs('.').f_frsize)\nprint(names)")
     result = run_python(probe, timeout=10, audit=False)
-    names = result.output.strip()
+    lines = result.output.strip().splitlines() or [""]
+    names = lines[-1]
+    disk = int(lines[0]) if len(lines) > 1 and lines[0].isdigit() else 0
     group = _pids_cgroup(MAX_PROCESSES)
-    if group is not None:
-        _empty_cgroup(group)
+    memory = _memory_cgroup(64 << 20, group)
+    capped = memory is not None or (group is not None and (group / "memory.max").exists())
+    for g in (group, memory):
+        if g is not None:
+            _empty_cgroup(g)
     abi = landlock_abi()
     return {"network_namespace": result.ok and names in ("['lo']", "[]"),
             "interfaces_seen": names, "pids_cgroup": group is not None,
+            "memory_cgroup": capped, "disk_cap": 0 < disk <= DISK_MB << 20,
             "process_rlimit": os.geteuid() != 0, "audit_hook": True,
-            "landlock_files": abi >= 1, "landlock_signals": abi >= 6, "landlock_abi": abi}
+            "landlock_files": abi >= 1, "landlock_reads": abi >= 1,
+            "landlock_signals": abi >= 6, "landlock_abi": abi}
 
 
 def run_python(code: str, timeout: float = 10.0, memory_mb: int = 1024,
-               audit: bool = True) -> RunResult:
-    """Run ``code`` contained (see the module doc); ok when it exits 0 in time."""
+               audit: bool = True, readable: tuple[str, ...] = ()) -> RunResult:
+    """Run ``code`` contained (see the module doc); ok when it exits 0 in time. ``readable``:
+    more paths the code may read (beside Python's and the system's, ``read_roots``)."""
     nproc = _user_processes(os.getuid()) + MAX_PROCESSES
-    group = _pids_cgroup(MAX_PROCESSES)
+    pids = _pids_cgroup(MAX_PROCESSES)
+    groups = tuple(g for g in (pids, _memory_cgroup(memory_mb << 20, pids)) if g is not None)
     try:
-        return _run(code, timeout, memory_mb, audit, nproc, group)
+        return _run(code, timeout, memory_mb, audit, nproc, groups, read_roots(readable))
     finally:
-        if group is not None:
+        for group in groups:
             _empty_cgroup(group)
 
 
 def _run(code: str, timeout: float, memory_mb: int, audit: bool, nproc: int,
-         group: Path | None) -> RunResult:
+         groups: tuple[Path, ...], readable: tuple[str, ...]) -> RunResult:
     with tempfile.TemporaryDirectory(prefix="localsym-run-") as cwd:
         env = {"PATH": "/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd, "LANG": "C.UTF-8"}
         argv = [sys.executable, "-I", "-B", "-c", _GUARD] if audit else \
             [sys.executable, "-I", "-B", "-"]
+        secret = f"localsym-completed-{secrets.token_hex(16)}"
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace",
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 preexec_fn=_limits(int(timeout) + 1, memory_mb << 20, nproc,
-                                                   group, os.path.realpath(cwd)))
+                                                   groups, os.path.realpath(cwd), readable))
         try:
-            out, _ = proc.communicate(code, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc.pid)
-            if group is not None:  # and whatever left the process group (setsid)
-                _empty_cgroup(group)
-            try:
-                out, _ = proc.communicate(timeout=2)
-            except subprocess.TimeoutExpired:  # a survivor holds the output pipe: let it go
+            out, timed_out = _exchange(proc, ((secret + "\n") if audit else "") + code, timeout)
+            if timed_out:
+                _kill_group(proc.pid)
+                for group in groups:  # and whatever left the process group (setsid)
+                    _empty_cgroup(group)
                 proc.kill()
-                for pipe in (proc.stdout, proc.stdin):
-                    if pipe is not None:
-                        pipe.close()
-                proc.wait()
-                out = ""
-            return RunResult(False, None, (out or "")[-2000:], timed_out=True)
+            proc.wait()
         finally:
             _kill_group(proc.pid)  # whatever it left running (a fork bomb's survivors)
-        return RunResult(proc.returncode == 0, proc.returncode, (out or "")[-2000:])
+        text = out.decode("utf-8", errors="replace")
+        completed = audit and text.rstrip().endswith(secret)
+        if completed:
+            text = text.rstrip()[:-len(secret)].rstrip("\n")
+        tail = text[-TAIL:]
+        if timed_out:
+            return RunResult(False, None, tail, timed_out=True)
+        return RunResult(proc.returncode == 0, proc.returncode, tail, completed=completed)
+
+
+def _exchange(proc: subprocess.Popen, data: str, timeout: float) -> tuple[bytes, bool]:
+    """Send ``data`` to the child's stdin and read its output until it closes it or
+    ``timeout`` passes, keeping only the last KEEP bytes (a child that prints without end
+    cannot fill the caller's memory); the output kept and whether it timed out."""
+    def feed() -> None:
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(data.encode("utf-8", errors="replace"))
+            proc.stdin.close()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    assert proc.stdout is not None
+    fd, kept, deadline = proc.stdout.fileno(), bytearray(), time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return bytes(kept), True
+        ready, _, _ = select.select([fd], [], [], min(left, 0.5))
+        if not ready:
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return bytes(kept), False
+        kept += chunk
+        if len(kept) > KEEP:
+            del kept[:len(kept) - KEEP]
 
 
 def _kill_group(pid: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import subprocess
@@ -118,6 +119,221 @@ def run_api(cases: int, seed: int) -> dict:
     return out
 
 
+# -- generated families (issue 33): wrong types over the API, damaged files, patterns --------
+def wrong_values(rng: random.Random, tmp: Path) -> list:
+    """Values of every wrong kind: each type the API's arguments never take, and bad ones of
+    the types they do take."""
+    afile = tmp / "afile"
+    afile.write_text("x")
+    return [None, True, 0, -1, 10**23, float("nan"), float("inf"), "", "bogus", "\ud800",
+            b"bytes", [], [1, "a"], ["x"], {}, {"a": 1}, ("t",), object(), afile, tmp,
+            tmp / "missing", lambda *a: None, {"id": 1}, [{"inputs": 3}]]
+
+
+def api_targets(tmp: Path) -> dict:
+    """Each public entry point with a valid call: name -> (function, kwargs). The sweep calls
+    each with one or two of its arguments replaced by a wrong value."""
+    import localsym
+    from localsym.agent import Pipeline, PipelineSpec, ToolRegistry
+    from localsym.data import Example, load_jsonl, load_table
+    from localsym.metrics import metric, register_metric
+    from localsym.pytest_plugin import open_cassette
+
+    agent = ROOT / "examples" / "object_counting" / "agent.yaml"
+    data = ROOT / "examples" / "object_counting" / "data" / "val.jsonl"
+    spec = PipelineSpec.load(agent)
+    lm = localsym.open_lm("stub")
+    rows = [Example(id="1", inputs={"question": "2 apples?"}, expected={"answer": 2})]
+    fresh = iter(range(10**6))
+
+    def new_dir():
+        return tmp / f"run{next(fresh)}"
+
+    def fn(n: int) -> str:
+        return str(n)
+    return {
+        "train": (localsym.train, lambda: {
+            "agent": spec, "train": rows, "val": rows, "lm": lm, "metric": "numeric_match",
+            "loss": "metric", "config": {"max_steps": 1, "optimizers": ["structure"]},
+            "run_dir": new_dir(), "tools": None, "log": lambda *_: None}),
+        "evaluate": (localsym.evaluate, lambda: {"agent": spec, "examples": rows, "lm": lm,
+                                                 "metric": "exact_match"}),
+        "init_task": (localsym.init_task, lambda: {"directory": new_dir()}),
+        "open_lm": (localsym.open_lm, lambda: {"model": "stub", "cache_mode": "off"}),
+        "Pipeline": (Pipeline, lambda: {"spec": spec, "lm": lm, "tools": None}),
+        "Pipeline.forward": (lambda inputs: Pipeline(spec, lm).forward(inputs),
+                             lambda: {"inputs": {"question": "2 apples?"}}),
+        "lm.call_batch": (lm.call_batch, lambda: {"calls": [("hi", localsym.SamplingParams,
+                                                             None)]}),
+        "PipelineSpec.load": (PipelineSpec.load, lambda: {"path": agent}),
+        "PipelineSpec.from_data": (PipelineSpec.from_data, lambda: {
+            "data": json.loads(spec.model_dump_json())}),
+        "load_jsonl": (load_jsonl, lambda: {"path": data}),
+        "load_table": (load_table, lambda: {"path": data, "fields": None}),
+        "metric": (metric, lambda: {"name": "exact_match"}),
+        "register_metric": (register_metric, lambda: {"name": f"m{next(fresh)}",
+                                                      "fn": lambda o, e: 1.0}),
+        "ToolRegistry.register": (lambda f: ToolRegistry().register(f), lambda: {"f": fn}),
+        "open_cassette": (open_cassette, lambda: {"directory": tmp / "cassette",
+                                                  "record": False}),
+    }
+
+
+def damaged_files(rng: random.Random, tmp: Path) -> list[tuple[str, Path, object]]:
+    """Files localsym reads, each damaged at random: (what, path, how to read it)."""
+    import localsym
+    from localsym.agent import PipelineSpec
+    from localsym.data import Example, load_jsonl, load_table
+    from localsym.pytest_plugin import open_cassette
+    from localsym.report import write_report
+
+    agent = ROOT / "examples" / "object_counting" / "agent.yaml"
+    rows = [Example(id="1", inputs={"question": "2 apples?"}, expected={"answer": 2})]
+    run_dir = tmp / "run"
+    localsym.train(agent, rows, rows, lm="stub", metric="numeric_match", loss="metric",
+                   config={"max_steps": 1, "optimizers": ["structure"]}, run_dir=run_dir,
+                   log=lambda *_: None)
+    (run_dir / "summary.json").write_text(json.dumps({
+        "name": "r", "steps": 1, "accepted": 0, "rolled_back": 0, "val_after": 0.0,
+        "llm_calls": {"agent": {"misses": 1, "hits": 0}}, "wall_seconds": 1.0}))
+    cassette = tmp / "cassette"
+    cassette.mkdir()
+    (cassette / "lm.json").write_text(json.dumps({"identity": {"backend": "stub"},
+                                                  "name": "stub"}))
+    data = tmp / "data.jsonl"
+    data.write_text((ROOT / "examples" / "object_counting" / "data" / "val.jsonl").read_text())
+    csv = tmp / "data.csv"
+    csv.write_text("id,question,answer\n1,two apples?,2\n")
+    spec_file = tmp / "agent.yaml"
+    spec_file.write_text(agent.read_text())
+
+    def resume():
+        localsym.train(agent, rows, rows, lm="stub", metric="numeric_match", loss="metric",
+                       config={"max_steps": 2, "optimizers": ["structure"]}, run_dir=run_dir,
+                       resume=True, log=lambda *_: None)
+    return [("state.json", run_dir / "state.json", resume),
+            ("events.jsonl", run_dir / "events.jsonl", lambda: write_report(run_dir)),
+            ("best_spec.json", run_dir / "best_spec.json", lambda: write_report(run_dir)),
+            ("cassette lm.json", cassette / "lm.json", lambda: open_cassette(cassette, False)),
+            ("dataset jsonl", data, lambda: load_jsonl(data)),
+            ("summary.json", run_dir / "summary.json", lambda: write_report(run_dir)),
+            ("dataset csv", csv, lambda: load_table(csv, {"inputs": {"question": "question"},
+                                                         "expected": {"answer": "answer"}})),
+            ("agent spec", spec_file, lambda: PipelineSpec.load(spec_file))]
+
+
+def damage(rng: random.Random, raw: bytes) -> bytes:
+    """One generated damage of a file's bytes: cut short, bytes flipped, a JSON of the wrong
+    shape, a key dropped or its value replaced, emptied, or not UTF-8."""
+    kind = rng.randrange(6)
+    if kind == 0:
+        return raw[: rng.randrange(len(raw) + 1)]
+    if kind == 1:
+        b = bytearray(raw)
+        for _ in range(rng.randrange(1, 8)):
+            if b:
+                b[rng.randrange(len(b))] = rng.randrange(256)
+        return bytes(b)
+    if kind == 2:
+        return json.dumps(rng.choice([[], "x", None, 3, [{}], {"format": "?"}])).encode()
+    if kind == 3:
+        try:
+            doc = json.loads(raw.decode().splitlines()[0])
+        except (ValueError, IndexError, UnicodeDecodeError):
+            return raw[::-1]
+        if isinstance(doc, dict) and doc:
+            key = rng.choice(sorted(doc))
+            if rng.random() < 0.5:
+                del doc[key]
+            else:
+                doc[key] = rng.choice([None, "x", -1, [], {}, 10**30])
+        return json.dumps(doc).encode()
+    if kind == 4:
+        return b""
+    return b"\xff\xfe" + raw
+
+
+def nested_patterns(rng: random.Random, n: int) -> list[str]:
+    """Patterns with nested unbounded quantifiers (catastrophic backtracking in ``re``)."""
+    atoms = ["a", "[a-z]", ".", "\\w", "(a|aa)", "[^b]", "\\d"]
+    inner, outer = ["+", "*", "{1,}", "{2,99}"], ["+", "*", "{1,}"]
+    return [f"({rng.choice(atoms)}{rng.choice(inner)}){rng.choice(outer)}"
+            f"{rng.choice(['b', '$', '', 'x'])}" for _ in range(n)]
+
+
+def run_api_generated(cases: int, seed: int) -> dict:
+    """The generated families: each public entry point with wrong values for its arguments;
+    each file localsym reads, damaged; nested patterns where a spec takes a pattern. Every case
+    returns or raises a LocalsymError with its fix (and a pattern one within 5 s)."""
+    import threading
+
+    from localsym.agent import Pipeline, PipelineSpec
+    from localsym.errors import LocalsymError
+    from localsym.lm import open_lm
+
+    rng = random.Random(seed)
+    out: dict = {}
+
+    def outcome(name: str, case: str, call) -> None:
+        row = out.setdefault(name, {"cases": 0, "outcomes": Counter(), "broken": []})
+        row["cases"] += 1
+        try:
+            call()
+            row["outcomes"]["returned"] += 1
+        except LocalsymError as err:
+            row["outcomes"]["LocalsymError"] += 1
+            if "Fix:" not in str(err) or "\n" in str(err):
+                row["broken"].append((name, case, str(err)[:200]))
+        except Exception as err:  # noqa: BLE001 - what the sweep is looking for
+            row["broken"].append((name, case, f"{type(err).__name__}: {str(err)[:200]}"))
+
+    home = Path.cwd()
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        os.chdir(tmp)  # a relative junk path ("bogus") lands here, never in the caller's cwd
+        try:
+            values = wrong_values(rng, tmp)
+            for name, (function, valid) in api_targets(tmp).items():
+                for _ in range(cases):
+                    kwargs = valid()
+                    for key in rng.sample(sorted(kwargs), min(len(kwargs), rng.choice([1, 1, 2]))):
+                        kwargs[key] = rng.choice(values)
+                    case = ", ".join(f"{k}={v!r}"[:60] for k, v in kwargs.items())
+                    outcome(f"api {name}", case, lambda: function(**kwargs))
+        finally:
+            os.chdir(home)
+    with tempfile.TemporaryDirectory() as t:
+        files = damaged_files(rng, Path(t))
+        originals = {path: path.read_bytes() for _, path, _ in files}
+        for _ in range(cases):
+            for what, path, read in files:
+                damaged = damage(rng, originals[path])
+                path.write_bytes(damaged)
+                outcome(f"damaged {what}", repr(damaged[:60]), read)
+                path.write_bytes(originals[path])
+    lm = open_lm("stub")
+    for pattern in nested_patterns(rng, cases * 2):
+        where = rng.choice(["output", "arg"])
+        data = {"inputs": [{"name": "q"}], "nodes": [{"name": "n", "inputs": ["q"], "outputs": [
+            {"name": "a", **({"pattern": pattern} if where == "output" else {})}]}]}
+        if where == "arg":
+            data["tools"] = [{"name": "calculator", "description": "c",
+                              "patterns": {"expression": pattern}}]
+            data["nodes"][0].update(tools=["calculator"])
+
+        def load_and_run(data=data):
+            spec = PipelineSpec.from_data(data)
+            done = threading.Event()
+            worker = threading.Thread(target=lambda: (Pipeline(spec, lm).forward(
+                {"q": "a" * 34 + "c"}), done.set()), daemon=True)
+            worker.start()
+            if not done.wait(5):
+                raise RuntimeError("a run under this pattern did not end in 5 s")
+        outcome(f"pattern in an {where}", pattern, load_and_run)
+    lm.close()
+    return {k: {**v, "outcomes": dict(v["outcomes"])} for k, v in out.items()}
+
+
 def run_cli(per_verb: int, seed: int) -> dict:
     rng = random.Random(seed)
     out = {}
@@ -208,7 +424,7 @@ def main() -> None:
     args = ap.parse_args()
     cli = run_cli(args.per_verb, args.seed)
     service = run_service(args.per_endpoint, args.seed)
-    api = run_api(args.per_verb, args.seed)
+    api = run_api(args.per_verb, args.seed) | run_api_generated(args.per_verb, args.seed)
     for name, row in api.items():
         print(f"{name:18s} {row['cases']:4d} cases  {row['outcomes']}  broken "
               f"{len(row['broken'])}")

@@ -5,12 +5,11 @@ node spends more model calls on one answer (``vote``, ``check``)."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from localsym.agent import chain, glue
 from localsym.agent.node import NodeSpec
-from localsym.agent.program import coerce
+from localsym.agent.program import coerce, fits
 from localsym.agent.tools import ToolCallRecord, ToolRegistry
 
 
@@ -45,9 +44,8 @@ def bound_outputs(node: NodeSpec, call: ToolCallRecord) -> dict[str, Any]:
             value = coerce(chain.run(node.bound_via(f.name), call.result), f.type)
         except (glue.GlueError, TypeError, ValueError, OverflowError):
             continue
-        if (f.choices and value not in f.choices) or \
-                (f.pattern is not None and not re.fullmatch(f.pattern, str(value))):
-            continue  # the field's own constraint stands
+        if not fits(value, f):
+            continue  # the field's own constraint stands (checked under a timeout)
         out[f.name] = value
     return out
 

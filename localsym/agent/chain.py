@@ -93,7 +93,13 @@ def run(chain: tuple, value: Any) -> Any:
             value = number_text(value)
         if op.takes == "list":
             value = [str(v) for v in value]
-        value = op(value)
+        try:
+            value = op(value)
+        except GlueError:
+            raise
+        except (ArithmeticError, ValueError, TypeError, RecursionError, MemoryError) as err:
+            raise GlueError(f"{op.describe()} cannot apply ({type(err).__name__}: "
+                            f"{str(err)[:80]})") from None
         if isinstance(value, str) and len(value) > MAX_TEXT:
             raise GlueError(f"{op.describe()} made a text of over {MAX_TEXT} characters")
         if isinstance(value, list) and len(value) > MAX_ITEMS:

@@ -35,6 +35,18 @@ class Pipeline:
 
     def __init__(self, spec: PipelineSpec, lm: LM, tools: ToolRegistry | None = None,
                  params: SamplingParams | None = None):
+        if not isinstance(spec, PipelineSpec):
+            raise ConfigError(f"a Pipeline needs a PipelineSpec, not {type(spec).__name__}",
+                              "load one: PipelineSpec.load('agent.yaml')")
+        if not isinstance(lm, LM):
+            raise ConfigError(f"a Pipeline needs an LM, not {type(lm).__name__} ({lm!r:.40})",
+                              "open one: localsym.lm.open_lm() (or open_lm('stub'))")
+        if tools is not None and not isinstance(tools, ToolRegistry):
+            raise ConfigError(f"tools must be a ToolRegistry, not {type(tools).__name__}",
+                              "build one: ToolRegistry(), then registry.register(fn)")
+        if params is not None and not isinstance(params, SamplingParams):
+            raise ConfigError(f"params must be SamplingParams, not {type(params).__name__}",
+                              "pass SamplingParams(max_tokens=...) or leave it out")
         self.lm = lm
         self.tools = tools or default_tools()
         self.params = params or AGENT_PARAMS
@@ -68,9 +80,16 @@ class Pipeline:
         round, the next call of every example goes to the LM as one batch (decoded together on
         the in-process model, sent concurrently to a server). Each example's trajectory is
         exactly what ``forward`` gives it alone (per-call seeds depend on the node and step,
-        not on order). ``progress(n)`` is called after each node run."""
+        not on order). ``progress(1)`` is called as each example's run ends."""
         spec = self.spec
+        if isinstance(examples, (str, bytes, dict)) or not isinstance(examples, (list, tuple)):
+            raise ConfigError(f"the examples are {type(examples).__name__}, not a list",
+                              "give a list of inputs (dicts: input field -> value)")
         for example in examples:
+            if not isinstance(example, dict) or not all(isinstance(k, str) for k in example):
+                raise ConfigError(f"an example's inputs are {type(example).__name__} "
+                                  f"{str(example)[:40]!r}, not a dict of fields",
+                                  "give a dict: input field -> value, e.g. {'question': '...'}")
             missing = [f.name for f in spec.inputs if f.name not in example]
             if missing:
                 raise ConfigError(f"example lacks the agent's inputs {missing} (it has "
@@ -99,8 +118,6 @@ class Pipeline:
             record = yield from self._node_run(spec.node(current), state, len(traj.records))
             traj.records.append(record)
             seconds += record.seconds
-            if progress is not None:
-                progress(1)
             if record.error:
                 traj.error = f"node {current}: {record.error}"
                 break
@@ -112,6 +129,8 @@ class Pipeline:
         if traj.records:
             traj.outputs = dict(traj.records[-1].outputs)
         traj.seconds = seconds
+        if progress is not None:
+            progress(1)
         return traj
 
     __call__ = forward
@@ -302,7 +321,9 @@ class Pipeline:
                 {"role": "user", "content": f"Result of {call.tool}: {seen}"}]
             bound.update(bound_outputs(node, call))
             if node.bind and len(routes) <= 1 and all(f.name in bound for f in node.outputs):
-                return out_model.model_validate(bound), bound  # every output is bound
+                # every output is bound: the answer, with no draft (the model wrote none)
+                return outputs_model(node.name, node.outputs, routes).model_validate(bound), \
+                    bound
         # the loop is bounded: the last word is an answer
         record.messages = record.messages + [{"role": "user",
                                               "content": "Give your final answer now."}]

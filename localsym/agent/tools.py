@@ -99,6 +99,9 @@ class ToolRegistry:
         annotation, int or float being a number); a text output is bound only to a text tool,
         and a tool returning a bool may check a node's answer."""
         def add(f: Callable) -> Callable:
+            if not callable(f) or not hasattr(f, "__name__"):
+                raise ConfigError(f"{f!r} is not a function, so it cannot be a tool",
+                                  "register a def with typed arguments")
             tool_name = name or f.__name__
             fields = {}
             hints = typing.get_type_hints(f)
@@ -269,7 +272,7 @@ def _isolated(fn: Callable, ref: str, base, timeout: float) -> Callable:
         mark = f"localsym-result-{secrets.token_hex(8)}:"
         code = _ISOLATED.format(path=path, file=file, name=name, args=json.dumps(kwargs),
                                 mark=mark)
-        result = run_python(code, timeout=timeout)
+        result = run_python(code, timeout=timeout, readable=tuple(path))
         if result.timed_out:
             raise TimeoutError(f"killed after {timeout:g}s (isolated)")
         line = next((t for t in result.output.splitlines() if t.startswith(mark)), None)

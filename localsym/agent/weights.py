@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from localsym.lm.schema_index import MAX_REPEAT_STATES, repeat_states
+from localsym.lm.schema_index import MAX_REPEAT_STATES, nested_unbounded, repeat_states
 
 Identifier = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 FieldType = Literal["str", "int", "float", "bool", "list[str]"]
@@ -41,6 +41,10 @@ def check_pattern(pattern: str | None, where: str) -> str | None:
     if pattern.startswith("^") or pattern.endswith("$"):
         raise ValueError(f"{where}: pattern {pattern!r} must not be anchored with ^ or $ (the "
                          "whole value always matches it)")
+    if nested_unbounded(pattern):
+        raise ValueError(f"{where}: pattern {pattern!r} repeats without a bound something that "
+                         "repeats without a bound (like (a+)+): checking a value against it can "
+                         "take exponential time; write it without the nesting (a+)")
     if repeat_states(pattern) > MAX_REPEAT_STATES:
         raise ValueError(f"{where}: pattern {pattern!r} repeats up to {repeat_states(pattern)} "
                          f"times (over {MAX_REPEAT_STATES}): the decoder's index would not fit in "

@@ -57,10 +57,10 @@ class EvolvingAgent:
         spec = PipelineSpec.load(base / config.agent)
         if config.task:
             spec = spec.model_copy(update={"description": config.task})
-        first = self.store.rows("SELECT spec FROM versions ORDER BY id LIMIT 1")
+        first = self.store.rows("SELECT id FROM versions ORDER BY id LIMIT 1")
         if not first:
             self._add_version(spec, None, None, "initial", "the initial agent", live=True)
-        elif PipelineSpec.model_validate_json(first[0]["spec"]) != spec:
+        elif self._initial_differs(first[0]["id"], spec):
             self.store.close()
             raise ConfigError(f"deployment {self.directory} was started with another agent than "
                               f"{base / config.agent} (its initial version differs)",
@@ -69,6 +69,13 @@ class EvolvingAgent:
         # a round that was running when the process died is over; its checkpoints stay on disk
         self.store.write("UPDATE rounds SET status='interrupted', finished=? "
                          "WHERE status='running'", (time.time(),))
+
+    def _initial_differs(self, vid: int, spec: PipelineSpec) -> bool:
+        try:
+            return self._read_version(vid) != spec
+        except ConfigError:
+            self.store.close()
+            raise
 
     # -- versions -------------------------------------------------------------------------------
     def _add_version(self, spec: PipelineSpec, parent: int | None, round_id: int | None,
@@ -94,10 +101,18 @@ class EvolvingAgent:
 
     def spec(self, version: int | None = None) -> PipelineSpec:
         vid = self.live_version if version is None else version
+        return self._read_version(vid)
+
+    def _read_version(self, vid: int) -> PipelineSpec:
         rows = self.store.rows("SELECT spec FROM versions WHERE id=?", (vid,))
         if not rows:
             raise NotFound(f"no version {vid}", "list them with GET /versions")
-        return PipelineSpec.model_validate_json(rows[0]["spec"])
+        try:
+            return PipelineSpec.model_validate_json(rows[0]["spec"])
+        except (ValueError, TypeError) as err:  # a row edited or damaged outside localsym
+            raise ConfigError(f"version {vid} in {self.store.path} is not a readable agent "
+                              f"spec ({type(err).__name__})", "roll back to another version "
+                              "(POST /rollback), or restore the deployment directory") from None
 
     def versions(self) -> list[dict]:
         live = self.live_version
@@ -167,6 +182,11 @@ class EvolvingAgent:
             raise ConfigError(f"score {score} is outside [0, 1]", "send a score from 0 to 1")
         _storable({"expected": expected, "text": text}, "feedback")
         self.sample(sample_id)
+        outputs = set(self.spec().final_outputs()) if expected else set()
+        if expected and set(expected) - outputs:
+            raise ConfigError(f"feedback expects {sorted(set(expected) - outputs)}, which the "
+                              f"agent never outputs (its answer: {sorted(outputs)})",
+                              "send expected values for the agent's own outputs")
         fid = self.store.write("INSERT INTO feedback (sample, score, expected, text, created) "
                                "VALUES (?, ?, ?, ?, ?)",
                                (sample_id, score, json.dumps(expected) if expected else None,

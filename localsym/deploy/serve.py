@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from localsym.config import load_deploy_config
 from localsym.deploy.evolve import EvolvingAgent
@@ -60,7 +60,7 @@ class FeedbackRequest(BaseModel):
 
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=0, lt=2**63)
+    version: StrictInt = Field(ge=0, lt=2**63)  # true is not version 1
 
 
 MAX_BODY = 1 << 20

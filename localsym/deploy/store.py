@@ -43,6 +43,7 @@ class Store:
     committed (WAL, synchronous=FULL) before the call returns."""
 
     def __init__(self, path: Path):
+        self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,

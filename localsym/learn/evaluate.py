@@ -15,18 +15,24 @@ from localsym.learn.search import dense_target
 from localsym.metrics import Metric, score
 
 
+# no time-left estimate: batched decoding finishes examples together, so a rate taken from the
+# first ones to end says nothing of the rest
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {unit} [{elapsed}{postfix}]"
+
+
 def progress_bar(items, desc: str, enabled: bool = True, total: int | None = None):
-    """A tqdm bar over ``items``, or (items None) one advanced by hand up to ``total``."""
+    """A tqdm bar over ``items``, or (items None) one advanced by hand up to ``total``:
+    finished examples and the time so far."""
     return tqdm(items, desc=desc, leave=False, disable=not enabled, unit="ex", dynamic_ncols=True,
-                total=total)
+                total=total, bar_format=BAR_FORMAT)
 
 
 def forward_all(pipeline: Pipeline, examples: list[Example], bar=None) -> list:
     """Trajectories of ``examples`` in order, their LM calls batched
-    (``Pipeline.forward_batch``)."""
+    (``Pipeline.forward_batch``); ``bar`` counts the examples finished."""
     if bar is not None:
-        bar.reset(total=len(examples) * max(1, len(pipeline.spec.nodes)))
-        bar.unit = "call"
+        bar.reset(total=len(examples))
+        bar.unit = "ex"
     return pipeline.forward_batch([ex.inputs for ex in examples],
                                   progress=bar.update if bar is not None else None)
 

@@ -244,6 +244,10 @@ class LM(ABC):
                                                                        | Exception]:
         """``call`` over many ``(messages, schema, params)`` at once (see ``complete_batch``):
         each result is ``(value, completion)`` or the call's own failure."""
+        if isinstance(calls, (str, bytes)) or not isinstance(calls, Sequence) or \
+                not all(isinstance(c, tuple) and len(c) == 3 for c in calls):
+            raise ConfigError(f"call_batch takes a list of (messages, schema, params) tuples, not "
+                              f"{type(calls).__name__}", "pass e.g. [(messages, Schema, None)]")
         batch = []
         for messages, schema, params in calls:
             schema_of(schema)

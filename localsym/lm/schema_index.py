@@ -81,6 +81,34 @@ def repeat_states(regex: str) -> int:
         return MAX_REPEAT_STATES + 1
 
 
+def nested_unbounded(regex: str) -> bool:
+    """Whether ``regex`` repeats, without a bound, something that itself repeats without a
+    bound (``(a+)+``, ``(a*|b)*``): a backtracking matcher takes exponential time on it."""
+    try:
+        tree = parser.parse(regex)
+    except (re.error, RecursionError, OverflowError):
+        return False
+
+    def unbounded(items, inside: bool) -> bool:
+        for op, arg in items:
+            if op in (parser.MAX_REPEAT, parser.MIN_REPEAT):
+                open_ended = arg[1] == parser.MAXREPEAT
+                if open_ended and inside:
+                    return True
+                if unbounded(arg[2], inside or open_ended):
+                    return True
+            elif op == parser.SUBPATTERN and unbounded(arg[-1], inside):
+                return True
+            elif op == parser.BRANCH and any(unbounded(b, inside) for b in arg[1]):
+                return True
+        return False
+
+    try:
+        return unbounded(tree, False)
+    except RecursionError:
+        return True
+
+
 def check_size(regex: str, name: str) -> None:
     """Refuse a schema whose compiled index would take all memory (a pattern or a max_length
     with a counted repeat of tens of thousands), before compiling it."""

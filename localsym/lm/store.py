@@ -176,14 +176,28 @@ class JsonStore:
         """Add to persistent counters (one transaction per counter with a non-zero delta)."""
         with self._database():
             for name, delta in counts.items():
-                if delta:
-                    self._cache.incr(f"__count__:{name}", delta, default=0, retry=True)
+                if not delta:
+                    continue
+                key = f"__count__:{name}"
+                try:
+                    self._cache.incr(key, delta, default=0, retry=True)
+                except (PickledEntry, TypeError, ValueError) as err:  # a planted counter row
+                    self.report(key, f"is not a counter ({err}); starting it again")
+                    self._cache.set(key, delta, retry=True)
 
     def counts(self) -> dict[str, int]:
         with self._database():
-            return {k.split(":", 1)[1]: int(self._cache.get(k, 0))
-                    for k in self._cache.iterkeys()
-                    if isinstance(k, str) and k.startswith("__count__:")}
+            out = {}
+            for k in self._cache.iterkeys():
+                if not (isinstance(k, str) and k.startswith("__count__:")):
+                    continue
+                try:
+                    value = self._cache.get(k, 0)
+                    out[k.split(":", 1)[1]] = int(value) if isinstance(value, int) else 0
+                except PickledEntry:
+                    self.report(k, "is not a counter (a pickled value); counting it as 0")
+                    out[k.split(":", 1)[1]] = 0
+            return out
 
     def __len__(self) -> int:
         with self._database():

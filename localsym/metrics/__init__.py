@@ -113,9 +113,16 @@ METRICS: dict[str, Metric] = {"exact_match": exact_match, "numeric_match": numer
                               "humaneval": humaneval}
 
 
+HANGS_AFTER = 3  # timeouts in a row after which a metric looks like one that hangs
+
+
 def with_timeout(fn: Metric, seconds: float) -> Metric:
     """``fn`` run in a thread of its own: a result in ``seconds``, or a TimeoutError (the thread
-    is left behind, a daemon; a metric cannot be killed, only abandoned)."""
+    is left behind, a daemon; a metric cannot be killed, only abandoned). Each timeout costs
+    its example only; after HANGS_AFTER in a row, one warning says what the run will pay if the
+    metric hangs (its timeout on every example of every candidate) and how to stop it."""
+    late = [0, False]  # timeouts in a row; warned yet
+
     @functools.wraps(fn)
     def timed(outputs: dict, expected: dict):
         box: dict[str, Any] = {}
@@ -130,7 +137,18 @@ def with_timeout(fn: Metric, seconds: float) -> Metric:
         worker.start()
         worker.join(seconds)
         if worker.is_alive():
+            late[0] += 1
+            if late[0] >= HANGS_AFTER and not late[1]:
+                late[1] = True
+                log.warning("metric %s did not return within %gs on %d examples in a row: if "
+                            "it hangs, every example of every candidate waits %gs for it (a "
+                            "step of 16 candidates on 8 examples: %.1f min more) and scores 0. "
+                            "Fix the metric, or stop the run (Ctrl-C keeps what was computed) "
+                            "and raise metric_timeout if it is only slow",
+                            getattr(fn, "__name__", "the metric"), seconds, late[0], seconds,
+                            16 * 8 * seconds / 60)
             raise TimeoutError(f"it did not return within {seconds:g}s")
+        late[0] = 0
         if "error" in box:
             raise box["error"]
         return box["value"]
@@ -139,8 +157,20 @@ def with_timeout(fn: Metric, seconds: float) -> Metric:
     return timed
 
 
+BUILT_IN = frozenset({"exact_match", "numeric_match", "humaneval"})
+
+
 def register_metric(name: str, fn: Metric) -> Metric:
-    """Make ``fn`` available by name (``metric: NAME`` in a config, ``--metric NAME``)."""
+    """Make ``fn`` available by name (``metric: NAME`` in a config, ``--metric NAME``); a
+    built-in name is never replaced."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"a metric's name must be a text, not {name!r}", "pass a name")
+    if not callable(fn):
+        raise ConfigError(f"metric {name!r} is {fn!r}, not a function",
+                          "pass a function (outputs, expected) -> float")
+    if name in BUILT_IN:
+        raise ConfigError(f"{name!r} is a built-in metric and cannot be replaced",
+                          "register yours under another name")
     METRICS[name] = fn
     return fn
 

@@ -12,12 +12,13 @@ def _program(outputs: dict, expected: dict, nonce: str) -> str:
     entry = expected["entry_point"]
     if f"def {entry}" not in code and "prompt" in expected:  # a body only: put it under its header
         code = expected["prompt"] + code
-    # the tests passed only if the program reaches its last line: an early exit(0) in the
-    # model's code cannot pass, since it cannot know the nonce; and the tests see the solution's
-    # results only as plain values (an object whose __eq__ says yes to anything fails)
+    # the tests passed only if the program returns normally, which the sandbox's guard attests
+    # with a secret the code never sees (``RunResult.completed``): an early exit(0), a printed
+    # marker or an excepthook cannot pass; and the tests see the solution's results only as
+    # plain values (an object whose __eq__ says yes to anything fails)
     guard = _GUARD.replace("NONCE", nonce.replace("-", "_"))
     return f"{code}\n\n{expected['test']}\n\n{guard}\n" \
-        f"check(_plain_{nonce.replace('-', '_')}({entry}))\nprint({nonce!r})\n"
+        f"check(_plain_{nonce.replace('-', '_')}({entry}))\n"
 
 
 # Defined after the model's code and the tests, from literals only (a solution may rebind
@@ -57,9 +58,9 @@ def _plain_NONCE(fn, _type=(0).__class__.__class__, _values=((0).__class__, (0.0
 
 
 def _run_tests(outputs: dict, expected: dict):
-    nonce = f"localsym-passed-{secrets.token_hex(8)}"
+    nonce = f"localsym_{secrets.token_hex(8)}"
     result = run_python(_program(outputs, expected, nonce), timeout=10)
-    return result, result.ok and result.output.rstrip().endswith(nonce)
+    return result, result.ok and result.completed
 
 
 def humaneval(outputs: dict, expected: dict) -> float:
