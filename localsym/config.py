@@ -75,12 +75,12 @@ class ModelsConfig(Strict):
                               "the calls need (from 1024 tokens), at most the model's trained "
                               "context and 4096")
     n_seq: int | None = Field(None, ge=1, le=64, description="calls decoded together by the "
-                              "in-process model; default as many as fit 1 GiB of KV cache, at "
+                              "in-process model; default as many as fit `memory` of KV cache, at "
                               "most 8 (1 = one at a time)")
     n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; default one per "
                                   "free core")
     memory: int | None = Field(None, ge=16, le=1 << 20, description="MiB the in-process model's "
-                               "KV cache may take, all its streams together (default 1024); the "
+                               "KV cache may take, all its streams together (default 512); the "
                                "streams start at the size a call needs and grow to it")
     n_gpu_layers: int = 0
     decoding: Literal["v1", "v2"] = Field(

@@ -69,6 +69,11 @@ def test_a_run_that_learns_nothing_ends_after_patience_and_says_what_might_help(
         SetPrompt(node="solve", field="task", text="Try harder.")), data, data,
         max_steps=6, epochs=2, patience=None)
     assert again.step == 6 and again.ended is None
+    # a run whose last step is the patience-th says nothing of ending early: it simply ended
+    last = _fit(tmp_path / "last", lm, PipelineSpec.from_data(ARITH), EditsOptimizer(
+        SetPrompt(node="solve", field="task", text="Try harder.")), data, data,
+        max_steps=2, patience=2)
+    assert last.step == 2 and last.ended is None
 
 
 def test_a_tie_on_validation_keeps_the_cheaper_agent(tmp_path):
@@ -170,3 +175,20 @@ def test_a_steps_screening_budget_screens_out_the_rest_with_the_reason():
     chosen = screen(scorer, cands, _examples("m", 4), base=0.5, step=1, keep=3, max_calls=6)
     assert [c.text() for c in chosen] == [cands[1].text(), cands[0].text()]
     assert scorer.scored["c"] == 0 and "screening budget (6 model calls)" in cands[2].reason
+
+
+def test_every_meta_schema_compiles_to_a_small_index():
+    """The size of a compiled index grows with the counted repeats its regex unrolls into; the
+    tool optimizer's once unrolled 1,037 (a 370 MB index, the peak of a training run's
+    memory). Each meta schema of a spec with tools stays far below that."""
+    from localsym.learn.optim.tool import ToolOptimizer
+    from localsym.learn.optim.workflow import PipelineOptimizer
+    from localsym.lm.schema_index import repeat_states, schema_regex
+
+    from pathlib import Path
+
+    spec = PipelineSpec.load(Path(__file__).parent.parent / "examples" / "arithmetic" /
+                             "agent.yaml")
+    for schema in (ToolOptimizer.schema(ToolOptimizer.__new__(ToolOptimizer), spec),
+                   PipelineOptimizer.schema(spec)):
+        assert repeat_states(schema_regex(schema, " ")) <= 600, schema.__name__  # 40 MB

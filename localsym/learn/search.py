@@ -101,6 +101,23 @@ def cheapest_near_best(pool: list[PoolEntry]) -> int:
     return min(near, key=cost)
 
 
+def final_pick(pool: list[PoolEntry], how: str) -> tuple[int, str | None]:
+    """The pool entry a run ends with: the best-scoring one (``how`` "best"), or the cheapest
+    near it (``cheapest_near_best``); and a line saying so where the two differ."""
+    best = best_index(pool)
+    b = cheapest_near_best(pool) if how == "cheapest" else best
+    if b == best:
+        return b, None
+    e, top = pool[b], pool[best]
+
+    def calls(p: PoolEntry) -> str:
+        return "?" if p.calls is None else f"{p.calls:g}"
+    return b, (f"kept the agent of step {e.step} ({e.mean:.3f} on validation, {calls(e)} calls "
+               f"per example) over the best-scoring one of step {top.step} ({top.mean:.3f}, "
+               f"{calls(top)} calls): within one validation example of it and cheaper "
+               "(train.pick: best keeps the best-scoring)")
+
+
 def cost_front(pool: list[PoolEntry]) -> list[int]:
     """The pool's Pareto front over (validation score, cost per example): the entries no other
     entry matches or beats on score while costing no more model calls and no more tokens (and

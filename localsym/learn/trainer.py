@@ -36,8 +36,8 @@ from localsym.learn.loss import Loss, ScoredExample
 from localsym.learn.optim import LLM_OPTIMIZERS, Optimizer, UpdateRecord
 from localsym.learn.propose.proposer import Proposer
 from localsym.learn.screen import Validation, screen
-from localsym.learn.search import (Candidate, PoolEntry, best_index, cheapest_near_best,
-                                   decision, dense_rank, minibatch, sample_parent, spec_key)
+from localsym.learn.search import (Candidate, PoolEntry, best_index, decision, dense_rank,
+                                   final_pick, minibatch, sample_parent, spec_key)
 from localsym.learn.state import STATE_FORMAT, TrainConfig, TrainState
 from localsym.lm.base import LM, SamplingParams
 from localsym.metrics import Metric
@@ -133,12 +133,16 @@ class Trainer:
             state.batch_index += 1
             if state.batch_index >= batches:
                 state.epoch, state.batch_index = state.epoch + 1, 0
-            if cfg.patience and state.stale >= cfg.patience:
+            if cfg.patience and state.stale >= cfg.patience and not self._last(state):
                 self._end_early(state)
             self.save_state(state)
         self._pick(state)
         self.pipeline.spec = state.best_spec
         return state
+
+    def _last(self, state: TrainState) -> bool:
+        c = self.config
+        return state.epoch >= c.epochs or bool(c.max_steps and state.step >= c.max_steps)
 
     def _end_early(self, state: TrainState) -> None:
         """Nothing was learned in ``patience`` steps in a row: training is over, and says why
@@ -153,19 +157,10 @@ class Trainer:
         self.log(f"stopped early after step {state.step}: {state.ended}")
 
     def _pick(self, state: TrainState) -> None:
-        """The agent the run ends with (``train.pick``): the best-scoring one, or among those
-        within one validation example of it, the cheapest per example."""
-        best = b = best_index(state.pool)
-        if self.config.pick == "cheapest":
-            b = cheapest_near_best(state.pool)
-        if b != best:
-            e, top = state.pool[b], state.pool[best]
-            def calls(p: PoolEntry) -> str:
-                return "?" if p.calls is None else f"{p.calls:g}"
-            self.log(f"kept the agent of step {e.step} ({e.mean:.3f} on validation, "
-                     f"{calls(e)} calls per example) over the best-scoring one of step "
-                     f"{top.step} ({top.mean:.3f}, {calls(top)} calls): within one validation "
-                     "example of it and cheaper (train.pick: best keeps the best-scoring)")
+        """The agent the run ends with (``train.pick``, ``search.final_pick``)."""
+        b, note = final_pick(state.pool, self.config.pick)
+        if note:
+            self.log(note)
         state.best_spec, state.best_score = state.pool[b].spec, state.pool[b].mean
 
     def _start(self, train: list[Example], val: list[Example], resume: bool) -> TrainState:

@@ -254,10 +254,17 @@ class LlamaCpp(DecodingLoop, LM):
             return
         n_ctx = min(self._ctx_cap, max(needed, 2 * streams.n_ctx))
         n_seq = self.n_seq_request or default_slots(n_ctx, self._meta, self.kv_budget_mib)
-        grown = Streams(self._llama, n_slots=n_seq, n_ctx=n_ctx, n_batch=self.n_batch,
-                        chunk=self.prefill_chunk, n_threads=self.n_threads)
-        grown.carry(streams)
+        # the old streams go first: both at once would be the peak of the whole run
+        old_slots, old_ctx = len(streams.slots), streams.n_ctx
         streams.close()
+        try:
+            grown = Streams(self._llama, n_slots=n_seq, n_ctx=n_ctx, n_batch=self.n_batch,
+                            chunk=self.prefill_chunk, n_threads=self.n_threads)
+        except Exception:  # e.g. out of memory: go on at the old size, the call then says why
+            grown, n_seq = Streams(self._llama, n_slots=old_slots, n_ctx=old_ctx,
+                                   n_batch=self.n_batch, chunk=self.prefill_chunk,
+                                   n_threads=self.n_threads), old_slots
+        grown.carry(streams)
         self._streams = grown
         log.info("grew the context to %d tokens (%d sequences)", grown.n_ctx, n_seq)
 

@@ -29,7 +29,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MAX_SLOTS = 8  # 8 sequences give 2.1x the tokens/s of one on 2 cores; 16 only 2.4x
-KV_BUDGET_MIB = 1024  # default KV memory of all streams together
+# default KV memory of all streams together: 8 streams up to 2048 tokens on the embedded model,
+# 5 at 4096, so a training run stays under 1 GB (BENCHMARKS.md, "Memory")
+KV_BUDGET_MIB = 512
 
 
 def available_threads() -> int:

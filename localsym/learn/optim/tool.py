@@ -36,12 +36,15 @@ class ToolOptimizer(Optimizer):
                                  new_text=(str, ...))
         selection = create_model("ToolSelection", node=(Literal[nodes], ...),
                                  add=(list[Literal[tools]], []), remove=(list[Literal[tools]], []))
-        step = create_model("GlueStep", op=(Literal[tuple(FLAT_OPS)], ...),
-                            arg=(str, Field("", max_length=80)))
+        # the glue's strings are unbounded in the grammar: a counted bound on each (64, 80
+        # characters) unrolled this schema's compiled index to 370 MB (1 GB of peak memory, 10 s
+        # to compile); unbounded it is 6 MB. The call's token limit still ends a long one, and
+        # the glue's own fields refuse what is too long (a rejected edit, with its reason).
+        step = create_model("GlueStep", op=(Literal[tuple(FLAT_OPS)], ...), arg=(str, ""))
         binding = create_model(
             "GlueBinding", node=(Literal[nodes], ...), tool=(Literal[tools], ...),
-            argument=(str, Field("", max_length=64)), input=(str, Field("", max_length=64)),
-            output=(str, Field("", max_length=64)), steps=(list[step], Field([], max_length=4)))
+            argument=(str, ""), input=(str, ""), output=(str, ""),
+            steps=(list[step], Field([], max_length=4)))
         return create_model("ToolUpdate", reasoning=(str, ...),
                             edits=(list[text_edit], Field(max_length=4)),
                             selection=(list[selection], Field(max_length=4)),
