@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pytest
 
 from conftest import RoutedLM, run_events
 from localsym.agent import Pipeline, PipelineSpec
@@ -192,3 +193,28 @@ def test_every_meta_schema_compiles_to_a_small_index():
     for schema in (ToolOptimizer.schema(ToolOptimizer.__new__(ToolOptimizer), spec),
                    PipelineOptimizer.schema(spec)):
         assert repeat_states(schema_regex(schema, " ")) <= 600, schema.__name__  # 40 MB
+
+
+def test_compiled_indexes_held_in_memory_are_bounded_and_reloaded_from_disk(tmp_path,
+                                                                             monkeypatch):
+    from outlines_core import Vocabulary
+    from pydantic import BaseModel
+
+    from localsym.lm import schema_index
+    from localsym.lm.schema_index import IndexStore
+
+    class A(BaseModel):
+        a: int
+
+    class B(BaseModel):
+        b: bool
+
+    vocab = Vocabulary(0, {bytes([c]): [c] for c in range(32, 127)})
+    monkeypatch.setattr(schema_index, "MEMORY_BYTES", 1)  # room for one index at a time
+    store = IndexStore(tmp_path)
+    first = store.index_for(A, "", {}, lambda: vocab)
+    store.index_for(B, "", {}, lambda: vocab)
+    assert store.compiled == 2 and len(store._memory) == 1  # A was let go
+    again = store.index_for(A, "", {}, lambda: pytest.fail("compiled again"))
+    assert store.loaded == 1 and again.get_allowed_tokens(again.get_initial_state()) == \
+        first.get_allowed_tokens(first.get_initial_state())

@@ -15,6 +15,7 @@ import os
 import re
 import re._parser as parser
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +27,10 @@ from localsym.lm.store import canonical_json, sha256_hex
 
 log = logging.getLogger(__name__)
 MAGIC = b"localsym-index-1\n"  # then the sha256 of the index bytes, then the bytes
+# compiled indexes kept in memory at once (their serialized size): a bounded free-text field
+# (a 160-character reasoning draft) compiles to ~110 MB, and a run meets many; beyond this the
+# least recently used is dropped and loaded again from disk when needed (a fraction of a second)
+MEMORY_BYTES = 128 * 2**20
 
 
 # JSON numbers as outlines-core writes them, and bounded: at most 18 digits before the point,
@@ -133,6 +138,21 @@ def vocabulary(pieces: list[bytes], eos: int, is_control: Callable[[int], bool])
     return Vocabulary(eos, by_piece)
 
 
+TRIM_BYTES = 8 * 2**20  # after a compiled index this large, freed memory goes back to the OS
+TRIM_STATES = 100  # a regex that unrolls into more counted repeats compiles to tens of MB
+
+
+def _trim() -> None:
+    """Hand the heap's free pages back to the OS (glibc's malloc_trim): compiling or loading a
+    large index frees as much as it keeps, which glibc otherwise holds on to."""
+    try:
+        import ctypes  # noqa: PLC0415 (only where a large index was made)
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 def index_bytes(index) -> bytes:
     constructor, args = index.__reduce__()
     if not (len(args) == 1 and isinstance(args[0], bytes)):
@@ -146,7 +166,9 @@ class IndexStore:
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
         self.loaded = self.compiled = 0
-        self._memory: dict[str, object] = {}  # regex -> Index, this process
+        self._loaded_size = 0  # the size of the index ``load`` last returned
+        # regex -> (Index, its size), this process, least recently used first
+        self._memory: OrderedDict[str, tuple[object, int]] = OrderedDict()
 
     def index_for(self, schema: type[BaseModel], whitespace: str, model: dict,
                   vocab: Callable[[], object], bounded_numbers: bool = False):
@@ -154,17 +176,26 @@ class IndexStore:
         ``vocab()`` and stored. ``model``: what else the index depends on (the model file's
         sha256, its end token, the library version), part of the file's key."""
         regex = schema_regex(schema, whitespace, bounded_numbers)
-        index = self._memory.get(regex)
+        held = self._memory.get(regex)
+        if held is not None:
+            self._memory.move_to_end(regex)
+            return held[0]
+        key = sha256_hex(canonical_json({"regex": regex, "format": 2, **model}))
+        index, size = self.load(key), self._loaded_size
         if index is None:
-            key = sha256_hex(canonical_json({"regex": regex, "format": 2, **model}))
-            index = self.load(key)
-            if index is None:
-                from outlines_core import Index  # noqa: PLC0415 (the schema compiler loads only when a schema is compiled)
+            from outlines_core import Index  # noqa: PLC0415 (the schema compiler loads only when a schema is compiled)
 
-                check_size(regex, schema.__name__)
-                index = Index(regex, vocab())
-                self.save(key, index)
-            self._memory[regex] = index
+            check_size(regex, schema.__name__)
+            if repeat_states(regex) > TRIM_STATES:  # a large compile: its working memory is
+                self._memory.clear()                # several times the index; make room first
+                _trim()
+            index = Index(regex, vocab())
+            size = self.save(key, index)
+        self._memory[regex] = (index, size)
+        while len(self._memory) > 1 and sum(n for _, n in self._memory.values()) > MEMORY_BYTES:
+            self._memory.popitem(last=False)
+        if size > TRIM_BYTES:
+            _trim()
         return index
 
     def path(self, key: str) -> Path:
@@ -181,8 +212,11 @@ class IndexStore:
         except OSError as err:
             log.warning("cannot read compiled index %s (%s); recompiling", path, err)
             return None
+        magic = stored.startswith(MAGIC)
         digest, data = stored[len(MAGIC):len(MAGIC) + 32], stored[len(MAGIC) + 32:]
-        if not stored.startswith(MAGIC) or hashlib.sha256(data).digest() != digest:
+        del stored  # (a large index: one copy of its bytes at a time)
+        self._loaded_size = len(data)
+        if not magic or hashlib.sha256(data).digest() != digest:
             log.warning("compiled index %s is damaged or tampered with (its checksum does not "
                         "match); removing and recompiling", path)
             path.unlink(missing_ok=True)
@@ -196,16 +230,18 @@ class IndexStore:
         self.loaded += 1
         return index
 
-    def save(self, key: str, index) -> None:
-        """Write atomically (temp file, fsync, rename). A failure only costs a recompile later."""
+    def save(self, key: str, index) -> int:
+        """Write atomically (temp file, fsync, rename); the index's size in bytes. A failure
+        only costs a recompile later."""
         self.compiled += 1
+        data = index_bytes(index)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
             try:
-                data = index_bytes(index)
                 with os.fdopen(fd, "wb") as f:
-                    f.write(MAGIC + hashlib.sha256(data).digest() + data)
+                    for part in (MAGIC, hashlib.sha256(data).digest(), data):  # no joined copy
+                        f.write(part)
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, self.path(key))
@@ -215,3 +251,4 @@ class IndexStore:
         except OSError as err:
             log.warning("cannot store compiled index in %s (%s); it will be recompiled next time",
                         self.directory, err)
+        return len(data)
