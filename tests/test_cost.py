@@ -215,6 +215,11 @@ def test_compiled_indexes_held_in_memory_are_bounded_and_reloaded_from_disk(tmp_
     first = store.index_for(A, "", {}, lambda: vocab)
     store.index_for(B, "", {}, lambda: vocab)
     assert store.compiled == 2 and len(store._memory) == 1  # A was let go
+    # the decoder's forced-text table goes with the held index itself: never to an index let
+    # go (a new one may be made at its address, and an id-keyed table then answered for the
+    # wrong schema: "No next state found" mid-run)
+    assert store.table_for(first) is None
     again = store.index_for(A, "", {}, lambda: pytest.fail("compiled again"))
     assert store.loaded == 1 and again.get_allowed_tokens(again.get_initial_state()) == \
         first.get_allowed_tokens(first.get_initial_state())
+    assert isinstance(store.table_for(again), dict) and store.table_for(first) is None

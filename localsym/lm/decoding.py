@@ -148,17 +148,19 @@ class ForcedText:
     The text is walked byte by byte over the single-byte tokens while every token the index
     allows starts with the same byte (and the answer may not end there), then tokenized the
     model's own way (``tokenize``: its canonical tokens), so an answer is the same whatever
-    came before it. Results are kept per (index, state): a schema's forced texts are found once.
+    came before it. Results are kept per state in the table ``table_for(index)`` gives (the
+    index store keeps one with each index it holds; None: not kept), never under ``id(index)``,
+    which a new index reuses once an old one is freed.
     """
 
     MAX_BYTES = 256
 
     def __init__(self, pieces: Callable[[], list[bytes]], tokenize: Callable[[bytes], list[int]],
-                 eos: int):
+                 eos: int, table_for: Callable[[Any], dict | None] = lambda index: None):
         self._pieces, self._tokenize, self._eos = pieces, tokenize, eos
         self._byte_token: Any = None  # dict[int, int], made on first use
         self._first: Any = None  # np.ndarray, made on first use
-        self._known: dict[tuple[int, int], tuple[list[int], int]] = {}
+        self._table_for = table_for
 
     def _tables(self) -> None:
         pieces = self._pieces()
@@ -179,9 +181,9 @@ class ForcedText:
     def tokens(self, index, state: int) -> tuple[list[int], int]:
         """The tokens of the forced text at ``state`` (empty if the next token is a choice)
         and the state after them."""
-        key = (id(index), state)
-        if key in self._known:
-            return self._known[key]
+        known = self._table_for(index)
+        if known is not None and state in known:
+            return known[state]
         if self._byte_token is None:
             self._tables()
         text, s = b"", state
@@ -205,5 +207,6 @@ class ForcedText:
                 s = index.get_next_state(s, t) if s is not None else None
             if s is not None:
                 out = (tokens, s)
-        self._known[key] = out
+        if known is not None:
+            known[state] = out
         return out

@@ -235,7 +235,7 @@ class LlamaCpp(DecodingLoop, LM):
         self._llama, self._streams, self._eos = model, streams, model.token_eos()
         self.tokens = TokenBytes(model)
         self._forced = ForcedText(self.tokens.pieces, lambda text: model.tokenize(
-            text, add_bos=False, special=False), self._eos)
+            text, add_bos=False, special=False), self._eos, self.indexes.table_for)
         self._render = render.bind(model)
         self.loads += 1
         LOADS += 1

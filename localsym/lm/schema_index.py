@@ -167,8 +167,10 @@ class IndexStore:
         self.directory = Path(directory)
         self.loaded = self.compiled = 0
         self._loaded_size = 0  # the size of the index ``load`` last returned
-        # regex -> (Index, its size), this process, least recently used first
-        self._memory: OrderedDict[str, tuple[object, int]] = OrderedDict()
+        # regex -> (Index, its size, its forced-text table), this process, least recently used
+        # first; id(Index) -> regex of the held ones
+        self._memory: OrderedDict[str, tuple[object, int, dict]] = OrderedDict()
+        self._ids: dict[int, str] = {}
 
     def index_for(self, schema: type[BaseModel], whitespace: str, model: dict,
                   vocab: Callable[[], object], bounded_numbers: bool = False):
@@ -188,15 +190,25 @@ class IndexStore:
             check_size(regex, schema.__name__)
             if repeat_states(regex) > TRIM_STATES:  # a large compile: its working memory is
                 self._memory.clear()                # several times the index; make room first
+                self._ids.clear()
                 _trim()
             index = Index(regex, vocab())
             size = self.save(key, index)
-        self._memory[regex] = (index, size)
-        while len(self._memory) > 1 and sum(n for _, n in self._memory.values()) > MEMORY_BYTES:
+        self._memory[regex] = (index, size, {})
+        self._ids[id(index)] = regex
+        while len(self._memory) > 1 and sum(e[1] for e in self._memory.values()) > MEMORY_BYTES:
             self._memory.popitem(last=False)
+        self._ids = {id(e[0]): r for r, e in self._memory.items()}
         if size > TRIM_BYTES:
             _trim()
         return index
+
+    def table_for(self, index) -> dict | None:
+        """The forced-text table kept with ``index`` while this store holds it (the very object:
+        an index let go and a new one at its address are told apart); None otherwise."""
+        regex = self._ids.get(id(index))
+        held = self._memory.get(regex) if regex is not None else None
+        return held[2] if held is not None and held[0] is index else None
 
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.index"
