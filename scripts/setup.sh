@@ -70,14 +70,27 @@ fi
 server="$wheelhouse_root/server-$(printf '%s|%s' "$llama_pin" "$cmake_args" | sha256sum | cut -c1-16)/llama-server"
 if [[ "${LOCALSYM_SERVER:-1}" != 0 && ! -x "$server" ]]; then
   say "building llama-server from $llama_pin (a few minutes, once)"
+  # the wheel's build brings its own CMake; this build uses the system's, or pinned wheels of
+  # CMake and Ninja in the venv where the machine has none
+  cmake_bin="$(command -v cmake || true)"
+  generator=()
+  if [[ -z "$cmake_bin" ]]; then
+    "${pip[@]}" install --quiet "cmake==3.31.6" "ninja==1.13.2"
+    cmake_bin="$venv/bin/cmake"
+    generator=(-G Ninja "-DCMAKE_MAKE_PROGRAM=$venv/bin/ninja")
+  elif ! command -v make >/dev/null; then
+    command -v ninja >/dev/null || "${pip[@]}" install --quiet "ninja==1.13.2"
+    generator=(-G Ninja "-DCMAKE_MAKE_PROGRAM=$(command -v ninja || echo "$venv/bin/ninja")")
+  fi
   src="$(mktemp -d)"
   "${pip[@]}" download --quiet --no-deps --no-binary :all: -d "$src" "$llama_pin"
   tar xzf "$src"/llama_cpp_python-*.tar.gz -C "$src"
   # shellcheck disable=SC2086 # the flags are words
-  cmake -S "$(echo "$src"/llama_cpp_python-*/vendor/llama.cpp)" -B "$src/build" $cmake_args \
+  "$cmake_bin" -S "$(echo "$src"/llama_cpp_python-*/vendor/llama.cpp)" -B "$src/build" \
+    "${generator[@]}" $cmake_args \
     -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=ON \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >/dev/null
-  cmake --build "$src/build" --target llama-server -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
+  "$cmake_bin" --build "$src/build" --target llama-server -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
   mkdir -p "$(dirname "$server")"
   cp "$src/build/bin/llama-server" "$server"
   rm -rf "$src"
