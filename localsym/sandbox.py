@@ -224,17 +224,31 @@ def _pids_cgroup(limit: int) -> Path | None:
     for base in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):  # cgroup v1, v2
         if not (base / "cgroup.procs").is_file() or not os.access(base, os.W_OK):
             continue
-        group = base / f"localsym-sandbox-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            group.mkdir()
-            (group / "pids.max").write_text(str(limit))
+        group = _new_cgroup(base, "localsym-sandbox", {"pids.max": str(limit)})
+        if group is not None:
             return group
-        except OSError:
-            try:
-                group.rmdir()
-            except OSError:
-                pass
     return None
+
+
+def _new_cgroup(base: Path, prefix: str, limits: dict[str, str],
+                optional: dict[str, str] | None = None) -> Path | None:
+    """A new cgroup under ``base`` with ``limits`` written (and ``optional`` ones where the
+    kernel has the file); None, and nothing left behind, where that cannot be done."""
+    group = base / f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        group.mkdir()
+        for name, value in limits.items():
+            (group / name).write_text(value)
+        for name, value in (optional or {}).items():
+            if (group / name).exists():
+                (group / name).write_text(value)
+        return group
+    except OSError:
+        try:
+            group.rmdir()
+        except OSError:
+            pass
+        return None
 
 
 def _memory_cgroup(memory_bytes: int, pids: Path | None) -> Path | None:
@@ -259,19 +273,11 @@ def _memory_cgroup(memory_bytes: int, pids: Path | None) -> Path | None:
     for base, limits in options:
         if not os.access(base, os.W_OK):
             continue
-        group = base / f"localsym-memory-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            group.mkdir()
-            (group / limits[0]).write_text(str(memory_bytes))
-            if (group / limits[1]).exists():
-                (group / limits[1]).write_text("0" if limits[1] == "memory.swap.max"
-                                               else str(memory_bytes))
+        swap = "0" if limits[1] == "memory.swap.max" else str(memory_bytes)
+        group = _new_cgroup(base, "localsym-memory", {limits[0]: str(memory_bytes)},
+                            {limits[1]: swap})
+        if group is not None:
             return group
-        except OSError:
-            try:
-                group.rmdir()
-            except OSError:
-                pass
     return None
 
 
