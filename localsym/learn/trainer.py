@@ -112,7 +112,7 @@ class Trainer:
         cfg = self.config
         batches = (len(train) + cfg.batch_size - 1) // cfg.batch_size
         while not state.done:
-            if state.epoch >= cfg.epochs or (cfg.max_steps and state.step >= cfg.max_steps):
+            if self._last(state):
                 state.done = True
                 self.save_state(state)
                 break

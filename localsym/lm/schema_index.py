@@ -114,15 +114,16 @@ def nested_unbounded(regex: str) -> bool:
         return True
 
 
-def check_size(regex: str, name: str) -> None:
+def check_size(regex: str, name: str) -> int:
     """Refuse a schema whose compiled index would take all memory (a pattern or a max_length
-    with a counted repeat of tens of thousands), before compiling it."""
+    with a counted repeat of tens of thousands), before compiling it; its counted repeats."""
     states = repeat_states(regex)
     if states > MAX_REPEAT_STATES:
         raise ConfigError(f"schema {name} unrolls into about {states} counted repetitions (over "
                           f"{MAX_REPEAT_STATES}): its compiled index would not fit in memory",
                           "lower the bound of its patterns' {m,n} repeats or its max_length "
                           "(or use * and + for an unbounded length)")
+    return states
 
 
 def vocabulary(pieces: list[bytes], eos: int, is_control: Callable[[int], bool]):
@@ -187,9 +188,9 @@ class IndexStore:
         if index is None:
             from outlines_core import Index  # noqa: PLC0415 (the schema compiler loads only when a schema is compiled)
 
-            check_size(regex, schema.__name__)
-            if repeat_states(regex) > TRIM_STATES:  # a large compile: its working memory is
-                self._memory.clear()                # several times the index; make room first
+            # a large compile's working memory is several times its index: make room first
+            if check_size(regex, schema.__name__) > TRIM_STATES:
+                self._memory.clear()
                 self._ids.clear()
                 _trim()
             index = Index(regex, vocab())
