@@ -81,7 +81,7 @@ class DecodingLoop:
         return results
 
     def _begin(self, i: int, messages: list[Message], guide, params: SamplingParams,
-               index=None) -> SeqState:
+               index=None, counter=None) -> SeqState:
         """Render the call, check it fits, and evaluate its prompt in a free stream (in v2, with
         the text the schema forces at the start of the answer)."""
         start = time.perf_counter()
@@ -96,6 +96,8 @@ class DecodingLoop:
                 forced = self._forced.tokens(index, guide.get_state())[0][:params.max_tokens]
                 for t in forced:
                     guide.advance(token_id=t, return_tokens=False)
+                    if counter is not None:
+                        counter.feed(self.tokens.pieces()[t])
             chunks = chunk_starts(len(tokens) + len(forced), self.prefill_chunk,
                                   segments + ([len(tokens)] if forced else []))
         n_ctx = self._streams.n_ctx
@@ -117,7 +119,7 @@ class DecodingLoop:
                         mask=np.zeros((len(logits) + 31) // 32, dtype=np.int32),
                         evaluated=len(tokens) - min(begin, len(tokens)), start=start,
                         prefill_seconds=time.perf_counter() - start, out=list(forced),
-                        index=index)
+                        index=index, counter=counter)
 
     def _advance(self, seq: SeqState) -> int | None:
         """The call's next token, or None when its answer is complete. Raises when the answer
@@ -152,19 +154,27 @@ class DecodingLoop:
         if params.repeat_penalty > 1.0 and out:
             logits = self._chooser.penalize(logits, out[-params.repeat_window:],
                                             params.repeat_penalty)
-        token = self._chooser.closing_pick(logits, guide, seq.mask) if seq.closing else \
-            self._chooser.pick(logits, guide, params, seq.rng, seq.mask)
+        counter = seq.counter
+        limit = counter.limit() if counter is not None else None
+        token = self._chooser.closing_pick(logits, guide, seq.mask, limit) if seq.closing else \
+            self._chooser.pick(logits, guide, params, seq.rng, seq.mask, limit)
         if token == self._eos:
             return None
         if guide is not None:
             guide.advance(token_id=token, return_tokens=False)
         out.append(token)
+        if counter is not None:
+            counter.feed(self.tokens.pieces()[token])
         if self.decoding == "v2" and guide is not None and not seq.closing:
-            forced = self._forced.tokens(seq.index, guide.get_state())[0][
+            # a string at its counted bound closes as the unrolled index would force it to
+            lead = b'"' if counter is not None and counter.at_bound() else b""
+            forced = self._forced.tokens(seq.index, guide.get_state(), lead)[0][
                 :max(0, seq.budget - len(out))]
             if forced:
                 for t in forced:
                     guide.advance(token_id=t, return_tokens=False)
+                    if counter is not None:
+                        counter.feed(self.tokens.pieces()[t])
                 out.extend(forced)
                 return [token] + forced
         return token

@@ -66,6 +66,7 @@ class SeqState:
     retries: int = 0
     closing: bool = False
     index: object = None  # the guide's compiled index (to find the text it forces)
+    counter: Any = None  # bounded.StringCounter: the bounds the index leaves to the decoder
 
 
 class TokenChooser:
@@ -98,7 +99,8 @@ class TokenChooser:
         out[ids] = np.where(vals > 0, vals / penalty, vals * penalty)
         return out
 
-    def closing_pick(self, logits: np.ndarray, guide, mask: np.ndarray) -> int:
+    def closing_pick(self, logits: np.ndarray, guide, mask: np.ndarray,
+                     limit: np.ndarray | None = None) -> int:
         """Past the limit (on_limit="close"): finish the JSON in few tokens. Prefer, in turn, the
         likeliest allowed token that has a quote (ends an open string), one that has a closing
         bracket or brace (ends a list or object), then any allowed token; never one that would
@@ -110,6 +112,8 @@ class TokenChooser:
                 np.array([b'"' in p and not m for p, m in zip(pieces, starts_more)]),
                 np.array([(b"]" in p or b"}" in p) and not m for p, m in zip(pieces, starts_more)]))
         allowed = self.allowed(guide, mask, logits.size)
+        if limit is not None:
+            allowed &= limit
         for tier in self._closers:
             if (allowed & tier).any():
                 allowed = allowed & tier
@@ -117,14 +121,20 @@ class TokenChooser:
         return int(np.argmax(np.where(allowed, logits, -np.inf)))
 
     def pick(self, logits: np.ndarray, guide, params: SamplingParams,
-              rng: np.random.Generator, mask: np.ndarray) -> int:
+             rng: np.random.Generator, mask: np.ndarray, limit: np.ndarray | None = None) -> int:
+        """The next token under ``guide`` and ``limit`` (the tokens a string's counted bound
+        allows, ``bounded``; None: no limit)."""
         if params.temperature == 0.0:
             token = int(np.argmax(logits))
-            if guide is None or guide.accepts_tokens([token]):
+            if guide is None or (guide.accepts_tokens([token]) and
+                                 (limit is None or limit[token])):
                 return token  # the raw argmax is allowed, so it is also the masked argmax
         x = logits.astype(np.float64)
         if guide is not None:
-            x[~self.allowed(guide, mask, x.size)] = -np.inf
+            allowed = self.allowed(guide, mask, x.size)
+            if limit is not None:
+                allowed &= limit
+            x[~allowed] = -np.inf
         if params.temperature == 0.0:
             return int(np.argmax(x))
         x /= params.temperature
@@ -178,15 +188,23 @@ class ForcedText:
         return int(firsts[0]) if firsts.size and (firsts == firsts[0]).all() and \
             firsts[0] < 256 else None
 
-    def tokens(self, index, state: int) -> tuple[list[int], int]:
+    def tokens(self, index, state: int, lead: bytes = b"") -> tuple[list[int], int]:
         """The tokens of the forced text at ``state`` (empty if the next token is a choice)
-        and the state after them."""
+        and the state after them. ``lead``: bytes forced before what the index forces (a
+        string's closing quote at a bound the decoder counts, ``bounded``)."""
+        key = (state, lead) if lead else state
         known = self._table_for(index)
-        if known is not None and state in known:
-            return known[state]
+        if known is not None and key in known:
+            return known[key]
         if self._byte_token is None:
             self._tables()
         text, s = b"", state
+        for lead_byte in lead:
+            step = self._byte_token.get(lead_byte)
+            after = index.get_next_state(s, step) if step is not None else None
+            if after is None:
+                return [], state
+            text, s = text + bytes([lead_byte]), after
         while len(text) < self.MAX_BYTES:
             b = self._forced_byte(index, s)
             token = self._byte_token.get(b) if b is not None else None
@@ -208,5 +226,5 @@ class ForcedText:
             if s is not None:
                 out = (tokens, s)
         if known is not None:
-            known[state] = out
+            known[key] = out
         return out

@@ -37,6 +37,7 @@ from pydantic import BaseModel
 from localsym.errors import ConfigError, ContextOverflowError, ModelCorruptError
 from localsym.lm import models
 from localsym.lm.base import LM, Call, Completion, Message, SamplingParams, as_messages, unwrap
+from localsym.lm.bounded import StringCounter, UnitTable, relaxed_schema
 from localsym.lm.chat import ChatRenderer
 from localsym.lm.decoder import DecodingLoop
 from localsym.lm.decoding import ForcedText, TokenBytes, TokenChooser
@@ -119,6 +120,8 @@ class LlamaCpp(DecodingLoop, LM):
         self._eos: Any = None
         self._vocabulary: Any = None
         self._forced: Any = None
+        self._units: UnitTable | None = None  # made when a schema first has a counted bound
+        self.relax = True  # long free-text bounds counted by the decoder, not unrolled (bounded)
         self.tokens: TokenBytes | None = None  # each token's bytes, made on load
         self._chooser = TokenChooser(lambda: self.tokens.pieces())  # how the next token is picked
         self._streams: Streams | None = None  # the llama.cpp context, made on load
@@ -285,7 +288,16 @@ class LlamaCpp(DecodingLoop, LM):
         return self.indexes.index_for(schema, self.whitespace, {
             "model_sha256": self.identity()["model_sha256"], "eos": self._eos,
             "skip_attrs": _SKIP_ATTRS, "outlines_core": library_versions()["outlines-core"]},
-            self._vocab, bounded_numbers=self.decoding != "v1")
+            self._vocab, bounded_numbers=self.decoding != "v1", relax=self.relax)
+
+    def _counter(self, schema: type[BaseModel]) -> StringCounter | None:
+        """What counts the long free-text bounds ``schema``'s index leaves out (``bounded``)."""
+        bounds = relaxed_schema(schema)[1] if self.relax else {}
+        if not bounds:
+            return None
+        if self._units is None:
+            self._units = UnitTable(self.tokens.pieces())
+        return StringCounter(bounds, self._units)
 
     def _vocab(self):
         """The outlines-core Vocabulary of the model, control tokens left out."""
@@ -309,7 +321,7 @@ class LlamaCpp(DecodingLoop, LM):
         self.llama  # load before the index (the index key needs the eos token)
         with self._lock:
             indexes = [self._index_for(c.schema) for c in calls]
-            jobs = [(c.messages, Guide(index), c.params, index)
+            jobs = [(c.messages, Guide(index), c.params, index, self._counter(c.schema))
                     for c, index in zip(calls, indexes)]
             self._fit(jobs)
             return self._decode(jobs, on_done)

@@ -23,13 +23,14 @@ from pydantic import BaseModel
 
 from localsym.errors import ConfigError
 from localsym.lm.base import schema_of
+from localsym.lm.bounded import relaxed_schema
 from localsym.lm.store import canonical_json, sha256_hex
 
 log = logging.getLogger(__name__)
 MAGIC = b"localsym-index-1\n"  # then the sha256 of the index bytes, then the bytes
-# compiled indexes kept in memory at once (their serialized size): a bounded free-text field
-# (a 160-character reasoning draft) compiles to ~110 MB, and a run meets many; beyond this the
-# least recently used is dropped and loaded again from disk when needed (a fraction of a second)
+# compiled indexes kept in memory at once (their serialized size): a schema with a counted
+# repeat compiles to tens of MB (long free text no longer: ``bounded``), and a run meets many;
+# beyond this the least recently used is dropped and loaded again from disk when needed
 MEMORY_BYTES = 128 * 2**20
 
 
@@ -39,13 +40,16 @@ _NUMBER_PARTS = (("(0|[1-9][0-9]*)", "(0|[1-9][0-9]{0,17})"), (r"(\.[0-9]+)?", r
                  ("([eE][+-][0-9]+)?", "([eE][+-][0-9]{1,3})?"))
 
 
-def schema_regex(schema: type[BaseModel], whitespace: str, bounded_numbers: bool = False) -> str:
+def schema_regex(schema: type[BaseModel], whitespace: str, bounded_numbers: bool = False,
+                 relax: bool = True) -> str:
     """The regex outlines-core decodes ``schema`` with (``bounded_numbers``: every number at
-    most 18 digits long); a schema it cannot compile is a ConfigError."""
+    most 18 digits long; ``relax``: long free-text bounds left to the decoder, see
+    ``bounded``); a schema it cannot compile is a ConfigError."""
     from outlines_core.json_schema import build_regex_from_schema  # noqa: PLC0415 (the schema compiler loads only when a schema is compiled)
 
+    json_schema = relaxed_schema(schema)[0] if relax else schema_of(schema)
     try:
-        regex = build_regex_from_schema(canonical_json(schema_of(schema)), whitespace)
+        regex = build_regex_from_schema(canonical_json(json_schema), whitespace)
     except Exception as err:  # outlines-core raises its own ValueError subclasses
         raise ConfigError(f"schema {schema.__name__} cannot be compiled for decoding: {err}",
                           "simplify the schema (outlines-core supports most of JSON "
@@ -174,11 +178,13 @@ class IndexStore:
         self._ids: dict[int, str] = {}
 
     def index_for(self, schema: type[BaseModel], whitespace: str, model: dict,
-                  vocab: Callable[[], object], bounded_numbers: bool = False):
+                  vocab: Callable[[], object], bounded_numbers: bool = False,
+                  relax: bool = True):
         """The compiled Index for ``schema``: from memory, from disk, or compiled against
         ``vocab()`` and stored. ``model``: what else the index depends on (the model file's
-        sha256, its end token, the library version), part of the file's key."""
-        regex = schema_regex(schema, whitespace, bounded_numbers)
+        sha256, its end token, the library version), part of the file's key. ``relax``: long
+        free-text bounds left out of the index (the decoder counts them: ``bounded``)."""
+        regex = schema_regex(schema, whitespace, bounded_numbers, relax)
         held = self._memory.get(regex)
         if held is not None:
             self._memory.move_to_end(regex)
