@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from localsym.lm import LlamaCpp, Message, SamplingParams
 from localsym.lm.base import schema_of
-from localsym.lm.bounded import RELAX_CHARS, StringCounter, UnitTable, relax
+from localsym.lm.bounded import RELAX_CHARS, Bounds, StringCounter, UnitTable, relax
 
 
 class Item(BaseModel):
@@ -33,27 +33,24 @@ class Turn(BaseModel):
 
 def test_long_bounds_are_left_to_the_decoder_and_short_ones_unrolled():
     schema, bounds = relax(schema_of(Turn))
-    assert bounds == {("message",): 300, ("note",): 64, ("items", "title"): 40}
+    assert bounds.paths == {("message",): 300, ("note",): 64, ("items", "title"): 40}
     assert schema["properties"]["short"]["maxLength"] == 8
     assert "maxLength" not in schema["properties"]["message"]
     assert schema_of(Turn)["properties"]["message"]["maxLength"] == 300  # the original kept
 
 
 def test_a_bound_is_left_in_the_index_where_its_place_is_ambiguous():
+    # (untagged unions: no constant first property tells their branches apart)
     class A(BaseModel):
-        kind: Literal["a"]
         text: str = Field(max_length=50)
 
     class B(BaseModel):
-        kind: Literal["b"]
         text: str = Field(max_length=60)  # the same path, another bound
 
     class C(BaseModel):
-        kind: Literal["c"]
         label: str = Field(max_length=40)
 
     class D(BaseModel):
-        kind: Literal["d"]
         label: Literal["x" * 50]  # an enum at the same path: its value is longer than 40
 
     class Union(BaseModel):
@@ -63,7 +60,7 @@ def test_a_bound_is_left_in_the_index_where_its_place_is_ambiguous():
         free: str = Field(max_length=90)
 
     schema, bounds = relax(schema_of(Union))
-    assert bounds == {("free",): 90}
+    assert bounds.paths == {("free",): 90}
     assert schema_of(Union) != schema
 
     class Open(BaseModel):
@@ -73,7 +70,59 @@ def test_a_bound_is_left_in_the_index_where_its_place_is_ambiguous():
         text: str = Field(max_length=50)
 
     Open.model_rebuild()
-    assert relax(schema_of(Open))[1] == {}  # ("table", "*", "text"): any key could spell it
+    assert not relax(schema_of(Open))[1]  # ("table", "*", "text"): any key could spell it
+
+
+def test_the_branches_of_a_tagged_union_are_told_apart_by_their_tag():
+    """The workflow optimizer's actions: a new node's task is free, a new role's at most 600
+    characters, both at ("actions", "task"); the "action" each starts with tells them apart."""
+    class AddNode(BaseModel):
+        action: Literal["add_node"]
+        task: str
+
+    class AddRole(BaseModel):
+        action: Literal["add_role"]
+        task: str = Field(max_length=600)
+        description: str = Field(max_length=200)
+
+    class Update(BaseModel):
+        actions: list[AddNode | AddRole]
+
+    schema, bounds = relax(schema_of(Update))
+    assert bounds.tags == {"action"}
+    assert bounds.paths == {("actions", "task\0action\0add_role"): 600,
+                            ("actions", "description\0action\0add_role"): 200}
+    counter = StringCounter(bounds, UnitTable([bytes([c]) for c in range(256)]))
+    counter.feed(b'{"actions": [{"action": "add_node", "task": "')
+    assert counter.limit() is None
+    counter.feed(b'x"}, {"action": "add_role", "description": "')
+    assert counter.limit() is not None and counter._bound == 200
+    counter.feed(b'y", "task": "')
+    assert counter._bound == 600
+
+    class Untagged(BaseModel):  # its first property is not a constant: no tag
+        kind: str
+        task: str = Field(max_length=600)
+
+    class Mixed(BaseModel):
+        actions: list[AddNode | Untagged]
+
+    bounds = relax(schema_of(Mixed))[1]
+    assert bounds.paths == {("actions", "task"): 600}
+    counter = StringCounter(bounds, UnitTable([bytes([c]) for c in range(256)]))
+    counter.feed(b'{"actions": [{"action": "add_node", "task": "')
+    assert counter.limit() is None  # the tagged branch: free
+    counter.feed(b'x"}, {"kind": "k", "task": "')
+    assert counter._bound == 600
+
+    class Loose(BaseModel):  # "action" first but free here: no longer a tag anywhere
+        action: str
+        task: str = Field(max_length=50)
+
+    class Both(BaseModel):
+        actions: list[AddNode | Loose]
+
+    assert not relax(schema_of(Both))[1]
 
 
 def test_a_recursive_schema_is_left_as_it_is():
@@ -82,12 +131,12 @@ def test_a_recursive_schema_is_left_as_it_is():
         children: list["Node"] = []
 
     Node.model_rebuild()
-    assert relax(schema_of(Node)) == (schema_of(Node), {})
+    assert relax(schema_of(Node)) == (schema_of(Node), Bounds())
 
 
 def test_the_counter_follows_paths_keys_and_escapes():
     pieces = [bytes([c]) for c in range(256)]
-    counter = StringCounter({("items", "title"): 3, ("message",): 2}, UnitTable(pieces))
+    counter = StringCounter(Bounds({("items", "title"): 3, ("message",): 2}), UnitTable(pieces))
     counter.feed(b'{"message": "a')
     assert not counter.at_bound()
     counter.feed(b'\\u00e')
@@ -114,8 +163,19 @@ def lm(tmp_path_factory):
     backend.close()
 
 
+class FreeStep(BaseModel):
+    action: Literal["free"]
+    text: str
+
+
+class BoundStep(BaseModel):
+    action: Literal["bound"]
+    text: str = Field(max_length=RELAX_CHARS + 2)
+
+
 class Short(BaseModel):
     answer: Literal["yes", "no"]
+    steps: list[FreeStep | BoundStep] = Field(max_length=2)
     message: str = Field(max_length=RELAX_CHARS + 4)
     names: list[str] = Field(max_length=2)
     note: Optional[str] = Field(None, max_length=RELAX_CHARS)
@@ -143,7 +203,7 @@ def test_the_decoder_allows_exactly_the_tokens_the_unrolled_index_allows(lm):
     relaxed = lm.indexes.index_for(Short, " ", {"test": 1}, lm._vocab, True, relax=True)
     assert len(index_bytes(relaxed)) < len(index_bytes(unrolled)) / 2
     bounds = relaxed_schema(Short)[1]
-    assert set(bounds) == {("message",), ("note",)}
+    assert set(bounds.paths) == {("message",), ("note",), ("steps", "text\0action\0bound")}
     table = UnitTable(pieces)
     assert not table.too_long.any()  # no token of this vocabulary writes a whole long string
     odd = [t for t, p in enumerate(pieces) if len(p) > 6 or b"\\" in p or b'"' in p or

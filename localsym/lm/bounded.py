@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -36,15 +37,62 @@ Path = tuple[str, ...]
 _ARRAY = object()  # an array's frame on the counter's stack (arrays add nothing to a path)
 
 
-def relax(schema: dict, min_chars: int = RELAX_CHARS) -> tuple[dict, dict[Path, int]]:
+@dataclass(frozen=True)
+class Bounds:
+    """The bounds a relaxed schema leaves to the decoder: characters by path (a path element is
+    a property name, or ``name\0K\0V`` in an object whose first property ``K`` is the
+    constant ``V``: a tagged union's branch), and the tag properties ``K``."""
+
+    paths: dict[Path, int] = field(default_factory=dict)
+    tags: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.paths)
+
+
+def _const(node, defs: dict) -> str | None:
+    """The one string value a property schema allows, if it is a plain constant."""
+    if isinstance(node, dict) and isinstance(node.get("$ref"), str):
+        node = defs.get(node["$ref"].rsplit("/", 1)[-1], {})
+    if not isinstance(node, dict):
+        return None
+    value = node.get("const", node["enum"][0] if len(node.get("enum") or ()) == 1 else None)
+    return value if isinstance(value, str) and _PLAIN_KEY.fullmatch(value) else None
+
+
+def _tags(tree, defs: dict) -> frozenset[str]:
+    """Property names that tag an object: every object whose first property (in the order the
+    answer writes them, sorted) has that name requires it and fixes it to one constant."""
+    seen: dict[str, bool] = {}
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        stack.extend(node.values())
+        props = node.get("properties")
+        if isinstance(props, dict) and props:
+            first = min(props)
+            tagged = first in (node.get("required") or ()) and \
+                _const(props[first], defs) is not None
+            seen[first] = seen.get(first, True) and tagged
+    return frozenset(k for k, ok in seen.items() if ok and _PLAIN_KEY.fullmatch(k))
+
+
+def relax(schema: dict, min_chars: int = RELAX_CHARS) -> tuple[dict, Bounds]:
     """``schema`` with each free-text ``maxLength`` of at least ``min_chars`` dropped where the
-    decoder can count it, and those bounds by path; ``(schema, {})`` when there are none.
+    decoder can count it, and those bounds; ``(schema, Bounds())`` when there are none.
 
     A bound is dropped only where every string the schema allows at that path is free text with
     that same bound (no enum, const, pattern or format there, no other bound, no open dict whose
-    keys could spell the path), and the schema has no recursive reference."""
+    keys could spell the path), and the schema has no recursive reference. The branches of a
+    tagged union (``{"action": "add_role", ...}``) are told apart by their tag."""
     work = copy.deepcopy(schema)
     defs = work.get("$defs", {})
+    tags = _tags(work, defs)
     at: dict[Path, list] = {}  # path -> [("bound", n, node) | ("other",)]
     wild: list[Path] = []  # where any key may come ("*"), and anything below it
     paths_of: dict[int, list[Path]] = {}
@@ -89,8 +137,11 @@ def relax(schema: dict, min_chars: int = RELAX_CHARS) -> tuple[dict, dict[Path, 
                 visit(sub, path, refs)
         if "items" in node:
             visit(node["items"], path, refs)
-        for name, sub in (node.get("properties") or {}).items():
-            visit(sub, path + (name,), refs)
+        props = node.get("properties") or {}
+        first = min(props) if props else None
+        tag = f"\0{first}\0{_const(props[first], defs)}" if first in tags else ""
+        for name, sub in props.items():
+            visit(sub, path + (name if name == first else name + tag,), refs)
         for key in ("additionalProperties", "patternProperties"):
             extra = node.get(key)
             subs = extra.values() if key == "patternProperties" and isinstance(extra, dict) \
@@ -102,12 +153,12 @@ def relax(schema: dict, min_chars: int = RELAX_CHARS) -> tuple[dict, dict[Path, 
     try:
         visit(work, (), ())
     except Recursive:
-        return schema, {}
+        return schema, Bounds()
 
     def safe(path: Path) -> bool:
         kinds = at.get(path, [])
         return bool(kinds) and all(k[0] == "bound" and k[1] == kinds[0][1] for k in kinds) and \
-            all(_PLAIN_KEY.fullmatch(p) for p in path) and \
+            all(_PLAIN_KEY.fullmatch(p.split("\0", 1)[0]) for p in path) and \
             not any(len(w) <= len(path) and all(a in ("*", b) for a, b in zip(w, path))
                     for w in wild)
 
@@ -122,15 +173,15 @@ def relax(schema: dict, min_chars: int = RELAX_CHARS) -> tuple[dict, dict[Path, 
                 for p in paths:
                     bounds[p] = node["maxLength"]
                 del node["maxLength"]
-    return (work, bounds) if bounds else (schema, {})
+    return (work, Bounds(bounds, tags)) if bounds else (schema, Bounds())
 
 
 @lru_cache(maxsize=512)
-def _relaxed(schema: type[BaseModel], min_chars: int) -> tuple[dict, dict[Path, int]]:
+def _relaxed(schema: type[BaseModel], min_chars: int) -> tuple[dict, Bounds]:
     return relax(schema_of(schema), min_chars)
 
 
-def relaxed_schema(schema: type[BaseModel]) -> tuple[dict, dict[Path, int]]:
+def relaxed_schema(schema: type[BaseModel]) -> tuple[dict, Bounds]:
     """``relax`` of a pydantic model's JSON schema (computed once per class; read-only)."""
     return _relaxed(schema, RELAX_CHARS)
 
@@ -189,10 +240,12 @@ class StringCounter:
     """Where one answer is in its JSON, and how many characters its open string has: fed every
     byte the answer gets, it gives the tokens the bounds allow next."""
 
-    def __init__(self, bounds: dict[Path, int], table: UnitTable):
-        self.bounds, self.table = bounds, table
-        # per open object [its current key or None, whether a key comes next]; per array [_ARRAY]
+    def __init__(self, bounds: Bounds, table: UnitTable):
+        self.bounds, self.tags, self.table = bounds.paths, bounds.tags, table
+        # per open object [its current key or None, whether a key comes next, its first key,
+        # its tag ("\0K\0V" once its first key K's value V is written)]; per array [_ARRAY]
         self._stack: list[list] = []
+        self._value = False  # the open string is a tag's value (kept in _buf)
         self._in, self._key = False, False  # in a string; the string is a key
         self._buf = bytearray()
         self._esc = 0  # -1 after a backslash, k > 0: k hex digits of \\u to go
@@ -201,7 +254,8 @@ class StringCounter:
         self._cont = 0
 
     def _path(self) -> Path:
-        return tuple(f[0] for f in self._stack if f[0] is not _ARRAY)
+        return tuple(f[0] if f[0] == f[2] else f[0] + f[3] for f in self._stack
+                     if f[0] is not _ARRAY)
 
     def feed(self, data: bytes) -> None:
         for c in data:
@@ -212,13 +266,18 @@ class StringCounter:
                     self._esc -= 1
                 elif c == ord('"'):
                     self._in = False
-                    if self._key and self._stack:
-                        self._stack[-1][0] = self._buf.decode("utf-8", "replace")
-                        self._stack[-1][1] = False
+                    top = self._stack[-1] if self._stack else None
+                    if self._key and top is not None:
+                        top[0] = self._buf.decode("utf-8", "replace")
+                        top[1] = False
+                        if top[2] is None:
+                            top[2] = top[0]
+                    elif self._value and top is not None:
+                        top[3] = f"\0{top[0]}\0{self._buf.decode('utf-8', 'replace')}"
                 else:
                     if c == ord("\\"):
                         self._esc = -1
-                    if self._key:
+                    if self._key or self._value:
                         self._buf.append(c)
                     elif c & 0xC0 != 0x80:
                         self._units += 1
@@ -228,9 +287,9 @@ class StringCounter:
                         self._cont = max(self._cont - 1, 0)
                 continue
             if c == ord("{"):
-                self._stack.append([None, True])
+                self._stack.append([None, True, None, ""])
             elif c == ord("["):
-                self._stack.append([_ARRAY, None])
+                self._stack.append([_ARRAY, None, None, ""])
             elif c in b"]}" and self._stack:
                 self._stack.pop()
             elif c == ord(",") and self._stack and self._stack[-1][0] is not _ARRAY:
@@ -239,6 +298,8 @@ class StringCounter:
                 self._in, self._esc, self._units, self._cont = True, 0, 0, 0
                 top = self._stack[-1] if self._stack else None
                 self._key = top is not None and top[0] is not _ARRAY and top[1] is True
+                self._value = not self._key and top is not None and top[0] is not _ARRAY and \
+                    top[0] == top[2] and top[0] in self.tags and not top[3]
                 self._buf.clear()
                 self._bound = None if self._key else self.bounds.get(self._path())
 

@@ -292,7 +292,7 @@ class LlamaCpp(DecodingLoop, LM):
 
     def _counter(self, schema: type[BaseModel]) -> StringCounter | None:
         """What counts the long free-text bounds ``schema``'s index leaves out (``bounded``)."""
-        bounds = relaxed_schema(schema)[1] if self.relax else {}
+        bounds = relaxed_schema(schema)[1] if self.relax else None
         if not bounds:
             return None
         if self._units is None:
