@@ -32,7 +32,6 @@ RELAX_CHARS = 32  # a maxLength this long or longer is counted by the decoder (s
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-]+")  # property names the counter matches byte for byte
 _STRUCTURE = ("$ref", "anyOf", "oneOf", "allOf", "properties", "items", "prefixItems",
               "additionalProperties", "patternProperties", "enum", "const", "type", "not")
-_ESCAPES = b'"\\/bfnrt'
 Path = tuple[str, ...]
 _ARRAY = object()  # an array's frame on the counter's stack (arrays add nothing to a path)
 
