@@ -96,8 +96,8 @@ def spec_diffs(before: PipelineSpec, after: PipelineSpec) -> list[dict]:
 
 
 def program_diff(old, new) -> Markup:
-    """A node's program before and after, a line a step (the found wiring as a small pipeline
-    a person reads: ``r1 = tool(argument = input | glue)``, then each output)."""
+    """A node's program before and after, a line an output (as it is written: ``answer =
+    tool(argument=input | glue)``), then its guard."""
     def lines(node) -> list[str]:
         return node.program.lines() if node.program is not None else []
     before, after = lines(old), lines(new)

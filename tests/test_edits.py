@@ -11,7 +11,7 @@ import pytest
 from conftest import RoutedLM
 from localsym.agent import PipelineSpec
 from localsym.agent.node import Check, Controller, InputBinding, NodeSpec, RoleSpec, Vote
-from localsym.agent.program import Program, Ref
+from localsym.agent.program import Program
 from localsym.agent.tools import default_tools
 from localsym.agent.weights import Demonstration, PromptWeights
 from localsym.data import Example
@@ -59,8 +59,8 @@ def every_kind(s: PipelineSpec) -> list:
         AddNode(after="solve", node_spec=extra), Rewire(source="plan", target="check",
                                                         connect=True),
         RemoveNode(name="check"),
-        SetProgram(node="plan", program=Program(outputs={"expression": Ref(
-            source="question", via=({"op": "numbers"}, {"op": "join", "separator": "*"}))}))]
+        SetProgram(node="plan", program=Program(outputs={
+            "expression": "question | numbers | join('*')"}))]
 
 
 def test_every_kind_applies_purely_describes_itself_and_round_trips_as_data():

@@ -13,6 +13,7 @@ from conftest import RoutedLM, listed
 from localsym.learn.optim import LearningRate
 from localsym.agent import Pipeline, PipelineSpec
 from localsym.agent import chain
+from localsym.agent import expr as E
 from localsym.agent.glue import AnyOp, GlueError
 from localsym.agent.tools import ToolRegistry, default_tools
 from localsym.data import Example
@@ -180,12 +181,13 @@ def test_the_enumerator_finds_the_argument_and_the_reformat_with_no_model():
     assert found, "nothing found"
     note, best = found[0].note, found[0].spec
     program = best.node("answer").program
-    (step,) = program.steps
-    arg = step.args["text"]
-    assert arg.source == "question" and \
-        chain.run(arg.via, "Please shout the word below.\nWord: x").strip() == "x"
+    tree = program.outputs["answer"]
+    (call,) = E.calls(tree)
+    arg = dict(call.args)["text"]
+    assert E.Input("question") in E.walk(arg) and E.evaluate(arg, E.Context(
+        inputs={"question": "Please shout the word below.\nWord: x"})).strip() == "x"
     # the tool's "!" is cut from its result: the answer is the result through a chain
-    assert program.outputs["answer"].source == step.name and program.outputs["answer"].via
+    assert isinstance(tree, E.Glue) and call in E.walk(tree.arg)
     assert "1.00" in note and 0 < memo.calls and stats.tool_calls == memo.calls
     # the found agent scores every example, with no model call
     lm = RoutedLM({})
@@ -223,8 +225,9 @@ def test_the_enumerator_reads_a_bool_tool_through_a_table_and_gives_up_on_a_hang
     memo = ToolMemo()
     best = glue_edits(s, registry, rows, exact_match, memo)[0][0].spec
     program = best.node("answer").program
-    assert "stuck" in memo.broken and [st.tool for st in program.steps] == ["is_even"]
-    assert program.outputs["answer"].via[-1].op == "map"
+    tree = program.outputs["answer"]
+    assert "stuck" in memo.broken and [c.tool for c in E.calls(tree)] == ["is_even"]
+    assert tree.op.op == "map"
     assert Pipeline(best, RoutedLM({}), registry).forward({"question": "Is 12 even?"}
                                                           ).outputs == {"answer": "yes"}
 

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import RoutedLM
 from localsym.agent import Pipeline, PipelineSpec
+from localsym.agent import expr as E
 from localsym.agent.tools import ToolRegistry
 from localsym.data import Example
 from localsym.learn.propose.glue import glue_edits
@@ -68,8 +69,8 @@ def test_a_tool_of_eight_arguments_is_wired_from_the_numbers_of_a_word_problem()
     rows = rows_of([(question(v), str(invoice(*v))) for v in values])
     children, stats = found(task(["invoice"]), registry, rows[:20], numeric_match)
     assert children, stats
-    step, = children[0].spec.node("answer").program.steps
-    assert [step.args[a].describe() for a in ("boxes", "tip")] == [
+    call, = E.calls(children[0].spec.node("answer").program.outputs["answer"])
+    assert [E.text(dict(call.args)[a]) for a in ("boxes", "tip")] == [
         "question | numbers | item(0)", "question | numbers | item(7)"]
     assert held_out_right(children[0], registry, rows[20:], numeric_match) == 1.0
 
@@ -113,7 +114,7 @@ def test_a_bool_result_is_mapped_to_the_labels_the_answer_uses():
     children, _ = found(spec, registry, rows[:16], exact_match)
     assert children
     out = children[0].spec.node("answer").program.outputs["answer"]
-    assert out.via[-1].op == "map" and out.via[-1].table == {"true": "Yes", "false": "No"}
+    assert out.op.op == "map" and out.op.table == {"true": "Yes", "false": "No"}
     assert held_out_right(children[0], registry, rows[16:], exact_match) == 1.0
 
 
@@ -163,8 +164,9 @@ def test_two_tools_in_sequence_one_result_feeding_the_other():
     children, _ = found(task(["day_of_year", "weekday"]), registry, rows[:20], exact_match)
     assert children
     program = children[0].spec.node("answer").program
-    assert [s.tool for s in program.steps] == ["day_of_year", "weekday"]
-    assert program.steps[1].args["day"].source == program.steps[0].name
+    first, second = E.calls(program.outputs["answer"])
+    assert [first.tool, second.tool] == ["day_of_year", "weekday"]
+    assert first in E.walk(dict(second.args)["day"])
     assert held_out_right(children[0], registry, rows[20:], exact_match) == 1.0
 
 
@@ -178,7 +180,7 @@ def test_a_chain_alone_is_the_answer_where_no_tool_is_needed():
     children, stats = found(task([]), ToolRegistry(), rows[:10], exact_match)
     assert children and stats.tool_calls == 0
     program = children[0].spec.node("answer").program
-    assert not program.steps and children[0].spec.node("answer").tools == ()
+    assert not E.calls(program.outputs["answer"]) and children[0].spec.node("answer").tools == ()
     assert held_out_right(children[0], ToolRegistry(), rows[10:], exact_match) == 1.0
 
 
@@ -250,6 +252,10 @@ def test_a_nodes_program_runs_with_no_model_call_and_leaves_a_failure_to_the_mod
     # the spec names what is wrong with a program in one line
     from localsym.errors import ConfigError
     bad = spec.model_dump(mode="json")
-    bad["nodes"][0]["program"]["steps"][0]["args"]["expression"]["source"] = "nowhere"
+    # the steps written before the one program form are read as its tree, written as text
+    assert bad["nodes"][0]["program"] == {"outputs": {
+        "answer": "calculator(expression=question | numbers | join('*')) | int"}, "guard": None}
+    assert PipelineSpec.from_data(bad) == spec
+    bad["nodes"][0]["program"]["outputs"]["answer"] = "calculator(expression=nowhere) | int"
     with pytest.raises(ConfigError, match="reads 'nowhere'"):
         PipelineSpec.from_data(bad)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from localsym.agent import chain, glue
+from localsym.agent import expr as E
+from localsym.agent import glue
+from localsym.agent.expr import Context
 from localsym.agent.node import NodeSpec
 from localsym.agent.program import coerce, fits
 from localsym.agent.tools import ToolCallRecord, ToolRegistry
@@ -16,13 +18,11 @@ from localsym.agent.tools import ToolCallRecord, ToolRegistry
 def wired_call(node: NodeSpec, inputs: dict[str, Any]) -> tuple[str, dict] | None:
     """The node's first tool call as its spec writes it (``arg_from``, each argument through its
     glue), or None; a ``GlueError`` where the glue cannot apply to these inputs."""
-    if node.call_tool is None:
+    call = node.written_call()
+    if call is None:
         return None
-    args = {}
-    for key, (source, via) in node.wiring().items():
-        value = inputs.get(source)
-        args[key.partition(".")[2]] = chain.run(via, value) if via else value
-    return node.call_tool, args
+    ctx = Context(inputs=inputs)
+    return call.tool, {a: E.evaluate(v, ctx) for a, v in call.args}
 
 
 def glue_failure(node: NodeSpec, err: glue.GlueError) -> ToolCallRecord:
@@ -37,11 +37,14 @@ def bound_outputs(node: NodeSpec, call: ToolCallRecord) -> dict[str, Any]:
     if not call.ok:
         return {}
     out = {}
+    ctx = Context(inputs={}, called={call.tool: call.result})
+    bound = node.bound_values()
     for f in node.outputs:
-        if node.bound_tool(f.name) != call.tool:
+        if f.name not in bound or call.tool not in {x.tool for x in E.walk(bound[f.name])
+                                                     if isinstance(x, E.Called)}:
             continue
         try:
-            value = coerce(chain.run(node.bound_via(f.name), call.result), f.type)
+            value = coerce(E.evaluate(bound[f.name], ctx), f.type)
         except (glue.GlueError, TypeError, ValueError, OverflowError):
             continue
         if not fits(value, f):

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
+from localsym.agent import expr as E
 from localsym.agent.chain import Chain, check_chain
 from localsym.agent.program import Program
 from localsym.agent.weights import Demonstration, FieldSpec, Frozen, Identifier, PromptWeights
@@ -233,6 +234,22 @@ class NodeSpec(Frozen):
         """The written first call's arguments: ``'tool.argument' -> (input, glue)``."""
         return {key: (b, ()) if isinstance(b, str) else (b.input, b.via)
                 for key, b in self.arg_from.items()}
+
+    def written_call(self) -> E.Call | None:
+        """The first call the spec writes (``arg_from``) as a program value, or None."""
+        if self.call_tool is None:
+            return None
+        return E.Call(self.call_tool, tuple((key.partition(".")[2], E.via(E.Input(source), via))
+                                            for key, (source, via) in self.wiring().items()))
+
+    def bound_values(self) -> dict[str, E.Expr]:
+        """The outputs read from the model's own tool calls, as program values: each ``bind``
+        (``called(tool) | glue``) and each program output that reads a call."""
+        out = {o: E.via(E.Called(self.bound_tool(o)), self.bound_via(o))  # type: ignore[arg-type]
+               for o in self.bind}
+        if self.program is not None:
+            out.update({o: e for o, e in self.program.outputs.items() if E.uses_model(e)})
+        return out
 
     @property
     def call_tool(self) -> str | None:

@@ -320,7 +320,7 @@ class Pipeline:
                 {"role": "assistant", "content": text},
                 {"role": "user", "content": f"Result of {call.tool}: {seen}"}]
             bound.update(bound_outputs(node, call))
-            if node.bind and len(routes) <= 1 and all(f.name in bound for f in node.outputs):
+            if bound and len(routes) <= 1 and all(f.name in bound for f in node.outputs):
                 # every output is bound: the answer, with no draft (the model wrote none)
                 return outputs_model(node.name, node.outputs, routes).model_validate(bound), \
                     bound
@@ -360,7 +360,7 @@ def check_tools(spec: PipelineSpec, tools: ToolRegistry) -> None:
         keys = list(node.arg_from) + ([f"{node.check.tool}.{a}" for a in node.check.args]
                                       if node.check else []) + \
             [f"{r.tool}.{a}" for r in node.roles if r.tool for a in r.args] + \
-            [f"{s.tool}.{a}" for s in (node.program.steps if node.program else ()) for a in s.args]
+            [f"{t}.{a}" for t, a in (node.program.tool_args() if node.program else ())]
         for key in keys:
             tool, _, arg = key.partition(".")
             known = list(tools.get(tool).args_model.model_fields)

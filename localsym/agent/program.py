@@ -1,137 +1,130 @@
-"""A node's program: its outputs computed from its inputs by declared tools and glue, with no
-model call (the wiring the synthesis engine finds, ``localsym.learn.synth``).
+"""A node's program: its outputs computed from its inputs by the program language
+(``agent/expr.py``: inputs, constants, glue, operations of several values, the node's tools,
+choices), with no model call (what the synthesis engine finds, ``localsym.learn.synth``).
 
-A program is a few steps, each one call of a declared tool whose arguments are values (an input
-of the node, an earlier step's result, or a constant, each through a glue chain), and outputs,
-each a value. It is data (saved in the spec, shown in the report) and bounded (at most
-``MAX_STEPS`` steps). At run time the node runs its program first: when every step succeeds and
-every output it gives fits its field, those outputs are the node's with no model call; where a
-step fails on an example (a glue step that cannot apply, a tool that raises), the node goes on
-as if it had no program, so a program never makes an example worse than the model would."""
+A program is one expression tree per output, and optionally a ``guard``: a condition on the
+inputs under which the program answers (elsewhere the model does). It is data, written as
+expressions (``answer: concat(first, ' ', last | slice(0, 1), '.')``), saved in the spec, shown
+in the report, and bounded in size. At run time the node runs its program first: when the guard
+holds, every tool call succeeds and every output fits its field, those outputs are the node's
+with no model call; where it does not (a glue step that cannot apply, a tool that raises, the
+guard false), the node goes on as if it had no program, so a program never makes an example
+worse than the model would. An output that reads the model's own call (``called('calc')``,
+what ``bind`` writes) is given when the model makes that call.
+
+Specs written before the tree (``steps`` of tool calls and ``outputs`` as ``{source, const,
+via}``) are read into the same trees."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import regex
-from pydantic import Field, model_validator
+from pydantic import (Field, PlainSerializer, PlainValidator, TypeAdapter, WithJsonSchema,
+                      model_validator)
 
 from localsym.agent import chain
-from localsym.agent.chain import Chain
 from localsym.agent import glue
+from localsym.agent import expr as E
+from localsym.agent.expr import Context, Expr, Scope
+from localsym.agent.functions import truth
 from localsym.agent.glue import GlueError
-from localsym.agent.weights import Frozen, Identifier
-
-MAX_STEPS = 4  # tool calls in one program
+from localsym.agent.weights import Frozen
 
 
-class Ref(Frozen):
-    """A value of a program: a node input or an earlier step's result (``source``), or a
-    constant (``const``), reshaped by the glue ``via``. Written as the source's bare name when
-    there is no glue."""
-
-    source: str | None = None
-    const: str | int | float | None = None
-    via: Chain = ()
-
-    @model_validator(mode="after")
-    def _one_origin(self):
-        if (self.source is None) == (self.const is None):
-            raise ValueError("a program value names a source or a constant (one of the two)")
-        if isinstance(self.const, str) and len(self.const) > 200:
-            raise ValueError("a program constant is at most 200 characters")
-        return self
-
-    def describe(self) -> str:
-        start = self.source if self.source is not None else repr(self.const)
-        return " | ".join([start] + ([chain.describe(self.via)] if self.via else []))
+def _to_expr(value: Any) -> Expr:
+    if isinstance(value, (E.Input, E.Const, E.Glue, E.Apply, E.Call, E.If, E.Called)):
+        return value
+    return E.parse(value)
 
 
-def _ref(value: Any) -> Any:
-    return {"source": value} if isinstance(value, str) else value
-
-
-class Step(Frozen):
-    """One call of a declared tool, its arguments program values; its result is named."""
-
-    name: str = Identifier
-    tool: str
-    args: dict[str, Ref] = Field(min_length=1)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _bare_args(cls, data):
-        if isinstance(data, dict) and isinstance(data.get("args"), dict):
-            data = {**data, "args": {k: _ref(v) for k, v in data["args"].items()}}
-        return data
-
-    def describe(self) -> str:
-        args = ", ".join(f"{a} = {r.describe()}" for a, r in self.args.items())
-        return f"{self.name} = {self.tool}({args})"
+# A program value in a spec: written and read as its expression
+Expression = Annotated[Any, PlainValidator(_to_expr), PlainSerializer(E.text, return_type=str),
+                       WithJsonSchema({"type": "string", "description": "a program expression"})]
 
 
 class Program(Frozen):
-    """Tool calls in order and the outputs they give (see the module doc)."""
+    """One expression per output, and the guard under which they answer (see the module doc)."""
 
-    steps: tuple[Step, ...] = Field((), max_length=MAX_STEPS)
-    outputs: dict[str, Ref] = Field(min_length=1)
+    outputs: dict[str, Expression] = Field(min_length=1)
+    guard: Expression | None = None
 
     @model_validator(mode="before")
     @classmethod
-    def _bare_outputs(cls, data):
-        if isinstance(data, dict) and isinstance(data.get("outputs"), dict):
-            data = {**data, "outputs": {k: _ref(v) for k, v in data["outputs"].items()}}
+    def _written_before(cls, data):
+        if isinstance(data, dict) and ("steps" in data or any(
+                isinstance(v, dict) for v in (data.get("outputs") or {}).values())):
+            return _from_steps(data)
         return data
 
     def check(self, inputs: dict[str, Any], tools: tuple[str, ...], outputs: set[str]) -> None:
-        """A ValueError unless every value's source is known before it is used (``inputs``:
-        input name -> its kind, or None where not known), every tool is one of ``tools``, every
-        output one of ``outputs``, and every glue chain fits the kind it starts from."""
-        kinds: dict[str, Any] = dict(inputs)
-        for step in self.steps:
-            if step.tool not in tools:
-                raise ValueError(f"program step {step.name!r} calls {step.tool!r}, which the node "
-                                 f"does not use (its tools: {list(tools)})")
-            for arg, ref in step.args.items():
-                _check_ref(ref, kinds, f"program step {step.name!r} argument {arg!r}")
-            if step.name in kinds:
-                raise ValueError(f"program step {step.name!r} reuses the name of an input or an "
-                                 "earlier step")
-            kinds[step.name] = "text"  # a tool's result is a text
-        for out, ref in self.outputs.items():
+        """A ValueError unless every value reads an input of the node (``inputs``: name -> its
+        kind, or None where not known), every tool is one of ``tools``, every output one of
+        ``outputs``, and every part takes the kind it is given."""
+        scope = Scope(dict(inputs), tuple(tools))
+        for out, e in self.outputs.items():
             if out not in outputs:
                 raise ValueError(f"the program gives {out!r}, which is not an output of the "
                                  f"node {sorted(outputs)}")
-            _check_ref(ref, kinds, f"program output {out!r}")
+            try:
+                E.check(e, scope)
+            except ValueError as err:
+                raise ValueError(f"program output {out!r}: {err}") from None
+        if self.guard is not None:
+            if E.uses_model(self.guard):
+                raise ValueError("a program's guard reads the inputs, not the model's calls")
+            E.check(self.guard, scope)
+
+    def trees(self) -> list[Expr]:
+        return list(self.outputs.values()) + ([self.guard] if self.guard is not None else [])
 
     def tools(self) -> list[str]:
-        return list(dict.fromkeys(s.tool for s in self.steps))
+        return list(dict.fromkeys(x.tool for t in self.trees() for x in E.walk(t)
+                                  if isinstance(x, (E.Call, E.Called))))
+
+    def tool_args(self) -> list[tuple[str, str]]:
+        """(tool, argument name) of every call the program writes."""
+        return list(dict.fromkeys((x.tool, a) for t in self.trees() for x in E.walk(t)
+                                  if isinstance(x, E.Call) for a, _ in x.args))
 
     def lines(self) -> list[str]:
-        """The program as a person reads it: a line per step, then a line per output."""
-        return [s.describe() for s in self.steps] + \
-            [f"{o} = {r.describe()}" for o, r in self.outputs.items()]
+        """The program as a person reads it: a line per output, then its guard."""
+        return [f"{o} = {E.text(e)}" for o, e in self.outputs.items()] + \
+            ([f"where {E.text(self.guard)}"] if self.guard is not None else [])
 
     def describe(self) -> str:
         return "; ".join(self.lines())
 
 
-def _check_ref(ref: Ref, kinds: dict[str, Any], where: str) -> None:
-    if ref.source is not None and ref.source not in kinds:
-        raise ValueError(f"{where} reads {ref.source!r}, which is not an input of the node or "
-                         f"an earlier step ({sorted(kinds)})")
-    start = kinds.get(ref.source) if ref.source is not None else chain.kind_of(ref.const)
-    try:
-        chain.check_chain(ref.via, start)  # type: ignore[arg-type]
-    except ValueError as err:
-        raise ValueError(f"{where}: {err}") from None
+def _from_steps(data: dict) -> dict:
+    """A program written as steps (tool calls named ``r1``...) and ``{source, const, via}``
+    values, as trees."""
+    done: dict[str, Expr] = {}
+
+    def value(ref: Any) -> Expr:
+        if isinstance(ref, str):
+            ref = {"source": ref}
+        if not isinstance(ref, dict) or ("source" in ref) == ("const" in ref and
+                                                              ref.get("const") is not None):
+            raise ValueError("a program value names a source or a constant (one of the two)")
+        start: Expr = (done.get(ref["source"]) or E.Input(ref["source"])) \
+            if ref.get("source") is not None else E.Const(ref["const"])
+        return E.via(start, _chain(ref.get("via", ())))
+
+    for step in data.get("steps") or ():
+        if not isinstance(step, dict) or not isinstance(step.get("args"), dict):
+            raise ValueError("a program step is {name, tool, args}")
+        done[step["name"]] = E.Call(step["tool"], tuple((a, value(r))
+                                                        for a, r in step["args"].items()))
+    return {**{k: v for k, v in data.items() if k not in ("steps", "outputs")},
+            "outputs": {k: value(v) for k, v in (data.get("outputs") or {}).items()}}
 
 
-def value_of(ref: Ref, values: dict[str, Any]) -> Any:
-    """A program value on one example (``values``: the node's inputs and the results so far);
-    a GlueError where it cannot be had."""
-    start = ref.const if ref.source is None else values.get(ref.source)
-    return chain.run(ref.via, start) if ref.via else start
+def _chain(ops: Any) -> tuple:
+    return _CHAIN.validate_python(ops)
+
+
+_CHAIN: TypeAdapter = TypeAdapter(chain.Chain)
 
 
 def argument(value: Any) -> Any:
@@ -178,27 +171,25 @@ def run_program(program: Program, fields: tuple, inputs: dict[str, Any], tools
                 ) -> tuple[dict[str, Any], list, str | None]:
     """Run ``program`` on one example's ``inputs`` with the tool registry ``tools``: the outputs
     it gives (each coerced to its field ``fields`` and fitting it), the tool calls made, and why
-    it failed (None: every step and every output succeeded)."""
-    values: dict[str, Any] = dict(inputs)
-    calls: list = []
-    for step in program.steps:
+    it failed (None: the guard held and every output succeeded). An output that reads the
+    model's own call is left to the tool loop (``bound_outputs``)."""
+    ctx = Context(inputs=dict(inputs), tools=tools)
+    if program.guard is not None:
         try:
-            args = {a: argument(value_of(r, values)) for a, r in step.args.items()}
+            if not truth(E.evaluate(program.guard, ctx)):
+                return {}, ctx.made, "the guard does not hold"
         except GlueError as err:
-            return {}, calls, f"step {step.name}: glue: {err}"
-        call = tools.call(step.tool, args)
-        calls.append(call)
-        if not call.ok:
-            return {}, calls, f"step {step.name}: {call.tool} failed: {call.error}"
-        values[step.name] = call.result
+            return {}, ctx.made, f"guard: {err}"
     by_name = {f.name: f for f in fields}
     out: dict[str, Any] = {}
-    for name, ref in program.outputs.items():
+    for name, e in program.outputs.items():
+        if E.uses_model(e):
+            continue
         try:
-            value = coerce(value_of(ref, values), by_name[name].type)
+            value = coerce(E.evaluate(e, ctx), by_name[name].type)
         except (GlueError, TypeError, ValueError, OverflowError) as err:
-            return out, calls, f"output {name}: {err}"
+            return out, ctx.made, f"output {name}: {err}"
         if not fits(value, by_name[name]):
-            return out, calls, f"output {name}: {str(value)[:60]!r} does not fit the field"
+            return out, ctx.made, f"output {name}: {str(value)[:60]!r} does not fit the field"
         out[name] = value
-    return out, calls, None
+    return out, ctx.made, None

@@ -25,7 +25,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from localsym.agent.node import NodeSpec
-from localsym.agent.program import Program, Ref, Step, run_program
+from localsym.agent import expr as E
+from localsym.agent.program import Program, run_program
 from localsym.agent.tools import ToolCallRecord, ToolRegistry
 from localsym.data import Example
 from localsym.learn.synth.limits import SynthLimits
@@ -291,22 +292,19 @@ class Engine:
 
 
 def program_of(outputs: dict[str, Value]) -> Program:
-    """The program of some values: every tool call they need, innermost first, as a step."""
-    calls: list[Call] = []
-    for v in outputs.values():
-        calls += [c for c in v.calls() if all(c is not d for d in calls)]
-    names = {id(c): f"r{i + 1}" for i, c in enumerate(calls)}
+    """The program of some values: one tree per output."""
+    return Program(outputs={k: expr_of(v) for k, v in outputs.items()})
 
-    def ref(v: Value) -> Ref:
-        if v.call is not None:
-            return Ref(source=names[id(v.call)], via=v.via)
-        if v.source is not None:
-            return Ref(source=v.source, via=v.via)
-        return Ref(const=v.const, via=v.via)
 
-    steps = tuple(Step(name=names[id(c)], tool=c.tool, args={a: ref(v) for a, v in c.args})
-                  for c in calls)
-    return Program(steps=steps, outputs={k: ref(v) for k, v in outputs.items()})
+def expr_of(v: Value) -> E.Expr:
+    """A value's tree: its start (an input, a constant, a tool call) through its glue."""
+    if v.call is not None:
+        start: E.Expr = E.Call(v.call.tool, tuple((a, expr_of(w)) for a, w in v.call.args))
+    elif v.source is not None:
+        start = E.Input(v.source)
+    else:
+        start = E.Const(v.const)
+    return E.via(start, v.via)
 
 
 def constants(rows: list[Example], inputs: list[str]) -> list[Any]:
