@@ -235,12 +235,18 @@ def test_the_enumerator_reads_a_bool_tool_through_a_table_and_gives_up_on_a_hang
 def test_values_are_induced_from_the_inputs_never_from_a_menu_of_task_words():
     import time
 
-    from localsym.learn.synth.values import grow, source
+    from localsym.learn.synth.bank import Bank
+    from localsym.learn.synth.limits import SynthLimits
+    from localsym.learn.synth.values import source
 
     values = ("Sort these: pear fig", "Sort these: kiwi apple plum")
-    kept = grow([source("q", values)], 2, 500, time.monotonic() + 10, 2).values
+    bank = Bank(SynthLimits(values=500), 2, lambda v: None, time.monotonic() + 10)
+    bank.add(source("q", values))
+    for level in (2, 3):
+        bank.fill(level)
+    kept = list(bank.seen.values())
     assert any(v.vec == ("pear fig", "kiwi apple plum") for v in kept)
-    assert len({v.vec for v in kept}) == len(kept)  # one value per distinct vector
+    assert len({(v.kind, v.vec) for v in kept}) == len(kept)  # one value per distinct vector
 
 
 def test_the_tool_optimizer_writes_glue_in_the_same_typed_form():

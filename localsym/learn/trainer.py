@@ -242,7 +242,7 @@ class Trainer:
             [t for t, sc in zip(parent_runs, parent_mb) if sc >= 1.0]
         known = {s.example.id: s.loss.score for s in scored} | dict(zip(mb_ids, parent_mb))
         proposed = self.propose(spec, step, llm, grads, failing, train, successes, state.memory,
-                                state.tried, known)
+                                state.tried, known, unlabeled=[ex.inputs for ex in val])
         # screen, validate and gate, commit
         base = float(np.mean(parent_mb))
         candidates = proposed.candidates

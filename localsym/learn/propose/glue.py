@@ -21,11 +21,11 @@ from localsym.metrics import Metric
 
 def glue_edits(spec: PipelineSpec, registry: ToolRegistry, examples: list[Example],
                metric: Metric | None, memo: ToolMemo | None = None,
-               limits: SynthLimits = SynthLimits(), known: dict[str, float] | None = None
-               ) -> tuple[list[Child], SynthStats]:
+               limits: SynthLimits = SynthLimits(), known: dict[str, float] | None = None,
+               unlabeled: list[dict] | None = None) -> tuple[list[Child], SynthStats]:
     """The best ``limits.keep`` programs for ``spec``'s nodes found on ``examples`` (``known``:
-    the parent's scores on some of them, a program must beat it there), best first; and what
-    the search looked at."""
+    the parent's scores on some of them, a program must beat it there; ``unlabeled``: inputs
+    with no answer, which rank the programs), best first; and what the search looked at."""
     memo = memo if memo is not None else ToolMemo()
     engine = Engine(registry, metric, limits, memo)  # type: ignore[arg-type]
     rows = [ex for ex in examples if ex.expected][:limits.examples]
@@ -37,12 +37,13 @@ def glue_edits(spec: PipelineSpec, registry: ToolRegistry, examples: list[Exampl
         if node.roles:  # a team's tools belong to its checker roles
             continue
         key = hashlib.sha256(json.dumps([node.model_dump(mode="json"), tools,
-                                         [ex.id for ex in rows], sorted((known or {}).items())],
+                                         [ex.id for ex in rows], sorted((known or {}).items()),
+                                         unlabeled or []],
                                         sort_keys=True, default=str).encode()).hexdigest()
         if key not in memo.found:
-            memo.found[key] = engine.search(node, tools, rows, known or {})
+            memo.found[key] = engine.search(node, tools, rows, known or {}, unlabeled)
         found += memo.found[key]
-    found.sort(key=lambda f: (-f.score, f.cost))
+    found.sort(key=lambda f: f.rank())
     out: list[Child] = []
     for f in found:
         if len(out) >= limits.keep:

@@ -45,10 +45,13 @@ class Proposer:
     def __call__(self, spec: PipelineSpec, step: int, llm: list[str],
                  grads: list[ExampleGradients], failing: list, train: list[Example],
                  successes: list, memory: list[UpdateRecord], tried: list[str],
-                 known: dict[str, float] | None = None) -> Proposed:
+                 known: dict[str, float] | None = None,
+                 unlabeled: list[dict] | None = None) -> Proposed:
         """The candidates of step ``step`` in a fixed order (LLM optimizers, demonstrations,
         glue found from the training data, structural edits), each a child of ``spec``; the
-        ones that change the final outputs or were tried before (``tried``) are left out."""
+        ones that change the final outputs or were tried before (``tried``) are left out.
+        ``unlabeled``: inputs with no answer the search may compute its values on (the
+        validation inputs: never their answers)."""
         cfg, rejected, failures = self.config, [], []
         stats = None
         proposed: list[Candidate] = []
@@ -79,7 +82,7 @@ class Proposer:
         if "structure" in cfg.optimizers:
             rows = [ex for ex in train if ex.expected][:cfg.synthesis.examples]
             found, stats = glue_edits(spec, self.tools, rows, self.metric, self.memo,
-                                      cfg.synthesis, known)
+                                      cfg.synthesis, known, unlabeled)
             proposed += _of("structure", found, seen=[ex.id for ex in rows])
             proposed += _of("structure", structural_edits(spec, self.tools))
         out, refused = admit(spec, proposed, tried, cfg.max_candidates)

@@ -1,22 +1,23 @@
 """The synthesis engine: a node's program found from the training data and the declared tools,
-with no model call (programming by example, bottom-up with observational equivalence).
+with no model call (programming by example).
 
-For a node whose outputs the training examples give: the values of its inputs are grown
-(``values.grow``); each wanted output is matched against every value (a chain alone may be the
-answer); each declared tool is wired by a best-first search over its arguments' pools
-(``wiring``), an assignment that raises or returns nothing on the first examples dropped at
-once; each result is a value like any other, grown and matched, and in a further round fed to
-the tools again (composition). Outputs are matched as they are, reshaped by a chain, through a
-table (a tool's ``true``/``false`` to labels) or a template (the parts of a result in another
-order). The programs found are ranked by their score on the examples they were found on, then
-simplicity; held-back training examples check the ranking for over-fitting, and only a program
-that beats the parent where the parent's scores are known is offered. Everything is bounded
-(``SynthLimits``) and counted (``SynthStats``)."""
+For a node whose outputs the training rows give, every value is enumerated by size at once
+(``bank.py``: the inputs, the constants the data suggests (``consts.py``), glue and operations
+of several values, observational equivalence on the rows and on the unlabeled inputs the run
+has). Each value is observed against the answers (``targets.py``); after each size the answers
+are also sought as parts joined (``join.py``) and as conditionals (``cond.py``). The declared
+tools are wired in rounds (``wiring.py``: a best-first search over their arguments' pools), their
+results a new epoch of the bank (composed, cut, fed to the tools again), and local search
+(``refine.py``) improves a wiring right on some rows only. Programs are ranked for
+generalization (a program that fails on unlabeled inputs last, then the smallest, then the one
+that assumes least), offered only when much smaller than what they explain (``occam.py``) and
+when they hold on the held-back rows and beat the parent where its scores are known. Where only
+some rows have a program, it is offered under a guard (the model answers elsewhere). Every bound
+is a count (``SynthLimits``), so the same task gives the same program in any process."""
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,21 +26,30 @@ import numpy as np
 from pydantic import BaseModel
 
 from localsym.agent.node import NodeSpec
-from localsym.agent import expr as E
 from localsym.agent.program import Program, run_program
 from localsym.agent.tools import ToolCallRecord, ToolRegistry
 from localsym.data import Example
+from localsym.learn.synth import consts
+from localsym.learn.synth.bank import Bank
+from localsym.learn.synth.cond import Conditionals
+from localsym.learn.synth.join import join
+from localsym.agent.glue import Item
 from localsym.learn.synth.limits import SynthLimits
-from localsym.learn.synth.match import Match, Matcher
+from localsym.learn.synth.match import table, template
+from localsym.learn.synth.menu import MAX_INDEX, make
+from localsym.learn.synth.occam import Occam
 from localsym.learn.synth.refine import refine
-from localsym.learn.synth.values import (Call, Value, call_result, constant, fits_annotation,
-                                         grow, source)
+from localsym.learn.synth.targets import Targets
+from localsym.learn.synth.values import (Call, Value, apply_op, call_result, constant,
+                                         fits_annotation, source)
 from localsym.learn.synth.wiring import Nogoods, assignments, blamed, rank
 from localsym.metrics import Metric, score
 
-
 GIVE_UP = 400  # a tool given up on after failing so many calls, and answering none
 FED = 256  # a round's results (defined on most examples, then the simplest) that go on
+WIRE_LEVEL = 5  # the largest value a tool argument is given
+OWN = 24  # a tool's own constants each argument's pool ends with
+SLACK = 2  # sizes enumerated past a joined or conditional answer, for a smaller plain one
 
 
 @dataclass
@@ -55,21 +65,27 @@ class ToolMemo:
 
 
 class SynthStats(BaseModel):
-    """What one search looked at: values kept, assignments tried, distinct tool calls made,
-    programs found, seconds; and whether a bound stopped it."""
+    """What one search looked at: values kept and computed, the largest size reached,
+    assignments tried, distinct tool calls made, programs found, seconds; and which bound
+    stopped it (``seconds`` only as the safety cap)."""
 
     values: int = 0
+    tried: int = 0
+    level: int = 0
     assignments: int = 0
     tool_calls: int = 0
     programs: int = 0
     seconds: float = 0.0
     stopped_by: str = ""
 
+    def per_second(self) -> float:
+        return self.tried / self.seconds if self.seconds else 0.0
+
 
 @dataclass
 class Found:
     """A program the data supports for one node: its scores on the training examples (per
-    example, those it was found on first), its simplicity, what it answers."""
+    example, those it was found on first), its size and cost, what it answers."""
 
     node: str
     program: Program
@@ -77,10 +93,18 @@ class Found:
     held: list[float]
     cost: int
     answers: tuple
+    level: int = 0
+    unsure: int = 0  # unlabeled inputs it fails on
 
     @property
     def score(self) -> float:
         return float(np.mean(self.scores + self.held)) if self.scores or self.held else 0.0
+
+    def rank(self) -> tuple:
+        """Best first: the score, then the fewest unlabeled inputs failed, a guarded program
+        before one that answers every row wrongly where the model might not, the smallest,
+        the one that assumes least."""
+        return (-self.score, self.unsure, self.program.guard is None, self.level, self.cost)
 
 
 class MemoTools:
@@ -109,6 +133,27 @@ class MemoTools:
         return ToolCallRecord(tool=tool, args=args, result=result, error=error)
 
 
+@dataclass
+class Search:
+    """One search's state: the rows, the bank and the targets."""
+
+    node: NodeSpec
+    fit: list[Example]
+    extra: list[dict[str, Any]]  # inputs with no answer (held back, unlabeled)
+    bank: Bank
+    targets: Targets
+    texts: dict[str, list[str]]
+    joined: dict[str, Value] = field(default_factory=dict)
+    conds: dict[str, Value] = field(default_factory=dict)
+
+    @property
+    def width(self) -> int:
+        return len(self.fit) + len(self.extra)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [ex.inputs for ex in self.fit] + self.extra
+
+
 class Engine:
     """One search per step, over every node whose outputs the data gives."""
 
@@ -119,202 +164,324 @@ class Engine:
         self.stats = SynthStats()
 
     def search(self, node: NodeSpec, tools: list[str], rows: list[Example],
-               known: dict[str, float]) -> list[Found]:
+               known: dict[str, float], unlabeled: list[dict[str, Any]] | None = None
+               ) -> list[Found]:
         """Programs for ``node`` from its example inputs and ``tools`` on ``rows``, best first;
-        ``known``: the parent's score on some of them (a program must beat it there)."""
+        ``known``: the parent's score on some of them (a program must beat it there);
+        ``unlabeled``: inputs with no answer, which rank the programs."""
         start, calls = time.monotonic(), self.memo.calls
-        deadline = start + self.limits.seconds
         n_held = int(len(rows) * self.limits.held_out) if len(rows) >= 8 else 0
         fit, held = rows[:len(rows) - n_held], rows[len(rows) - n_held:]
         inputs = [i for i in node.inputs if all(i in ex.inputs for ex in fit)]
         wanted = [f for f in node.outputs if all(f.name in (ex.expected or {}) for ex in fit)]
-        if not inputs or not wanted:
+        if not inputs or not wanted or not fit:
             return []
-        matcher = Matcher(self.metric, wanted, fit)
-        seen: dict = {}
-        seeds = [source(i, tuple(ex.inputs[i] for ex in fit)) for i in inputs] + \
-            [constant(c, len(fit)) for c in constants(fit, inputs)]
-        need = max(1, (len(fit) + 1) // 2)
-        base = grow(seeds, self.limits.depth, self.limits.values, deadline, need, seen).values
-        matcher.add(base)
-        texts = {i: [str(ex.inputs[i]) for ex in fit[:8]] for i in inputs}
-        results: list[Value] = []
-        for round_ in range(self.limits.steps):
-            if matcher.best() >= 1.0 or time.monotonic() >= deadline:
+        s = self._start(node, inputs, wanted, fit, held, unlabeled or [], start)
+        rounds = self.limits.steps if tools else 0
+        for round_ in range(rounds + 1):  # the values tools are wired from, each round's
+            # results composed with them, and at the end every size
+            last = round_ == rounds or s.targets.solved()
+            share = (round_ + 1) / (rounds + 1)
+            s.bank.share = None if last else (int(s.bank.capacity * share),
+                                              int(self.limits.tried * share))
+            self._levels(s, 2, self.limits.level if last else WIRE_LEVEL)
+            if last or s.bank.stopped_by not in ("", "share"):
                 break
-            new = self._round(tools, base, results, round_, fit, texts, deadline, seen, matcher)
-            new = sorted(new, key=lambda v: (-v.defined, v.cost))[:FED]  # the fullest, simplest
-            depth = 0 if matcher.best() >= 1.0 else min(2, self.limits.depth)
-            grown = grow(new, depth, self.limits.values, deadline, need, seen).values
-            matcher.add(grown)
-            results += grown
-        if matcher.best() < 1.0:
-            self._refine(matcher, base, texts, fit, deadline)
-        self.stats.values += len(seen)
-        found = self._checked(node, matcher.matches(), fit, held, known)
-        self.stats.programs += len(found)
-        self.stats.tool_calls += self.memo.calls - calls
-        self.stats.seconds += time.monotonic() - start
-        if time.monotonic() >= deadline:
-            self.stats.stopped_by = "seconds"
-        elif self.memo.calls >= self.limits.tool_calls:
-            self.stats.stopped_by = "tool calls"
+            s.bank.stopped_by = ""
+            results = self._round(s, tools, round_)
+            if s.bank.stopped_by not in ("", "share"):
+                break
+            s.bank.stopped_by = ""
+            s.bank.new_epoch(results)
+        if not s.targets.solved() and tools:
+            self._refine(s)
+        found = self._checked(s, self._candidates(s), held, known)
+        self._count(s, found, start, calls)
         return found
 
-    def _round(self, tools: list[str], base: list[Value], results: list[Value], round_: int,
-               fit: list[Example], texts: dict, deadline: float, seen: dict, matcher: Matcher
-               ) -> list[Value]:
+    # -- the search ------------------------------------------------------------------------------
+    def _start(self, node, inputs, wanted, fit, held, unlabeled, start) -> Search:
+        extra = [ex.inputs for ex in held] + [u for u in unlabeled
+                                              if all(i in u for i in inputs)]
+        extra = extra[:len(held) + self.limits.unlabeled]
+        targets = Targets(wanted, fit)
+        deadline = start + self.limits.seconds
+        s = Search(node, fit, extra, None, targets,  # type: ignore[arg-type]
+                   {i: [str(ex.inputs[i]) for ex in fit[:8]] for i in inputs})
+        s.bank = Bank(self.limits, s.width, lambda v: self._observe(s, v), deadline)
+        for i in inputs:
+            s.bank.add(source(i, tuple(r[i] for r in s.rows())))
+        for value, level in consts.from_data(fit, inputs, [f.name for f in wanted]):
+            s.bank.add(constant(value, s.width, level))
+        return s
+
+    def _observe(self, s: Search, v: Value) -> None:
+        s.targets.observe(v)
+        if v.call is not None and not v.via:  # a tool's result through a table or a template
+            for name in s.targets.names:
+                answers = [ex.expected[name] for ex in s.fit]  # type: ignore[index]
+                for op in (table(v.vec[:len(s.fit)], answers),
+                           template(v.vec[:len(s.fit)], [str(a) for a in answers])):
+                    if op is not None:
+                        s.bank.add(v.then(op, apply_op(op, v.vec)))
+
+    def _levels(self, s: Search, first: int, last: int) -> None:
+        """Enumerate size after size until the answers are found (then a little past, for a
+        smaller plain one), or a bound is reached."""
+        goal = None
+        for level in range(first, last + 1):
+            s.bank.fill(level)
+            self.stats.level = max(self.stats.level, level)
+            if s.targets.solved():
+                return  # every value of this size is in: the smallest plain answers
+            goal = self._joined_or_branched(s, level)
+            if s.bank.stopped_by or (goal is not None and level + SLACK >= goal):
+                return
+        if goal is None:
+            self._joined_or_branched(s, self.limits.level, final=True)
+
+    def _joined_or_branched(self, s: Search, level: int, final: bool = False) -> int | None:
+        """The answers as joined parts, else as conditionals (at every other size, and at the
+        end); the size of the largest, or None while an output has neither."""
+        sizes = []
+        for name in s.targets.names:
+            if s.targets.solutions[name]:
+                sizes.append(s.targets.solutions[name][0].level)
+                continue
+            if name in s.targets.texts and name not in s.joined:
+                j = join(s.targets.pieces[name], s.targets.texts[name], s.targets.all,
+                         self.limits.pieces)
+                if j is not None:
+                    s.joined[name] = j
+            if name not in s.joined and (final or s.bank.stopped_by or level % 2 == 0) and \
+                    level >= 4 and self.limits.branches > 1:
+                c = self._conditional(s, name).solve()
+                if c is not None and (name not in s.conds or c.level < s.conds[name].level):
+                    s.conds[name] = c
+            best = [v.level for v in (s.joined.get(name), s.conds.get(name)) if v is not None]
+            if not best:
+                return None
+            sizes.append(min(best))
+        return max(sizes) if sizes else None
+
+    def _conditional(self, s: Search, name: str) -> Conditionals:
+        def joined(rows: int) -> Value | None:
+            if name not in s.targets.texts:
+                return None
+            return join(s.targets.pieces[name], s.targets.texts[name], rows, self.limits.pieces)
+        return Conditionals(s.targets.by_mask[name], s.targets.predicates, s.targets.n, joined,
+                            self.limits.branches)
+
+    # -- tools -----------------------------------------------------------------------------------
+    def _round(self, s: Search, tools: list[str], round_: int) -> list[Value]:
         """One round of tool calls: every tool wired from the values so far (after the first
-        round, with at least one argument an earlier result); the new results (each matched at
-        once: a result that gives every output on every example ends the round)."""
+        round, with at least one argument an earlier result); the results, the fullest and
+        simplest first."""
         out: list[Value] = []
+        values = self._wirable(s)
+        results = [v for v in values if v.call is not None]
         for tool in tools:
             if tool in self.memo.broken:
                 continue
-            fields = self.registry.get(tool).args_model.model_fields
+            spec = self.registry.get(tool)
+            fields = spec.args_model.model_fields
             args = [a for a, f in fields.items() if f.is_required()]
             if not args:
                 continue
+            own = [constant(c, s.width, 2) for c in consts.of_tool(spec.fn)]
             width = max(self.limits.width, int(2 * self.limits.assignments ** (1 / len(args))))
-            pools = [self._pool(a, fields[a].annotation, base + results, texts, width)
+            pools = [self._pool(a, fields[a].annotation, values, s.texts, width, own)
                      for a in args]
-            fed = [self._pool(a, fields[a].annotation, results, texts, self.limits.assignments)
-                   for a in args]
-            forced = range(len(args)) if round_ else [None]
+            fed = [self._pool(a, fields[a].annotation, results, s.texts,
+                              self.limits.assignments, []) for a in args]
             nogoods = Nogoods()
-            for at in forced:  # after the first round, one argument an earlier result
+            for at in (range(len(args)) if round_ else [None]):
                 chosen = pools if at is None else [p if i != at else fed[i]
                                                    for i, p in enumerate(pools)]
                 for assignment in assignments(chosen, [fields[a].annotation for a in args],
                                               self.limits.assignments, nogoods):
-                    if time.monotonic() >= deadline or self.memo.calls >= self.limits.tool_calls:
-                        return out
+                    if self.memo.calls >= self.limits.tool_calls:
+                        s.bank.stopped_by = "tool calls"
+                        return self._fed(out)
+                    if s.bank.stop():
+                        return self._fed(out)
                     self.stats.assignments += 1
-                    value, failures = self._call(tool, tuple(zip(args, assignment)), fit)
+                    value, failures = self._call(s, tool, tuple(zip(args, assignment)),
+                                                 2 + round_)
                     nogoods.record(assignment, value is not None, blamed(failures))
-                    if value is not None and value.vec not in seen:
+                    if value is not None and not s.bank.has(value):
                         out.append(value)
-                        matcher.add([value])
-                        if matcher.best() >= 1.0:
-                            return out
+                        self._observe(s, value)
+                        if s.targets.solved():
+                            return self._fed(out)
+        return self._fed(out)
+
+    @staticmethod
+    def _wirable(s: Search) -> list[Value]:
+        """The values a tool argument may take: the small ones the bank keeps, and every item
+        of its small lists (the numbers of a word problem in order, which the bank may have
+        kept under another name where the rows are few)."""
+        out = [v for lvl in range(1, WIRE_LEVEL + 1) for p in ("text", "int", "num", "bool")
+               for v in s.bank.values(lvl, p)]
+        for lvl in (2, 3):
+            for lst in s.bank.values(lvl, "list"):
+                shortest = min((len(e) for e in lst.vec[:len(s.fit)] if e is not None),
+                               default=0)
+                for k in list(range(min(shortest, MAX_INDEX))) + [-1]:
+                    op = make(Item, index=k)
+                    out.append(lst.then(op, apply_op(op, lst.vec)))
         return out
 
-    def _refine(self, matcher: Matcher, base: list[Value], texts: dict, fit: list[Example],
-                deadline: float) -> None:
-        """Local search from the best partial programs (``refine``): each call's arguments
-        given the other values of their pools, while the score rises."""
-        pools: dict[tuple[str, str], list[Value]] = {}
+    @staticmethod
+    def _fed(values: list[Value]) -> list[Value]:
+        return sorted(values, key=lambda v: (-v.defined, v.cost))[:FED]
 
-        def pool(call: Call, i: int) -> list[Value]:
-            arg = call.args[i][0]
-            if (call.tool, arg) not in pools:
-                annotation = self.registry.get(call.tool).args_model.model_fields[arg].annotation
-                pools[(call.tool, arg)] = [v for _, v in self._pool(
-                    arg, annotation, base, texts, 4 * self.limits.width)]
-            return pools[(call.tool, arg)]
-
-        def recompute(call: Call) -> Value | None:
-            self.stats.assignments += 1
-            return self._call(call.tool, call.args, fit)[0]
-
-        for m in matcher.matches()[:3]:
-            for name, v in m.outputs.items():
-                if v.call is None:
-                    continue
-
-                def score(x: Value, n: str = name) -> float:
-                    return matcher.score_of(x, n)
-
-                better, _ = refine(v, score, pool, recompute, deadline, self.limits.assignments)
-                if better is not v:
-                    matcher.add([better])
-
-    def _pool(self, arg: str, annotation: Any, values: list[Value], texts: dict, width: int
-              ) -> list[tuple[int, Value]]:
-        """The values ``arg`` can take, ranked, the best ``width`` of them."""
+    def _pool(self, arg: str, annotation: Any, values: list[Value], texts: dict, width: int,
+              own: list[Value]) -> list[tuple[int, Value]]:
+        """The values ``arg`` can take, ranked, the best ``width`` of them, then the tool's own
+        constants."""
         pool = [(rank(v, arg, texts.get(v.source, [])), v) for v in values
-                if fits_annotation(v, annotation)]
+                if v.kind != "list" and fits_annotation(v, annotation)]
         pool.sort(key=lambda rv: rv[0])
-        return pool[:width]
+        mine = [(rank(v, arg, []), v) for v in own if fits_annotation(v, annotation)]
+        return pool[:width] + mine[:OWN]
 
-    def _call(self, tool: str, args: tuple[tuple[str, Value], ...], fit: list[Example]
+    def _call(self, s: Search, tool: str, args: tuple[tuple[str, Value], ...], level: int
               ) -> tuple[Value | None, list[tuple[str, tuple]]]:
-        """The tool's results on ``fit`` with these arguments (probes first: an assignment that
-        fails on all of them is dropped), as a value (None when nothing came back); and the
+        """The tool's results on every row with these arguments (the training rows first, and
+        their first ``probe`` before the rest: an assignment that fails on all of them is
+        dropped), as a value (None when nothing came back on the training rows); and the
         failures, each its error and the argument values."""
         results: list[Any] = []
         failures: list[tuple[str, tuple]] = []
-        for i in range(len(fit)):
+        n = len(s.fit)
+        for i in range(s.width):
+            if i == n and not any(r is not None for r in results):
+                return None, failures
             entries = tuple(v.vec[i] for _, v in args)
             if any(e is None for e in entries):
                 results.append(None)
                 continue
             record = self.tools.call(tool, {a: e for (a, _), e in zip(args, entries)})
             results.append(record.result if record.ok else None)
-            if not record.ok:
+            if not record.ok and i < n:
                 failures.append((str(record.error), entries))
             if len(failures) >= self.limits.probe and not any(r is not None for r in results):
                 return None, failures  # raises or returns nothing on the first examples
-        if not any(r is not None for r in results):
+        if not any(r is not None for r in results[:n]):
             return None, failures
-        return call_result(Call(tool, args), tuple(results)), failures
+        return call_result(Call(tool, args), tuple(results), level), failures
 
-    def _checked(self, node: NodeSpec, matches: list[Match], fit: list[Example],
-                 held: list[Example], known: dict[str, float]) -> list[Found]:
-        """The matches as programs, checked on the held-back examples (a ranking that does
-        not hold there is over-fitting: dropped) and against the parent where its scores are
-        known; ranked by the training score, then simplicity."""
+    def _refine(self, s: Search) -> None:
+        """Local search from the best partial programs with tool calls (``refine``): each
+        call's arguments given the other values of their pools, while the share of rows they
+        answer rises."""
+        pools: dict[tuple[str, str], list[Value]] = {}
+        values = self._wirable(s)
+
+        def pool(call: Call, i: int) -> list[Value]:
+            arg = call.args[i][0]
+            if (call.tool, arg) not in pools:
+                annotation = self.registry.get(call.tool).args_model.model_fields[arg].annotation
+                pools[(call.tool, arg)] = [v for _, v in self._pool(
+                    arg, annotation, values, s.texts, 4 * self.limits.width, [])]
+            return pools[(call.tool, arg)]
+
+        def recompute(call: Call) -> Value | None:
+            self.stats.assignments += 1
+            return self._call(s, call.tool, call.args, 2)[0]
+
+        for name in s.targets.names:
+            def rate(x: Value, n: str = name) -> float:
+                return s.targets.rate(n, x)
+
+            for _, v in list(s.targets.partial[name])[:3]:
+                if v.call is None:
+                    continue
+                better, _ = refine(v, rate, pool, recompute, s.bank.deadline,
+                                   self.limits.assignments)
+                if better is not v:
+                    s.targets.observe(better)
+
+    # -- what is offered --------------------------------------------------------------------------
+    def _candidates(self, s: Search) -> list[tuple[dict[str, Value], Value | None]]:
+        """(outputs, guard) to offer: every output answered (plainly, joined or by a
+        conditional), else a program under a guard, else the best partial one."""
+        per: dict[str, list[Value]] = {}
+        for name in s.targets.names:
+            options = list(s.targets.solutions[name]) + \
+                [v for v in (s.joined.get(name), s.conds.get(name)) if v is not None]
+            per[name] = sorted(options, key=lambda v: self._rank(s, v))
+        first = s.targets.names[0]
+        if all(per.values()):
+            return [({first: v, **{k: per[k][0] for k in s.targets.names[1:]}}, None)
+                    for v in per[first][:4 * self.limits.keep]]
+        out: list[tuple[dict[str, Value], Value | None]] = []
+        if len(s.targets.names) == 1:
+            guarded = self._conditional(s, first).guarded(max(2, s.targets.n // 4))
+            if guarded is not None:
+                out.append(({first: guarded[1]}, guarded[0]))
+        partial = {k: max(((m, v) for m, v in s.targets.by_mask[k].items() if not v.static),
+                          key=lambda mv: (bin(mv[0]).count("1"), -mv[1].level),
+                          default=(0, None))[1] for k in per}  # a constant right on some
+        # rows is the majority label, not a program
+        partial = {k: (per[k][0] if per[k] else v) for k, v in partial.items()}
+        if all(v is not None for v in partial.values()):
+            out.append((partial, None))  # type: ignore[arg-type]
+        return out
+
+    def _rank(self, s: Search, v: Value) -> tuple:
+        """Generalization first: the unlabeled inputs it fails on, then its size, then what it
+        assumes."""
+        return (sum(e is None for e in v.vec[len(s.fit):]), v.level, v.cost)
+
+    def _checked(self, s: Search, candidates: list, held: list[Example],
+                 known: dict[str, float]) -> list[Found]:
+        """The candidates as programs: scored with the run's metric, offered only where the
+        Occam bound holds, they hold on the held-back examples, and they beat the parent where
+        its scores are known."""
         out: list[Found] = []
-        for m in matches[:4 * self.limits.keep]:
-            if sum(x >= 1.0 for x in m.scores) < max(3, len(m.scores) // 4):
-                continue  # right on too few examples to be more than chance
-            program = program_of(m.outputs)
-            held_scores = [self._score_program(node, program, ex) for ex in held]
-            if held and np.mean(held_scores) < min(m.score - 0.25, m.score / 2):
+        occam = Occam(s.fit, s.targets.names, list(s.texts), s.bank.serial, len(s.bank.seen))
+        for outputs, guard in candidates:
+            program = Program(outputs={k: v.tree() for k, v in outputs.items()},
+                              guard=guard.tree() if guard is not None else None)
+            scores = [self._score_program(s.node, program, ex, known) for ex in s.fit]
+            values = list(outputs.values()) + ([guard] if guard is not None else [])
+            if not any(scores) or not occam.holds(values, scores):
+                continue
+            held_scores = [self._score_program(s.node, program, ex, known) for ex in held]
+            mean = float(np.mean(scores))
+            if held and np.mean(held_scores) < min(mean - 0.25, mean / 2):
                 continue  # it does not hold on examples it was not found on: over-fitting
-            scores = list(m.scores)
-            rows = fit + held
-            mine = scores + held_scores
+            rows, mine = s.fit + held, scores + held_scores
             mask = [ex.id in known for ex in rows]
             if sum(mask) >= 2:
-                ours = np.mean([s for s, k in zip(mine, mask) if k])
+                ours = np.mean([x for x, k in zip(mine, mask) if k])
                 theirs = np.mean([known[ex.id] for ex in rows if ex.id in known])
                 if ours <= theirs + 1e-12:
                     continue
-            out.append(Found(node.name, program, scores, held_scores, m.cost, m.answers))
-        out.sort(key=lambda f: (-f.score, f.cost))
+            out.append(Found(s.node.name, program, scores, held_scores,
+                             sum(v.cost for v in values),
+                             tuple(tuple(v.vec) for v in outputs.values()),
+                             level=sum(v.level for v in values),
+                             unsure=sum(self._rank(s, v)[0] for v in values)))
+        out.sort(key=Found.rank)
         return out
 
-    def _score_program(self, node: NodeSpec, program: Program, ex: Example) -> float:
-        outputs, _, _ = run_program(program, node.outputs, ex.inputs, self.tools)
+    def _score_program(self, node: NodeSpec, program: Program, ex: Example,
+                       known: dict[str, float]) -> float:
+        outputs, _, failed = run_program(program, node.outputs, ex.inputs, self.tools)
+        if failed == "the guard does not hold":
+            return known.get(ex.id, 0.0)  # the model answers there, as the parent did
         wanted = {k: v for k, v in (ex.expected or {}).items() if k in program.outputs}
         return score(self.metric, outputs, wanted).score if wanted else 0.0
 
-
-def program_of(outputs: dict[str, Value]) -> Program:
-    """The program of some values: one tree per output."""
-    return Program(outputs={k: expr_of(v) for k, v in outputs.items()})
-
-
-def expr_of(v: Value) -> E.Expr:
-    """A value's tree: its start (an input, a constant, a tool call) through its glue."""
-    if v.call is not None:
-        start: E.Expr = E.Call(v.call.tool, tuple((a, expr_of(w)) for a, w in v.call.args))
-    elif v.source is not None:
-        start = E.Input(v.source)
-    else:
-        start = E.Const(v.const)
-    return E.via(start, v.via)
-
-
-def constants(rows: list[Example], inputs: list[str]) -> list[Any]:
-    """Constants the data suggests: a word or a number every example's inputs hold (a unit, a
-    time zone, a delimiter), at most eight."""
-    texts = [" ".join(str(ex.inputs[i]) for i in inputs) for ex in rows]
-    common: set[str] | None = None
-    for t in texts:
-        words = set(re.findall(r"[A-Za-z]{2,}|\d+", t))
-        common = words if common is None else common & words
-    return sorted(common or [], key=lambda w: (len(w), w))[:8]
-
+    def _count(self, s: Search, found: list[Found], start: float, calls: int) -> None:
+        self.stats.values += len(s.bank.seen)
+        self.stats.tried += s.bank.tried
+        self.stats.programs += len(found)
+        self.stats.tool_calls += self.memo.calls - calls
+        self.stats.seconds += time.monotonic() - start
+        if s.bank.stopped_by and not self.stats.stopped_by:
+            self.stats.stopped_by = s.bank.stopped_by
 

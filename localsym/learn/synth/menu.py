@@ -21,7 +21,7 @@ MAX_CONTEXTS = 40
 MAX_INDEX = 12  # items of a list tried by position
 SAMPLE = 12  # entries a menu is induced from
 SEPARATORS = (",", ", ", ";", "\n", "|", "/", "-", ":", "\t")
-JOINS = (" ", "", ", ", ",", "\n", "-", "/", ":")
+JOINS = (" ", "", ", ", ",", "\n", "-", "/", ":", ".", "_")
 # token classes, most specific first: a number, a word, a token with inner marks (light-years^2)
 NUM, WORD, TOKEN = r"-?\d+(?:\.\d+)?", r"[A-Za-z]+", r"[\w^'-]*\w[\w^'-]*"
 _NUM_RE, _WORD_RE = re.compile(NUM), re.compile(WORD)
@@ -37,6 +37,30 @@ WEIGHTS = {"item": 500, "regex": 1500, "findall": 1500, "int": 900, "float": 900
            "case": 1100, "round": 1100, "slice": 1200,
            "chars": 1200, "keep": 1200, "sort": 1300, "reverse": 1300, "unique": 1300,
            "sum": 1300, "product": 1300, "count": 1500, "length": 1500}
+
+
+# The size an operation adds to a program (the enumeration goes size by size): a cut, an item,
+# a parse 1; an operation a person writes rarely (an order statistic, a pattern) 2, so that of
+# two programs alike on the data the plainer is found first.
+LEVELS = {"regex": 2, "findall": 2, "chars": 2, "keep": 2, "sort": 2, "reverse": 2,
+          "unique": 2, "sum": 2, "product": 2, "count": 2, "length": 2, "round": 2,
+          "format": 2, "map": 2}
+_MADE: dict[tuple, Op] = {}
+
+
+def make(cls: type, **params: Any) -> Op:
+    """The operation ``cls(**params)``, built (and validated) once per process."""
+    key = (cls, tuple(sorted(params.items())))
+    op = _MADE.get(key)
+    if op is None:
+        if len(_MADE) >= 100_000:
+            _MADE.clear()
+        op = _MADE[key] = cls(**params)
+    return op
+
+
+def op_level(op: Op) -> int:
+    return LEVELS.get(op.op, 1)  # type: ignore[attr-defined]
 
 
 def op_cost(op: Op) -> int:
@@ -63,7 +87,7 @@ def menu(value: Any, raw: bool = False) -> list[Op]:
     if all(isinstance(e, tuple) for e in entries):
         return _list_ops([list(e) for e in entries])
     if all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in entries):
-        return [Round(digits=d) for d in range(4) if any(round(e, d) != e for e in entries)]
+        return [make(Round, digits=d) for d in range(4) if any(round(e, d) != e for e in entries)]
     texts = [str(e) for e in entries]
     return _text_ops(texts) + (contexts(texts) if raw else [])
 
@@ -71,32 +95,34 @@ def menu(value: Any, raw: bool = False) -> list[Op]:
 def _text_ops(texts: list[str]) -> list[Op]:
     ops: list[Op] = []
     if any(t != t.strip() for t in texts):
-        ops.append(Trim())
-    ops += [Case(to=c) for c in ("lower", "upper", "title")  # type: ignore[arg-type]
+        ops.append(make(Trim))
+    ops += [make(Case, to=c) for c in ("lower", "upper", "title")  # type: ignore[arg-type]
             if any(getattr(t, c)() != t for t in texts)]
     ops += cuts(texts)
     if any(_NUM_RE.search(t) for t in texts):
-        ops.append(Numbers())
+        ops.append(make(Numbers))
     if any(_WORD_RE.search(t) for t in texts):
-        ops.append(Words())
-    ops += [Split()] + [Split(separator=s) for s in SEPARATORS if all(s in t for t in texts)]
-    ops += [Chars(), Findall(pattern="[A-Z]"), Length(), Slice(end=1), Slice(start=-1)]
+        ops.append(make(Words))
+    ops += [make(Split)] + [make(Split, separator=s) for s in SEPARATORS
+                            if all(s in t for t in texts)]
+    ops += [make(Chars), make(Findall, pattern="[A-Z]"), make(Length), make(Slice, end=1),
+            make(Slice, start=-1)]
     if _parse_all(texts, int):
-        ops.append(ToInt())
+        ops.append(make(ToInt))
     elif _parse_all(texts, float):
-        ops.append(ToFloat())
+        ops.append(make(ToFloat))
     return ops
 
 
 def _list_ops(lists: list[list[str]]) -> list[Op]:
     shortest = min(len(x) for x in lists)
-    ops: list[Op] = [Item(index=k) for k in range(min(shortest, MAX_INDEX))]
-    ops += [Item(index=-k) for k in (1, 2) if shortest > k]
-    ops += [Count()] + [Join(separator=j) for j in JOINS]
+    ops: list[Op] = [make(Item, index=k) for k in range(min(shortest, MAX_INDEX))]
+    ops += [make(Item, index=-k) for k in (1, 2) if shortest > k]
+    ops += [make(Count)] + [make(Join, separator=j) for j in JOINS]
     numeric = all(_parse_all(x, float) for x in lists if x)
-    for op in ([Sort(), Sort(numeric=True), Sum(), Product()] if numeric else [Sort()]) + \
-            [Reverse(), Unique(), Keep(pattern="[A-Z].*"), Keep(pattern=NUM)]:
-        ops.append(op)
+    ops += [make(Sort), make(Sort, numeric=True), make(Sum), make(Product)] if numeric else \
+        [make(Sort)]
+    ops += [make(Reverse), make(Unique), make(Keep, pattern="[A-Z].*"), make(Keep, pattern=NUM)]
     return ops
 
 
@@ -107,17 +133,17 @@ def cuts(values: list[str]) -> list[Op]:
     prefix = _boundary(os.path.commonprefix(values), from_end=False)
     suffix = _boundary(os.path.commonprefix([v[::-1] for v in values])[::-1], from_end=True)
     if prefix and len(prefix) <= glue.MAX_PARAM and prefix not in values:
-        out.append(StripPrefix(prefix=prefix))
+        out.append(make(StripPrefix, prefix=prefix))
     if suffix and len(suffix) <= glue.MAX_PARAM and suffix not in values:
-        out.append(StripSuffix(suffix=suffix))
+        out.append(make(StripSuffix, suffix=suffix))
     for d in delimiters(values):
         for occurrence in ("first", "last"):
-            out += [After(delimiter=d, occurrence=occurrence),  # type: ignore[arg-type]
-                    Before(delimiter=d, occurrence=occurrence)]  # type: ignore[arg-type]
+            out += [make(After, delimiter=d, occurrence=occurrence),  # type: ignore[arg-type]
+                    make(Before, delimiter=d, occurrence=occurrence)]  # type: ignore[arg-type]
     for q in ('"', "'"):
         if all(v.count(q) >= 2 for v in values):
-            out.append(Regex(pattern=f"{q}([^{q}]*){q}", group=1))
-            out.append(Findall(pattern=f"{q}([^{q}]*){q}", group=1))
+            out.append(make(Regex, pattern=f"{q}([^{q}]*){q}", group=1))
+            out.append(make(Findall, pattern=f"{q}([^{q}]*){q}", group=1))
     return out
 
 
@@ -142,16 +168,54 @@ def contexts(values: list[str]) -> list[Op]:
                 found.setdefault(rf"{_START}({shape})\s+{right}", is_class)
         if len(found) >= 4 * MAX_CONTEXTS:
             break
+    keys = keyed(values[0])
+    for pattern in keys + token_shapes(tokens):
+        found.setdefault(pattern, False)
     ops: list[Op] = []
-    whole = [p for p in found if p.startswith(_START + "(")]
-    for pattern in whole + sorted((p for p in found if p not in whole), key=len):
+    whole = keys + [p for p in found if p.startswith(_START + "(")]
+    for pattern in list(dict.fromkeys(whole)) + sorted((p for p in found if p not in whole),
+                                                        key=len):
         is_class = found[pattern]
-        op: Op = Findall(pattern=pattern, group=1) if is_class else Regex(pattern=pattern, group=1)
+        op = make(Findall if is_class else Regex, pattern=pattern, group=1)
         if all(_matches(op, v) for v in values):
             ops.append(op)
         if len(ops) >= MAX_CONTEXTS:
             break
     return ops
+
+
+def keyed(value: str) -> list[str]:
+    """The value after each key of a small table (``qty=3``, ``Width: 4``), read by its key in
+    any case and with any of ``=`` or ``:`` around it, so the parts may come in any order."""
+    out = []
+    pairs = re.findall(r"(?<![A-Za-z])(?=([A-Za-z]\w{0,30})\s*[:=]\s*([^\s,;:=]+))", value)
+    for key, val in pairs[:MAX_CONTEXTS // 2]:
+        for shape in _shapes(val.strip("."))[:1]:
+            out.append(KEYED_AT + rf"{re.escape(key.strip())}\s*[:=]\s*({shape})")
+    return out
+
+
+KEYED_AT = r"(?i)(?<!\w)"  # how a value read by its key starts (``key_of`` reads it)
+
+
+def key_of(op: Op) -> str | None:
+    """The key a capture reads its value by (``keyed``), lower case; None for another op."""
+    pattern = getattr(op, "pattern", "")
+    if not pattern.startswith(KEYED_AT):
+        return None
+    return re.sub(r"\\(.)", r"\1", pattern[len(KEYED_AT):].split("\\s*[:=]")[0]).lower()
+
+
+def token_shapes(tokens: list[str]) -> list[str]:
+    r"""A token found by its shape (a date ``\d+-\d+-\d+``, a code ``[A-Za-z]+-\d+``): its runs
+    of digits and letters as classes, its marks as they are (FlashFill's token classes)."""
+    out = []
+    for tok in tokens:
+        if re.search(r"\w", tok) and re.search(r"[^\w\s]", tok) and len(tok) <= 40:
+            shape = "".join(r"\d+" if p[0].isdigit() else "[A-Za-z]+" if p[0].isalpha()
+                            else re.escape(p) for p in re.findall(r"\d+|[A-Za-z]+|[^\w\s]", tok))
+            out.append(rf"(?<![\w.-])({shape})(?![\w-])")
+    return list(dict.fromkeys(out))
 
 
 def _shapes(token: str) -> list[str]:

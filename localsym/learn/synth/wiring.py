@@ -15,6 +15,7 @@ import re
 from typing import Any, Iterator
 
 from localsym.agent.glue import Item
+from localsym.learn.synth.menu import key_of
 from localsym.learn.synth.values import Value
 
 SAME_VALUE = 3000  # two arguments given the same value
@@ -24,6 +25,8 @@ NAMED = 800  # the value's context names the argument
 LISTED = 600  # an item of a list (a number of a text, a word...) over a length or a count
 CONSTANT = 3000  # a value that is the same on every example (constants are offered apart)
 FEW = 700  # a value with two distinct entries over many examples (the words of two phrasings)
+KEYED = 3000  # the value is read by a key that is the argument's name
+CONSTS = 16  # constants of its pool an argument no list fills is tried with
 DIVERSE = 800  # at most, for a short value that differs on every example (a unit, a name)
 
 
@@ -43,6 +46,8 @@ def rank(value: Value, arg: str, texts: list[str]) -> int:
         r -= LISTED
     if named(value, arg, texts):
         r -= NAMED
+    if any(key_of(op) == arg.lower() for op in value.via):
+        r -= KEYED  # read from the text by the argument's own name (``qty=3`` for qty)
     return r
 
 
@@ -106,7 +111,9 @@ def in_order(pools: list[list[tuple[int, Value]]], groups: list[Any]
     """Assignments that take the items of one list in order across the arguments of one group
     (``groups``: each argument's annotation) whose pools hold them (the numbers of a word
     problem, the words after them, the parts of a text); the other arguments take the list's
-    items in order too where another group's list fits them, else their best value."""
+    items in order too where another group's list fits them, else their best value, then each
+    constant of their pool (a count, a period the tool takes that no row shows)."""
+    groups = ["number" if g in (int, float) else g for g in groups]
     families: dict[Any, dict[int, dict[int, Value]]] = {}
     for a, pool in enumerate(pools):
         for _, v in pool:
@@ -129,8 +136,13 @@ def in_order(pools: list[list[tuple[int, Value]]], groups: list[Any]
     order = list(dict.fromkeys(groups))
     for choice in _combinations([runs.get(g, [{}]) for g in order], 24):
         merged = {a: v for part in choice for a, v in part.items()}
-        if len(merged) >= 2:
-            out.append(tuple(merged.get(a) or pools[a][0][1] for a in range(len(pools))))
+        if len(merged) < 2:
+            continue
+        rest = [[{a: pools[a][0][1]}] + [{a: v} for _, v in pools[a][1:] if v.static][:CONSTS]
+                for a in range(len(pools)) if a not in merged]
+        for fill in _combinations(rest, 24):
+            both = {**merged, **{a: v for part in fill for a, v in part.items()}}
+            out.append(tuple(both[a] for a in range(len(pools))))
     return out
 
 
