@@ -222,3 +222,31 @@ def test_a_user_with_two_rows_trains_through_the_cli(tmp_path, rows):
     best = json.loads((tmp_path / "run" / "best_spec.json").read_text())
     assert E.parse(best["nodes"][0]["program"]["outputs"]["answer"]) == \
         E.parse("concat(a, ' ', b | slice(end=1), '.')")
+
+
+def test_a_model_writes_a_program_in_the_same_form_and_the_rows_check_it():
+    """The text channel: a scripted model's steps become the tree, checked and run on the
+    batch's examples before they are offered."""
+    from localsym.learn.optim import Batch, ProgramOptimizer
+    from localsym.learn.state import TrainConfig
+
+    spec = spec_of(["email"])
+    rows = [{"inputs": {"email": "ada@x.org"}, "expected": {"answer": "ADA"}},
+            {"inputs": {"email": "bob@y.com"}, "expected": {"answer": "BOB"}}]
+    batch = Batch(trajectories=[], gradients=[], rows=rows)
+
+    def step_with(steps):
+        lm = RoutedLM({"ProgramDraft": lambda m: {"output": "answer", "steps": steps}})
+        return ProgramOptimizer(lm, tools=ToolRegistry()).step(spec, batch, []), lm
+
+    proposal, lm = step_with([{"op": "before", "args": ["email", "@"]},
+                              {"op": "case", "args": ["#0", "upper"]}])
+    assert proposal.spec.node("f").program.describe() == \
+        "answer = email | before('@') | case('upper')"
+    assert "ada@x.org" in lm.calls[0][1][0]["content"]  # the model saw the examples
+    proposal, _ = step_with([{"op": "after", "args": ["email", "@"]}])
+    assert not proposal.edits and "answers none" in proposal.rejected[0]
+    proposal, _ = step_with([{"op": "case", "args": ["#3", "upper"]}])
+    assert not proposal.edits and "not an earlier step" in proposal.rejected[0]
+    assert "program" in TrainConfig(optimizers=["program", "structure"]).optimizers
+    assert "program" not in TrainConfig().optimizers  # asked for, not on by default

@@ -5,19 +5,21 @@ from localsym.errors import ConfigError
 from localsym.learn.backward import ExampleGradients, NodeGradient, backward
 from localsym.learn.loss import LanguageLoss, LogProbLoss, Loss, LossRecord, MetricLoss
 from localsym.learn.optim import (Batch, LearningRate, Optimizer, PipelineOptimizer,
-                                  PromptOptimizer, Proposal, ToolOptimizer, UpdateRecord)
+                                  ProgramOptimizer, PromptOptimizer, Proposal, ToolOptimizer,
+                                  UpdateRecord)
 from localsym.learn.state import TrainConfig, TrainState
 from localsym.learn.trainer import Trainer
 from localsym.lm.base import META_PARAMS
 
 
 def default_optimizers(lm, rate: LearningRate = LearningRate(),
-                       params=META_PARAMS) -> dict[str, Optimizer]:
+                       params=META_PARAMS, tools=None) -> dict[str, Optimizer]:
     """One of each LLM optimizer, driven by ``lm`` (``params``: their sampling), with the
-    learning ``rate``. The code-listed sources (demonstrations, structure, merge) need no model:
-    the trainer runs them itself."""
+    learning ``rate`` (``tools``: the registry a written program is checked with). The
+    code-listed sources (demonstrations, structure, merge) need no model: the trainer runs them
+    itself."""
     optimizers = (PromptOptimizer(lm, rate, params), ToolOptimizer(lm, rate, params),
-                  PipelineOptimizer(lm, rate, params))
+                  PipelineOptimizer(lm, rate, params), ProgramOptimizer(lm, rate, params, tools))
     return {o.name: o for o in optimizers}
 
 
@@ -48,7 +50,7 @@ def build_trainer(spec, agent_lm, optimizer_lm=None, *, metric=None, loss: str =
     else:
         loss_fn = LanguageLoss(meta_lm, spec.description, metric, meta, spec.tools)
     rate = LearningRate.model_validate(learning_rate or {})
-    return Trainer(pipeline, loss_fn, default_optimizers(meta_lm, rate, params=meta),
+    return Trainer(pipeline, loss_fn, default_optimizers(meta_lm, rate, meta, pipeline.tools),
                    meta_lm, train, metric, run_dir, log=log, meta_sampling=meta, progress=progress,
                    budget=budget)
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from localsym.agent.spec import PipelineSpec
-from localsym.learn.optim import LISTED_SOURCES, LLM_OPTIMIZERS, OptimizerName, UpdateRecord
+from localsym.learn.optim import DEFAULT_OPTIMIZERS, LLM_OPTIMIZERS, OptimizerName, UpdateRecord
 from localsym.learn.search import PoolEntry
 from localsym.learn.synth.limits import SynthLimits
 
@@ -31,7 +31,7 @@ class TrainConfig(BaseModel):
                           "significantly, score it and its parent on up to this many training "
                           "examples that took no part in proposing, picking or screening it, and "
                           "decide on all of it (0: one look, validation alone)")
-    optimizers: tuple[OptimizerName, ...] = LLM_OPTIMIZERS + LISTED_SOURCES
+    optimizers: tuple[OptimizerName, ...] = DEFAULT_OPTIMIZERS
     schedule: Literal["all", "cycle"] = Field(
         "all", description="all: every LLM optimizer every step; cycle: one per step, in turn")
     max_steps: int | None = Field(None, ge=1)

@@ -10,14 +10,17 @@ repeat a rejected edit. Demonstrations, structural edits and merges are listed b
 model (``localsym.learn.propose``).
 """
 
-from localsym.learn.optim.base import (LISTED_SOURCES, LLM_OPTIMIZERS, Batch, LearningRate,
-                                       Optimizer, OptimizerName, Proposal, UpdateRecord)
+from localsym.learn.optim.base import (DEFAULT_OPTIMIZERS, LISTED_SOURCES, LLM_OPTIMIZERS, Batch,
+                                       LearningRate, Optimizer, OptimizerName, Proposal,
+                                       UpdateRecord)
+from localsym.learn.optim.program import ProgramOptimizer
 from localsym.learn.optim.prompt import PromptOptimizer
 from localsym.learn.optim.tool import ToolOptimizer, glue_binding
 from localsym.learn.optim.workflow import PipelineOptimizer
 
-assert (PromptOptimizer.name, ToolOptimizer.name, PipelineOptimizer.name) == LLM_OPTIMIZERS
+assert (PromptOptimizer.name, ToolOptimizer.name, PipelineOptimizer.name,
+        ProgramOptimizer.name) == LLM_OPTIMIZERS
 
-__all__ = ["LISTED_SOURCES", "LLM_OPTIMIZERS", "Batch", "LearningRate", "Optimizer",
-           "OptimizerName", "PipelineOptimizer", "PromptOptimizer", "Proposal", "ToolOptimizer",
-           "UpdateRecord", "glue_binding"]
+__all__ = ["DEFAULT_OPTIMIZERS", "LISTED_SOURCES", "LLM_OPTIMIZERS", "Batch", "LearningRate",
+           "Optimizer", "OptimizerName", "PipelineOptimizer", "ProgramOptimizer",
+           "PromptOptimizer", "Proposal", "ToolOptimizer", "UpdateRecord", "glue_binding"]

@@ -19,9 +19,13 @@ from localsym.templates import variables_of
 # Where a step's candidates come from, by the names a config uses (``train.optimizers``): the LLM
 # optimizers below (``name`` of each class), written from the gradients, and the sources code
 # lists without a model (learn/propose/).
-OptimizerName = Literal["prompt", "tool", "pipeline", "demonstrations", "structure", "merge"]
-LLM_OPTIMIZERS: tuple[OptimizerName, ...] = ("prompt", "tool", "pipeline")
+OptimizerName = Literal["prompt", "tool", "pipeline", "program", "demonstrations", "structure",
+                        "merge"]
+LLM_OPTIMIZERS: tuple[OptimizerName, ...] = ("prompt", "tool", "pipeline", "program")
 LISTED_SOURCES: tuple[OptimizerName, ...] = ("demonstrations", "structure", "merge")
+# what a run uses unless its config names others: the program optimizer is asked for (a larger
+# model writes programs worth checking; a small one spends calls on it for nothing)
+DEFAULT_OPTIMIZERS: tuple[OptimizerName, ...] = ("prompt", "tool", "pipeline") + LISTED_SOURCES
 MIN_EDIT = 200  # characters one edit may always change, however short the text
 
 
@@ -100,6 +104,7 @@ class Batch(BaseModel):
 
     trajectories: list[Trajectory]
     gradients: list[ExampleGradients]
+    rows: list[dict] = Field([], description="the examples of the batch (inputs, expected)")
 
     def node_gradients(self, node: str) -> list[NodeGradient]:
         return [g for eg in self.gradients for g in eg.nodes if g.node == node]

@@ -58,7 +58,9 @@ class Proposer:
         if grads:
             ok_ids = {g.example_id for g in grads}
             data = Batch(trajectories=[s.trajectory for s in failing if s.example.id in ok_ids],
-                         gradients=grads)
+                         gradients=grads, rows=[{"inputs": s.example.inputs,
+                                                 "expected": s.example.expected or {}}
+                                                for s in failing if s.example.id in ok_ids])
             for name in llm:
                 try:
                     proposal = self.optimizers[name].step(spec, data, memory)
