@@ -147,6 +147,7 @@ def run_task(task: dict, train: list, test: list, args) -> dict:
     with tempfile.TemporaryDirectory(prefix="pbe-") as tmp:
         config = write_task(task, Path(tmp), train, test, args.seconds)
         env = {**os.environ, "PYTHONHASHSEED": str(args.hash_seed), "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": str(ROOT),  # this checkout's localsym, whatever is installed
                "LOCALSYM_CACHE_DIR": str(Path(tmp) / "cache")}
         start = time.monotonic()
         try:

@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+
 TOOLS = {
     "loan": '''
 def payment(principal: float, annual_rate: float, years: int, per_year: int) -> float:
@@ -155,7 +157,8 @@ def main() -> None:
             done = subprocess.run([sys.executable, "-m", "localsym.cli", "train", str(config),
                                    "--quiet", "--run-dir", str(Path(tmp) / "run")],
                                   capture_output=True, text=True, timeout=1200,
-                                  env={**os.environ, "LOCALSYM_CACHE_DIR": str(Path(tmp) / "c")})
+                                  env={**os.environ, "LOCALSYM_CACHE_DIR": str(Path(tmp) / "c"),
+                                       "PYTHONPATH": str(ROOT)})
             run = Path(tmp) / "run"
             if not (run / "summary.json").exists():
                 print(f"{name:<12} failed: {done.stderr[-300:]}")
