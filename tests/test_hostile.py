@@ -120,10 +120,18 @@ def test_expected_fields_the_agent_never_outputs_are_an_error_and_overlap_a_warn
     config.write_text(yaml.safe_dump(data))
     line = one_line_error(cli("train", config, "--run-dir", tmp_path / "r1", "--quiet"))
     assert "expects ['count'], which the agent never outputs" in line
-    data["dataset"]["train"] = data["dataset"]["val"]  # the same examples twice
+    # some validation examples also in training: a warning (the gate rewards memorizing them)
+    (tmp_path / "both.jsonl").write_text((tmp_path / "val.jsonl").read_text() +
+                                         (tmp_path / "train.jsonl").read_text())
+    data["dataset"]["train"] = "both.jsonl"
     config.write_text(yaml.safe_dump(data))
     proc = cli("train", config, "--run-dir", tmp_path / "r2", "--quiet")
     assert proc.returncode == 0 and "also in the training split" in proc.stderr
+    # a few examples given as both splits (issue 38): the few-example way, no warning
+    data["dataset"]["train"] = data["dataset"]["val"]
+    config.write_text(yaml.safe_dump(data))
+    proc = cli("train", config, "--run-dir", tmp_path / "r3", "--quiet")
+    assert proc.returncode == 0 and "also in the training split" not in proc.stderr
 
 
 # 5 ---------------------------------------------------------------------------------------------

@@ -36,13 +36,15 @@ def glue_edits(spec: PipelineSpec, registry: ToolRegistry, examples: list[Exampl
     for node in spec.nodes:
         if node.roles:  # a team's tools belong to its checker roles
             continue
-        key = hashlib.sha256(json.dumps([node.model_dump(mode="json"), tools,
-                                         [ex.id for ex in rows], sorted((known or {}).items()),
-                                         unlabeled or []],
+        # what the search depends on: the node's inputs and outputs, the tools, the rows (a
+        # prompt edit or a new parent does not search again; the parent is compared after)
+        key = hashlib.sha256(json.dumps([node.name, list(node.inputs),
+                                         [f.model_dump(mode="json") for f in node.outputs],
+                                         tools, [ex.id for ex in rows], unlabeled or []],
                                         sort_keys=True, default=str).encode()).hexdigest()
         if key not in memo.found:
-            memo.found[key] = engine.search(node, tools, rows, known or {}, unlabeled)
-        found += memo.found[key]
+            memo.found[key] = engine.found(node, tools, rows, unlabeled)
+        found += [f for f in memo.found[key] if f.beats(known or {})]
     found.sort(key=lambda f: f.rank())
     out: list[Child] = []
     for f in found:

@@ -95,6 +95,17 @@ class Found:
     answers: tuple
     level: int = 0
     unsure: int = 0  # unlabeled inputs it fails on
+    ids: list[str] = field(default_factory=list)  # the rows of scores + held
+    left: list[bool] = field(default_factory=list)  # rows its guard leaves to the model
+
+    def beats(self, known: dict[str, float]) -> bool:
+        """Whether it beats the parent on the rows where the parent's score is ``known`` (two
+        at least; a row its guard leaves to the model scores what the parent scored)."""
+        mine = [known.get(i, 0.0) if left else x for i, x, left in
+                zip(self.ids, self.scores + self.held, self.left)]
+        pairs = [(x, known[i]) for i, x in zip(self.ids, mine) if i in known]
+        return len(pairs) < 2 or np.mean([a for a, _ in pairs]) > \
+            np.mean([b for _, b in pairs]) + 1e-12
 
     @property
     def score(self) -> float:
@@ -169,6 +180,12 @@ class Engine:
         """Programs for ``node`` from its example inputs and ``tools`` on ``rows``, best first;
         ``known``: the parent's score on some of them (a program must beat it there);
         ``unlabeled``: inputs with no answer, which rank the programs."""
+        return [f for f in self.found(node, tools, rows, unlabeled) if f.beats(known)]
+
+    def found(self, node: NodeSpec, tools: list[str], rows: list[Example],
+              unlabeled: list[dict[str, Any]] | None = None) -> list[Found]:
+        """Every program the rows support for ``node``, best first, whatever the parent
+        scores (what ``search`` filters)."""
         start, calls = time.monotonic(), self.memo.calls
         n_held = int(len(rows) * self.limits.held_out) if len(rows) >= 8 else 0
         fit, held = rows[:len(rows) - n_held], rows[len(rows) - n_held:]
@@ -195,7 +212,7 @@ class Engine:
             s.bank.new_epoch(results)
         if not s.targets.solved() and tools:
             self._refine(s)
-        found = self._checked(s, self._candidates(s), held, known)
+        found = self._checked(s, self._candidates(s), held)
         self._count(s, found, start, calls)
         return found
 
@@ -435,46 +452,42 @@ class Engine:
         assumes."""
         return (sum(e is None for e in v.vec[len(s.fit):]), v.level, v.cost)
 
-    def _checked(self, s: Search, candidates: list, held: list[Example],
-                 known: dict[str, float]) -> list[Found]:
+    def _checked(self, s: Search, candidates: list, held: list[Example]) -> list[Found]:
         """The candidates as programs: scored with the run's metric, offered only where the
-        Occam bound holds, they hold on the held-back examples, and they beat the parent where
-        its scores are known."""
+        Occam bound holds and they hold on the held-back examples."""
         out: list[Found] = []
         occam = Occam(s.fit, s.targets.names, list(s.texts), s.bank.serial, len(s.bank.seen))
         for outputs, guard in candidates:
             program = Program(outputs={k: v.tree() for k, v in outputs.items()},
                               guard=guard.tree() if guard is not None else None)
-            scores = [self._score_program(s.node, program, ex, known) for ex in s.fit]
+            runs = [self._score_program(s.node, program, ex) for ex in s.fit + held]
+            scores = [x for x, _ in runs[:len(s.fit)]]
             values = list(outputs.values()) + ([guard] if guard is not None else [])
             if not any(scores) or not occam.holds(values, scores):
                 continue
-            held_scores = [self._score_program(s.node, program, ex, known) for ex in held]
+            held_scores = [x for x, _ in runs[len(s.fit):]]
             mean = float(np.mean(scores))
             if held and np.mean(held_scores) < min(mean - 0.25, mean / 2):
                 continue  # it does not hold on examples it was not found on: over-fitting
-            rows, mine = s.fit + held, scores + held_scores
-            mask = [ex.id in known for ex in rows]
-            if sum(mask) >= 2:
-                ours = np.mean([x for x, k in zip(mine, mask) if k])
-                theirs = np.mean([known[ex.id] for ex in rows if ex.id in known])
-                if ours <= theirs + 1e-12:
-                    continue
             out.append(Found(s.node.name, program, scores, held_scores,
                              sum(v.cost for v in values),
                              tuple(tuple(v.vec) for v in outputs.values()),
                              level=sum(v.level for v in values),
-                             unsure=sum(self._rank(s, v)[0] for v in values)))
+                             unsure=sum(self._rank(s, v)[0] for v in values),
+                             ids=[ex.id for ex in s.fit + held],
+                             left=[left for _, left in runs]))
         out.sort(key=Found.rank)
         return out
 
-    def _score_program(self, node: NodeSpec, program: Program, ex: Example,
-                       known: dict[str, float]) -> float:
+    def _score_program(self, node: NodeSpec, program: Program, ex: Example
+                       ) -> tuple[float, bool]:
+        """The program's score on ``ex`` (0 where its guard leaves it to the model), and
+        whether the guard left it."""
         outputs, _, failed = run_program(program, node.outputs, ex.inputs, self.tools)
         if failed == "the guard does not hold":
-            return known.get(ex.id, 0.0)  # the model answers there, as the parent did
+            return 0.0, True
         wanted = {k: v for k, v in (ex.expected or {}).items() if k in program.outputs}
-        return score(self.metric, outputs, wanted).score if wanted else 0.0
+        return (score(self.metric, outputs, wanted).score if wanted else 0.0), False
 
     def _count(self, s: Search, found: list[Found], start: float, calls: int) -> None:
         self.stats.values += len(s.bank.seen)
