@@ -333,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("localsym: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``| head``): nothing is wrong with a path
+        _quiet_stdout()
+        return 141
     except OSError as err:  # a path the user named: read-only, missing, full, not allowed
         where = f" ({err.filename})" if getattr(err, "filename", None) else ""
         print(f"localsym: error: {err.strerror or err}{where} Fix: check that the path exists "
@@ -348,6 +351,15 @@ def main(argv: list[str] | None = None) -> int:
               "localsym: rerun with LOCALSYM_DEBUG=1 for the traceback, and report it)",
               file=sys.stderr)
         return 1
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush on exit does not fail
+    again on the closed pipe."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

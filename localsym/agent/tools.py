@@ -170,6 +170,9 @@ class ToolRegistry:
             except (TypeError, ValueError) as err:
                 kind = type(box['value']).__name__
                 record.error = f"returned a value that is not JSON ({kind}): {err}"
+            except RecursionError:
+                record.error = (f"returned a {type(box['value']).__name__} nested too deeply to "
+                                "write as JSON: return a flatter value (a text, a list of texts)")
         return record
 
 

@@ -26,6 +26,7 @@ wrong is a 4xx with ``{"error": "<cause> Fix: <fix>"}``.
 from __future__ import annotations
 
 import hmac
+import json
 import ipaddress
 import os
 import socket
@@ -37,7 +38,8 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from localsym.config import load_deploy_config
 from localsym.deploy.evolve import EvolvingAgent
@@ -56,6 +58,14 @@ class FeedbackRequest(BaseModel):
     score: float | None = Field(None, ge=0.0, le=1.0)
     expected: dict[str, Any] | None = None
     text: str | None = None
+
+    @field_validator("score", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"score is a number from 0 to 1, not {json.dumps(value)[:40]} "
+                             "(true, false and text are not scores)")
+        return value
 
 
 class RollbackRequest(BaseModel):
@@ -164,6 +174,12 @@ def _error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=422, content={
             "error": f"bad request body: {where + ': ' if where else ''}{first.get('msg')} "
                      f"Fix: see GET /docs for the request shapes"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse(status_code=exc.status_code, headers=getattr(exc, "headers", None),
+                            content={"error": f"{request.method} {request.url.path}: "
+                                     f"{exc.detail} Fix: see GET /docs for the endpoints"})
 
     @app.exception_handler(LocalsymError)
     async def user_error(request: Request, exc: LocalsymError):

@@ -10,14 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from localsym.agent.spec import PipelineSpec
 from localsym.learn.optim import DEFAULT_OPTIMIZERS, LLM_OPTIMIZERS, OptimizerName, UpdateRecord
 from localsym.learn.search import PoolEntry
-from localsym.learn.synth.limits import SynthLimits
+from localsym.learn.synth.limits import SynthLimits, Whole
 
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    epochs: int = Field(1, ge=1)
-    batch_size: int = Field(4, ge=1)
-    seed: int = Field(0, ge=0)
+    epochs: Whole = Field(1, ge=1)
+    batch_size: Whole = Field(4, ge=1)
+    seed: Whole = Field(0, ge=0)
     min_gain: float = Field(0.0, ge=0.0, description="a candidate is accepted only if its mean "
                             "validation score beats its parent's by more than this (strict)")
     paired_test: Literal[True, False, "auto"] = Field(
@@ -27,31 +27,32 @@ class TrainConfig(BaseModel):
     alpha: float = Field(0.05, gt=0.0, lt=1.0, description="the chance that a change which does "
                          "nothing is accepted, spent over the gate's looks (half at each of two "
                          "when evidence > 0)")
-    evidence: int = Field(32, ge=0, description="when a candidate gains on validation but not yet "
-                          "significantly, score it and its parent on up to this many training "
-                          "examples that took no part in proposing, picking or screening it, and "
-                          "decide on all of it (0: one look, validation alone)")
+    evidence: Whole = Field(32, ge=0, description="when a candidate gains on validation but "
+                            "not yet significantly, score it and its parent on up to this many "
+                            "training examples that took no part in proposing, picking or "
+                            "screening it, and decide on all of it (0: one look, validation "
+                            "alone)")
     optimizers: tuple[OptimizerName, ...] = DEFAULT_OPTIMIZERS
     schedule: Literal["all", "cycle"] = Field(
         "all", description="all: every LLM optimizer every step; cycle: one per step, in turn")
-    max_steps: int | None = Field(None, ge=1)
+    max_steps: Whole | None = Field(None, ge=1)
     backprop: bool = Field(True, description="back-propagate language gradients node by node "
                            "(false: every node gets the final loss's feedback alone, no "
                            "gradient calls: the AutoPE-style ablation)")
-    screen_size: int = Field(8, ge=1, description="training examples each candidate is screened "
+    screen_size: Whole = Field(8, ge=1, description="training examples each candidate is screened "
                              "on (the parent's failures first)")
-    max_candidates: int = Field(16, ge=1, description="candidates screened per step")
-    patience: int | None = Field(2, ge=1, description="end training after this many steps in a "
+    max_candidates: Whole = Field(16, ge=1, description="candidates screened per step")
+    patience: Whole | None = Field(2, ge=1, description="end training after this many steps in a "
                                  "row in which nothing was accepted and no candidate gained on "
                                  "validation at all (null: never end early)")
-    screen_calls: int | None = Field(160, ge=1, description="model calls a step may spend "
+    screen_calls: Whole | None = Field(160, ge=1, description="model calls a step may spend "
                                      "screening its candidates (those not screened by then are "
                                      "screened out; null: no cap)")
     pick: Literal["cheapest", "best"] = Field(
         "cheapest", description="the agent a run ends with: among the pool's agents within one "
         "validation example of the best score, the cheapest per example (model calls, then "
         "tokens); or the best-scoring one")
-    max_validate: int = Field(3, ge=1, description="candidates scored on the whole validation "
+    max_validate: Whole = Field(3, ge=1, description="candidates scored on the whole validation "
                               "split per step (the best of the screening)")
     demo_sizes: tuple[int, ...] = Field((2, 4), description="how many demonstrations a "
                                         "demonstration candidate shows")
@@ -92,7 +93,7 @@ STATE_FORMAT = 2  # 2: candidates and the optimizers' memory hold typed edits (1
 class TrainState(BaseModel):
     """Everything needed to continue a run: the checkpoint."""
 
-    format: int = Field(1, description="the checkpoint's format (STATE_FORMAT when written by "
+    format: Whole = Field(1, description="the checkpoint's format (STATE_FORMAT when written by "
                         "this version; 1 when written before edits were typed)")
     config: TrainConfig
     step: int = 0

@@ -148,7 +148,11 @@ class Trainer:
         """Nothing was learned in ``patience`` steps in a row: training is over, and says why
         and what might help."""
         state.done = True
-        state.ended = (f"nothing learned in {state.stale} steps in a row (nothing accepted, no "
+        best = max((e.mean for e in state.pool), default=0.0)
+        state.ended = (f"validation is {best:.3f}, nothing left to gain on it (no gain in "
+                       f"{state.stale} steps in a row); the test split says how well it holds"
+                       if best >= 1.0 - TOL else
+                       f"nothing learned in {state.stale} steps in a row (nothing accepted, no "
                        "candidate gained on validation at all): more training examples, a tool "
                        "the task needs, or a larger model (models.agent) might help; "
                        "train.patience sets how many steps to wait")
