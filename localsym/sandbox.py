@@ -9,6 +9,9 @@ Layers, each used where the platform allows (``containment()`` says which are ac
   does not hold), a cgroup of its own that caps its processes and is emptied afterwards;
 - a fresh temporary working directory (HOME and TMPDIR point into it), deleted afterwards, and an
   environment without any of the parent's variables (no inherited secrets), ``python -I``;
+  where a mount namespace is allowed, a small tmpfs mounted ``noexec`` over it: nothing the
+  code writes there can be run or loaded as native code (an extension module it compiles, a
+  shared library it drops);
 - a new user namespace and a new, empty network namespace where the kernel allows them (Linux;
   for root too): no network at all, and no capabilities, so even a child of root is held by
   the process limit and cannot trace other processes;
@@ -19,6 +22,10 @@ Layers, each used where the platform allows (``containment()`` says which are ac
   file from outside in is refused), open no TCP connection, and, from Linux 6.12 (Landlock
   ABI 6), send no signal and reach no abstract unix socket outside its own domain: it cannot
   kill or stop the process that runs it;
+- **no sockets**: a seccomp filter (through libseccomp, applied last, inherited by everything
+  it starts, never lifted) makes ``socket``, ``socketpair``, ``connect``, ``bind``, ``listen``,
+  ``accept``, ``sendto``, ``sendmsg`` and io_uring fail with EPERM in the kernel: no route to a
+  socket of any family, whatever makes the call (Python, cffi, ctypes, an extension module);
 - inside the interpreter, an audit hook (PEP 578) that refuses writes, deletes and renames
   outside the working directory, sockets, starting processes, forking, ctypes, signals
   (``os.kill``, ``pthread_kill``, ``pidfd_open``/``pidfd_send_signal``) and ``dir_fd`` forms. A
@@ -29,6 +36,7 @@ Layers, each used where the platform allows (``containment()`` says which are ac
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import secrets
 import select
@@ -44,7 +52,7 @@ from functools import lru_cache
 from pathlib import Path
 
 CLONE_NEWUSER, CLONE_NEWNET, CLONE_NEWNS = 0x10000000, 0x40000000, 0x00020000
-MS_NOSUID, MS_NODEV = 2, 4
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 DISK_MB = 64  # what the child may write in all, its working directory a tmpfs of this size
 MAX_PROCESSES = 32  # processes and threads the child may add to its user's count
 KEEP = 1 << 16  # bytes of the child's output kept while it runs (the last ones)
@@ -53,11 +61,14 @@ TAIL = 2000  # characters of it a result holds
 # Runs first in the child: installs the audit hook, then runs the code as __main__. Everything
 # the hook reads lives in the closure of one function (frozen sets, a state cell no code can
 # reach): no global to clear. The first line of stdin is a secret from the parent, read before
-# the code runs and kept in a local of that function; while the code runs, the ways to another
-# frame (sys._getframe, a traceback's or a generator's frame, the gc's object lists, a tracer)
-# are refused, so the code cannot read it; when the code returns normally, the guard itself
-# writes the secret as the last line (``RunResult.completed``): an early exit(0), a fake
-# marker or an excepthook cannot pass for a run that reached its end.
+# the code runs and kept in a local of that function; the code runs in a thread of its own, so
+# no chain of frames leads from it to that function (sys._getframe stays: the standard library's
+# namedtuple and enum need it), and the gc's object lists and tracers are refused; when the code
+# returns normally, and only then, the guard itself writes the secret as the last line
+# (``RunResult.completed``): an early exit(0), a fake marker or an excepthook cannot pass for a
+# run that reached its end. The process's own memory (/proc/self/mem) holds the secret: where
+# that matters (HumanEval), the code that must complete runs in a process of its own, apart
+# from the model's (``run_tests``).
 _GUARD = r'''
 def _main():
     globals().pop("_main")  # nothing of the guard stays in the module the code can see
@@ -130,19 +141,23 @@ def _main():
     secret = sys.stdin.readline().strip()
     code = sys.stdin.read()
     write, flush, leave, format_exc = os.write, sys.stdout.flush, os._exit, traceback.format_exc
+    finished = []  # the code returned normally: the one way to the secret line
 
     def run(source):  # in a thread of its own: no frame of it leads to this function's locals
         try:
             exec(compile(source, "<solution>", "exec"), {"__name__": "__main__"})
+            finished.append(True)
         except SystemExit as err:  # an exit is never a completion, whatever its status
             flush()
             leave(err.code if isinstance(err.code, int) and 0 < err.code < 256 else
                   (0 if err.code in (None, 0) else 1))
         except BaseException:
-            sys.stderr.write(format_exc())
-            sys.stderr.flush()
-            flush()
-            leave(1)
+            try:
+                sys.stderr.write(format_exc())
+                sys.stderr.flush()
+                flush()
+            finally:
+                leave(1)
 
     sys.addaudithook(hook)
     worker = threading.Thread(target=run, args=(code,), name="solution")
@@ -153,7 +168,8 @@ def _main():
     except BaseException:
         leave(1)
     flush()
-    write(1, ("\n" + secret + "\n").encode())
+    if finished:
+        write(1, ("\n" + secret + "\n").encode())
 
 _main()
 '''
@@ -190,12 +206,13 @@ def _map_ids(uid: int, gid: int) -> None:
 
 def _small_disk(directory: str, megabytes: int) -> bool:
     """Mount a tmpfs of ``megabytes`` over ``directory`` in a mount namespace of the child's
-    own (all it writes there together is capped, not each file); whether it held."""
+    own (all it writes there together is capped, not each file; nothing there runs or loads as
+    native code); whether it held."""
     if not _unshare(CLONE_NEWNS):
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        if libc.mount(b"tmpfs", directory.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
+        if libc.mount(b"tmpfs", directory.encode(), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                       f"size={megabytes}m,mode=1777".encode()) != 0:
             return False
         os.chdir(directory)  # into the tmpfs (the working directory was the one beneath it)
@@ -363,7 +380,8 @@ def _landlock(writable: str, readable: tuple[str, ...] = ()) -> int:
     if ruleset < 0:
         return 0
     try:
-        rules = [(writable, fs), ("/dev/null", _FS_READ_FILE | _FS_WRITE_FILE |
+        rules = [(writable, fs & ~_FS_EXECUTE),  # nothing written here is run
+                 ("/dev/null", _FS_READ_FILE | _FS_WRITE_FILE |
                                   (_FS_TRUNCATE if abi >= 3 else 0))]
         for root in readable:  # a file (not a directory) takes the rights a file can have
             rules.append((root, _FS_READ if os.path.isdir(root) else _FS_READ_FILE |
@@ -389,7 +407,7 @@ def _landlock(writable: str, readable: tuple[str, ...] = ()) -> int:
 
 
 def _limits(cpu_seconds: int, memory_bytes: int, nproc: int, groups: tuple[Path, ...],
-            writable: str, readable: tuple[str, ...] = ()):
+            writable: str, readable: tuple[str, ...] = (), sockets_closed: bool = True):
     def apply():  # runs in the child, before exec
         import resource  # noqa: PLC0415 (POSIX only)
 
@@ -407,8 +425,33 @@ def _limits(cpu_seconds: int, memory_bytes: int, nproc: int, groups: tuple[Path,
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        _landlock(writable, readable)  # last: the boundary the code starts inside
+        _landlock(writable, readable)  # the boundary the code starts inside
+        if sockets_closed:
+            _no_sockets()  # last: its filter is inherited by everything the code starts
     return apply
+
+
+SOCKET_CALLS = ("socket", "socketpair", "connect", "bind", "listen", "accept", "accept4",
+                "sendto", "sendmsg", "sendmmsg", "io_uring_setup", "io_uring_enter",
+                "io_uring_register")
+
+
+def _no_sockets() -> bool:
+    """A seccomp filter on this process and everything it starts: every socket call fails with
+    EPERM (``SOCKET_CALLS``); whether it was applied (libseccomp present)."""
+    try:
+        import pyseccomp  # noqa: PLC0415 - Linux only, and only in the child
+
+        rules = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+        for name in SOCKET_CALLS:
+            try:
+                rules.add_rule(pyseccomp.ERRNO(errno.EPERM), name)
+            except (OSError, ValueError):
+                pass  # a call this kernel or architecture does not have
+        rules.load()
+        return True
+    except (ImportError, OSError, RuntimeError, AttributeError):
+        return False
 
 
 @lru_cache(maxsize=1)
@@ -417,7 +460,11 @@ def containment() -> dict:
     probe = ("import socket, os\ntry:\n    socket.if_nameindex\n    names = [n for _, n in "
              "socket.if_nameindex()]\nexcept OSError:\n    names = []\n"
              "print(os.statvfs('.').f_blocks * os.statvfs('.').f_frsize)\nprint(names)")
-    result = run_python(probe, timeout=10, audit=False)
+    result = run_python(probe, timeout=10, audit=False, allow_sockets=True)
+    closed = run_python("import os, socket\ntry:\n    socket.socket(socket.AF_UNIX)\n"
+                        "    print('open')\nexcept PermissionError:\n    print('closed')\n"
+                        "print(bool(os.statvfs('.').f_flag & os.ST_NOEXEC))",
+                        timeout=10, audit=False).output.split()
     lines = result.output.strip().splitlines() or [""]
     names = lines[-1]
     disk = int(lines[0]) if len(lines) > 1 and lines[0].isdigit() else 0
@@ -433,34 +480,46 @@ def containment() -> dict:
             "memory_cgroup": capped, "disk_cap": 0 < disk <= DISK_MB << 20,
             "process_rlimit": os.geteuid() != 0, "audit_hook": True,
             "landlock_files": abi >= 1, "landlock_reads": abi >= 1,
-            "landlock_signals": abi >= 6, "landlock_abi": abi}
+            "landlock_signals": abi >= 6, "landlock_abi": abi,
+            "seccomp_sockets": closed[:1] == ["closed"], "noexec_dir": closed[1:2] == ["True"]}
 
 
 def run_python(code: str, timeout: float = 10.0, memory_mb: int = 1024,
-               audit: bool = True, readable: tuple[str, ...] = ()) -> RunResult:
+               audit: bool = True, readable: tuple[str, ...] = (),
+               allow_sockets: bool = False, fds: tuple[int, ...] = ()) -> RunResult:
     """Run ``code`` contained (see the module doc); ok when it exits 0 in time. ``readable``:
-    more paths the code may read (beside Python's and the system's, ``read_roots``)."""
+    more paths the code may read (beside Python's and the system's, ``read_roots``);
+    ``allow_sockets``: no socket filter (``containment()``'s probe of the network namespace
+    only); ``fds``: descriptors handed to the child (and closed here once it has them)."""
     nproc = _user_processes(os.getuid()) + MAX_PROCESSES
     pids = _pids_cgroup(MAX_PROCESSES)
     groups = tuple(g for g in (pids, _memory_cgroup(memory_mb << 20, pids)) if g is not None)
     try:
-        return _run(code, timeout, memory_mb, audit, nproc, groups, read_roots(readable))
+        return _run(code, timeout, memory_mb, audit, nproc, groups, read_roots(readable),
+                    not allow_sockets, fds)
     finally:
         for group in groups:
             _empty_cgroup(group)
 
 
 def _run(code: str, timeout: float, memory_mb: int, audit: bool, nproc: int,
-         groups: tuple[Path, ...], readable: tuple[str, ...]) -> RunResult:
+         groups: tuple[Path, ...], readable: tuple[str, ...], sockets_closed: bool,
+         fds: tuple[int, ...] = ()) -> RunResult:
     with tempfile.TemporaryDirectory(prefix="localsym-run-") as cwd:
         env = {"PATH": "/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd, "LANG": "C.UTF-8"}
         argv = [sys.executable, "-I", "-B", "-c", _GUARD] if audit else \
             [sys.executable, "-I", "-B", "-"]
         secret = f"localsym-completed-{secrets.token_hex(16)}"
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                preexec_fn=_limits(int(timeout) + 1, memory_mb << 20, nproc,
-                                                   groups, os.path.realpath(cwd), readable))
+        try:
+            proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    pass_fds=fds,
+                                    preexec_fn=_limits(int(timeout) + 1, memory_mb << 20, nproc,
+                                                       groups, os.path.realpath(cwd), readable,
+                                                       sockets_closed))
+        finally:
+            for fd in fds:  # the child's now: the other end sees its end of file with it
+                os.close(fd)
         try:
             out, timed_out = _exchange(proc, ((secret + "\n") if audit else "") + code, timeout)
             if timed_out:
@@ -479,6 +538,69 @@ def _run(code: str, timeout: float, memory_mb: int, audit: bool, nproc: int,
         if timed_out:
             return RunResult(False, None, tail, timed_out=True)
         return RunResult(proc.returncode == 0, proc.returncode, tail, completed=completed)
+
+
+# The two sides of ``run_tests``: the solution answers calls read from one pipe on the other, one
+# line each (the arguments as Python literals; the result as its repr, or E: and why), and the
+# tests call it through a proxy that reads the result back as a literal, nothing else.
+_SERVE = """
+
+def _localsym_serve(fn, calls, results):
+    import os
+    answer = os.fdopen(results, "wb", buffering=0)
+    for line in os.fdopen(calls, "rb"):
+        try:
+            args = eval(line, {{"__builtins__": {{}}}},
+                        {{"inf": float("inf"), "nan": float("nan")}})
+            out = "R:" + repr(fn(*args))
+        except BaseException as err:
+            out = "E:" + type(err).__name__
+        answer.write((out.replace("\\n", " ") + "\\n").encode("utf-8", "replace"))
+
+_localsym_serve({entry}, {calls}, {results})
+"""
+_PROXY = """
+def {entry}(*args, _calls=__import__("os").fdopen({calls}, "wb", buffering=0),
+            _results=__import__("os").fdopen({results}, "rb"), _ast=__import__("ast")):
+    _calls.write((repr(args).replace("\\n", " ") + "\\n").encode())
+    line = _results.readline().decode("utf-8", "replace")
+    if not line.startswith("R:"):
+        raise RuntimeError("the solution failed: " + (line[2:].strip() or "it stopped"))
+    tree = _ast.parse(line[2:], mode="eval")
+    for node in _ast.walk(tree):
+        if isinstance(node, _ast.Name) and node.id in ("inf", "nan"):
+            node.__class__, node.value = _ast.Constant, float(node.id)
+    return _ast.literal_eval(tree)
+
+"""
+
+
+def run_tests(solution: str, entry: str, tests: str, timeout: float = 10.0) -> RunResult:
+    """Run ``tests`` contained, calling ``entry`` of ``solution`` contained in another process:
+    the two share a pipe each way and nothing else, so the solution never holds the tests, what
+    they expect or the secret that attests their completion (``completed``: the tests returned
+    normally); it sees the arguments of each call and answers with a plain value."""
+    calls_r, calls_w = os.pipe()
+    results_r, results_w = os.pipe()
+    box: dict[str, RunResult] = {}
+    server = threading.Thread(target=lambda: box.update(solution=run_python(
+        solution + _SERVE.format(entry=entry, calls=calls_r, results=results_w),
+        timeout=timeout, fds=(calls_r, results_w))), daemon=True)
+    try:
+        server.start()
+    except BaseException:
+        for fd in (calls_r, results_w):
+            os.close(fd)
+        raise
+    result = run_python(_PROXY.format(entry=entry, calls=calls_w, results=results_r) + tests,
+                        timeout=timeout, fds=(calls_w, results_r))
+    server.join(timeout + 5)
+    solved = box.get("solution")
+    if solved is not None and not result.completed and solved.output.strip():
+        result = RunResult(result.ok, result.returncode, (solved.output.strip() + "\n" +
+                                                          result.output)[-TAIL:],
+                           result.timed_out, result.completed)
+    return result
 
 
 def _exchange(proc: subprocess.Popen, data: str, timeout: float) -> tuple[bytes, bool]:

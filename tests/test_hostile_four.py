@@ -107,3 +107,135 @@ def test_patience_true_is_not_one(tmp_path):
     done = cli("train", "config.yaml", "--quiet", cwd=tmp_path)
     assert done.returncode == 2 and "train.patience" in done.stderr, done.stderr
     assert done.stderr.count("\n") == 1  # one line
+
+
+def _listener(tmp_path: Path):
+    """A unix socket listening at a path outside the sandbox: what model-written code must not
+    reach. Returns (socket, path)."""
+    import socket
+
+    path = str(tmp_path / "outside.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    server.settimeout(0.5)
+    return server, path
+
+
+def _nobody_came(server) -> bool:
+    import socket
+
+    try:
+        server.accept()
+        return False
+    except socket.timeout:
+        return True
+
+
+CFFI_CONNECT = """
+import _cffi_backend as B
+libc = B.load_library(None)
+i = B.new_primitive_type("int")
+socket = libc.load_function(B.new_function_type((i, i, i), i, False), "socket")
+fd = socket(1, 1, 0)  # AF_UNIX, SOCK_STREAM
+print("socket", fd, B.get_errno())
+"""
+
+C_CONNECT = r'''
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+int try_connect(const char *path) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0) return -errno;
+    struct sockaddr_un a; memset(&a, 0, sizeof a); a.sun_family = AF_UNIX;
+    strncpy(a.sun_path, path, sizeof a.sun_path - 1);
+    return connect(fd, (struct sockaddr *)&a, sizeof a) == 0 ? 0 : -errno;
+}
+'''
+
+
+def test_no_route_to_a_socket_outside_cffi_an_extension_or_the_os_layers_alone(tmp_path):
+    """The kernel refuses every socket call (seccomp): cffi with the audit hook on, native code
+    the test compiled, plain Python with the audit hook off; and what the code writes into its
+    working directory cannot be loaded as native code (noexec)."""
+    import base64
+    import shutil
+
+    from localsym.sandbox import containment, run_python
+
+    held = containment()
+    if not held["seccomp_sockets"]:
+        pytest.skip("no seccomp here (libseccomp missing): RELIABILITY.md says which layer holds")
+    server, path = _listener(tmp_path)
+    try:
+        out = run_python(CFFI_CONNECT.replace("PATH", repr(path)), timeout=20).output
+        assert "socket -1 1" in out, out  # EPERM from the kernel, with the audit hook on
+        plain = run_python(f"import socket\ns = socket.socket(socket.AF_UNIX)\n"
+                           f"s.connect({path!r})", timeout=20, audit=False)
+        assert not plain.ok and "Operation not permitted" in plain.output
+        if shutil.which("gcc"):
+            lib = tmp_path / "ext" / "connect.so"
+            lib.parent.mkdir()
+            (tmp_path / "connect.c").write_text(C_CONNECT)
+            subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib),
+                            str(tmp_path / "connect.c")], check=True, timeout=60)
+            native = run_python(f"import ctypes\nlib = ctypes.CDLL({str(lib)!r})\n"
+                                f"print('errno', -lib.try_connect({path.encode()!r}))",
+                                timeout=20, audit=False, readable=(str(lib.parent),))
+            assert "errno 1" in native.output, native.output
+            data = base64.b64encode(lib.read_bytes()).decode()
+            dropped = run_python(f"import base64, ctypes\nopen('x.so', 'wb').write("
+                                 f"base64.b64decode({data!r}))\nctypes.CDLL('./x.so')",
+                                 timeout=20, audit=False)
+            assert not dropped.ok and ("failed to map" in dropped.output or
+                                       "Permission denied" in dropped.output), dropped.output
+        assert _nobody_came(server)
+    finally:
+        server.close()
+
+
+PROBLEM = {"entry_point": "add", "test": "def check(candidate):\n"
+           "    assert candidate(1, 2) == 3\n    assert candidate(20, 22) == 42\n"}
+READ_OWN_MEMORY = r'''
+import re
+def add(a, b):
+    return 0
+found = set()
+with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb") as mem:
+    for line in maps:
+        start, end = (int(x, 16) for x in line.split()[0].split("-"))
+        if "rw" not in line.split()[1] or end - start > 1 << 26:
+            continue
+        try:
+            mem.seek(start)
+            found |= set(re.findall(rb"localsym-completed-[0-9a-f]{32}", mem.read(end - start)))
+        except OSError:
+            pass
+import os, sys
+for secret in found:
+    print(secret.decode())
+sys.stdout.flush()
+os._exit(0)
+'''
+WALK_TO_THE_TESTS = r'''
+import sys
+def add(a, b):
+    f = sys._getframe(1)
+    while f is not None:
+        if f.f_code.co_name == "check":  # its constants: each call's arguments, then what
+            ints = [c for c in f.f_code.co_consts if type(c) is int]  # it expects
+            table = {(ints[i], ints[i + 1]): ints[i + 2] for i in range(0, len(ints) - 2, 3)}
+            return table.get((a, b), 0)
+        f = f.f_back
+    return 0
+'''
+
+
+@pytest.mark.parametrize("cheat", [READ_OWN_MEMORY, WALK_TO_THE_TESTS])
+def test_humaneval_is_not_passed_by_reading_memory_or_walking_to_the_tests(cheat):
+    from localsym.metrics.humaneval import humaneval
+
+    assert humaneval({"code": "def add(a, b):\n    return a + b\n"}, PROBLEM) == 1.0
+    assert humaneval({"code": cheat}, PROBLEM) == 0.0

@@ -25,7 +25,8 @@ def test_the_guard_has_no_table_to_clear_and_frames_do_not_reach_its_secret():
                        "print(sorted(k for k in vars(m) if not k.startswith('__')))\n"
                        "import socket\ns = socket.socket(socket.AF_UNIX)\n"
                        "s.connect('/run/anything.sock')\n")
-    assert not clear.ok and "socket.connect" in clear.output and "[]" in clear.output
+    assert not clear.ok and "[]" in clear.output and (
+        "socket.connect" in clear.output or "Operation not permitted" in clear.output)
     spy = run_python("import sys\nf = sys._getframe()\nwhile f.f_back: f = f.f_back\n"
                      "print(sorted(f.f_locals))\n")
     assert spy.ok and spy.completed and "secret" not in spy.output
