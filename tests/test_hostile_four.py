@@ -239,3 +239,34 @@ def test_humaneval_is_not_passed_by_reading_memory_or_walking_to_the_tests(cheat
 
     assert humaneval({"code": "def add(a, b):\n    return a + b\n"}, PROBLEM) == 1.0
     assert humaneval({"code": cheat}, PROBLEM) == 0.0
+
+
+def test_a_pattern_holds_beside_a_long_bound_on_the_real_model(tmp_path):
+    """outlines-core decodes a string with both a pattern and a length bound by its length
+    alone: the bound is folded into the pattern, so the embedded model cannot write 'Hello'."""
+    (tmp_path / "pm.py").write_text(
+        "from pydantic import BaseModel, Field\n"
+        "class A(BaseModel):\n"
+        "    answer: str = Field(pattern=r'^[a-z]+$', max_length=64)\n")
+    done = subprocess.run([sys.executable, "-m", "localsym.cli", "generate",
+                           "Say hello world in a sentence.", "--schema", "pm:A",
+                           "--max-tokens", "24", "--cache-dir", str(tmp_path / "cache")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-1500:]
+    answer = json.loads(done.stdout)["answer"]
+    assert answer and answer.isalpha() and answer.islower(), answer
+
+
+def test_the_stub_model_says_it_cannot_honour_a_pattern_instead_of_report_it():
+    from pydantic import BaseModel, Field
+
+    from localsym.errors import InvalidOutputError
+    from localsym.lm.stub import StubLM
+
+    class Code(BaseModel):
+        answer: str = Field(pattern=r"^[A-Z]{3}-\d{4}$")
+
+    with pytest.raises(InvalidOutputError) as err:
+        StubLM().generate([{"role": "user", "content": "a code"}], Code)
+    assert "stub model" in str(err.value) and "report it" not in str(err.value)

@@ -9,6 +9,8 @@ does not load is reported, removed and recompiled.
 
 from __future__ import annotations
 
+from typing import Any
+
 import hashlib
 import logging
 import os
@@ -47,7 +49,7 @@ def schema_regex(schema: type[BaseModel], whitespace: str, bounded_numbers: bool
     ``bounded``); a schema it cannot compile is a ConfigError."""
     from outlines_core.json_schema import build_regex_from_schema  # noqa: PLC0415 (the schema compiler loads only when a schema is compiled)
 
-    json_schema = relaxed_schema(schema)[0] if relax else schema_of(schema)
+    json_schema = patterned(relaxed_schema(schema)[0] if relax else schema_of(schema))
     try:
         regex = build_regex_from_schema(canonical_json(json_schema), whitespace)
     except Exception as err:  # outlines-core raises its own ValueError subclasses
@@ -58,6 +60,40 @@ def schema_regex(schema: type[BaseModel], whitespace: str, bounded_numbers: bool
         for old, new in _NUMBER_PARTS:
             regex = regex.replace(old, new)
     return regex
+
+
+_REPEAT = re.compile(r"\^?(\[(?:[^\]\\]|\\.)+\]|\\[dwsDWS]|\.)(\+|\*|\{(\d+)(,(\d*))?\})\$?")
+
+
+MAX_FOLDED = 256  # the longest bound folded into a pattern's repeat
+
+
+def patterned(schema: Any) -> Any:
+    """``schema`` with every string's length bounds folded into its pattern: outlines-core
+    decodes a string that has both by its length alone and drops the pattern. A pattern that is
+    one class repeated (``^[a-z]+$``, ``\\d{2,}``) takes the bounds as its repeat
+    (``^[a-z]{1,64}$``); any other keeps the pattern, and the bounds are checked when the
+    answer is validated."""
+    if isinstance(schema, list):
+        return [patterned(x) for x in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: patterned(v) for k, v in schema.items()}
+    if isinstance(out.get("pattern"), str) and ("maxLength" in out or "minLength" in out):
+        low, high = out.pop("minLength", 0), out.pop("maxLength", None)
+        m = _REPEAT.fullmatch(out["pattern"])
+        if m is not None:
+            q = m.group(2)
+            q_low = 1 if q == "+" else 0 if q == "*" else int(m.group(3))
+            q_high = None if q in "+*" else (int(m.group(3)) if m.group(4) is None else
+                                             (int(m.group(5)) if m.group(5) else None))
+            low = max(low, q_low)
+            high = q_high if high is None else (high if q_high is None else min(high, q_high))
+            if high is not None and high > MAX_FOLDED:
+                high = None  # a long bound is not unrolled: it is checked on validation
+            if high is None or low <= high:
+                out["pattern"] = f"^{m.group(1)}{{{low},{'' if high is None else high}}}$"
+    return out
 
 
 MAX_REPEAT_STATES = 4096  # counted repetitions a schema's regex may unroll into, in all

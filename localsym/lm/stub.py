@@ -14,6 +14,7 @@ import re
 
 from pydantic import BaseModel
 
+from localsym.errors import InvalidOutputError
 from localsym.lm.base import LM, Completion, Message, SamplingParams, as_messages
 from localsym.lm.store import canonical_json
 
@@ -94,4 +95,9 @@ class _Filler:
                           "a"):
                 if re.fullmatch(s["pattern"], probe):
                     return probe
+            raise InvalidOutputError(
+                f"the stub model has no value that matches the pattern {s['pattern']!r} (it "
+                "writes a few fixed shapes of text, not any pattern)",
+                "run this agent on a real model (models.agent), or leave the pattern out "
+                "while you exercise it on the stub")
         return " ".join(words)
