@@ -73,28 +73,64 @@ def flatten(data: Any, prefix: str = "") -> dict[str, str]:
     return {prefix.rstrip(".") or "value": text[:MAX_PARAM]}
 
 
+# A tracking server that is down is given up on in seconds, not retried for minutes (the run
+# is on disk already); a user's own settings of these win.
+HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
 def log_run(run_dir: str | Path, uri: str | None = None, experiment: str = "localsym") -> str:
     """Log the run in ``run_dir`` to MLflow at ``uri`` (default: ``default_uri``) under
-    ``experiment``; the MLflow run's id."""
-    mlflow, MlflowClient = _mlflow()
-    from mlflow.entities import Metric, Param, RunTag  # noqa: PLC0415
-
+    ``experiment``; the MLflow run's id. Every failure, MLflow's own too, is one ConfigError."""
+    _mlflow()
+    if not str(experiment).strip():
+        raise ConfigError("the MLflow experiment name is empty",
+                          "give a name (tracking.experiment, or --experiment NAME)")
     run = RunDirectory(run_dir)
     if not run.holds_run():
         raise ConfigError(f"{run_dir} holds no localsym run (no run.json, no state.json)",
                           "give the directory a `localsym train` run wrote")
+    uri = uri or default_uri(run.run_dir)
+    for key, value in HTTP_SETTINGS.items():
+        os.environ.setdefault(key, value)
+    try:
+        return _log(run, uri, experiment)
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - MLflow's own errors, of many classes: one line
+        raise ConfigError(f"MLflow could not log the run to {uri}: {type(err).__name__}: "
+                          f"{' '.join(str(err).split())[:240]}",
+                          "check the tracking URI: a directory, file:..., or http://HOST:PORT "
+                          "of a running MLflow server (sqlite:/// needs the full mlflow "
+                          "package, not mlflow-skinny); the run itself is saved") from None
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path} is not valid JSON ({err}): a torn write?",
+                          "run `localsym report` on the run directory, or resume the run "
+                          "(localsym train --resume DIR), to write it again") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _log(run: RunDirectory, uri: str, experiment: str) -> str:
+    mlflow, MlflowClient = _mlflow()
+    from mlflow.entities import Metric, Param, RunTag  # noqa: PLC0415
+
     events = run.events()
     start = next((e for e in events if isinstance(e, StartEvent)), None)
     steps = [e for e in events if isinstance(e, StepEvent)]
     stopped = [e for e in events if isinstance(e, StoppedEvent)]
-    summary = json.loads(run.summary_path.read_text("utf-8")) \
-        if run.summary_path.is_file() else {}
+    summary = _read_json(run.summary_path)
     config = yaml.safe_load(run.config_copy.read_text("utf-8")) \
         if run.config_copy.is_file() else {}
     if not isinstance(config, dict):
         config = {}
 
-    uri = uri or default_uri(run.run_dir)
     if uri.startswith("file:"):  # MLflow 3.18 keeps its file store only when asked for it
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     client = MlflowClient(tracking_uri=uri)

@@ -270,3 +270,39 @@ def test_the_stub_model_says_it_cannot_honour_a_pattern_instead_of_report_it():
     with pytest.raises(InvalidOutputError) as err:
         StubLM().generate([{"role": "user", "content": "a code"}], Code)
     assert "stub model" in str(err.value) and "report it" not in str(err.value)
+
+
+@pytest.mark.parametrize("case", ["unsupported uri", "sqlite skinny", "empty experiment",
+                                  "torn summary", "server down"])
+def test_each_tracking_failure_is_one_line_and_a_bounded_wait(tmp_path, case):
+    pytest.importorskip("mlflow")
+    import time
+
+    run_dir = tmp_path / "run"
+    (tmp_path / "data").mkdir()
+    row = json.dumps({"id": "a", "inputs": {"a": "Ada", "b": "Lovelace"},
+                      "expected": {"answer": "Ada L."}})
+    (tmp_path / "data" / "rows.jsonl").write_text(row + "\n")
+    (tmp_path / "agent.yaml").write_text(json.dumps({
+        "name": "t", "inputs": [{"name": "a"}, {"name": "b"}],
+        "nodes": [{"name": "f", "inputs": ["a", "b"], "outputs": [{"name": "answer"}]}]}))
+    (tmp_path / "config.yaml").write_text(json.dumps({
+        "agent": "agent.yaml", "metric": "exact_match", "models": {"agent": "stub"},
+        "dataset": {"train": "data/rows.jsonl", "val": "data/rows.jsonl"}}))
+    assert cli("train", "config.yaml", "--quiet", "--run-dir", str(run_dir),
+               cwd=tmp_path).returncode == 0
+    args = {"unsupported uri": ["--mlflow", "gopher://example/x"],
+            "sqlite skinny": ["--mlflow", f"sqlite:///{tmp_path}/m.db"],
+            "empty experiment": ["--experiment", " "],
+            "torn summary": [],
+            "server down": ["--mlflow", "http://127.0.0.1:9"]}[case]
+    if case == "torn summary":
+        (run_dir / "summary.json").write_text('{"name": "t", "val_')
+    start = time.monotonic()
+    done = cli("track", str(run_dir), *args, cwd=tmp_path, timeout=600)
+    assert time.monotonic() - start < 120  # a server that is down is not retried for minutes
+    lines = [x for x in done.stderr.splitlines() if x.startswith("localsym:")]
+    if case == "sqlite skinny" and done.returncode == 0:
+        return  # the full mlflow package is installed here: sqlite works
+    assert done.returncode == 2 and len(lines) == 1 and "Fix:" in lines[0], done.stderr[-1500:]
+    assert "internal error" not in done.stderr
