@@ -65,13 +65,15 @@ class Estimate(BaseModel):
     early: dict | None = None
 
     def line(self) -> str:
+        speed = "the stub model: no model time" if self.speeds.get("stub") else \
+            f"{self.speeds['prompt']:.0f} prompt / {self.speeds['answer']:.0f} answer tokens/s"
         early = "" if not self.early else (
             f"; if nothing is learned it ends after {self.early['steps']} steps: about "
             f"{self.early['calls']} calls, {_duration(self.early['seconds'])}")
         return (f"estimate: {self.steps} steps, about {self.calls} LLM calls, "
                 f"{(self.prompt_tokens + self.answer_tokens) / 1000:.0f}k tokens, "
-                f"{_duration(self.seconds)} on this machine ({self.speeds['prompt']:.0f} prompt / "
-                f"{self.speeds['answer']:.0f} answer tokens/s; cache hits make it less){early}")
+                f"{_duration(self.seconds)} on this machine ({speed}; cache hits make it less)"
+                f"{early}")
 
 
 def _duration(seconds: float) -> str:
@@ -94,6 +96,8 @@ def speeds(lm) -> dict:
     if key in known:
         return known[key]
     backend = lm.backend
+    if lm.identity().get("backend") == "stub":  # no model: its answers take no time
+        return {"prompt": None, "answer": None, "measured": False, "stub": True}
     if not backend.local or lm.mode == "replay":  # in-process llama.cpp only
         # an HTTP endpoint, the stub, or a replay (which must not need the model): no timing
         return {"prompt": 500.0, "answer": 50.0, "measured": False}
@@ -171,7 +175,8 @@ def estimate(c, spec: PipelineSpec, splits: dict, pipe, agent_lm) -> Estimate:
     answer_tokens = agent_calls * c.sampling.max_tokens * ANSWER_SHARE + \
         sum(meta.values()) * c.meta_sampling.max_tokens * ANSWER_SHARE
     speed = speeds(agent_lm)
-    seconds = prompt_tokens / speed["prompt"] + answer_tokens / speed["answer"]
+    seconds = 0.0 if speed.get("stub") else \
+        prompt_tokens / speed["prompt"] + answer_tokens / speed["answer"]
     total = sum(calls.values())
     fixed = calls["test (before and after)"] + calls["validation (start)"]
     early = None

