@@ -119,9 +119,14 @@ def _csv_rows(path: Path) -> list[tuple[int, dict]]:
             return rows
     except OSError as err:
         raise ConfigError(f"cannot read dataset {path}: {err.strerror}", "check the path") from None
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise ConfigError(f"dataset {path} is not a readable UTF-8 CSV file ({err})",
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"dataset {path} is not UTF-8 text ({err.reason} at byte {err.start})",
                           "save it as UTF-8 CSV") from None
+    except csv.Error as err:
+        limit = "field larger than field limit" in str(err)
+        raise ConfigError(f"dataset {path} cannot be read as CSV ({err})",
+                          "split the long value, or give the data as JSONL (no field limit)"
+                          if limit else "check its quoting and delimiters") from None
 
 
 def _json_rows(path: Path) -> list[tuple[int, dict]]:

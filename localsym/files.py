@@ -142,8 +142,16 @@ def parse_document(text: str, yaml_format: bool, what: str):
             return yaml.safe_load(text)
         return json.loads(text)
     except Exception as err:
-        raise ConfigError(f"{what} is not valid {'YAML' if yaml_format else 'JSON'}: "
-                          f"{str(err).splitlines()[0]}", "fix the syntax") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else \
+            (f" at line {err.lineno}, column {err.colno}" if isinstance(err, json.JSONDecodeError)
+             else "")
+        why = err.msg if isinstance(err, json.JSONDecodeError) else \
+            getattr(err, "problem", None) or str(err).splitlines()[0]
+        context = getattr(err, "context", None)
+        raise ConfigError(f"{what} is not valid {'YAML' if yaml_format else 'JSON'}{where}: "
+                          f"{why}{f' ({context})' if context else ''}",
+                          "fix the syntax there") from None
 
 
 def load_document(path: str | os.PathLike, what: str, fix: str = "check the path"):

@@ -323,3 +323,39 @@ def test_a_stub_run_is_estimated_as_instant(tmp_path):
     first = done.stdout.splitlines()[0]
     assert " 0s on this machine" in first and "stub" in first, first
     assert json.loads(done.stdout[done.stdout.index("{"):])["seconds"] == 0.0
+
+
+def test_papercuts_a_hanging_tool_a_yaml_error_and_a_csv_field_limit_say_what_they_are(
+        tmp_path, caplog):
+    import logging
+    import time as clock
+
+    from localsym.agent.tools import ToolRegistry
+
+    registry = ToolRegistry()
+
+    @registry.register(timeout=0.2)
+    def sleepy(text: str) -> str:
+        """Never answers in time."""
+        clock.sleep(3)
+        return text
+
+    with caplog.at_level(logging.WARNING, logger="localsym"):
+        assert not registry.call("sleepy", {"text": "a"}).ok
+        registry.call("sleepy", {"text": "b"})
+    warned = [r.getMessage() for r in caplog.records if "sleepy" in r.getMessage()]
+    assert len(warned) == 1 and "hang" in warned[0]
+    (tmp_path / "bad.yaml").write_text("agent: agent.yaml\ndataset: {train: [a, b\n")
+    done = cli("train", "bad.yaml", cwd=tmp_path)
+    assert done.returncode == 2 and "at line 3, column 1" in done.stderr, done.stderr
+    (tmp_path / "big.csv").write_text("id,question\n1," + "x" * 200_000 + "\n")
+    (tmp_path / "agent.yaml").write_text(json.dumps({
+        "name": "t", "inputs": [{"name": "question"}],
+        "nodes": [{"name": "answer", "inputs": ["question"], "outputs": [{"name": "answer"}]}]}))
+    (tmp_path / "c.yaml").write_text(json.dumps({
+        "agent": "agent.yaml", "models": {"agent": "stub"},
+        "dataset": {"train": "big.csv", "val": "big.csv",
+                    "fields": {"id": "id", "inputs": {"question": "question"}}}}))
+    done = cli("train", "c.yaml", cwd=tmp_path)
+    assert done.returncode == 2 and "field limit" in done.stderr and "UTF-8" not in \
+        done.stderr, done.stderr

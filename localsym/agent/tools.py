@@ -12,6 +12,7 @@ import ast
 import functools
 import inspect
 import json
+import logging
 import math
 import operator
 import secrets
@@ -160,6 +161,12 @@ class ToolRegistry:
         record.seconds = time.perf_counter() - start
         if worker.is_alive():
             record.error = f"timed out after {tool.timeout:g}s"
+            if name not in _HUNG:  # once per tool: a step that waits on it is not silent
+                _HUNG.add(name)
+                logging.getLogger("localsym").warning(
+                    "tool %r did not answer within %gs (does it hang?): every call of it waits "
+                    "that long, and the model is told it failed; fix the tool or give it a "
+                    "shorter timeout (tools: [{ref: ..., timeout: SECONDS}])", name, tool.timeout)
         elif "error" in box:
             record.error = valid_text(box["error"])
         else:
@@ -174,6 +181,9 @@ class ToolRegistry:
                 record.error = (f"returned a {type(box['value']).__name__} nested too deeply to "
                                 "write as JSON: return a flatter value (a text, a list of texts)")
         return record
+
+
+_HUNG: set[str] = set()  # tools that timed out (warned once)
 
 
 # -- built-in tools ------------------------------------------------------------------------------
