@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from localsym.agent.node import FIELD_KINDS
 from localsym.agent.spec import PipelineSpec
 from localsym.agent.tools import ToolRegistry
 from localsym.data import Example
@@ -32,6 +33,8 @@ def glue_edits(spec: PipelineSpec, registry: ToolRegistry, examples: list[Exampl
     if metric is None or getattr(metric, "__name__", "") == "humaneval" or not rows:
         return [], engine.stats  # a judge, or tests in a sandbox: no data to search on
     tools = [t.name for t in spec.tools if t.name in registry.names()]
+    kinds = {f.name: FIELD_KINDS[f.type] for f in spec.inputs} | \
+        {f.name: FIELD_KINDS[f.type] for n in spec.nodes for f in n.outputs}
     found: list[Found] = []
     for node in spec.nodes:
         if node.roles:  # a team's tools belong to its checker roles
@@ -43,7 +46,7 @@ def glue_edits(spec: PipelineSpec, registry: ToolRegistry, examples: list[Exampl
                                          tools, [ex.id for ex in rows], unlabeled or []],
                                         sort_keys=True, default=str).encode()).hexdigest()
         if key not in memo.found:
-            memo.found[key] = engine.found(node, tools, rows, unlabeled)
+            memo.found[key] = engine.found(node, tools, rows, unlabeled, kinds)
         found += [f for f in memo.found[key] if f.beats(known or {})]
     found.sort(key=lambda f: f.rank())
     out: list[Child] = []

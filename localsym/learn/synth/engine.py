@@ -33,7 +33,7 @@ from localsym.learn.synth import consts
 from localsym.learn.synth.bank import Bank
 from localsym.learn.synth.cond import Conditionals
 from localsym.learn.synth.join import join
-from localsym.agent.glue import Item
+from localsym.agent.glue import Item, number_text
 from localsym.learn.synth.limits import SynthLimits
 from localsym.learn.synth.match import table, template
 from localsym.learn.synth.menu import MAX_INDEX, make
@@ -118,6 +118,16 @@ class Found:
         return (-self.score, self.unsure, self.program.guard is None, self.level, self.cost)
 
 
+def _declared(value: Any, kind: Any) -> Any:
+    """An input's value as its declared kind reads it: a number or a truth value in a text
+    input is its text (what every operation on text reads it as at run time)."""
+    if kind == "text" and isinstance(value, bool):
+        return "true" if value else "false"
+    if kind == "text" and isinstance(value, (int, float)):
+        return number_text(value)
+    return value
+
+
 class MemoTools:
     """A tool registry's calls through the memo, within the call budget (what ``run_program``
     calls on the held-back examples)."""
@@ -175,15 +185,17 @@ class Engine:
         self.stats = SynthStats()
 
     def search(self, node: NodeSpec, tools: list[str], rows: list[Example],
-               known: dict[str, float], unlabeled: list[dict[str, Any]] | None = None
-               ) -> list[Found]:
+               known: dict[str, float], unlabeled: list[dict[str, Any]] | None = None,
+               kinds: dict[str, Any] | None = None) -> list[Found]:
         """Programs for ``node`` from its example inputs and ``tools`` on ``rows``, best first;
         ``known``: the parent's score on some of them (a program must beat it there);
-        ``unlabeled``: inputs with no answer, which rank the programs."""
-        return [f for f in self.found(node, tools, rows, unlabeled) if f.beats(known)]
+        ``unlabeled``: inputs with no answer, which rank the programs; ``kinds``: each input's
+        declared kind (a number in a text input is read as its text, as the spec says)."""
+        return [f for f in self.found(node, tools, rows, unlabeled, kinds) if f.beats(known)]
 
     def found(self, node: NodeSpec, tools: list[str], rows: list[Example],
-              unlabeled: list[dict[str, Any]] | None = None) -> list[Found]:
+              unlabeled: list[dict[str, Any]] | None = None,
+              kinds: dict[str, Any] | None = None) -> list[Found]:
         """Every program the rows support for ``node``, best first, whatever the parent
         scores (what ``search`` filters)."""
         start, calls = time.monotonic(), self.memo.calls
@@ -193,7 +205,7 @@ class Engine:
         wanted = [f for f in node.outputs if all(f.name in (ex.expected or {}) for ex in fit)]
         if not inputs or not wanted or not fit:
             return []
-        s = self._start(node, inputs, wanted, fit, held, unlabeled or [], start)
+        s = self._start(node, inputs, wanted, fit, held, unlabeled or [], start, kinds or {})
         rounds = self.limits.steps if tools else 0
         for round_ in range(rounds + 1):  # the values tools are wired from, each round's
             # results composed with them, and at the end every size
@@ -217,7 +229,7 @@ class Engine:
         return found
 
     # -- the search ------------------------------------------------------------------------------
-    def _start(self, node, inputs, wanted, fit, held, unlabeled, start) -> Search:
+    def _start(self, node, inputs, wanted, fit, held, unlabeled, start, kinds) -> Search:
         extra = [ex.inputs for ex in held] + [u for u in unlabeled
                                               if all(i in u for i in inputs)]
         extra = extra[:len(held) + self.limits.unlabeled]
@@ -227,7 +239,7 @@ class Engine:
                    {i: [str(ex.inputs[i]) for ex in fit[:8]] for i in inputs})
         s.bank = Bank(self.limits, s.width, lambda v: self._observe(s, v), deadline)
         for i in inputs:
-            s.bank.add(source(i, tuple(r[i] for r in s.rows())))
+            s.bank.add(source(i, tuple(_declared(r[i], kinds.get(i)) for r in s.rows())))
         for value, level in consts.from_data(fit, inputs, [f.name for f in wanted]):
             s.bank.add(constant(value, s.width, level))
         return s
