@@ -170,7 +170,8 @@ def _text(e: Expr) -> tuple[str, int]:
         return f"not {_wrap(e.args[0], 4)}", 4
     if f.infix:
         lvl = _LEVEL[f.infix]
-        return f"{_wrap(e.args[0], lvl)} {f.infix} {_wrap(e.args[1], lvl, right=True)}", lvl
+        left = lvl + 1 if f.infix in ("==", "<", "<=") else lvl  # a < b < c is a chain
+        return f"{_wrap(e.args[0], left)} {f.infix} {_wrap(e.args[1], lvl, right=True)}", lvl
     return f"{e.fn}(" + ", ".join(_text(a)[0] for a in e.args) + ")", 10
 
 
@@ -392,7 +393,9 @@ def evaluate(e: Expr, ctx: Context) -> Any:
         return evaluate(e.then if truth(evaluate(e.cond, ctx)) else e.other, ctx)
     if isinstance(e, Apply):
         values = [evaluate(a, ctx) for a in e.args]
-        if any(isinstance(v, list) for v in values):
+        takes = FUNCTIONS[e.fn].takes
+        if any(isinstance(v, list) and (e.fn == "concat" or takes[i] != "list")
+               for i, v in enumerate(values)):
             raise GlueError(f"{e.fn} takes single values, not a list")
         try:
             return FUNCTIONS[e.fn](*values)

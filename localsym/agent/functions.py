@@ -60,7 +60,19 @@ def _truth(value: Any) -> bool:
     raise GlueError(f"{value!r} is not true or false")
 
 
-_READ = {"text": _text, "number": _int, "bool": _truth}
+def _items(value: Any) -> list:
+    if not isinstance(value, (list, tuple)):
+        raise GlueError(f"a {type(value).__name__} where a list is wanted")
+    return list(value)
+
+
+def _pick(items, k):
+    if not 0 <= k < len(items):
+        raise GlueError(f"no item {k} in a list of {len(items)}")
+    return str(items[k])
+
+
+_READ = {"text": _text, "number": _int, "bool": _truth, "list": _items}
 
 
 def _capped(text: str) -> str:
@@ -108,6 +120,8 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in (
     Function("occurrences", ("text", "text"), "number", lambda s, t: s.count(t) if t else 0,
              "how many times t occurs"),
     Function("rept", ("text", "number"), "text", _rept, "the text repeated n times"),
+    Function("pick", ("list", "number"), "text", _pick,
+             "item k of a list, counted from 0 (an item a number gives: the n-th word)"),
     Function("to_text", ("number",), "text", number_text, "a number as text"),
     Function("add", ("number", "number"), "number", lambda a, b: _number(a + b), "the sum",
              infix="+"),

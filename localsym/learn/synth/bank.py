@@ -24,15 +24,16 @@ from localsym.learn.synth.menu import menu, op_level
 from localsym.learn.synth.values import FAILS, Fn, Value, apply_op, fn_result
 
 POOLS = ("text", "int", "num", "list", "bool")
-ARG_POOL = {"text": "text", "number": "int", "bool": "bool"}
+ARG_POOL = {"text": "text", "number": "int", "bool": "bool", "list": "list"}
 # operations of several values, in the order each level tries them, and what they must not
 # be given (a combination another order or a constant already covers)
 ORDER = ("concat", "left", "right", "substr", "at", "len", "find", "find_from", "replace",
          "replace_all", "to_text", "add", "sub", "contains", "startswith", "endswith", "equals",
-         "less", "at_most", "not", "and", "or", "occurrences", "rept")
+         "less", "at_most", "not", "and", "or", "occurrences", "rept", "pick")
+SLICE = 256  # combinations an operation makes before the next one takes its turn
 COMMUTATIVE = {"add", "equals", "and", "or"}
 SUBJECT = {"left", "right", "substr", "at", "len", "find", "find_from", "replace",
-           "replace_all", "contains", "startswith", "endswith", "occurrences", "to_text"}
+           "replace_all", "contains", "startswith", "endswith", "occurrences", "to_text", "pick"}
 
 def pool_of(v: Value) -> str:
     return pool_for(v.kind, v.vec)
@@ -153,10 +154,11 @@ class Bank:
             if self.stop():
                 return
             self._keep_glue(v, op)
-        for name in ORDER:
-            if self.stop():
-                return
-            self._fn(name, level)
+        # the operations take turns, a slice each, so a bound reached inside a large size has
+        # tried every operation alike (not the first ones alone)
+        turns = [self._fn(name, level) for name in ORDER]
+        while turns and not self.stop():
+            turns = [t for t in turns if next(t, None) is not None]
 
     def _glue(self, v: Value, level: int) -> None:
         if len(v.via) >= self.limits.depth or v.kind == "bool":
@@ -173,16 +175,20 @@ class Bank:
         if self.worth(op.gives, vec, v.level + op_level(op)):
             self.add(v.then(op, vec))
 
-    def _fn(self, name: str, level: int) -> None:
+    def _fn(self, name: str, level: int):
+        """The values of ``level`` operation ``name`` makes, a slice of SLICE combinations at a
+        time (a generator: it yields after each slice)."""
         f = FUNCTIONS[name]
         pools = [ARG_POOL[k] for k in f.takes]
+        done = 0
         for sizes in _compositions(level - 1, len(pools)):
             groups = [self.values(s, p) for s, p in zip(sizes, pools)]
             if not all(groups):
                 continue
             for args in self._combinations(sizes, pools, groups, level):
-                if self.stop():
-                    return
+                done += 1
+                if done % SLICE == 0:
+                    yield True
                 if not _worth(name, args):
                     continue
                 self.tried += 1
