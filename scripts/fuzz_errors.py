@@ -1,5 +1,7 @@
 """Generated bad inputs against every CLI verb and every service endpoint (run by hand; the
-figures go to RELIABILITY.md; tests/test_hostile.py runs a small sample in CI).
+figures go to RELIABILITY.md; tests/test_hostile*.py run a small sample in CI), and the
+round-four families (tool results of every shape, patterns with long bounds, tracking stores
+and names, feedback scores of every type).
 
     .venv/bin/python scripts/fuzz_errors.py [--per-verb 40] [--per-endpoint 60]
 
@@ -365,6 +367,14 @@ def run_cli(per_verb: int, seed: int) -> dict:
     return out
 
 
+def _not_a_score(raw: str | None) -> bool:
+    try:
+        score = json.loads(raw or "").get("score")
+    except (ValueError, AttributeError):
+        return False
+    return score is not None and (isinstance(score, bool) or not isinstance(score, (int, float)))
+
+
 def run_service(per_endpoint: int, seed: int) -> dict:
     from fastapi.testclient import TestClient
 
@@ -409,10 +419,106 @@ def run_service(per_endpoint: int, seed: int) -> dict:
                     statuses[resp.status_code] += 1
                     if resp.status_code >= 500:
                         broken.append((path, raw, resp.text[:300]))
+                    elif resp.status_code == 200 and name == "POST /feedback" and \
+                            _not_a_score(raw):
+                        broken.append((path, raw, "a score that is not a number was stored"))
                 out[name] = {"cases": per_endpoint, "statuses": dict(statuses), "broken": broken}
         finally:
             evolving.wait(60)
             evolving.close()
+    return out
+
+
+# -- round four (issue 39): tool results of every shape, patterns with long bounds, tracking ----
+def _shapes(rng: random.Random):
+    """A tool's return values of every shape: deep, cyclic, huge, not JSON."""
+    deep: list = []
+    for _ in range(rng.choice([50, 5_000, 100_000])):
+        deep = [deep]
+    cyclic: dict = {"a": 1}
+    cyclic["self"] = cyclic
+    return rng.choice([deep, cyclic, "x" * rng.choice([10, 10**6]), b"\xff\x00", float("nan"),
+                       object(), (i for i in range(3)), {1, 2}, [cyclic], {"deep": deep}])
+
+
+def run_round_four(cases: int, seed: int) -> dict:
+    """Tool results of every shape through a node's program, string schemas with a pattern and
+    a long bound on the stub model, and tracking with junk stores and names: each returns or
+    fails in one line (a LocalsymError, a failed tool call), never anything else."""
+    from pydantic import Field, create_model
+
+    import localsym
+    from localsym.agent import Pipeline, PipelineSpec, ToolRegistry
+    from localsym.errors import LocalsymError
+
+    rng = random.Random(seed)
+    lm = localsym.open_lm("stub")
+    out: dict = {}
+
+    def family(name: str, make) -> None:
+        outcomes, broken = Counter(), []
+        for _ in range(cases):
+            try:
+                outcomes[make() or "returned"] += 1
+            except LocalsymError as err:
+                outcomes["LocalsymError"] += 1
+                if "Fix:" not in str(err):
+                    broken.append((name, str(err)[:200]))
+            except Exception as err:  # noqa: BLE001 - what the sweep is looking for
+                broken.append((name, f"{type(err).__name__}: {str(err)[:200]}"))
+        out[name] = {"cases": cases, "outcomes": dict(outcomes), "broken": broken}
+
+    def tool_result() -> str:
+        value = _shapes(rng)
+        registry = ToolRegistry()
+
+        @registry.register
+        def shape(text: str) -> str:
+            """Returns anything."""
+            return value  # type: ignore[return-value]
+
+        spec = PipelineSpec.from_data({
+            "inputs": [{"name": "q"}], "tools": [{"name": "shape", "description": "s"}],
+            "nodes": [{"name": "a", "inputs": ["q"], "tools": ["shape"],
+                       "outputs": [{"name": "answer"}],
+                       "program": {"outputs": {"answer": "shape(text=q) | words | item(0)"}}}]})
+        traj = Pipeline(spec, lm, registry).forward({"q": "hi"})
+        return "failed call" if traj.records[0].tool_calls[0].error else "returned"
+
+    def bounded_pattern() -> str:
+        cls = rng.choice(["[a-z]", "[0-9]", "\\w", "[A-Z ]", "."])
+        pattern = rng.choice([f"^{cls}+$", f"{cls}*", f"^{cls}{{2,}}$", f"({cls}|-)+"])
+        schema = create_model("S", answer=(str, Field(pattern=pattern, max_length=rng.choice(
+            [32, 64, 300, 5000]), min_length=rng.choice([0, 1, 40]))))
+        lm.generate([{"role": "user", "content": "x"}], schema)
+        return "returned"
+
+    family("tool results", tool_result)
+    family("pattern + bound", bounded_pattern)
+    try:
+        import mlflow  # noqa: F401 - the tracking family needs the extra
+    except ImportError:
+        return out
+    from localsym.tracking import log_run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        agent = ROOT / "examples" / "object_counting" / "agent.yaml"
+        rows = [localsym.Example(id="1", inputs={"question": "2 apples?"},
+                                 expected={"answer": 2})]
+        localsym.train(agent, rows, rows, lm=lm, metric="numeric_match", loss="metric",
+                       config={"max_steps": 1, "optimizers": ["structure"]}, run_dir=run_dir,
+                       log=lambda *_: None)
+        uris = [f"{tmp}/mlruns", f"sqlite:///{tmp}/x.db", "gopher://x/y", "http://127.0.0.1:9",
+                "", "file:///dev/null/x", "\x00", "mlruns" * 200]
+
+        def track() -> str:
+            if rng.random() < 0.3:
+                (run_dir / "summary.json").write_text(rng.choice(['{"name": "r", "va', "[]",
+                                                                  "{}", "null"]))
+            log_run(run_dir, rng.choice(uris), rng.choice(["localsym", "", " ", "x" * 600]))
+            return "logged"
+        family("tracking", track)
     return out
 
 
@@ -424,7 +530,8 @@ def main() -> None:
     args = ap.parse_args()
     cli = run_cli(args.per_verb, args.seed)
     service = run_service(args.per_endpoint, args.seed)
-    api = run_api(args.per_verb, args.seed) | run_api_generated(args.per_verb, args.seed)
+    api = run_api(args.per_verb, args.seed) | run_api_generated(args.per_verb, args.seed) | \
+        run_round_four(args.per_verb, args.seed)
     for name, row in api.items():
         print(f"{name:18s} {row['cases']:4d} cases  {row['outcomes']}  broken "
               f"{len(row['broken'])}")

@@ -359,3 +359,16 @@ def test_papercuts_a_hanging_tool_a_yaml_error_and_a_csv_field_limit_say_what_th
     done = cli("train", "c.yaml", cwd=tmp_path)
     assert done.returncode == 2 and "field limit" in done.stderr and "UTF-8" not in \
         done.stderr, done.stderr
+
+
+def test_the_generated_sweep_of_round_four_breaks_no_promise():
+    """scripts/fuzz_errors.py's round-four families, a small sample in CI: tool results of
+    every shape (deep, cyclic, huge, not JSON), string schemas with a pattern and a long bound
+    on the stub, tracking stores and names; feedback scores of every type are in its service
+    sweep (tests/test_hostile_two.py)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from fuzz_errors import run_round_four, run_service
+
+    for part in (run_round_four(cases=6, seed=7), run_service(per_endpoint=12, seed=11)):
+        for name, row in part.items():
+            assert not row["broken"], (name, row["broken"][:3])
