@@ -35,8 +35,6 @@ Layers, each used where the platform allows (``containment()`` says which are ac
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import os
 import secrets
 import select
@@ -46,13 +44,14 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-CLONE_NEWUSER, CLONE_NEWNET, CLONE_NEWNS = 0x10000000, 0x40000000, 0x00020000
-MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+from localsym.confine import (CLONE_NEWNET, CLONE_NEWUSER, empty_cgroup, landlock,
+                              landlock_abi, map_ids, memory_cgroup, no_sockets, pids_cgroup,
+                              small_disk, unshare, user_processes)
+
 DISK_MB = 64  # what the child may write in all, its working directory a tmpfs of this size
 MAX_PROCESSES = 32  # processes and threads the child may add to its user's count
 KEEP = 1 << 16  # bytes of the child's output kept while it runs (the last ones)
@@ -68,7 +67,7 @@ TAIL = 2000  # characters of it a result holds
 # (``RunResult.completed``): an early exit(0), a fake marker or an excepthook cannot pass for a
 # run that reached its end. The process's own memory (/proc/self/mem) holds the secret: where
 # that matters (HumanEval), the code that must complete runs in a process of its own, apart
-# from the model's (``run_tests``).
+# from the model's (``metrics/humaneval.py``, ``run_tests``).
 _GUARD = r'''
 def _main():
     globals().pop("_main")  # nothing of the guard stays in the module the code can see
@@ -184,172 +183,6 @@ class RunResult:
     completed: bool = False  # the code returned normally, attested by the guard's secret
 
 
-def _unshare(flags: int) -> bool:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.unshare(flags) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def _map_ids(uid: int, gid: int) -> None:
-    """In a new user namespace, be the same user and group as outside (files made in the
-    child's own tmpfs then have an owner)."""
-    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
-                       ("gid_map", f"{gid} {gid} 1")):
-        try:
-            with open(f"/proc/self/{name}", "w") as f:
-                f.write(text)
-        except OSError:
-            pass
-
-
-def _small_disk(directory: str, megabytes: int) -> bool:
-    """Mount a tmpfs of ``megabytes`` over ``directory`` in a mount namespace of the child's
-    own (all it writes there together is capped, not each file; nothing there runs or loads as
-    native code); whether it held."""
-    if not _unshare(CLONE_NEWNS):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.mount(b"tmpfs", directory.encode(), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                      f"size={megabytes}m,mode=1777".encode()) != 0:
-            return False
-        os.chdir(directory)  # into the tmpfs (the working directory was the one beneath it)
-        return True
-    except (OSError, AttributeError):
-        return False
-
-
-def _user_processes(uid: int) -> int:
-    n = 0
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/status") as f:
-                    for line in f:
-                        if line.startswith("Uid:"):
-                            n += int(line.split()[1]) == uid
-                            break
-            except OSError:
-                continue
-    return n
-
-
-def _pids_cgroup(limit: int) -> Path | None:
-    """A new cgroup capping the number of processes, where this process may create one."""
-    for base in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):  # cgroup v1, v2
-        if not (base / "cgroup.procs").is_file() or not os.access(base, os.W_OK):
-            continue
-        group = _new_cgroup(base, "localsym-sandbox", {"pids.max": str(limit)})
-        if group is not None:
-            return group
-    return None
-
-
-def _new_cgroup(base: Path, prefix: str, limits: dict[str, str],
-                optional: dict[str, str] | None = None) -> Path | None:
-    """A new cgroup under ``base`` with ``limits`` written (and ``optional`` ones where the
-    kernel has the file); None, and nothing left behind, where that cannot be done."""
-    group = base / f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        group.mkdir()
-        for name, value in limits.items():
-            (group / name).write_text(value)
-        for name, value in (optional or {}).items():
-            if (group / name).exists():
-                (group / name).write_text(value)
-        return group
-    except OSError:
-        try:
-            group.rmdir()
-        except OSError:
-            pass
-        return None
-
-
-def _memory_cgroup(memory_bytes: int, pids: Path | None) -> Path | None:
-    """A new cgroup capping the memory of the child and everything it starts together (memfd
-    pages and page cache included, which an address-space limit does not count), swap too,
-    where one is writable (cgroup v2: the unified group; v1: the memory controller). On v2 a
-    process is in one group: the limits go into the pids group ``pids`` where it is there."""
-    v2, v1 = Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/memory")
-    if pids is not None and pids.parent == v2:
-        try:
-            (pids / "memory.max").write_text(str(memory_bytes))
-            (pids / "memory.swap.max").write_text("0")
-        except OSError:
-            pass
-        return None
-    options = []
-    if (v2 / "cgroup.controllers").is_file() and "memory" in \
-            (v2 / "cgroup.subtree_control").read_text(errors="replace").split():
-        options.append((v2, ("memory.max", "memory.swap.max")))
-    if (v1 / "memory.limit_in_bytes").is_file():
-        options.append((v1, ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")))
-    for base, limits in options:
-        if not os.access(base, os.W_OK):
-            continue
-        swap = "0" if limits[1] == "memory.swap.max" else str(memory_bytes)
-        group = _new_cgroup(base, "localsym-memory", {limits[0]: str(memory_bytes)},
-                            {limits[1]: swap})
-        if group is not None:
-            return group
-    return None
-
-
-def _empty_cgroup(group: Path) -> None:
-    """Kill everything left in ``group`` (escaped process groups too) and remove it."""
-    for _ in range(200):
-        try:
-            pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
-        except OSError:
-            break
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.01)
-    try:
-        group.rmdir()
-    except OSError:
-        pass
-
-
-# Landlock (include/uapi/linux/landlock.h): syscalls, access rights, scopes.
-_LL_CREATE, _LL_ADD_RULE, _LL_RESTRICT = 444, 445, 446
-_LL_RULE_PATH_BENEATH, _LL_CREATE_VERSION, _PR_SET_NO_NEW_PRIVS = 1, 1, 38
-_FS_EXECUTE, _FS_READ_FILE, _FS_READ_DIR = 1 << 0, 1 << 2, 1 << 3
-_FS_READ = _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR
-_FS_WRITE_FILE, _FS_REMOVE_DIR, _FS_REMOVE_FILE = 1 << 1, 1 << 4, 1 << 5
-_FS_MAKE = sum(1 << b for b in range(6, 13))  # char, dir, reg, sock, fifo, block, sym
-_FS_REFER, _FS_TRUNCATE, _FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
-_NET_ALL = (1 << 0) | (1 << 1)  # bind and connect TCP
-_SCOPE_ALL = (1 << 0) | (1 << 1)  # abstract unix sockets, signals
-
-
-class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
-                ("scoped", ctypes.c_uint64)]
-
-
-class _PathBeneath(ctypes.Structure):
-    _pack_ = 1
-    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
-
-
-def landlock_abi() -> int:
-    """The Landlock ABI version this kernel offers (0: none)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return max(0, libc.syscall(_LL_CREATE, None, ctypes.c_size_t(0), _LL_CREATE_VERSION))
-    except (OSError, AttributeError):
-        return 0
-
-
 def read_roots(extra: tuple[str, ...] = ()) -> tuple[str, ...]:
     """What the child may read beside its own directory: Python (its prefixes, where its
     interpreter is), the system's programs and libraries, a few devices, and ``extra`` (an
@@ -359,51 +192,6 @@ def read_roots(extra: tuple[str, ...] = ()) -> tuple[str, ...]:
              "/etc/ld.so.cache", "/etc/localtime", "/dev/urandom", "/dev/random", "/dev/zero",
              "/proc/self", *extra}
     return tuple(sorted(r for r in roots if r and os.path.exists(r)))
-
-
-def _landlock(writable: str, readable: tuple[str, ...] = ()) -> int:
-    """Confine this process and everything it starts: read only beneath ``readable`` and
-    ``writable``, create, write and delete only beneath ``writable``; no TCP; no signals or
-    abstract sockets outside its domain (ABI 6+). Returns the ABI applied (0: not applied).
-    Runs in the child before exec."""
-    abi = landlock_abi()
-    if abi < 1:
-        return 0
-    libc = ctypes.CDLL(None, use_errno=True)
-    fs = _FS_READ | _FS_WRITE_FILE | _FS_REMOVE_DIR | _FS_REMOVE_FILE | _FS_MAKE | \
-        (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0) | \
-        (_FS_IOCTL_DEV if abi >= 5 else 0)
-    attr = _RulesetAttr(fs, _NET_ALL if abi >= 4 else 0, _SCOPE_ALL if abi >= 6 else 0)
-    size = ctypes.sizeof(_RulesetAttr) if abi >= 6 else \
-        (16 if abi >= 4 else 8)  # the struct as this ABI knows it
-    ruleset = libc.syscall(_LL_CREATE, ctypes.byref(attr), ctypes.c_size_t(size), 0)
-    if ruleset < 0:
-        return 0
-    try:
-        rules = [(writable, fs & ~_FS_EXECUTE),  # nothing written here is run
-                 ("/dev/null", _FS_READ_FILE | _FS_WRITE_FILE |
-                                  (_FS_TRUNCATE if abi >= 3 else 0))]
-        for root in readable:  # a file (not a directory) takes the rights a file can have
-            rules.append((root, _FS_READ if os.path.isdir(root) else _FS_READ_FILE |
-                          _FS_EXECUTE))
-        for path, allowed in rules:
-            try:
-                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            except OSError:
-                continue
-            try:
-                rule = _PathBeneath(allowed, fd)
-                if libc.syscall(_LL_ADD_RULE, ruleset, _LL_RULE_PATH_BENEATH,
-                                ctypes.byref(rule), 0) < 0:
-                    return 0
-            finally:
-                os.close(fd)
-        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 or \
-                libc.syscall(_LL_RESTRICT, ruleset, 0) < 0:
-            return 0
-        return abi
-    finally:
-        os.close(ruleset)
 
 
 def _limits(cpu_seconds: int, memory_bytes: int, nproc: int, groups: tuple[Path, ...],
@@ -416,42 +204,19 @@ def _limits(cpu_seconds: int, memory_bytes: int, nproc: int, groups: tuple[Path,
                 f.write("0")  # this process, and everything it starts
         os.setsid()  # its own process group: a timeout kills everything it started
         uid, gid = os.getuid(), os.getgid()
-        if _unshare(CLONE_NEWUSER | CLONE_NEWNET):  # best effort: not every kernel allows it
-            _map_ids(uid, gid)
-        _small_disk(writable, DISK_MB)  # best effort too; the file-size limit holds anyway
+        if unshare(CLONE_NEWUSER | CLONE_NEWNET):  # best effort: not every kernel allows it
+            map_ids(uid, gid)
+        small_disk(writable, DISK_MB)  # best effort too; the file-size limit holds anyway
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        _landlock(writable, readable)  # the boundary the code starts inside
+        landlock(writable, readable)  # the boundary the code starts inside
         if sockets_closed:
-            _no_sockets()  # last: its filter is inherited by everything the code starts
+            no_sockets()  # last: its filter is inherited by everything the code starts
     return apply
-
-
-SOCKET_CALLS = ("socket", "socketpair", "connect", "bind", "listen", "accept", "accept4",
-                "sendto", "sendmsg", "sendmmsg", "io_uring_setup", "io_uring_enter",
-                "io_uring_register")
-
-
-def _no_sockets() -> bool:
-    """A seccomp filter on this process and everything it starts: every socket call fails with
-    EPERM (``SOCKET_CALLS``); whether it was applied (libseccomp present)."""
-    try:
-        import pyseccomp  # noqa: PLC0415 - Linux only, and only in the child
-
-        rules = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
-        for name in SOCKET_CALLS:
-            try:
-                rules.add_rule(pyseccomp.ERRNO(errno.EPERM), name)
-            except (OSError, ValueError):
-                pass  # a call this kernel or architecture does not have
-        rules.load()
-        return True
-    except (ImportError, OSError, RuntimeError, AttributeError):
-        return False
 
 
 @lru_cache(maxsize=1)
@@ -468,12 +233,12 @@ def containment() -> dict:
     lines = result.output.strip().splitlines() or [""]
     names = lines[-1]
     disk = int(lines[0]) if len(lines) > 1 and lines[0].isdigit() else 0
-    group = _pids_cgroup(MAX_PROCESSES)
-    memory = _memory_cgroup(64 << 20, group)
+    group = pids_cgroup(MAX_PROCESSES)
+    memory = memory_cgroup(64 << 20, group)
     capped = memory is not None or (group is not None and (group / "memory.max").exists())
     for g in (group, memory):
         if g is not None:
-            _empty_cgroup(g)
+            empty_cgroup(g)
     abi = landlock_abi()
     return {"network_namespace": result.ok and names in ("['lo']", "[]"),
             "interfaces_seen": names, "pids_cgroup": group is not None,
@@ -491,15 +256,15 @@ def run_python(code: str, timeout: float = 10.0, memory_mb: int = 1024,
     more paths the code may read (beside Python's and the system's, ``read_roots``);
     ``allow_sockets``: no socket filter (``containment()``'s probe of the network namespace
     only); ``fds``: descriptors handed to the child (and closed here once it has them)."""
-    nproc = _user_processes(os.getuid()) + MAX_PROCESSES
-    pids = _pids_cgroup(MAX_PROCESSES)
-    groups = tuple(g for g in (pids, _memory_cgroup(memory_mb << 20, pids)) if g is not None)
+    nproc = user_processes(os.getuid()) + MAX_PROCESSES
+    pids = pids_cgroup(MAX_PROCESSES)
+    groups = tuple(g for g in (pids, memory_cgroup(memory_mb << 20, pids)) if g is not None)
     try:
         return _run(code, timeout, memory_mb, audit, nproc, groups, read_roots(readable),
                     not allow_sockets, fds)
     finally:
         for group in groups:
-            _empty_cgroup(group)
+            empty_cgroup(group)
 
 
 def _run(code: str, timeout: float, memory_mb: int, audit: bool, nproc: int,
@@ -525,7 +290,7 @@ def _run(code: str, timeout: float, memory_mb: int, audit: bool, nproc: int,
             if timed_out:
                 _kill_group(proc.pid)
                 for group in groups:  # and whatever left the process group (setsid)
-                    _empty_cgroup(group)
+                    empty_cgroup(group)
                 proc.kill()
             proc.wait()
         finally:
@@ -538,69 +303,6 @@ def _run(code: str, timeout: float, memory_mb: int, audit: bool, nproc: int,
         if timed_out:
             return RunResult(False, None, tail, timed_out=True)
         return RunResult(proc.returncode == 0, proc.returncode, tail, completed=completed)
-
-
-# The two sides of ``run_tests``: the solution answers calls read from one pipe on the other, one
-# line each (the arguments as Python literals; the result as its repr, or E: and why), and the
-# tests call it through a proxy that reads the result back as a literal, nothing else.
-_SERVE = """
-
-def _localsym_serve(fn, calls, results):
-    import os
-    answer = os.fdopen(results, "wb", buffering=0)
-    for line in os.fdopen(calls, "rb"):
-        try:
-            args = eval(line, {{"__builtins__": {{}}}},
-                        {{"inf": float("inf"), "nan": float("nan")}})
-            out = "R:" + repr(fn(*args))
-        except BaseException as err:
-            out = "E:" + type(err).__name__
-        answer.write((out.replace("\\n", " ") + "\\n").encode("utf-8", "replace"))
-
-_localsym_serve({entry}, {calls}, {results})
-"""
-_PROXY = """
-def {entry}(*args, _calls=__import__("os").fdopen({calls}, "wb", buffering=0),
-            _results=__import__("os").fdopen({results}, "rb"), _ast=__import__("ast")):
-    _calls.write((repr(args).replace("\\n", " ") + "\\n").encode())
-    line = _results.readline().decode("utf-8", "replace")
-    if not line.startswith("R:"):
-        raise RuntimeError("the solution failed: " + (line[2:].strip() or "it stopped"))
-    tree = _ast.parse(line[2:], mode="eval")
-    for node in _ast.walk(tree):
-        if isinstance(node, _ast.Name) and node.id in ("inf", "nan"):
-            node.__class__, node.value = _ast.Constant, float(node.id)
-    return _ast.literal_eval(tree)
-
-"""
-
-
-def run_tests(solution: str, entry: str, tests: str, timeout: float = 10.0) -> RunResult:
-    """Run ``tests`` contained, calling ``entry`` of ``solution`` contained in another process:
-    the two share a pipe each way and nothing else, so the solution never holds the tests, what
-    they expect or the secret that attests their completion (``completed``: the tests returned
-    normally); it sees the arguments of each call and answers with a plain value."""
-    calls_r, calls_w = os.pipe()
-    results_r, results_w = os.pipe()
-    box: dict[str, RunResult] = {}
-    server = threading.Thread(target=lambda: box.update(solution=run_python(
-        solution + _SERVE.format(entry=entry, calls=calls_r, results=results_w),
-        timeout=timeout, fds=(calls_r, results_w))), daemon=True)
-    try:
-        server.start()
-    except BaseException:
-        for fd in (calls_r, results_w):
-            os.close(fd)
-        raise
-    result = run_python(_PROXY.format(entry=entry, calls=calls_w, results=results_r) + tests,
-                        timeout=timeout, fds=(calls_w, results_r))
-    server.join(timeout + 5)
-    solved = box.get("solution")
-    if solved is not None and not result.completed and solved.output.strip():
-        result = RunResult(result.ok, result.returncode, (solved.output.strip() + "\n" +
-                                                          result.output)[-TAIL:],
-                           result.timed_out, result.completed)
-    return result
 
 
 def _exchange(proc: subprocess.Popen, data: str, timeout: float) -> tuple[bytes, bool]:
