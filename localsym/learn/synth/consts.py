@@ -1,6 +1,7 @@
 """Constants a program may need that the inputs do not show: the literal text the answers share
 (a prefix, a suffix, a separator, a phrase around a value), the parts of an answer no input
-holds, a few small numbers, the words every input shares (a unit, a time zone), and the values
+holds, a few small numbers and the width every answer has, the words every input shares (a
+unit, a time zone), and the values
 a tool says it takes (its annotation's choices, its defaults, the quoted words and numbers of
 its description). Each comes with its size: a separator 1, a phrase 2."""
 
@@ -26,6 +27,9 @@ def from_data(rows: list[Example], inputs: list[str], outputs: list[str]
     texts: list[str] = []
     for name in outputs:
         answers = [str(ex.expected[name]) for ex in rows if ex.expected and name in ex.expected]
+        sizes = {len(a) for a in answers}
+        if len(answers) >= 2 and len(sizes) == 1 and sizes.pop() > 3:  # a fixed width (padding)
+            out.append((len(answers[0]), 2))
         sources = [" ".join(str(ex.inputs.get(i, "")) for i in inputs) for ex in rows]
         texts += shared(answers) + gaps(answers, sources)
     texts += [c for name in outputs for ex in rows
@@ -68,7 +72,10 @@ def gaps(answers: list[str], sources: list[str]) -> list[str]:
     only row, with one), the most shown first."""
     counts: dict[str, int] = {}
     for answer, src in zip(answers, sources):
-        for gap in dict.fromkeys(_uncovered(answer, src)):
+        found = _uncovered(answer, src)
+        # a run of one character (000 before 42) is that character repeated: padding
+        found += [g[0] for g in found if len(g) > 1 and len(set(g)) == 1]
+        for gap in dict.fromkeys(found):
             counts[gap] = counts.get(gap, 0) + 1
     need = 1 if len(answers) == 1 else 2
     return sorted((g for g, c in counts.items() if c >= need), key=lambda g: -counts[g])
@@ -76,11 +83,12 @@ def gaps(answers: list[str], sources: list[str]) -> list[str]:
 
 def _uncovered(answer: str, src: str) -> list[str]:
     covered = [False] * len(answer)
+    words = set(src.split())  # an input of one character is a part too
     i = 0
     while i < len(answer):
         size = 0
-        for j in range(len(answer), i + 1, -1):
-            if answer[i:j] in src:
+        for j in range(len(answer), i, -1):
+            if (j - i >= 2 and answer[i:j] in src) or answer[i:j] in words:
                 size = j - i
                 break
         if size:

@@ -20,6 +20,7 @@ MAX_DELIMITERS = 12
 MAX_CONTEXTS = 40
 MAX_INDEX = 12  # items of a list tried by position
 SAMPLE = 12  # entries a menu is induced from
+SCAN = 400  # characters of an entry a delimiter is sought in
 SEPARATORS = (",", ", ", ";", "\n", "|", "/", "-", ":", "\t")
 JOINS = (" ", "", ", ", ",", "\n", "-", "/", ":", ".", "_")
 # token classes, most specific first: a number, a word, a token with inner marks (light-years^2)
@@ -246,9 +247,9 @@ def _matches(op: Op, value: str) -> bool:
 def delimiters(values: list[str]) -> list[str]:
     """Delimiters every value holds, in order of their first appearance in the first value:
     runs of punctuation and space, single marks, and a word ending in a mark (``List:``)."""
-    first = values[0]
+    first = values[0][:SCAN]  # a long text (a repeat) would make the word pattern quadratic
     found = re.findall(r"[^\w]+", first) + [c for c in first if not c.isalnum() and c != " "] + \
-        re.findall(r"\w+[^\w\s]+", first)
+        re.findall(r"\b\w{1,40}[^\w\s]+", first)
     found = sorted(set(found), key=first.index)
     return [d for d in found if len(d) <= 40 and all(d in v for v in values)][:MAX_DELIMITERS]
 
