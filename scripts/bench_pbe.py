@@ -207,6 +207,7 @@ def main() -> None:
     ap.add_argument("--hash-seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="per-task results as JSON")
     ap.add_argument("--compare", nargs=2, type=Path, help="two --out files: the same programs?")
+    ap.add_argument("--summary", type=Path, help="an --out file: print its summary again")
     args = ap.parse_args()
     if args.compare:
         a, b = (json.loads(p.read_text()) for p in args.compare)
@@ -218,6 +219,9 @@ def main() -> None:
         print(f"compare: {len(pa.keys() & pb.keys()) - len(diff)}/{len(pa.keys() & pb.keys())} "
               "tasks gave the same program")
         sys.exit(1 if diff else 0)
+    if args.summary:
+        summarize(json.loads(args.summary.read_text()), args, published(args.data))
+        return
     if not args.data.exists():
         sys.exit(f"bench_pbe: no PBE data at {args.data} (see ../shared/data/pbe/README.md); "
                  "pass --data")
@@ -251,8 +255,11 @@ def summarize(results: list[dict], args, pub: dict) -> None:
     if args.suite == "probe" and pub:
         ours = {r["name"]: r["solved"] for r in results}
         for tool in ("cvc4", "euphony"):
-            solved = sum(1 for n in ours if pub.get(n, {}).get(tool))
-            print(f"published {tool}: {solved}/{len(ours)} (600 s)")
+            theirs = {n for n in ours if pub.get(n, {}).get(tool)}
+            mine = {n for n, ok in ours.items() if ok}
+            print(f"published {tool}: {len(theirs)}/{len(ours)} (600 s); both {len(mine & theirs)}, "
+                  f"only localsym {len(mine - theirs)}, only {tool} {len(theirs - mine)}: "
+                  f"{', '.join(sorted(theirs - mine)[:12])}")
     solved = sum(r["solved"] for r in results)
     test = sum(r["test_score"] for r in results) / max(1, len(results))
     print(f"values computed per second (one core, engine only): {rate:,.0f}")
