@@ -115,7 +115,7 @@ class Engine:
             s.bank.share = None if last else (int(s.bank.capacity * share),
                                               int(self.limits.tried * share))
             self._levels(s, 2, self.limits.level if last else WIRE_LEVEL)
-            if last or s.bank.stopped_by not in ("", "share"):
+            if last or s.targets.solved() or s.bank.stopped_by not in ("", "share"):
                 break
             s.bank.stopped_by = ""
             results = self.rounds.round(s, tools, round_)
