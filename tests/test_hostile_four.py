@@ -28,32 +28,33 @@ def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProc
                           env={**os.environ, "LOCALSYM_CACHE_DIR": str(cwd / "cache")})
 
 
-def deep_task(tmp_path: Path) -> Path:
-    (tmp_path / "tools.py").write_text(DEEP_TOOL)
+def one_row_task(tmp_path: Path, config: dict | None = None, **node) -> Path:
+    """A user's task of one row (question -> answer) on the stub model, in ``tmp_path``: the
+    agent (``node``: more of the node's fields), the data, and config.yaml (``config``: more of
+    it); returns the config's path."""
+    (tmp_path / "data").mkdir(exist_ok=True)
+    row = json.dumps({"id": "a", "inputs": {"question": "hi"}, "expected": {"answer": "x"}})
+    (tmp_path / "data" / "rows.jsonl").write_text(row + "\n")
     (tmp_path / "agent.yaml").write_text(json.dumps({
-        "name": "deep", "inputs": [{"name": "question"}],
-        "tools": [{"name": "deep", "description": "d"}],
-        "nodes": [{"name": "answer", "inputs": ["question"], "tools": ["deep"],
-                   "outputs": [{"name": "answer"}],
-                   "program": {"outputs": {"answer": "deep(text=question)"}}}]}))
-    return tmp_path / "agent.yaml"
+        "name": "t", "inputs": [{"name": "question"}], "tools": node.pop("declared", []),
+        "nodes": [{"name": "answer", "inputs": ["question"], "outputs": [{"name": "answer"}],
+                   **node}]}))
+    (tmp_path / "config.yaml").write_text(json.dumps({
+        "agent": "agent.yaml", "metric": "exact_match", "models": {"agent": "stub"},
+        "dataset": {"train": "data/rows.jsonl", "val": "data/rows.jsonl"}, **(config or {})}))
+    return tmp_path / "config.yaml"
 
 
 def test_a_tool_result_nested_too_deeply_is_a_failed_call_in_run_and_train(tmp_path):
-    agent = deep_task(tmp_path)
-    done = cli("run", str(agent), "question=hi", "--tool", "tools.py:deep", "--model", "stub",
+    (tmp_path / "tools.py").write_text(DEEP_TOOL)
+    one_row_task(tmp_path, {"tools": ["tools.py:deep"], "train": {"max_steps": 1}},
+                 declared=[{"name": "deep", "description": "d"}], tools=["deep"],
+                 program={"outputs": {"answer": "deep(text=question)"}})
+    done = cli("run", "agent.yaml", "question=hi", "--tool", "tools.py:deep", "--model", "stub",
                "--trace", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-1500:]
     assert "nested too deeply" in done.stdout + done.stderr
     assert "internal error" not in done.stderr
-    (tmp_path / "data").mkdir()
-    row = json.dumps({"id": "a", "inputs": {"question": "hi"}, "expected": {"answer": "x"}})
-    for split in ("train", "val"):
-        (tmp_path / "data" / f"{split}.jsonl").write_text(row + "\n")
-    (tmp_path / "config.yaml").write_text(json.dumps({
-        "agent": "agent.yaml", "metric": "exact_match", "models": {"agent": "stub"},
-        "tools": ["tools.py:deep"], "train": {"max_steps": 1},
-        "dataset": {"train": "data/train.jsonl", "val": "data/val.jsonl"}}))
     done = cli("train", "config.yaml", "--quiet", cwd=tmp_path)
     assert done.returncode == 0 and "internal error" not in done.stderr, done.stderr[-1500:]
 
@@ -94,16 +95,7 @@ def test_a_closed_pipe_is_not_a_disk_problem(tmp_path):
 
 
 def test_patience_true_is_not_one(tmp_path):
-    (tmp_path / "data").mkdir()
-    row = json.dumps({"id": "a", "inputs": {"question": "hi"}, "expected": {"answer": "x"}})
-    (tmp_path / "data" / "train.jsonl").write_text(row + "\n")
-    (tmp_path / "agent.yaml").write_text(json.dumps({
-        "name": "t", "inputs": [{"name": "question"}],
-        "nodes": [{"name": "answer", "inputs": ["question"], "outputs": [{"name": "answer"}]}]}))
-    (tmp_path / "config.yaml").write_text(json.dumps({
-        "agent": "agent.yaml", "metric": "exact_match", "models": {"agent": "stub"},
-        "train": {"patience": True},
-        "dataset": {"train": "data/train.jsonl", "val": "data/train.jsonl"}}))
+    one_row_task(tmp_path, {"train": {"patience": True}})
     done = cli("train", "config.yaml", "--quiet", cwd=tmp_path)
     assert done.returncode == 2 and "train.patience" in done.stderr, done.stderr
     assert done.stderr.count("\n") == 1  # one line
@@ -309,15 +301,7 @@ def test_each_tracking_failure_is_one_line_and_a_bounded_wait(tmp_path, case):
 
 
 def test_a_stub_run_is_estimated_as_instant(tmp_path):
-    (tmp_path / "data").mkdir()
-    row = json.dumps({"id": "a", "inputs": {"question": "hi"}, "expected": {"answer": "x"}})
-    (tmp_path / "data" / "rows.jsonl").write_text(row + "\n")
-    (tmp_path / "agent.yaml").write_text(json.dumps({
-        "name": "t", "inputs": [{"name": "question"}],
-        "nodes": [{"name": "answer", "inputs": ["question"], "outputs": [{"name": "answer"}]}]}))
-    (tmp_path / "config.yaml").write_text(json.dumps({
-        "agent": "agent.yaml", "metric": "exact_match", "models": {"agent": "stub"},
-        "dataset": {"train": "data/rows.jsonl", "val": "data/rows.jsonl"}}))
+    one_row_task(tmp_path)
     done = cli("train", "config.yaml", "--estimate", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     first = done.stdout.splitlines()[0]
