@@ -190,7 +190,14 @@ def published(data: Path) -> dict[str, dict[str, bool]]:
             with path.open() as f:
                 for row in csv.DictReader(f):
                     name = Path(row["Benchmark"]).stem
-                    out.setdefault(name, {})[tool] = bool(row.get("Program", "").strip())
+                    program = (row.get("Program") or "").strip()
+                    try:
+                        seconds = float(row.get("Time") or "inf")
+                    except ValueError:
+                        seconds = float("inf")
+                    out.setdefault(name, {})[tool] = bool(program) and program != "None" and \
+                        seconds < 600  # a run that hit the 600 s limit wrote None
+
     return out
 
 
