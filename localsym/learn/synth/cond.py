@@ -12,6 +12,7 @@ from typing import Callable
 from localsym.learn.synth.values import Value, cond_result
 
 PREDICATES = 300  # the smallest distinct splits tried
+JOINS = 96  # parts of the rows an answer is sought for as a join (each a shortest-path search)
 
 
 class Conditionals:
@@ -26,6 +27,7 @@ class Conditionals:
         self.preds = sorted(predicates.items(), key=lambda mv: (mv[1].level, mv[1].cost))
         self.preds = self.preds[:PREDICATES]
         self._term: dict[int, Value | None] = {}
+        self.joins = JOINS
         self._solved: dict[tuple[int, int], Value | None] = {}
 
     def term(self, rows: int) -> Value | None:
@@ -36,9 +38,11 @@ class Conditionals:
                 if mask & rows == rows and (best is None or (v.level, v.cost) <
                                             (best.level, best.cost)):
                     best = v
-            joined = self.joined(rows)
-            if joined is not None and (best is None or joined.level < best.level):
-                best = joined
+            if self.joins > 0 and bin(rows).count("1") >= 2:  # a join for one row is a copy
+                self.joins -= 1
+                joined = self.joined(rows)
+                if joined is not None and (best is None or joined.level < best.level):
+                    best = joined
             self._term[rows] = best
         return self._term[rows]
 
