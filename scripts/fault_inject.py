@@ -46,7 +46,8 @@ def write_config(directory: Path, model: str, steps: int) -> Path:
                     "val": str(EXAMPLE / "data" / "val.jsonl"),
                     "test": str(EXAMPLE / "data" / "test.jsonl"), "limit": 2 * steps},
         "metric": "numeric_match", "loss": "language", "models": {"agent": model},
-        "train": {"epochs": 1, "batch_size": 2, "seed": 0},
+        # a small program search: its answers matter here only as what a resume must repeat
+        "train": {"epochs": 1, "batch_size": 2, "seed": 0, "synthesis": {"values": 4000}},
         "sampling": {"max_tokens": 24, "max_tokens_limit": 48},
         "meta_sampling": {"max_tokens": 48, "max_tokens_limit": 96, "on_limit": "close",
                           "repeat_penalty": 1.3},
