@@ -211,6 +211,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="the first N tasks")
     ap.add_argument("--curve", action="store_true", help="test accuracy against 1, 2, 3, 5, "
                     "10, 20 training rows (long tasks)")
+    ap.add_argument("--sizes", default="1,2,3,5,10,20", help="the curve's training rows")
     ap.add_argument("--hash-seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="per-task results as JSON")
     ap.add_argument("--compare", nargs=2, type=Path, help="two --out files: the same programs?")
@@ -235,8 +236,9 @@ def main() -> None:
     tasks = suite(args.data, "long" if args.curve else args.suite)
     tasks = [t for t in tasks if re.search(args.only, t["name"])]
     tasks = tasks[:args.limit] if args.limit else tasks
+    sizes = [int(k) for k in args.sizes.split(",")]
     jobs = [(t, t["rows"][:k], t["test"]) for t in tasks
-            for k in ((1, 2, 3, 5, 10, 20) if args.curve else (len(t["rows"]),))]
+            for k in (sizes if args.curve else (len(t["rows"]),))]
     results = []
     with ThreadPoolExecutor(args.jobs) as pool:
         for r in pool.map(lambda j: run_task(*j, args), jobs):
@@ -254,7 +256,7 @@ def summarize(results: list[dict], args, pub: dict) -> None:
     rate = tried / secs if secs else 0.0
     if args.curve:
         print("\ntraining rows  test accuracy (mean over tasks)  solved")
-        for k in (1, 2, 3, 5, 10, 20):
+        for k in sorted({r["train"] for r in results}):
             part = [r for r in results if r["train"] == k]
             if part:
                 print(f"{k:>13}  {sum(r['test_score'] for r in part) / len(part):.3f}"

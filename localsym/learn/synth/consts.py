@@ -84,12 +84,14 @@ def gaps(answers: list[str], sources: list[str]) -> list[str]:
 def _uncovered(answer: str, src: str) -> list[str]:
     covered = [False] * len(answer)
     words = set(src.split())  # an input of one character is a part too
+    initials = {w[0] for w in words if w[:1].isalnum()}  # a letter cut from a word's start
     i = 0
     while i < len(answer):
         size = 0
         for j in range(len(answer), i, -1):
-            if (j - i >= 2 and answer[i:j] in src) or answer[i:j] in words:
-                size = j - i
+            part = answer[i:j]
+            if (j - i >= 2 and part in src) or part in words or part in initials:
+                size = j - i  # an initial is cut from its word, not written (L. Kirkland)
                 break
         if size:
             covered[i:i + size] = [True] * size
@@ -109,7 +111,9 @@ def _uncovered(answer: str, src: str) -> list[str]:
 
 def common_words(rows: list[Example], inputs: list[str]) -> list[str]:
     """A word or a number every example's inputs hold (a unit, a time zone, a delimiter), at
-    most eight."""
+    most eight; none from one example (every word of it would be "shared")."""
+    if len(rows) < 2:
+        return []
     common: set[str] | None = None
     for ex in rows:
         text = " ".join(str(ex.inputs.get(i, "")) for i in inputs)

@@ -35,8 +35,10 @@ def join(pieces: list[tuple[Value, int]], answers: tuple[str, ...], rows: int,
     goal = tuple(len(answers[i]) for i in idx)
     start = tuple(0 for _ in idx)
     tie = count()
-    heap: list = [(0, next(tie), start, ())]
-    best: dict[tuple, int] = {start: 0}
+    # a path's cost: the sizes of its parts, then what they assume (of two cuts alike in size,
+    # the one with the shorter text: before(' ') over strip_suffix(' Kirkland'))
+    heap: list = [((0, 0), next(tie), start, ())]
+    best: dict[tuple, tuple[int, int]] = {start: (0, 0)}
     for _ in range(EXPANSIONS):
         if not heap:
             return None
@@ -51,8 +53,8 @@ def join(pieces: list[tuple[Value, int]], answers: tuple[str, ...], rows: int,
                 nxt = _advance(v, idx, answers, at)
                 if nxt is None or nxt == at:
                     continue
-                c = cost + v.level + (1 if parts else 0)
-                if c < best.get(nxt, c + 1):
+                c = (cost[0] + v.level + (1 if parts else 0), cost[1] + v.cost)
+                if nxt not in best or c < best[nxt]:
                     best[nxt] = c
                     heapq.heappush(heap, (c, next(tie), nxt, parts + (v,)))
     return None

@@ -20,6 +20,7 @@ from localsym.learn.synth import consts
 from localsym.learn.synth.values import Cond, Fn, Value
 
 DIGIT, LETTER, SPACE, OTHER = math.log2(10), math.log2(52), 2.0, math.log2(33)
+CUT_TEXT = ("delimiter", "prefix", "suffix", "separator", "old", "new")  # a cut's own text
 
 
 def text_bits(text: str) -> float:
@@ -54,9 +55,15 @@ class Occam:
         return math.log2(2 + self.tried) + self._literals(v)
 
     def _literals(self, v: Value) -> float:
+        """The bits of the text ``v`` writes that the data does not offer: a constant's, and a
+        cut's words (``strip_suffix(' Kirkland')`` from one row names a person, not a rule;
+        ``after(': ')``, a mark, costs nothing)."""
+        own = sum(text_bits(t) for op in v.via for k in CUT_TEXT
+                  if isinstance(t := getattr(op, k, None), str) and t not in self.cheap and
+                  any(c.isalnum() for c in t))
         if v.const is not None and v.call is None and v.fn is None:
-            return 0.0 if v.const in self.cheap else text_bits(str(v.const))
-        return sum(self._literals(p) for p in v.parts())
+            return own + (0.0 if v.const in self.cheap else text_bits(str(v.const)))
+        return own + sum(self._literals(p) for p in v.parts())
 
     def holds(self, values: list[Value], scores: list[float]) -> bool:
         """Whether ``values`` (a program's outputs and guard), right on the rows where
