@@ -1,12 +1,15 @@
 """The compute budget of a training run: an estimate before it starts, a limit while it runs.
 
-``estimate`` counts the LLM calls a config will make (forward passes over the test, validation
-and training batches, the judge, one gradient per node run and one for the workflow, the
-optimizers, validation of each candidate), their tokens (prompts rendered from the spec and the
-first examples, answers at a typical share of their token budget) and the seconds on this
-machine (from the prompt and answer speeds measured by earlier runs on the same model, kept in
-the cache directory, or measured once now). Cache hits make a run cheaper than its estimate: it
-is an upper bound for a re-run.
+``estimate`` rehearses the run: the trainer itself runs it, on a stand-in model that answers
+every call at once (``lm.stub.RehearsalLM``) and tallies what each call would cost the real one
+(its prompt, its answer budget), with the run's own data, tools, metric, program search and
+schedule, in a directory of its own. So the estimate counts the calls the run's phases make
+(forward passes, loss, gradients, optimizers, screening, racing, validation, the steps a run that
+learns nothing stops after) from the code that makes them, not from a second model of a step.
+Their seconds on this machine come from the prompt and answer speeds of the run's model(s),
+measured once and kept in the cache directory; the rehearsal's own wall time is the run's work
+besides the model (tools, searches, the metric). Where the model's answers take the run another
+way than the stand-in's (a candidate accepted or not), the run differs; cache hits make it cheaper.
 
 A ``budget`` in the config (calls, tokens or seconds, any of them) is enforced by the trainer at
 step boundaries: when it is spent the run stops at its last checkpoint, cleanly, and says how to
@@ -16,21 +19,18 @@ go on (resume with a larger budget).
 from __future__ import annotations
 
 import json
-import math
+import tempfile
 import time
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from localsym.agent.spec import PipelineSpec
 from localsym.files import atomic_write_text
-from localsym.learn.optim import LLM_OPTIMIZERS
-from localsym.learn.propose.structure import structural_edits
+from localsym.learn.checkpoint import RunDirectory
 from localsym.lm.base import Message, SamplingParams
 
 ANSWER_SHARE = 0.6  # answers use about this share of their first token budget (measured: 0.4-0.8)
-META_PROMPT_TOKENS = {"loss": 450, "gradient": 420, "workflow": 520, "prompt": 700, "tool": 600,
-                      "pipeline": 800}  # rendered meta-prompts, measured on the examples
+CHARS_PER_TOKEN = 3.6  # of a prompt, where the model's own figure was not measured
 
 
 class _Calibration(BaseModel):
@@ -54,26 +54,29 @@ class Budget(BaseModel):
 
 
 class Estimate(BaseModel):
-    calls: int
+    """What a rehearsal of the run counted (``estimate``)."""
+
+    calls: int  # LLM calls made, all models together (cache misses of an empty cache)
     prompt_tokens: int
     answer_tokens: int
-    seconds: float
+    seconds: float  # on this machine: the model's time at its speeds plus the rehearsal's own
     steps: int
-    speeds: dict  # prompt and answer tokens/s used
-    breakdown: dict  # calls per phase
-    # where nothing is learned: training ends after ``patience`` steps (calls, seconds)
-    early: dict | None = None
+    speeds: dict  # per model role: prompt and answer tokens/s used
+    breakdown: dict  # calls outside the steps, and made in each step
+    rehearsal_seconds: float  # the run's work besides the model (tools, searches, metric)
+    ended: str | None = None  # why the rehearsed run ended before its last step
 
     def line(self) -> str:
-        speed = "the stub model: no model time" if self.speeds.get("stub") else \
-            f"{self.speeds['prompt']:.0f} prompt / {self.speeds['answer']:.0f} answer tokens/s"
-        early = "" if not self.early else (
-            f"; if nothing is learned it ends after {self.early['steps']} steps: about "
-            f"{self.early['calls']} calls, {_duration(self.early['seconds'])}")
+        speed = "; ".join(
+            f"{role}: the stub model, no model time" if s.get("stub") else
+            f"{role}: {s['prompt']:.0f} prompt / {s['answer']:.0f} answer tokens/s"
+            for role, s in self.speeds.items())
+        ended = f"; the rehearsal ended early: {self.ended.split(';')[0]}" if self.ended else ""
         return (f"estimate: {self.steps} steps, about {self.calls} LLM calls, "
                 f"{(self.prompt_tokens + self.answer_tokens) / 1000:.0f}k tokens, "
-                f"{_duration(self.seconds)} on this machine ({speed}; cache hits make it less)"
-                f"{early}")
+                f"{_duration(self.seconds)} on this machine ({speed}; rehearsed by the trainer "
+                f"on a stand-in model: the model's own answers may take the run another way, "
+                f"and cache hits make it cheaper){ended}")
 
 
 def _duration(seconds: float) -> str:
@@ -102,109 +105,59 @@ def speeds(lm) -> dict:
         # an HTTP endpoint, the stub, or a replay (which must not need the model): no timing
         return {"prompt": 500.0, "answer": 50.0, "measured": False}
     backend.load()  # outside the timing
-    t0 = time.perf_counter()
-    text = "Count the objects: " + ", ".join(["a chair", "two lamps", "a desk"] * 20)
     # a schema call like the run's own (constrained decoding), closed at 32 tokens: it cannot
-    # fail on a long answer the way free text cut at a limit does
-    done = backend.complete([Message(role="user", content=text)], _Calibration,
-                            SamplingParams(max_tokens=32, max_tokens_limit=32, on_limit="close"))
+    # fail on a long answer the way free text cut at a limit does; the first call of a loaded
+    # model sets it up, so it is not the one timed
+    params = SamplingParams(max_tokens=32, max_tokens_limit=32, on_limit="close")
+    backend.complete([Message(role="user", content="Answer yes or no: is 2 even?")],
+                     _Calibration, params)
+    t0 = time.perf_counter()
+    text = " ".join(f"In room {i} there are {i % 4 + 1} chairs, a lamp and {i % 3 + 2} books on "
+                    f"the desk; how many objects are in room {i}?" for i in range(12))
+    done = backend.complete([Message(role="user", content=text)], _Calibration, params)
     prompt_speed = done.prompt_tokens / max(done.prefill_seconds, 1e-3)
     answer_speed = done.completion_tokens / max(done.seconds - done.prefill_seconds, 1e-3) \
         if done.completion_tokens else 50.0
     measured = {"prompt": round(prompt_speed, 1), "answer": round(answer_speed, 1),
+                "chars_per_token": round(len(text) / max(done.prompt_tokens, 1), 2),
                 "measured": True, "calibration_seconds": round(time.perf_counter() - t0, 2)}
     known[key] = measured
     atomic_write_text(path, json.dumps(known, indent=1))
     return measured
 
 
-def calls_per_example(spec) -> int:
-    """Model calls one example costs at most (a tool loop counted at two steps, a vote at its
-    samples, a check at its retries, a node with roles at its turn limit, and its controller's
-    choices; a node whose call the spec writes still answers once)."""
-    return sum(n.team.max_turns * (2 if n.team.policy == "model" else 1) if n.roles else
-               (1 + (min(n.max_tool_steps, 2) if n.tools else 0)) *
-               (n.vote.samples if n.vote else 1) + (n.check.retries if n.check else 0)
-               for n in spec.nodes)
-
-
-def estimate(c, spec: PipelineSpec, splits: dict, pipe, agent_lm) -> Estimate:
-    """The estimate of a run (see the module doc): its config ``c`` (a ``RunConfig``), the
-    agent's ``spec``, the ``splits`` (train, val, test), the agent's ``pipe``line and model."""
-    node_prompt = _node_prompt_tokens(spec, pipe, (splits["train"] or splits["val"])[0].inputs)
-    per_example = calls_per_example(spec)
-    # a candidate may give a node a declared tool: count its calls as a tool node's
-    per_candidate = sum(1 + (2 if n.tools or spec.tools else 0) for n in spec.nodes)
-    # the judge runs only for examples without a ground truth (or with a person's feedback)
-    judge = c.loss == "language" and (c.metric is None or any(
-        ex.expected is None for ex in splits["train"]))
-    steps = c.train.epochs * math.ceil(len(splits["train"]) / c.train.batch_size)
-    steps = min(steps, c.train.max_steps or steps)
-    batch = min(c.train.batch_size, len(splits["train"]))
-    opts, t = c.train.optimizers, c.train
-    # per step: one candidate per LLM optimizer, per demonstration size (labeled and
-    # bootstrapped) and a merge; the structural edits are listed once (a spec is never screened
-    # twice), so they are counted once, as tool-using candidates
-    per_step = min(sum(o in opts for o in LLM_OPTIMIZERS) +
-                   ("demonstrations" in opts) * 2 * len(t.demo_sizes), t.max_candidates) + \
-        ("merge" in opts)
-    listed = structural_edits(spec, pipe.tools)[:t.max_candidates] if "structure" in opts else []
-    structural = len(listed)
-    # each listed candidate at its own cost (a vote runs a node several times, a check again)
-    listed_calls = sum(max(calls_per_example(c.spec), per_candidate) for c in listed)
-    screen = min(t.screen_size, len(splits["train"]))
-    candidates = per_step + structural
-    meta = _meta_calls(c.train, spec, steps, batch, judge)
-    test = len(splits["test"])
-    calls = {"test (before and after)": 2 * test * per_example,
-             "validation (start)": len(splits["val"]) * per_example,
-             "forward": steps * batch * per_example,
-             "loss (judge)": meta["loss"], "gradients": meta["gradient"],
-             "workflow gradients": meta["workflow"],
-             "optimizers": meta["prompt"] + meta["tool"] + meta["pipeline"],
-             "screening (parent and candidates)": min(
-                 steps * screen * per_example * (1 + per_step) + screen * listed_calls,
-                 steps * (screen * per_example + (t.screen_calls or 10 ** 9))),
-             "validation (candidates)": steps * min(t.max_validate, candidates) *
-             len(splits["val"]) * per_candidate}
-    agent_calls = calls["test (before and after)"] + calls["validation (start)"] + \
-        calls["forward"] + calls["validation (candidates)"] + \
-        calls["screening (parent and candidates)"]
-    prompt_tokens = agent_calls * node_prompt + sum(META_PROMPT_TOKENS[k] * v
-                                                    for k, v in meta.items())
-    answer_tokens = agent_calls * c.sampling.max_tokens * ANSWER_SHARE + \
-        sum(meta.values()) * c.meta_sampling.max_tokens * ANSWER_SHARE
-    speed = speeds(agent_lm)
-    seconds = 0.0 if speed.get("stub") else \
-        prompt_tokens / speed["prompt"] + answer_tokens / speed["answer"]
-    total = sum(calls.values())
-    fixed = calls["test (before and after)"] + calls["validation (start)"]
-    early = None
-    if t.patience and t.patience < steps:  # the per-step calls, for patience steps only
-        share = t.patience / steps
-        early = {"steps": t.patience, "calls": int(fixed + (total - fixed) * share),
-                 "seconds": round(seconds * (fixed + (total - fixed) * share) / max(total, 1),
-                                  1)}
-    return Estimate(calls=int(total), prompt_tokens=int(prompt_tokens),
-                    answer_tokens=int(answer_tokens), seconds=round(seconds, 1), steps=steps,
-                    speeds=speed, breakdown={k: int(v) for k, v in calls.items()}, early=early)
-
-
-def _meta_calls(t, spec: PipelineSpec, steps: int, batch: int, judge: bool) -> dict[str, int]:
-    """The meta calls of a run by kind: the judge, the gradients (a node's and the workflow's),
-    one call per LLM optimizer a step runs (the prompt optimizer once per node)."""
-    opts, n_nodes = t.optimizers, len(spec.nodes)
-    return {"loss": steps * batch * judge,
-            "gradient": steps * batch * (n_nodes if t.backprop else 0),
-            "workflow": steps * batch * ("pipeline" in opts and t.backprop),
-            "prompt": steps * n_nodes * ("prompt" in opts),
-            "tool": steps * ("tool" in opts and bool(spec.tools)),
-            "pipeline": steps * ("pipeline" in opts)}
-
-
-def _node_prompt_tokens(spec: PipelineSpec, pipe, sample: dict) -> float:
-    """A node call's prompt tokens, on average over the nodes, for one example's inputs (3.6
-    characters a token)."""
-    return sum(len(m["content"]) for node in spec.nodes
-               for m in pipe.messages_for(node, {k: sample.get(k, "") for k in node.inputs})
-               ) / 3.6 / max(1, len(spec.nodes))
+def estimate(run) -> Estimate:
+    """The estimate of ``run`` (a ``runner.Run``; see the module doc): the run rehearsed by the
+    trainer itself on the rehearsal model, in a directory of its own, its calls counted and
+    their tokens priced at this machine's speeds for the run's model(s)."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="localsym-rehearsal-") as tmp:
+        twin = run.rehearsal(Path(tmp))
+        try:
+            summary = twin.train()
+            steps = RunDirectory(twin.run_dir).steps()
+        finally:
+            twin.close()
+    rehearsal = time.perf_counter() - started  # the run's own work: tools, searches, metric
+    roles = {"agent": (run.agent_lm, twin.agent_lm)}
+    if run.optimizer_lm is not run.agent_lm:
+        roles["optimizer"] = (run.optimizer_lm, twin.optimizer_lm)
+    calls = prompt = answer = 0
+    seconds, speed = rehearsal, {}
+    for role, (lm, rehearsed) in roles.items():
+        used = rehearsed.usage()
+        speed[role] = speeds(lm)
+        per_token = speed[role].get("chars_per_token", CHARS_PER_TOKEN)
+        n_prompt = used["prompt_chars"] / per_token
+        n_answer = used["answer_budget"] * ANSWER_SHARE
+        calls, prompt, answer = calls + used["misses"], prompt + n_prompt, answer + n_answer
+        if not speed[role].get("stub"):  # a prompt prefix the model holds is not evaluated
+            seconds += used["new_chars"] / per_token / speed[role]["prompt"] + \
+                n_answer / speed[role]["answer"]
+    in_steps = [e.llm_calls.get("made", 0) for e in steps]
+    return Estimate(calls=int(calls), prompt_tokens=int(prompt), answer_tokens=int(answer),
+                    seconds=round(seconds, 1), steps=summary.steps, speeds=speed,
+                    rehearsal_seconds=round(rehearsal, 2),
+                    breakdown={"outside the steps (validation at the start, test before "
+                               "and after)": int(calls) - sum(in_steps), "steps": in_steps},
+                    ended=summary.ended or summary.stopped)

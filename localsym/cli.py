@@ -66,7 +66,8 @@ def cmd_generate(args) -> int:
 
 
 def _estimate(args) -> int:
-    """`localsym train CONFIG --estimate`: the run's calls, tokens and time, nothing run."""
+    """`localsym train CONFIG --estimate`: the run's calls, tokens and time, from a rehearsal of
+    it on a stand-in model (nothing of the run written, no model call made but the speed check)."""
     from localsym.config import load_config
     from localsym.runner import Run
 
@@ -103,11 +104,6 @@ def cmd_train(args) -> int:
             run.close()
             raise
     try:
-        if not args.quiet:
-            try:
-                print(f"localsym: {run.estimate().line()}", file=sys.stderr, flush=True)
-            except LocalsymError as err:  # an estimate is advice: it never stops a run
-                print(f"localsym: no estimate ({err.cause})", file=sys.stderr, flush=True)
         summary = run.train(resume=args.resume is not None)
     except KeyboardInterrupt:
         print(f"localsym: interrupted; every finished step is checkpointed and every LLM call "

@@ -8,6 +8,7 @@ cached, wall time).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -21,7 +22,7 @@ from tqdm import tqdm
 
 from localsym.agent import Pipeline, PipelineSpec, default_tools
 from localsym.agent.tools import add_references
-from localsym.budget import estimate
+from localsym.budget import Budget, estimate
 from localsym.config import RunConfig, load_config
 from localsym.data import Example, load_table, split
 from localsym.errors import ConfigError
@@ -31,6 +32,8 @@ from localsym.learn import Trainer
 from localsym.learn.checkpoint import RunDirectory
 from localsym.learn.search import FrontPoint, front_points
 from localsym.lm.base import Usage
+from localsym.lm.cache import CachedLM
+from localsym.lm.stub import RehearsalLM
 from localsym.metrics import metric
 
 FEW_EXAMPLES = 8  # rows a user may give as both training and validation with no warning
@@ -187,7 +190,19 @@ class Run:
             tqdm.write(text)
 
     def estimate(self):
-        return estimate(self.config, self.spec, self.splits, self.pipeline, self.agent_lm)
+        return estimate(self)
+
+    def rehearsal(self, directory: Path) -> "Run":
+        """This run's twin for ``budget.estimate``: its data, tools, metric and config (less its
+        budget), on rehearsal models with their own cache, its run directory in ``directory``."""
+        twin = copy.copy(self)
+        twin.config = self.config.model_copy(update={"budget": Budget()})
+        twin.run_dir, twin.quiet = directory / "run", True
+        twin.agent_lm = CachedLM(RehearsalLM(), directory / "agent", "readwrite")
+        twin.optimizer_lm = twin.agent_lm if self.optimizer_lm is self.agent_lm else \
+            CachedLM(RehearsalLM(), directory / "optimizer", "readwrite")
+        twin.pipeline = Pipeline(self.spec, twin.agent_lm, self.tools, self.config.sampling)
+        return twin
 
     def lm_stats(self) -> dict[str, Usage]:
         lms = {"agent": self.agent_lm}

@@ -305,8 +305,9 @@ def test_a_stub_run_is_estimated_as_instant(tmp_path):
     done = cli("train", "config.yaml", "--estimate", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     first = done.stdout.splitlines()[0]
-    assert " 0s on this machine" in first and "stub" in first, first
-    assert json.loads(done.stdout[done.stdout.index("{"):])["seconds"] == 0.0
+    assert "the stub model, no model time" in first, first
+    figures = json.loads(done.stdout[done.stdout.index("{"):])
+    assert figures["seconds"] == round(figures["rehearsal_seconds"], 1) < 30  # its own work
 
 
 def test_papercuts_a_hanging_tool_a_yaml_error_and_a_csv_field_limit_say_what_they_are(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import deque
 
 from pydantic import BaseModel
 
@@ -101,3 +102,40 @@ class _Filler:
                 "run this agent on a real model (models.agent), or leave the pattern out "
                 "while you exercise it on the stub")
         return " ".join(words)
+
+
+class RehearsalLM(StubLM):
+    """The stub's answers, with a tally of what each call would cost a model: its prompt's
+    characters (all of them, and those a model keeping its last ``streams`` prompts would
+    evaluate: a prefix of whole messages one of them shares is reused, as ``lm.llamacpp``
+    does) and its answer budget (``max_tokens``). ``budget.estimate`` rehearses a run on it with
+    the trainer itself, so the estimate counts what the run does, phase by phase."""
+
+    name = "rehearsal"
+
+    def __init__(self, streams: int = 8):
+        self.prompt_chars = 0  # of the calls made (a log-probability: its messages and text)
+        self.new_chars = 0  # of those, the ones no recent prompt shares
+        self.answer_budget = 0  # the first token budget of each answer made
+        self.recent: deque[tuple[str, ...]] = deque(maxlen=streams)
+
+    def _prompt(self, parts: list[str]) -> None:
+        shared = max((next((i for i, (a, b) in enumerate(zip(parts, old)) if a != b),
+                           min(len(parts), len(old))) for old in self.recent), default=0)
+        self.prompt_chars += sum(map(len, parts))
+        self.new_chars += sum(map(len, parts[shared:]))
+        self.recent.append(tuple(parts))
+
+    def complete(self, messages: list[Message], schema: type[BaseModel],
+                 params: SamplingParams) -> Completion:
+        self._prompt([f"{m.role}:{m.content}" for m in messages])
+        self.answer_budget += params.max_tokens
+        return super().complete(messages, schema, params)
+
+    def logprob(self, messages, text: str) -> tuple[float, int]:
+        self._prompt([f"{m.role}:{m.content}" for m in as_messages(messages)] + [text])
+        return super().logprob(messages, text)
+
+    def usage(self) -> dict[str, float]:
+        return {"prompt_chars": self.prompt_chars, "new_chars": self.new_chars,
+                "answer_budget": self.answer_budget}
