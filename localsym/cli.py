@@ -186,7 +186,7 @@ def cmd_eval(args) -> int:
     from localsym.learn import LanguageLoss
     from localsym.learn.evaluate import evaluate, progress_bar
     from localsym.lm import open_lm
-    from localsym.runner import check_examples
+    from localsym.rundata import check_examples
 
     spec = PipelineSpec.load(args.agent)
     examples = load_table(args.dataset)[: args.limit]

@@ -126,7 +126,7 @@ def evaluation(example: str, n: int, n_seq: int) -> dict:
     from localsym.learn.evaluate import evaluate_runs
     from localsym.lm import open_lm
     from localsym.metrics import metric
-    from localsym.runner import load_spec
+    from localsym.rundata import load_spec
 
     config, base = load_config(ROOT / "examples" / example / "config.yaml")
     spec = load_spec(config, base)

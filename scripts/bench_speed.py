@@ -35,7 +35,7 @@ from localsym.data import load_jsonl  # noqa: E402
 from localsym.learn import LanguageLoss  # noqa: E402
 from localsym.learn.backward import backward, backward_batch  # noqa: E402
 from localsym.lm import open_lm  # noqa: E402
-from localsym.runner import load_spec  # noqa: E402
+from localsym.rundata import load_spec  # noqa: E402
 
 CLI = [sys.executable, "-c", "import sys; from localsym.cli import main; sys.exit(main())"]
 

@@ -22,7 +22,7 @@ from localsym.data import Example, load_jsonl
 from localsym.metrics import numeric_match
 from localsym.learn import MetricLoss, PromptOptimizer, TrainConfig, Trainer
 from localsym.report import write_report
-from localsym.runner import load_spec
+from localsym.rundata import load_spec
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = sorted(p.parent for p in (ROOT / "examples").glob("*/config.yaml"))
