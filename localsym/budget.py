@@ -160,4 +160,4 @@ def estimate(run) -> Estimate:
                     rehearsal_seconds=round(rehearsal, 2),
                     breakdown={"outside the steps (validation at the start, test before "
                                "and after)": int(calls) - sum(in_steps), "steps": in_steps},
-                    ended=summary.ended or summary.stopped)
+                    ended=summary.ended)

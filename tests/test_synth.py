@@ -1,8 +1,10 @@
 """The synthesis engine with no model: it finds a known wiring on a synthetic task of each shape
 (a tool of eight arguments fed from a text, two text arguments cut from one text, a bool result
-mapped to labels, a result reformatted, two tools in sequence, a chain alone), gives up on a
-tool that raises, hangs or returns huge values within its bounds, and offers nothing where the
-data supports nothing. A node's program runs with no model call, and leaves the example to the
+mapped to labels, a result reformatted, two tools in sequence, units read by their context in
+three phrasings, a chain alone), gives up on a tool that raises, hangs or returns huge values
+within its bounds, composes the results it has when the tool calls are spent, stops at its
+memory bound, offers a partial rule that holds where the one right on most rows does not, and
+offers nothing where the data supports nothing. A node's program runs with no model call, and leaves the example to the
 model where it fails."""
 
 from __future__ import annotations
@@ -168,6 +170,92 @@ def test_two_tools_in_sequence_one_result_feeding_the_other():
     assert [first.tool, second.tool] == ["day_of_year", "weekday"]
     assert first in E.walk(dict(second.args)["day"])
     assert held_out_right(children[0], registry, rows[20:], exact_match) == 1.0
+
+
+def test_units_read_as_the_token_after_the_first_number_in_three_phrasings():
+    """Two tools in sequence, each unit a token with a mark in it (``feet^2``), in three
+    phrasings: the amount is the first whole number (``^2`` writes others), the unit the token
+    after it, the target the token after ``units of``. A token at a fixed place fits one
+    phrasing only; the cut by context ranks first, and the second round runs whatever the
+    first spent of the search's share."""
+    registry = ToolRegistry()
+    sides = {"m": 1.0, "mm": 0.001, "km": 1000.0, "feet": 0.3048, "inches": 0.0254}
+
+    def side(unit: str) -> float:
+        if not unit.endswith("^2") or unit[:-2] not in sides:
+            raise ValueError(f"not an area unit: {unit!r}")
+        return sides[unit[:-2]]
+
+    @registry.register
+    def to_square_meters(amount: float, unit: str) -> float:
+        """An area in ``unit`` as square meters."""
+        return amount * side(unit) ** 2
+
+    @registry.register
+    def from_square_meters(amount: float, unit: str) -> float:
+        """An area in square meters as ``unit``, to three significant digits."""
+        return float(f"{amount / side(unit) ** 2:.3g}")
+
+    pairs = []
+    for i in range(30):
+        a, b = RNG.choice(list(sides), size=2, replace=False)
+        n = int(RNG.integers(2, 90))
+        q = [f"{n} {a}^2 expressed in units of {b}^2 is",
+             f"When converted to units of {b}^2, {n} {a}^2 is",
+             f"When expressed in units of {b}^2, {n} {a}^2 is"][i % 3]
+        pairs.append((q, str(from_square_meters(to_square_meters(n, f"{a}^2"), f"{b}^2"))))
+    rows = rows_of(pairs)
+    children, _ = found(task(["to_square_meters", "from_square_meters"]), registry, rows[:20],
+                        numeric_match)
+    assert children
+    assert held_out_right(children[0], registry, rows[20:], numeric_match) == 1.0
+
+
+def test_the_tools_bound_ends_the_calls_not_the_search_over_their_results():
+    """When a round spends the tool calls, the results it has are still composed at every size
+    (a result spaced out: ``])>`` as ``] ) >``), and the bound is reported."""
+    registry = ToolRegistry()
+    pairs = {"(": ")", "[": "]", "<": ">"}
+
+    @registry.register
+    def close(sequence: str) -> str:
+        """The brackets that close a sequence, innermost first."""
+        stack = [pairs[c] for c in sequence if c in pairs]
+        return "".join(reversed(stack))
+
+    rows = []
+    for i in range(24):
+        seq = "".join(RNG.choice(list(pairs), size=int(RNG.integers(2, 6))))
+        rows.append((f"Close the sequence, with the brackets properly matched: {seq}",
+                     " ".join(close(seq))))
+    children, stats = found(task(["close"]), registry, rows_of(rows)[:16], exact_match,
+                            SynthLimits(tool_calls=120))
+    assert stats.stopped_by == "tool calls", stats
+    assert children and held_out_right(children[0], registry, rows_of(rows)[16:],
+                                       exact_match) == 1.0
+
+
+def test_a_partial_rule_is_offered_when_the_one_right_on_most_rows_does_not_hold():
+    """object_counting's rows: no program answers every row; the one right on most training rows
+    (``2 + occurrences(',')``) fails the held-back rows, the next (the number of comma-separated
+    items) holds: it is offered, right where each item is one object."""
+    import json
+    from pathlib import Path
+
+    data = Path(__file__).parent.parent / "examples" / "object_counting" / "data"
+    rows = [Example.model_validate(json.loads(line))
+            for line in (data / "train.jsonl").read_text().splitlines()]
+    children, _ = found(task([]), ToolRegistry(), rows, numeric_match)
+    assert children
+    assert E.text(children[0].spec.node("answer").program.outputs["answer"]) == \
+        "question | split(',') | count"
+
+
+def test_a_search_over_long_texts_stops_at_its_memory_bound():
+    rows = rows_of([(" ".join(f"word{(i * 7 + k) % 50}" for k in range(400)), str(i))
+                    for i in range(12)])
+    _, stats = found(task([]), ToolRegistry(), rows, exact_match, SynthLimits(memory=1))
+    assert stats.stopped_by == "memory", stats
 
 
 def test_a_chain_alone_is_the_answer_where_no_tool_is_needed():

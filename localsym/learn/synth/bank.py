@@ -47,6 +47,20 @@ def pool_for(kind: str, vec: tuple) -> str:
     return kind if kind in POOLS else "text"
 
 
+ENTRY = 56  # bytes an entry of a vector takes besides its characters (a str, a reference)
+
+
+def footprint(vec: tuple) -> int:
+    """The bytes a vector takes, estimated from its first defined entry (a text's characters,
+    a list's items) times its length: cheap enough to count every value kept."""
+    first = next((e for e in vec if e is not None), None)
+    if isinstance(first, tuple):
+        each = sum(len(x) if isinstance(x, str) else 8 for x in first) + ENTRY * (len(first) + 1)
+    else:
+        each = (len(first) if isinstance(first, str) else 8) + ENTRY
+    return each * len(vec)
+
+
 def apply_fn(fast: Callable, vecs: list[tuple]) -> tuple:
     out: list[Any] = []
     for args in zip(*vecs):
@@ -68,6 +82,7 @@ class Bank:
         self.limits, self.observe, self.deadline = limits, observe, deadline
         self.capacity = min(limits.values, max(1000, limits.cells // max(1, rows)))
         self.seen: dict[tuple, Value] = {}
+        self.bytes = 0  # what the kept values take, estimated (``footprint``)
         self.serial: dict[int, int] = {}  # a kept value (by id: every one is held) -> how many
         # were kept before it (its index in the enumeration, what names it)
         self.at: dict[int, dict[str, list[Value]]] = {}
@@ -97,6 +112,7 @@ class Bank:
         else:
             self.at.setdefault(v.level, {}).setdefault(pool, []).append(v)
             self.serial[id(v)] = len(self.seen)
+            self.bytes += footprint(v.vec)
         self.seen[(pool, v.vec)] = v
         if observe:
             self.observe(v)
@@ -134,6 +150,8 @@ class Bank:
             self.stopped_by = "share"
         elif len(self.seen) >= self.capacity:
             self.stopped_by = "values"
+        elif self.bytes >= self.limits.memory << 20:
+            self.stopped_by = "memory"
         elif self.tried >= self.limits.tried:
             self.stopped_by = "tried"
         elif self.tried % 256 == 0 and time.monotonic() >= self.deadline:

@@ -108,21 +108,26 @@ class Engine:
             return []
         s = self._start(node, inputs, wanted, fit, held, unlabeled or [], start, kinds or {})
         rounds = self.limits.steps if tools else 0
+        spent = ""  # the tools' bound, once a round reached it: no more calls, but the
+        # results so far are still composed at every size
         for round_ in range(rounds + 1):  # the values tools are wired from, each round's
             # results composed with them, and at the end every size
-            last = round_ == rounds or s.targets.solved()
+            last = round_ == rounds or s.targets.solved() or bool(spent)
             share = (round_ + 1) / (rounds + 1)
             s.bank.share = None if last else (int(s.bank.capacity * share),
                                               int(self.limits.tried * share))
             self._levels(s, 2, self.limits.level if last else WIRE_LEVEL)
             if last or s.targets.solved() or s.bank.stopped_by not in ("", "share"):
                 break
-            s.bank.stopped_by = ""
+            s.bank.stopped_by, s.bank.share = "", None  # a share bounds the enumeration only
             results = self.rounds.round(s, tools, round_)
+            if s.bank.stopped_by == "tool calls":
+                spent, s.bank.stopped_by = s.bank.stopped_by, ""
             if s.bank.stopped_by not in ("", "share"):
                 break
             s.bank.stopped_by = ""
             s.bank.new_epoch(results)
+        s.bank.stopped_by = s.bank.stopped_by or spent
         if not s.targets.solved() and tools:
             self.rounds.refine(s)
         found = self.offer.checked(s, self.offer.candidates(s), held)

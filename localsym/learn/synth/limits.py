@@ -31,6 +31,9 @@ class SynthLimits(BaseModel):
                         "search")
     cells: Whole = Field(1_500_000, ge=1000, le=50_000_000, description="values times rows kept "
                        "per search (bounds memory where rows are many)")
+    memory: Whole = Field(192, ge=1, le=65536, description="MiB the kept values may take, "
+                          "estimated from their entries (long texts and lists over many rows "
+                          "reach it before the count of values)")
     tried: Whole = Field(1_500_000, ge=100, le=100_000_000, description="values computed per "
                        "search (kept or not)")
     pieces: Whole = Field(6, ge=1, le=12, description="parts of a text joined (concatenation)")

@@ -1,5 +1,5 @@
 """What a search offers: the programs that answer every row (plainly, joined or by a
-conditional), else one under a guard, else the best partial one; each scored with the run's
+conditional), else one under a guard, else the best partial ones; each scored with the run's
 metric, offered only where the Occam bound holds and it holds on the held-back rows, ranked for
 generalization (the unlabeled inputs it fails on, then its size, then what it assumes)."""
 
@@ -66,7 +66,7 @@ class Offer:
 
     def candidates(self, s: Search) -> list[tuple[dict[str, Value], Value | None]]:
         """(outputs, guard) to offer: every output answered (plainly, joined or by a
-        conditional), else a program under a guard, else the best partial one."""
+        conditional), else a program under a guard, else the best partial ones."""
         per: dict[str, list[Value]] = {}
         for name in s.targets.names:
             options = list(s.targets.solutions[name]) + \
@@ -81,13 +81,17 @@ class Offer:
             guarded = self.conditional(s, first).guarded(max(2, s.targets.n // 4))
             if guarded is not None:
                 out.append(({first: guarded[1]}, guarded[0]))
-        partial = {k: max(((m, v) for m, v in s.targets.by_mask[k].items() if not v.static),
-                          key=lambda mv: (bin(mv[0]).count("1"), -mv[1].level),
-                          default=(0, None))[1] for k in per}  # a constant right on some
-        # rows is the majority label, not a program
-        partial = {k: (per[k][0] if per[k] else v) for k, v in partial.items()}
-        if all(v is not None for v in partial.values()):
-            out.append((partial, None))  # type: ignore[arg-type]
+        # else the partial ones right on the most rows, the smallest first (a constant right
+        # on some rows is the majority label, not a program); the first that holds is offered
+        best = {k: [v for _, v in sorted(
+            ((m, v) for m, v in s.targets.by_mask[k].items() if not v.static),
+            key=lambda mv: (-bin(mv[0]).count("1"), mv[1].level))[:self.limits.keep]]
+            for k in per}
+        for i in range(max(map(len, best.values()), default=0)):
+            partial = {k: per[k][0] if per[k] else best[k][min(i, len(best[k]) - 1)]
+                       for k in per if per[k] or best[k]}
+            if len(partial) == len(per):
+                out.append((partial, None))
         return out
 
     def rank(self, s: Search, v: Value) -> tuple:

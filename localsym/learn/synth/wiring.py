@@ -2,7 +2,9 @@
 
 For a tool of k required arguments, each argument has a pool of values its annotation admits,
 ranked (``rank``): cheap values first, an item of a list cheaper than a count or a length, a
-value whose context names the argument (``units of X`` for ``to_unit``) cheaper still. The
+token cut by its class or context (the first number, the word after it) cheaper than one at a
+place that happens to fit, a value whose context names the argument (``units of X`` for
+``to_unit``) cheaper still. The
 assignments are enumerated best-first over the pools (``assignments``): first the ones that take
 the items of one list in order across the arguments of a type, then the rest by their summed
 rank, where two arguments given the same value, or items of one list out of order, cost more.
@@ -14,7 +16,7 @@ import heapq
 import re
 from typing import Any, Iterator
 
-from localsym.agent.glue import Item
+from localsym.agent.glue import Findall, Item, Regex
 from localsym.learn.synth.menu import key_of
 from localsym.learn.synth.values import Value
 
@@ -28,6 +30,7 @@ FEW = 700  # a value with two distinct entries over many examples (the words of 
 KEYED = 3000  # the value is read by a key that is the argument's name
 CONSTS = 16  # constants of its pool an argument no list fills is tried with
 DIVERSE = 800  # at most, for a short value that differs on every example (a unit, a name)
+CONTEXT = 800  # a token cut by its class or its context (the first number, the word after it)
 
 
 def rank(value: Value, arg: str, texts: list[str]) -> int:
@@ -48,7 +51,21 @@ def rank(value: Value, arg: str, texts: list[str]) -> int:
         r -= NAMED
     if any(key_of(op) == arg.lower() for op in value.via):
         r -= KEYED  # read from the text by the argument's own name (``qty=3`` for qty)
+    if by_context(value):
+        r -= CONTEXT  # over a token at a place that happens to fit (``split | item(7)``)
     return r
+
+
+def by_context(value: Value) -> bool:
+    """Whether ``value`` is a capture by token class or context, taken as its first or last
+    match (``findall(NUM \\s+ (TOKEN)) | item(0)``: the token after the first number), not by
+    its place among many."""
+    via = value.via
+    for i, op in enumerate(via):
+        if isinstance(op, (Findall, Regex)) and op.group:
+            after = via[i + 1] if i + 1 < len(via) else None
+            return isinstance(op, Regex) or (isinstance(after, Item) and after.index in (0, -1))
+    return False
 
 
 def _tokens(name: str) -> list[str]:
@@ -200,12 +217,13 @@ def assignments(pools: list[list[tuple[int, Value]]], groups: list[Any], limit: 
     if not pools or any(not p for p in pools):
         return
     done: set[tuple[int, ...]] = set()
+    alike: set[tuple] = set()  # the argument values, row by row, of the assignments given
     given = 0
     index = {a: {id(v): i for i, (_, v) in enumerate(p)} for a, p in enumerate(pools)}
     for seed in sorted(in_order(pools, groups), key=lambda s: penalty(s) + sum(
             pools[a][index[a][id(v)]][0] for a, v in enumerate(s))):
         key = tuple(index[a][id(v)] for a, v in enumerate(seed))
-        if key not in done and not nogoods.banned(seed):
+        if key not in done and not nogoods.banned(seed) and _new(seed, alike):
             done.add(key)
             given += 1
             yield seed
@@ -230,8 +248,18 @@ def assignments(pools: list[list[tuple[int, Value]]], groups: list[Any], limit: 
                     pushed.add(nxt)
                     heapq.heappush(heap, (score(nxt), nxt))
         chosen = tuple(pools[a][i][1] for a, i in enumerate(key))
-        if key in done or nogoods.banned(chosen):
+        if key in done or nogoods.banned(chosen) or not _new(chosen, alike):
             continue
         done.add(key)
         given += 1
         yield chosen
+
+
+def _new(chosen: tuple[Value, ...], alike: set[tuple]) -> bool:
+    """Whether no assignment given before has the same values on every row (two programs
+    equal on the rows make the same calls): recorded as given."""
+    vecs = tuple(v.vec for v in chosen)
+    if vecs in alike:
+        return False
+    alike.add(vecs)
+    return True
