@@ -124,9 +124,12 @@ class Run:
         twin = copy.copy(self)
         twin.config = self.config.model_copy(update={"budget": Budget()})
         twin.run_dir, twin.quiet = directory / "run", True
-        twin.agent_lm = CachedLM(RehearsalLM(), directory / "agent", "readwrite")
+        def stand_in(lm, role: str) -> CachedLM:
+            stub = lm.identity().get("backend") == "stub"
+            return CachedLM(RehearsalLM(as_stub=stub), directory / role, "readwrite")
+        twin.agent_lm = stand_in(self.agent_lm, "agent")
         twin.optimizer_lm = twin.agent_lm if self.optimizer_lm is self.agent_lm else \
-            CachedLM(RehearsalLM(), directory / "optimizer", "readwrite")
+            stand_in(self.optimizer_lm, "optimizer")
         twin.pipeline = Pipeline(self.spec, twin.agent_lm, self.tools, self.config.sampling)
         return twin
 

@@ -35,11 +35,15 @@ class StubLM(LM):
     def complete(self, messages: list[Message], schema: type[BaseModel],
                  params: SamplingParams) -> Completion:
         json_schema = schema.model_json_schema()
-        seed = canonical_json({"m": [m.model_dump() for m in messages], "s": json_schema,
-                               "seed": params.seed})
+        seed = canonical_json({"m": [m.model_dump() for m in self._answers_to(messages)],
+                               "s": json_schema, "seed": params.seed})
         value = _Filler(seed, json_schema.get("$defs", {})).fill(json_schema, "")
         text = json.dumps(value)
         return Completion(text=text, completion_tokens=len(text) // 4)
+
+    def _answers_to(self, messages: list[Message]) -> list[Message]:
+        """The messages an answer is drawn from (all of them)."""
+        return messages
 
     def logprob(self, messages, text: str) -> tuple[float, int]:
         msgs = [m.model_dump() for m in as_messages(messages)]
@@ -105,15 +109,17 @@ class _Filler:
 
 
 class RehearsalLM(StubLM):
-    """The stub's answers, with a tally of what each call would cost a model: its prompt's
-    characters (all of them, and those a model keeping its last ``streams`` prompts would
-    evaluate: a prefix of whole messages one of them shares is reused, as ``lm.llamacpp``
-    does) and its answer budget (``max_tokens``). ``budget.estimate`` rehearses a run on it with
-    the trainer itself, so the estimate counts what the run does, phase by phase."""
+    """The stub's answers (to the last message), with a tally of what each call would cost a
+    model: its prompt's characters (all of them, and those a model keeping its last ``streams``
+    prompts would evaluate: a prefix of whole messages one of them shares is reused, as
+    ``lm.llamacpp`` does) and its answer budget (``max_tokens``). ``budget.estimate`` rehearses
+    a run on it with the trainer itself, so the estimate counts what the run does, phase by
+    phase."""
 
     name = "rehearsal"
 
-    def __init__(self, streams: int = 8):
+    def __init__(self, streams: int = 8, as_stub: bool = False):
+        self.as_stub = as_stub  # standing in for the stub itself: its answers exactly
         self.prompt_chars = 0  # of the calls made (a log-probability: its messages and text)
         self.new_chars = 0  # of those, the ones no recent prompt shares
         self.answer_budget = 0  # the first token budget of each answer made
@@ -135,6 +141,13 @@ class RehearsalLM(StubLM):
     def logprob(self, messages, text: str) -> tuple[float, int]:
         self._prompt([f"{m.role}:{m.content}" for m in as_messages(messages)] + [text])
         return super().logprob(messages, text)
+
+    def _answers_to(self, messages: list[Message]) -> list[Message]:
+        """The last message only: a prompt, a demonstration or a rule an optimizer rewrites does
+        not move the answer (the embedded model's own behaviour, measured: its text channel
+        carries nothing), while the example, a tool's result and the schema do; standing in
+        for the stub, its answers."""
+        return messages if self.as_stub else messages[-1:]
 
     def usage(self) -> dict[str, float]:
         return {"prompt_chars": self.prompt_chars, "new_chars": self.new_chars,
