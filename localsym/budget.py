@@ -29,7 +29,7 @@ from localsym.files import atomic_write_text
 from localsym.learn.checkpoint import RunDirectory
 from localsym.lm.base import Message, SamplingParams
 
-ANSWER_SHARE = 0.6  # answers use about this share of their first token budget (measured: 0.4-0.8)
+ANSWER_SHARE = 0.4  # the share of its first token budget an answer uses (Quick start: 0.37)
 CHARS_PER_TOKEN = 3.6  # of a prompt, where the model's own figure was not measured
 
 
