@@ -116,8 +116,6 @@ class RehearsalLM(StubLM):
     a run on it with the trainer itself, so the estimate counts what the run does, phase by
     phase."""
 
-    name = "rehearsal"
-
     def __init__(self, streams: int = 8, as_stub: bool = False):
         self.as_stub = as_stub  # standing in for the stub itself: its answers exactly
         self.prompt_chars = 0  # of the calls made (a log-probability: its messages and text)
